@@ -1,0 +1,36 @@
+// Package storage holds the raft state a node must not lose: HardState (term,
+// vote, commit), log entries and the latest snapshot with its ConfState.
+//
+// The election loop reads through raft.Storage and writes one Ready at a time
+// through Save, before that Ready's messages leave the node (persist before
+// send). Two implementations exist: Memory for tests and ephemeral use, and a
+// durable one on bbolt.
+package storage
+
+import (
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// Store is the raft state of one node.
+type Store interface {
+	raft.Storage
+
+	// Save persists one Ready: the snapshot first (if non-nil and non-empty),
+	// then the entries (replacing any conflicting suffix), then the hard state
+	// (if non-nil and non-empty). All of it is one atomic write. When sync is
+	// true the write is durable before Save returns (raft's Ready.MustSync).
+	Save(hs *raftpb.HardState, entries []*raftpb.Entry, snap *raftpb.Snapshot, sync bool) error
+
+	// Compact makes a snapshot at index (which must be applied) with the given
+	// ConfState and discards the log up to and including index, so the log
+	// stays small over years of elections.
+	Compact(index uint64, cs *raftpb.ConfState) error
+
+	// Fresh reports whether the store held no raft state when it was opened:
+	// a new node, or one whose data was lost.
+	Fresh() bool
+
+	// Close releases the store. It is safe to call once.
+	Close() error
+}
