@@ -1,0 +1,173 @@
+//go:build linux
+
+package netns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Table is the nftables table (family netdev) that holds every fault of one
+// node, inside that node's namespace. Deleting it heals the node.
+const Table = "raftelect_chaos"
+
+// faultChains declares the table and its two chains, both bound to the
+// node's eth0, so loopback traffic is never affected. Declaring them again
+// when they exist is a no-op, so faults accumulate.
+const faultChains = `table netdev ` + Table + ` {
+	chain ingress { type filter hook ingress device "eth0" priority 0; policy accept; }
+	chain egress { type filter hook egress device "eth0" priority 0; policy accept; }
+}
+`
+
+// DropBetween silently drops every IP packet that node from sends to node to.
+//
+// The rule sits in from's namespace, on the egress of its eth0: the sender's
+// stack believes the packet left (no EPERM, no ICMP), the receiver never sees
+// it, as on a black-holed WAN link. Heal(from) removes it; Heal(to) does not.
+//
+// Only that direction is cut. Packets from to reach from, so a UDP datagram
+// from to arrives; but TCP needs both directions, so a connection that to
+// opens to from cannot complete its handshake either (from's SYN-ACK is
+// dropped), and established connections stall both ways at the TCP level
+// while to's data keeps arriving at from's socket.
+func (nw *Network) DropBetween(from, to int) error {
+	if err := nw.checkPair(from, to); err != nil {
+		return err
+	}
+	return nw.addRules(from, fmt.Sprintf("add rule netdev %s egress ip daddr %s drop\n", Table, nw.nodes[to].IP))
+}
+
+// Isolate silently drops everything the node sends or receives on its eth0,
+// including ARP, as if its host vanished from the network. Loopback traffic,
+// including connections to its own IP, still works.
+func (nw *Network) Isolate(node int) error {
+	if err := nw.check(node); err != nil {
+		return err
+	}
+	return nw.addRules(node, fmt.Sprintf("add rule netdev %[1]s ingress drop\nadd rule netdev %[1]s egress drop\n", Table))
+}
+
+// Loss drops, at random, percent % of the IP packets that node sends to the
+// given peers (to every other node if none are given), each packet drawn on
+// its own ("numgen random mod 100 < percent"). Like DropBetween it acts on the
+// node's egress and only in that direction. Loss of 0 adds nothing; 100 is
+// the same as DropBetween. Calling it twice stacks the two losses.
+func (nw *Network) Loss(node int, percent int, peers ...int) error {
+	if err := nw.check(node); err != nil {
+		return err
+	}
+	if percent < 0 || percent > 100 {
+		return fmt.Errorf("chaos: loss of %d%%: want 0 to 100", percent)
+	}
+	match := "ip daddr " + nw.prefix.String()
+	if len(peers) > 0 {
+		seen := make(map[int]bool)
+		var addrs []string
+		for _, p := range peers {
+			if err := nw.checkPair(node, p); err != nil {
+				return err
+			}
+			if !seen[p] {
+				seen[p] = true
+				addrs = append(addrs, nw.nodes[p].IP.String())
+			}
+		}
+		match = "ip daddr { " + strings.Join(addrs, ", ") + " }"
+	}
+	switch percent {
+	case 0:
+		return nil
+	case 100: // nft rejects "< 100" against a mod-100 value
+		return nw.addRules(node, fmt.Sprintf("add rule netdev %s egress %s drop\n", Table, match))
+	}
+	return nw.addRules(node, fmt.Sprintf("add rule netdev %s egress %s numgen random mod 100 < %d drop\n", Table, match, percent))
+}
+
+// Heal removes every fault in the node's namespace. Healing a node without
+// faults is not an error.
+func (nw *Network) Heal(node int) error {
+	if err := nw.check(node); err != nil {
+		return err
+	}
+	// "add" first makes the delete succeed when there is no table.
+	return nw.nft(node, fmt.Sprintf("add table netdev %[1]s\ndelete table netdev %[1]s\n", Table))
+}
+
+// HealAll removes every fault in every node's namespace.
+func (nw *Network) HealAll() error {
+	var errs []error
+	for i := range nw.nodes {
+		errs = append(errs, nw.Heal(i))
+	}
+	return errors.Join(errs...)
+}
+
+// Flap applies a fault with on, removes it with off after period, applies it
+// again after another period, and so on until ctx ends; it then makes sure
+// the fault is off and returns. ctx must have a deadline, so a forgotten
+// cancel cannot leave it flapping forever. It stops early at the first error
+// from on or off, still calling off if the fault may be on, and returns it.
+func (nw *Network) Flap(ctx context.Context, on, off func() error, period time.Duration) error {
+	if period <= 0 {
+		return fmt.Errorf("chaos: flap period %v must be positive", period)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		return errors.New("chaos: Flap needs a context with a deadline")
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err := on(); err != nil {
+		return errors.Join(err, off())
+	}
+	active := true
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if active {
+				return off()
+			}
+			return nil
+		case <-tick.C:
+		}
+		if active {
+			if err := off(); err != nil {
+				return err
+			}
+		} else if err := on(); err != nil {
+			return errors.Join(err, off())
+		}
+		active = !active
+	}
+}
+
+func (nw *Network) checkPair(from, to int) error {
+	if err := nw.check(from); err != nil {
+		return err
+	}
+	if err := nw.check(to); err != nil {
+		return err
+	}
+	if from == to {
+		return fmt.Errorf("chaos: node %d and itself: a fault needs two different nodes", from)
+	}
+	return nil
+}
+
+func (nw *Network) addRules(node int, rules string) error {
+	return nw.nft(node, faultChains+rules)
+}
+
+// nft runs one nft script, a single transaction, in the node's namespace.
+func (nw *Network) nft(node int, script string) error {
+	if err := nw.checkOpen(); err != nil {
+		return err
+	}
+	return run(context.Background(), []byte(script), "ip", "netns", "exec", nw.nodes[node].Name, "nft", "-f", "-")
+}

@@ -1,0 +1,508 @@
+//go:build linux
+
+package netns
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+const (
+	// blocked bounds a probe that is expected to time out: the peers are one
+	// bridge apart (~0.1 ms), so half a second of silence is a drop.
+	blocked = 500 * time.Millisecond
+	// open bounds a probe that is expected to succeed.
+	open = 3 * time.Second
+)
+
+func newNetwork(t *testing.T, n int) *Network {
+	t.Helper()
+	if err := Available(); err != nil {
+		t.Skipf("%v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	nw, err := New(ctx, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := namesOf(nw)
+	t.Cleanup(func() {
+		if err := nw.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		assertNoNamespaces(t, names)
+	})
+	return nw
+}
+
+func namesOf(nw *Network) []string {
+	names := []string{nw.bridge}
+	for _, n := range nw.Nodes() {
+		names = append(names, n.Name)
+	}
+	return names
+}
+
+// assertNoNamespaces checks `ip netns list` for the exact names.
+func assertNoNamespaces(t *testing.T, names []string) {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		t.Fatalf("ip netns list: %v", err)
+	}
+	present := map[string]bool{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) > 0 {
+			present[f[0]] = true
+		}
+	}
+	for _, name := range names {
+		if present[name] {
+			t.Errorf("namespace %s still exists", name)
+		}
+	}
+}
+
+// echoServer listens on the node's IP, inside its namespace, and echoes.
+func echoServer(t *testing.T, nw *Network, node int) netip.AddrPort {
+	t.Helper()
+	var ln net.Listener
+	err := nw.Do(node, func() (err error) {
+		ln, err = net.Listen("tcp", netip.AddrPortFrom(nw.Nodes()[node].IP, 0).String())
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(open))
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	return netip.MustParseAddrPort(ln.Addr().String())
+}
+
+// echo opens a new TCP connection from the node's namespace to addr and
+// round-trips one line, all within timeout.
+func echo(nw *Network, from int, addr netip.AddrPort, timeout time.Duration) error {
+	return nw.Do(from, func() error {
+		d := net.Dialer{Timeout: timeout}
+		c, err := d.Dial("tcp", addr.String())
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(timeout))
+		if _, err := c.Write([]byte("ping\n")); err != nil {
+			return err
+		}
+		buf := make([]byte, 5)
+		if _, err := io.ReadFull(c, buf); err != nil {
+			return err
+		}
+		if string(buf) != "ping\n" {
+			return fmt.Errorf("echo returned %q", buf)
+		}
+		return nil
+	})
+}
+
+func mustEcho(t *testing.T, nw *Network, from int, addr netip.AddrPort) {
+	t.Helper()
+	if err := echo(nw, from, addr, open); err != nil {
+		t.Fatalf("node %d -> %v: %v, want a working echo", from, addr, err)
+	}
+}
+
+// mustTimeOut asserts the echo fails by timing out: a silent drop, not a
+// refusal or a local error.
+func mustTimeOut(t *testing.T, nw *Network, from int, addr netip.AddrPort) {
+	t.Helper()
+	start := time.Now()
+	err := echo(nw, from, addr, blocked)
+	var ne net.Error
+	if err == nil || !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("node %d -> %v: %v, want a timeout", from, addr, err)
+	}
+	if d := time.Since(start); d > 2*blocked {
+		t.Fatalf("node %d -> %v: took %v, want about %v", from, addr, d, blocked)
+	}
+}
+
+// udpSink receives datagrams in the node's namespace.
+func udpSink(t *testing.T, nw *Network, node int) (netip.AddrPort, <-chan string) {
+	t.Helper()
+	var pc net.PacketConn
+	err := nw.Do(node, func() (err error) {
+		pc, err = net.ListenPacket("udp", netip.AddrPortFrom(nw.Nodes()[node].IP, 0).String())
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	ch := make(chan string, 4096)
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			n, _, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			ch <- string(buf[:n])
+		}
+	}()
+	return netip.MustParseAddrPort(pc.LocalAddr().String()), ch
+}
+
+// sendUDP sends count datagrams and then "end" from the node's namespace. It
+// fails on any local send error: a silent drop must not produce one.
+func sendUDP(nw *Network, from int, to netip.AddrPort, count int) error {
+	return nw.Do(from, func() error {
+		c, err := net.Dial("udp", to.String())
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		for i := range count + 1 {
+			msg := "end"
+			if i < count {
+				msg = fmt.Sprint(i)
+			}
+			if _, err := c.Write([]byte(msg)); err != nil {
+				return fmt.Errorf("datagram %d: %w", i, err)
+			}
+			if i%50 == 49 {
+				time.Sleep(time.Millisecond) // stay within the receive buffer
+			}
+		}
+		return nil
+	})
+}
+
+// received counts datagrams until "end" arrives (true) or timeout (false).
+func received(ch <-chan string, timeout time.Duration) (int, bool) {
+	deadline := time.After(timeout)
+	n := 0
+	for {
+		select {
+		case m := <-ch:
+			if m == "end" {
+				return n, true
+			}
+			n++
+		case <-deadline:
+			return n, false
+		}
+	}
+}
+
+func TestNewGivesEachNodeItsOwnNamespaceAndAddress(t *testing.T) {
+	nw := newNetwork(t, 3)
+	nodes := nw.Nodes()
+	if len(nodes) != 3 {
+		t.Fatalf("%d nodes, want 3", len(nodes))
+	}
+	for i, n := range nodes {
+		if n.Index != i || !nw.Prefix().Contains(n.IP) || !strings.HasSuffix(n.Name, fmt.Sprintf("-%d", i)) {
+			t.Errorf("node %d = %+v in %v", i, n, nw.Prefix())
+		}
+		out, err := nw.Command(context.Background(), i, "ip", "-4", "-o", "addr", "show").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(out), " "+n.IP.String()+"/24 ") || !strings.Contains(string(out), "127.0.0.1") {
+			t.Errorf("node %d sees addresses:\n%s", i, out)
+		}
+	}
+	// Every node reaches every other: the first round may wait for ARP.
+	for to := range nodes {
+		addr := echoServer(t, nw, to)
+		for from := range nodes {
+			mustEcho(t, nw, from, addr)
+		}
+	}
+}
+
+func TestDropBetweenIsSilentAndOneWay(t *testing.T) {
+	nw := newNetwork(t, 3)
+	echo1 := echoServer(t, nw, 1)
+	echo0 := echoServer(t, nw, 0)
+	udp1, got1 := udpSink(t, nw, 1)
+	udp0, got0 := udpSink(t, nw, 0)
+	mustEcho(t, nw, 0, echo1)
+	mustEcho(t, nw, 2, echo1)
+
+	if err := nw.DropBetween(0, 1); err != nil {
+		t.Fatal(err)
+	}
+	mustTimeOut(t, nw, 0, echo1)
+	mustEcho(t, nw, 2, echo1)
+
+	// Silent: node 0's sends succeed locally (an inet output-chain drop
+	// would fail them with EPERM), and nothing arrives.
+	if err := sendUDP(nw, 0, udp1, 10); err != nil {
+		t.Fatalf("node 0 saw its dropped datagrams fail locally: %v", err)
+	}
+	if n, ok := received(got1, blocked); ok || n != 0 {
+		t.Fatalf("node 1 received %d datagrams from node 0 (end %v), want none", n, ok)
+	}
+	// One-way: node 1 -> node 0 datagrams arrive...
+	if err := sendUDP(nw, 1, udp0, 10); err != nil {
+		t.Fatal(err)
+	}
+	if n, ok := received(got0, open); !ok || n != 10 {
+		t.Fatalf("node 0 received %d of 10 datagrams from node 1 (end %v)", n, ok)
+	}
+	// ...but TCP from node 1 to node 0 cannot connect: node 0's SYN-ACK is
+	// among the dropped packets.
+	mustTimeOut(t, nw, 1, echo0)
+
+	// The fault lives in node 0's namespace, so healing node 1 changes nothing.
+	if err := nw.Heal(1); err != nil {
+		t.Fatal(err)
+	}
+	mustTimeOut(t, nw, 0, echo1)
+	if err := nw.Heal(0); err != nil {
+		t.Fatal(err)
+	}
+	mustEcho(t, nw, 0, echo1)
+	mustEcho(t, nw, 1, echo0)
+}
+
+func TestIsolateCutsEverythingButLoopback(t *testing.T) {
+	nw := newNetwork(t, 3)
+	echo0 := echoServer(t, nw, 0)
+	echo1 := echoServer(t, nw, 1)
+	echo2 := echoServer(t, nw, 2)
+	mustEcho(t, nw, 0, echo1)
+
+	if err := nw.Isolate(1); err != nil {
+		t.Fatal(err)
+	}
+	mustTimeOut(t, nw, 0, echo1)
+	mustTimeOut(t, nw, 2, echo1)
+	mustTimeOut(t, nw, 1, echo0)
+	mustEcho(t, nw, 0, echo2)
+	mustEcho(t, nw, 1, echo1) // its own address goes over loopback
+
+	if err := nw.HealAll(); err != nil {
+		t.Fatal(err)
+	}
+	mustEcho(t, nw, 0, echo1)
+	mustEcho(t, nw, 1, echo0)
+}
+
+func TestLoss(t *testing.T) {
+	nw := newNetwork(t, 3)
+	echo1 := echoServer(t, nw, 1)
+	udp1, got1 := udpSink(t, nw, 1)
+	mustEcho(t, nw, 0, echo1)
+	const sent = 400
+
+	t.Run("0% drops nothing", func(t *testing.T) {
+		if err := nw.Loss(0, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := sendUDP(nw, 0, udp1, sent); err != nil {
+			t.Fatal(err)
+		}
+		if n, ok := received(got1, open); !ok || n != sent {
+			t.Fatalf("received %d of %d (end %v)", n, sent, ok)
+		}
+	})
+	t.Run("50% drops about half", func(t *testing.T) {
+		if err := nw.Loss(0, 50, 1); err != nil {
+			t.Fatal(err)
+		}
+		if err := sendUDP(nw, 0, udp1, sent); err != nil {
+			t.Fatal(err)
+		}
+		// The end marker may be lost too; send it again after healing, as
+		// everything on this path arrives in order.
+		if err := nw.Heal(0); err != nil {
+			t.Fatal(err)
+		}
+		if err := sendUDP(nw, 0, udp1, 0); err != nil {
+			t.Fatal(err)
+		}
+		n, ok := received(got1, open)
+		if !ok || n < sent/4 || n > sent*3/4 {
+			t.Fatalf("received %d of %d (end %v), want about half", n, sent, ok)
+		}
+		for len(got1) > 0 { // a second end marker, if the first survived
+			<-got1
+		}
+	})
+	t.Run("100% is a drop", func(t *testing.T) {
+		if err := nw.Loss(0, 100); err != nil {
+			t.Fatal(err)
+		}
+		mustTimeOut(t, nw, 0, echo1)
+		mustEcho(t, nw, 2, echo1)
+		if err := nw.Heal(0); err != nil {
+			t.Fatal(err)
+		}
+		mustEcho(t, nw, 0, echo1)
+	})
+	t.Run("only to the given peers", func(t *testing.T) {
+		echo2 := echoServer(t, nw, 2)
+		if err := nw.Loss(0, 100, 2); err != nil {
+			t.Fatal(err)
+		}
+		mustEcho(t, nw, 0, echo1)
+		mustTimeOut(t, nw, 0, echo2)
+		if err := nw.Heal(0); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestFaultArgumentsAreChecked(t *testing.T) {
+	nw := newNetwork(t, 2)
+	for name, err := range map[string]error{
+		"drop to self":      nw.DropBetween(1, 1),
+		"drop out of range": nw.DropBetween(0, 2),
+		"isolate negative":  nw.Isolate(-1),
+		"loss 101":          nw.Loss(0, 101),
+		"loss to self":      nw.Loss(0, 10, 0),
+		"heal out of range": nw.Heal(5),
+	} {
+		if err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+	if err := nw.Command(context.Background(), 7, "true").Run(); err == nil {
+		t.Error("Command on node 7 of 2 ran")
+	}
+}
+
+func TestCloseKillsCommandsAndDeletesExactlyItsNamespaces(t *testing.T) {
+	if err := Available(); err != nil {
+		t.Skipf("%v", err)
+	}
+	other := newNetwork(t, 1) // must survive the Close below
+	nw, err := New(context.Background(), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := namesOf(nw)
+	sleeper := nw.Command(context.Background(), 1, "sleep", "30")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	finished := nw.Command(context.Background(), 0, "true")
+	if err := finished.Run(); err != nil {
+		t.Fatal(err)
+	}
+	nw.Command(context.Background(), 0, "true") // never started
+
+	if err := nw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- sleeper.Wait() }()
+	select {
+	case err := <-waited:
+		if err == nil || !strings.Contains(err.Error(), "killed") {
+			t.Errorf("sleeper ended with %v, want killed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close left the process running")
+	}
+	assertNoNamespaces(t, names)
+	if err := nw.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if err := nw.Isolate(0); !errors.Is(err, ErrClosed) {
+		t.Errorf("Isolate after Close: %v, want ErrClosed", err)
+	}
+	if err := nw.Command(context.Background(), 0, "true").Run(); !errors.Is(err, ErrClosed) {
+		t.Errorf("Command after Close: %v, want ErrClosed", err)
+	}
+	out, err := other.Command(context.Background(), 0, "true").CombinedOutput()
+	if err != nil {
+		t.Errorf("another network's namespace was hurt: %v %s", err, out)
+	}
+}
+
+func TestNewRemovesWhatItCreatedWhenItFails(t *testing.T) {
+	if err := Available(); err != nil {
+		t.Skipf("%v", err)
+	}
+	var created []string
+	injected := errors.New("injected failure")
+	testHookCreated = func(ns string) error {
+		created = append(created, ns)
+		if len(created) == 3 { // bridge, node 0, node 1
+			return injected
+		}
+		return nil
+	}
+	defer func() { testHookCreated = nil }()
+
+	nw, err := New(context.Background(), 3)
+	if !errors.Is(err, injected) || nw != nil {
+		t.Fatalf("New = %v, %v; want the injected failure", nw, err)
+	}
+	if len(created) != 3 {
+		t.Fatalf("created %v", created)
+	}
+	assertNoNamespaces(t, created)
+}
+
+func TestFlapTogglesUntilTheDeadlineAndEndsOff(t *testing.T) {
+	var calls []string
+	on := func() error { calls = append(calls, "on"); return nil }
+	off := func() error { calls = append(calls, "off"); return nil }
+	ctx, cancel := context.WithTimeout(context.Background(), 275*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := (&Network{}).Flap(ctx, on, off, 50*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Flap returned after %v", d)
+	}
+	if len(calls) < 4 || calls[len(calls)-1] != "off" {
+		t.Fatalf("calls %v: want several toggles ending with off", calls)
+	}
+	for i, c := range calls {
+		if want := []string{"on", "off"}[i%2]; c != want {
+			t.Fatalf("calls %v: call %d is %s, want %s", calls, i, c, want)
+		}
+	}
+
+	if err := (&Network{}).Flap(context.Background(), on, off, time.Millisecond); err == nil {
+		t.Error("Flap without a deadline: no error")
+	}
+	failing := errors.New("on failed")
+	calls = nil
+	ctx2, cancel2 := context.WithTimeout(context.Background(), time.Second)
+	defer cancel2()
+	err := (&Network{}).Flap(ctx2, func() error { return failing }, off, time.Millisecond)
+	if !errors.Is(err, failing) || strings.Join(calls, ",") != "off" {
+		t.Errorf("Flap with a failing on: %v, calls %v; want the error and one off", err, calls)
+	}
+}
