@@ -1,0 +1,203 @@
+package election
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/raftelect/raftelect/eventlog"
+	"github.com/raftelect/raftelect/storage"
+	"github.com/raftelect/raftelect/transport"
+)
+
+// Defaults suit a WAN: sites tens to hundreds of milliseconds apart.
+const (
+	DefaultHeartbeatInterval = time.Second
+	DefaultElectionTimeout   = 10 * time.Second
+	DefaultLeaseDriftMargin  = 0.1
+)
+
+// PeerConfig names one node of the cluster.
+type PeerConfig struct {
+	// Name is the node's identity: unique, and the CommonName of its
+	// certificate.
+	Name string
+	// Address is host:port of its peer (gRPC) listener.
+	Address string
+}
+
+// TLSConfig names the PEM files for mutual TLS.
+type TLSConfig struct {
+	CAFile   string // the CA that signed every node's certificate
+	CertFile string // this node's certificate (CommonName = node name)
+	KeyFile  string // its private key
+}
+
+// Config configures one node. Validate reports every problem it finds.
+type Config struct {
+	// Name of this node; it must appear in Peers.
+	Name string
+	// Peers lists every node of the cluster, this one included. Every node
+	// must be given the same list.
+	Peers []PeerConfig
+	// ListenAddress overrides where this node listens (default: its own
+	// Address in Peers), for example 0.0.0.0:7000 behind NAT.
+	ListenAddress string
+	// Listener, if set, is used instead of listening on an address (tests).
+	Listener net.Listener
+	// Labels are small metadata every node sees for every peer, such as the
+	// URL of this replica's API, so followers can find the leader.
+	Labels map[string]string
+
+	// HeartbeatInterval is how often the leader tells followers it is alive
+	// (default 1s). It is also the raft tick: no timer runs faster.
+	HeartbeatInterval time.Duration
+	// ElectionTimeout is how long a follower waits without hearing from a
+	// leader before it campaigns (default 10s); it must be more than twice
+	// HeartbeatInterval and should be several round trips between the
+	// farthest sites. Shorter fails over faster, longer tolerates slower
+	// links.
+	ElectionTimeout time.Duration
+	// LeaseDriftMargin is the fraction of the election timeout the lease
+	// gives up to cover clocks running at different rates (default 0.1;
+	// allowed 0.01 to 0.5). See docs/safety.md.
+	LeaseDriftMargin float64
+
+	// TLS material. Required unless Insecure.
+	TLS TLSConfig
+	// Insecure turns mutual TLS off. Only for tests and demos on loopback:
+	// without certificates no peer identity can be checked.
+	Insecure bool
+
+	// Storage holds raft state. Nil means in memory (see docs/safety.md for
+	// what that costs on a restart). The caller closes it.
+	Storage storage.Store
+	// EventLog, if set, receives every change of term, vote, role, leader
+	// and lease.
+	EventLog *eventlog.Writer
+	// Logger receives structured logs (default: discard).
+	Logger *slog.Logger
+
+	// Callbacks are told about leadership changes, in order, one at a time.
+	Callbacks Callbacks
+
+	// Transport tuning; zero values take the transport's defaults.
+	ControlQueue        int
+	DataQueue           int
+	MaxReconnectBackoff time.Duration
+	KeepaliveTime       time.Duration
+	KeepaliveTimeout    time.Duration
+	DropLogInterval     time.Duration
+	Metrics             transport.Metrics
+
+	// Hooks inject faults into this node's inbound path (tests, chaos).
+	Hooks *transport.FaultHooks
+	// UnsafeSyncSend sends every message synchronously from the raft loop,
+	// as the reference system did before its fix. It exists to demonstrate
+	// that the fault tests catch that bug; it breaks the cluster under a
+	// silent peer. Never set it otherwise.
+	UnsafeSyncSend bool
+}
+
+// NodeID derives a node's raft ID from its name: the 64-bit FNV-1a hash of
+// the name's bytes. It is stable across restarts, versions and machines, so
+// nodes need no ID in their configuration. Validate rejects names whose IDs
+// collide (or hash to 0, which raft reserves).
+func NodeID(name string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	return h.Sum64()
+}
+
+// withDefaults returns a copy with zero fields set to their defaults.
+func (c Config) withDefaults() Config {
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if c.ElectionTimeout == 0 {
+		c.ElectionTimeout = DefaultElectionTimeout
+	}
+	if c.LeaseDriftMargin == 0 {
+		c.LeaseDriftMargin = DefaultLeaseDriftMargin
+	}
+	return c
+}
+
+// Validate checks the configuration (after defaults) and returns every
+// problem found, joined, each saying what is wrong and what to do.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	if c.Name == "" {
+		bad("name: empty; give this node a name that appears in peers")
+	}
+	if len(c.Peers) == 0 {
+		bad("peers: empty; list every node of the cluster, this one included")
+	}
+	names := map[string]bool{}
+	addrs := map[string]string{}
+	ids := map[uint64]string{}
+	self := false
+	for i, p := range c.Peers {
+		switch {
+		case p.Name == "":
+			bad("peers[%d]: name is empty", i)
+			continue
+		case names[p.Name]:
+			bad("peers[%d]: name %q appears twice", i, p.Name)
+		}
+		names[p.Name] = true
+		if p.Name == c.Name {
+			self = true
+		}
+		if id := NodeID(p.Name); id == 0 {
+			bad("peers[%d]: name %q hashes to raft ID 0, which raft reserves; rename the node", i, p.Name)
+		} else if other, ok := ids[id]; ok && other != p.Name {
+			bad("peers[%d]: names %q and %q hash to the same raft ID %x; rename one", i, other, p.Name, id)
+		} else {
+			ids[id] = p.Name
+		}
+		if p.Address == "" {
+			bad("peers[%d] (%s): address is empty; give host:port of its peer listener", i, p.Name)
+		} else if _, port, err := net.SplitHostPort(p.Address); err != nil || port == "" {
+			bad("peers[%d] (%s): address %q is not host:port", i, p.Name, p.Address)
+		} else if other, ok := addrs[p.Address]; ok {
+			bad("peers[%d] (%s): address %s is also the address of %s", i, p.Name, p.Address, other)
+		} else {
+			addrs[p.Address] = p.Name
+		}
+	}
+	if c.Name != "" && len(c.Peers) > 0 && !self {
+		bad("name: this node %q is not among the peers; add it to peers", c.Name)
+	}
+	if c.HeartbeatInterval < 0 {
+		bad("heartbeat interval %v must be positive", c.HeartbeatInterval)
+	} else if c.HeartbeatInterval < 10*time.Millisecond {
+		bad("heartbeat interval %v is below 10ms; it is also the raft tick, keep it at 10ms or more", c.HeartbeatInterval)
+	}
+	if c.ElectionTimeout <= 2*c.HeartbeatInterval {
+		bad("election timeout %v must be more than twice the heartbeat interval %v", c.ElectionTimeout, c.HeartbeatInterval)
+	}
+	if c.LeaseDriftMargin < 0.01 || c.LeaseDriftMargin > 0.5 {
+		bad("lease drift margin %v must be between 0.01 and 0.5 (a fraction of the election timeout)", c.LeaseDriftMargin)
+	}
+	if !c.Insecure {
+		if c.TLS.CAFile == "" || c.TLS.CertFile == "" || c.TLS.KeyFile == "" {
+			bad("tls: CA, certificate and key files are all required (or set insecure for tests on loopback); `raftelect certs` makes a development set")
+		}
+	}
+	for k, v := range c.Labels {
+		if k == "" || len(k) > 63 || len(v) > 1024 {
+			bad("labels: %q=%q: keys must be 1-63 bytes and values at most 1024 bytes", k, v)
+		}
+	}
+	if len(c.Labels) > 32 {
+		bad("labels: %d labels; at most 32 (they are small metadata)", len(c.Labels))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,223 @@
+// Package election elects one leader among the replicas of an application
+// running in different clusters, regions or data centres, with no shared
+// store: each replica embeds a raft node (go.etcd.io/raft/v3) and the nodes
+// talk over gRPC with mutual TLS.
+//
+// What it guarantees (see docs/safety.md for the argument and assumptions):
+//   - At most one node holds the leader lease at any instant, provided clocks
+//     run at rates within LeaseDriftMargin of each other and raft state is
+//     persisted (or the vote guard covers its loss).
+//   - The context handed to leader-only work is cancelled when the lease
+//     ends, before any other node can be elected.
+//   - Every lease comes with a fencing token, the raft term, which strictly
+//     increases from one holder to the next: pass it to external systems so
+//     they reject a stale leader's writes.
+//
+// What it does not: it does not stop a leader process that ignores its
+// context, and it cannot bound how long a paused process (GC, SIGSTOP) takes
+// to notice its lease ended; fence external writes with the token.
+package election
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/raft/v3"
+
+	"github.com/raftelect/raftelect/transport"
+)
+
+// Lease is a leader's right to act.
+type Lease struct {
+	Holder string
+	// Token is the fencing token: the raft term of the leadership. It
+	// strictly increases from one holder to the next.
+	Token uint64
+	// Start is when this node began to hold the lease (local clock).
+	Start time.Time
+}
+
+// LeaderInfo names the leader a node knows of.
+type LeaderInfo struct {
+	Name string // "" if no leader is known
+	ID   uint64
+	Term uint64
+}
+
+// Elector is one node of a raftelect cluster.
+type Elector struct {
+	cfg           Config
+	log           *slog.Logger
+	self          uint64
+	names         map[uint64]string // every node, us included
+	tick          time.Duration
+	electionTicks int
+	// electionTimeout is the effective one: electionTicks ticks.
+	electionTimeout time.Duration
+
+	mu       sync.Mutex
+	routines []func(context.Context, Lease) error
+	started  bool
+
+	view atomic.Pointer[nodeView] // published by the raft loop
+	loop atomic.Pointer[raftLoop] // the running loop, nil when not running
+}
+
+// New validates cfg and returns a node ready to Run.
+func New(cfg Config) (*Elector, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid configuration: %w", err)
+	}
+	cfg = cfg.withDefaults()
+	ticks := int(math.Round(float64(cfg.ElectionTimeout) / float64(cfg.HeartbeatInterval)))
+	e := &Elector{
+		cfg:             cfg,
+		log:             cfg.Logger,
+		self:            NodeID(cfg.Name),
+		names:           map[uint64]string{},
+		tick:            cfg.HeartbeatInterval,
+		electionTicks:   ticks,
+		electionTimeout: time.Duration(ticks) * cfg.HeartbeatInterval,
+	}
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
+	}
+	e.log = e.log.With("node", cfg.Name)
+	for _, p := range cfg.Peers {
+		e.names[NodeID(p.Name)] = p.Name
+	}
+	e.view.Store(&nodeView{})
+	return e, nil
+}
+
+// RunWhileLeader registers work to run only while this node holds the lease.
+// fn is started each time the lease begins, with a context cancelled when it
+// ends. If fn returns an error while the lease holds, it is started again
+// after a backoff; if it returns nil, it is done until the next lease. Run
+// waits for every fn to return before it returns, so fn must honour ctx.
+// Register before Run.
+func (e *Elector) RunWhileLeader(fn func(ctx context.Context, lease Lease) error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.routines = append(e.routines, fn)
+}
+
+// Run runs the node until ctx is cancelled. A node that holds the lease then
+// ends it and hands leadership to an up-to-date peer before it stops, so a
+// rolling restart has no leaderless election timeout. Run returns nil after
+// a clean stop, and an error if the node could not start or its storage
+// failed. An Elector runs once; make a new one to start again.
+func (e *Elector) Run(ctx context.Context) error {
+	e.mu.Lock()
+	if e.started {
+		e.mu.Unlock()
+		return errors.New("election: Run called twice; make a new Elector to start again")
+	}
+	e.started = true
+	routines := append([]func(context.Context, Lease) error(nil), e.routines...)
+	e.mu.Unlock()
+
+	l, err := newRaftLoop(e, routines)
+	if err != nil {
+		return err
+	}
+	e.loop.Store(l)
+	defer e.loop.Store(nil)
+	return l.run(ctx)
+}
+
+// IsLeader reports whether this node holds the lease now: whether its
+// leader-only work may act.
+func (e *Elector) IsLeader() bool {
+	v := e.view.Load()
+	return v.lease != nil && time.Now().Before(v.leaseExpiry)
+}
+
+// Lease returns the lease this node holds, if any.
+func (e *Elector) Lease() (Lease, bool) {
+	v := e.view.Load()
+	if v.lease == nil || !time.Now().Before(v.leaseExpiry) {
+		return Lease{}, false
+	}
+	return *v.lease, true
+}
+
+// Leader returns the leader this node knows of.
+func (e *Elector) Leader() LeaderInfo {
+	v := e.view.Load()
+	if v.lead == 0 {
+		return LeaderInfo{Term: v.term}
+	}
+	return LeaderInfo{Name: e.names[v.lead], ID: v.lead, Term: v.term}
+}
+
+// Transfer hands leadership to the named peer ("" picks the most up-to-date
+// reachable one) and waits until another node leads or ctx ends. The lease
+// ends before the transfer starts. It fails on a node that is not leader.
+func (e *Elector) Transfer(ctx context.Context, to string) error {
+	l := e.loop.Load()
+	if l == nil {
+		return errors.New("election: not running")
+	}
+	var target uint64
+	if to != "" {
+		target = NodeID(to)
+		if _, ok := e.names[target]; !ok || target == e.self {
+			return fmt.Errorf("election: cannot transfer to %q: not a peer of %s", to, e.cfg.Name)
+		}
+	}
+	req := transferRequest{to: target, result: make(chan error, 1)}
+	select {
+	case l.transfers <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-l.stopped:
+		return errors.New("election: stopped")
+	}
+	if err := <-req.result; err != nil {
+		return err
+	}
+	// Wait for the new leader: poll the published view at the tick rate.
+	t := time.NewTicker(e.tick / 4)
+	defer t.Stop()
+	for {
+		v := e.view.Load()
+		if v.lead != 0 && v.lead != e.self {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("election: transfer did not complete: %w", ctx.Err())
+		case <-l.stopped:
+			return errors.New("election: stopped")
+		case <-t.C:
+		}
+	}
+}
+
+// Name returns this node's name.
+func (e *Elector) Name() string { return e.cfg.Name }
+
+// ElectionTimeout returns the effective election timeout: a whole number of
+// heartbeat intervals, the raft tick.
+func (e *Elector) ElectionTimeout() time.Duration { return e.electionTimeout }
+
+// Hooks returns the fault hooks of this node (nil unless configured).
+func (e *Elector) Hooks() *transport.FaultHooks { return e.cfg.Hooks }
+
+// nodeView is the raft loop's published state, read without locks.
+type nodeView struct {
+	role        raft.StateType
+	term        uint64
+	vote        uint64
+	lead        uint64
+	lease       *Lease
+	leaseExpiry time.Time
+	leaseTime   time.Duration // the lease length an acknowledgement buys
+}

@@ -1,0 +1,561 @@
+package election
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/raftelect/raftelect/eventlog"
+	pb "github.com/raftelect/raftelect/proto/raftelect/v1"
+	"github.com/raftelect/raftelect/storage"
+	"github.com/raftelect/raftelect/transport"
+)
+
+// compactAbove: once this many applied entries accumulate, the log is
+// compacted into a snapshot. An election cluster appends one empty entry per
+// term, so this is years of elections, and a snapshot is a few bytes.
+const compactAbove = 1000
+
+// raftLoop owns the raft node. One goroutine runs it, and everything that
+// touches raft goes through it: tick -> Ready -> persist -> hand messages to
+// the transport (never blocking) -> Advance. Inbound messages arrive through
+// a channel from the gRPC handlers.
+type raftLoop struct {
+	e        *Elector
+	rn       *raft.RawNode
+	store    storage.Store
+	ownStore bool
+	tr       *transport.Transport
+	guard    stepGuard
+	lease    *leaseTracker
+	cbq      *callbackQueue
+	routines []func(context.Context, Lease) error
+
+	inbound   chan *inboundBatch
+	transfers chan transferRequest
+	reports   deliveryReports
+	stopped   chan struct{} // closed when the loop has exited
+
+	confState *raftpb.ConfState
+	applied   uint64
+
+	// leadership as last observed
+	role       raft.StateType
+	term, vote uint64
+	lead       uint64
+	leaseTerm  uint64
+	current    *Lease
+	cancel     context.CancelFunc // of the current lease's context
+	leaseTimer *time.Timer
+	work       sync.WaitGroup // leader routines
+}
+
+type inboundBatch struct {
+	from       uint64
+	msgs       []*raftpb.Message
+	term, lead uint64
+	err        error
+	done       chan struct{}
+}
+
+type transferRequest struct {
+	to     uint64
+	result chan error
+}
+
+// deliveryReports collects the transport's reports for the loop without
+// blocking the senders.
+type deliveryReports struct {
+	mu          sync.Mutex
+	unreachable map[uint64]bool
+	snapshots   map[uint64]raft.SnapshotStatus
+	notify      chan struct{}
+}
+
+func newRaftLoop(e *Elector, routines []func(context.Context, Lease) error) (*raftLoop, error) {
+	cfg := e.cfg
+	l := &raftLoop{
+		e:         e,
+		store:     cfg.Storage,
+		routines:  routines,
+		inbound:   make(chan *inboundBatch),
+		transfers: make(chan transferRequest),
+		stopped:   make(chan struct{}),
+		lease:     newLeaseTracker(len(cfg.Peers), e.electionTimeout, e.tick, cfg.LeaseDriftMargin),
+		cbq:       newCallbackQueue(cfg.Callbacks),
+	}
+	l.reports.unreachable = map[uint64]bool{}
+	l.reports.snapshots = map[uint64]raft.SnapshotStatus{}
+	l.reports.notify = make(chan struct{}, 1)
+	if l.store == nil {
+		l.store = storage.NewMemory()
+		l.ownStore = true
+	}
+	fresh := l.store.Fresh()
+	hs, cs, err := l.store.InitialState()
+	if err != nil {
+		return nil, fmt.Errorf("read raft state: %w", err)
+	}
+	snap, err := l.store.Snapshot()
+	if err != nil {
+		return nil, fmt.Errorf("read raft snapshot: %w", err)
+	}
+	l.confState = cs
+	l.applied = snap.GetMetadata().GetIndex()
+	rc := &raft.Config{
+		ID:              e.self,
+		ElectionTick:    e.electionTicks,
+		HeartbeatTick:   1,
+		Storage:         l.store,
+		Applied:         l.applied,
+		MaxSizePerMsg:   1 << 20,
+		MaxInflightMsgs: 64,
+		CheckQuorum:     true,
+		PreVote:         true,
+		Logger:          raftLogger{e.log},
+	}
+	l.rn, err = raft.NewRawNode(rc)
+	if err != nil {
+		return nil, fmt.Errorf("start raft: %w", err)
+	}
+	last, _ := l.store.LastIndex()
+	if raft.IsEmptyHardState(hs) && last == 0 {
+		peers := make([]raft.Peer, 0, len(cfg.Peers))
+		for _, p := range cfg.Peers {
+			peers = append(peers, raft.Peer{ID: NodeID(p.Name)})
+		}
+		if err := l.rn.Bootstrap(peers); err != nil {
+			return nil, fmt.Errorf("bootstrap raft: %w", err)
+		}
+	}
+	// The vote guard (docs/safety.md): one election timeout after any
+	// start, because we may have acknowledged a leader just before we went
+	// down and its lease counts on our silence; two after a start without
+	// state, because we may also have voted in a term still running.
+	guard := e.electionTimeout
+	if fresh {
+		guard = 2 * e.electionTimeout
+	}
+	l.guard = stepGuard{rn: l.rn, store: l.store, voteGuardUntil: time.Now().Add(guard)}
+
+	var creds *transport.Credentials
+	if !cfg.Insecure {
+		if creds, err = transport.LoadCredentials(cfg.TLS.CAFile, cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
+			return nil, err
+		}
+	}
+	self := transport.Peer{ID: e.self, Name: cfg.Name}
+	var others []transport.Peer
+	for _, p := range cfg.Peers {
+		if p.Name == cfg.Name {
+			self.Addr = p.Address
+			continue
+		}
+		others = append(others, transport.Peer{ID: NodeID(p.Name), Name: p.Name, Addr: p.Address})
+	}
+	if cfg.ListenAddress != "" {
+		self.Addr = cfg.ListenAddress
+	}
+	l.tr, err = transport.New(transport.Options{
+		Self:        self,
+		Peers:       others,
+		Credentials: creds,
+		Insecure:    cfg.Insecure,
+		Listener:    cfg.Listener,
+		Handler:     l,
+		Labels:      cfg.Labels,
+		Logger:      e.log,
+		Hooks:       cfg.Hooks,
+		Metrics:     cfg.Metrics,
+		// A control message that has not arrived within half an election
+		// timeout cannot help keep a leader: give up and tell raft. This is
+		// still many round trips on a slow WAN link, so slowness is not
+		// mistaken for death. Appends may be large: they get longer.
+		ControlTimeout:      e.electionTimeout / 2,
+		DataTimeout:         2 * e.electionTimeout,
+		MaxMessageAge:       e.electionTimeout / 2,
+		ControlQueue:        cfg.ControlQueue,
+		DataQueue:           cfg.DataQueue,
+		KeepaliveTime:       cfg.KeepaliveTime,
+		KeepaliveTimeout:    cfg.KeepaliveTimeout,
+		MaxReconnectBackoff: cfg.MaxReconnectBackoff,
+		DropLogInterval:     cfg.DropLogInterval,
+		SyncSend:            cfg.UnsafeSyncSend,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// run is the raft loop.
+func (l *raftLoop) run(ctx context.Context) (err error) {
+	defer close(l.stopped)
+	if l.ownStore {
+		defer l.store.Close()
+	}
+	if err := l.tr.Start(); err != nil {
+		return err
+	}
+	cbStop := make(chan struct{})
+	go l.cbq.run(cbStop)
+	defer func() {
+		l.endLease(time.Now())
+		l.work.Wait()
+		l.tr.Stop()
+		close(cbStop)
+		<-l.cbq.done
+		l.logEvent(eventlog.KindStop)
+	}()
+	st := l.rn.BasicStatus()
+	l.term, l.vote = st.GetTerm(), st.GetVote()
+	l.logEvent(eventlog.KindStart)
+	l.e.publish(l)
+
+	ticker := time.NewTicker(l.e.tick)
+	defer ticker.Stop()
+	l.leaseTimer = time.NewTimer(time.Hour)
+	l.leaseTimer.Stop()
+	defer l.leaseTimer.Stop()
+
+	done := ctx.Done()
+	var stopBy <-chan time.Time // set once a graceful stop is under way
+	for {
+		select {
+		case <-done:
+			done = nil
+			if !l.startGracefulStop() {
+				return nil
+			}
+			stopBy = time.After(l.e.electionTimeout)
+		case <-stopBy:
+			l.e.log.Warn("leadership transfer did not complete before stop")
+			return nil
+		case <-ticker.C:
+			l.rn.Tick()
+		case b := <-l.inbound:
+			l.step(b)
+		case <-l.reports.notify:
+			l.applyReports()
+		case <-l.lease.notify:
+		case <-l.leaseTimer.C:
+		case req := <-l.transfers:
+			req.result <- l.transfer(req.to)
+		}
+		if err := l.handleReady(); err != nil {
+			return err
+		}
+		l.observe(time.Now())
+		if done == nil && l.lead != l.e.self && l.lead != 0 {
+			return nil // graceful stop: someone else leads now
+		}
+	}
+}
+
+// startGracefulStop ends the lease and hands leadership to a peer if we lead
+// a cluster of more than one; it reports whether there is a transfer to wait
+// for.
+func (l *raftLoop) startGracefulStop() bool {
+	if l.rn.BasicStatus().RaftState != raft.StateLeader || len(l.e.names) == 1 {
+		return false
+	}
+	if err := l.transfer(0); err != nil {
+		l.e.log.Warn("no leadership transfer before stop", "err", err)
+		return false
+	}
+	return true
+}
+
+// transfer ends the lease and asks raft to hand leadership to `to` (0: the
+// most up-to-date peer that acknowledged us recently).
+func (l *raftLoop) transfer(to uint64) error {
+	st := l.rn.Status()
+	if st.RaftState != raft.StateLeader {
+		return errors.New("election: this node is not the leader")
+	}
+	if to == 0 {
+		var best uint64
+		for id, pr := range st.Progress {
+			if id == l.e.self || time.Since(l.lease.lastAck(id)) > l.e.electionTimeout {
+				continue
+			}
+			if best == 0 || pr.Match > st.Progress[best].Match {
+				best = id
+			}
+		}
+		if best == 0 {
+			return errors.New("election: no peer has acknowledged this leader recently; nobody to transfer to")
+		}
+		to = best
+	}
+	// End the lease before anyone else can be told to campaign: the
+	// transferee campaigns at once and peers grant it votes inside their
+	// own leases. observe also ends it (LeadTransferee is set), but the
+	// order must not depend on that.
+	l.endLease(time.Now())
+	l.e.log.Info("transferring leadership", "to", l.e.names[to])
+	l.rn.TransferLeader(to)
+	return nil
+}
+
+// step hands a batch of inbound messages to raft.
+func (l *raftLoop) step(b *inboundBatch) {
+	now := time.Now()
+	for _, m := range b.msgs {
+		skip, err := l.guard.check(m, now)
+		if err != nil {
+			if b.err == nil {
+				b.err = err
+			}
+			continue
+		}
+		if skip {
+			continue
+		}
+		if err := l.rn.Step(m); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) && b.err == nil {
+			b.err = err
+		}
+	}
+	st := l.rn.BasicStatus()
+	b.term, b.lead = st.GetTerm(), st.Lead
+	close(b.done)
+}
+
+func (l *raftLoop) applyReports() {
+	r := &l.reports
+	r.mu.Lock()
+	for id := range r.unreachable {
+		l.rn.ReportUnreachable(id)
+	}
+	clear(r.unreachable)
+	for id, s := range r.snapshots {
+		l.rn.ReportSnapshot(id, s)
+	}
+	clear(r.snapshots)
+	r.mu.Unlock()
+}
+
+// handleReady persists a Ready, then sends its messages, then applies it.
+func (l *raftLoop) handleReady() error {
+	if !l.rn.HasReady() {
+		return nil
+	}
+	rd := l.rn.Ready()
+	// Leadership first: a lease must end before this Ready's messages (a
+	// vote for someone else, say) leave.
+	l.observe(time.Now())
+	if err := l.store.Save(rd.HardState, rd.Entries, rd.Snapshot, rd.MustSync); err != nil {
+		return fmt.Errorf("persist raft state: %w", err)
+	}
+	if rd.HardState != nil && (rd.HardState.GetTerm() != l.term || rd.HardState.GetVote() != l.vote) {
+		l.term, l.vote = rd.HardState.GetTerm(), rd.HardState.GetVote()
+		l.logEvent(eventlog.KindState)
+	}
+	l.tr.Send(rd.Messages)
+	if s := rd.Snapshot; s != nil && !raft.IsEmptySnap(s) {
+		l.confState = s.GetMetadata().GetConfState()
+		l.applied = s.GetMetadata().GetIndex()
+	}
+	for _, ent := range rd.CommittedEntries {
+		if ent.GetType() == raftpb.EntryConfChange {
+			var cc raftpb.ConfChange
+			if err := proto.Unmarshal(ent.GetData(), &cc); err != nil {
+				return fmt.Errorf("committed configuration change %d: %w", ent.GetIndex(), err)
+			}
+			l.confState = l.rn.ApplyConfChange(&cc)
+		}
+		l.applied = ent.GetIndex()
+	}
+	l.rn.Advance(rd)
+	if first, err := l.store.FirstIndex(); err == nil && l.applied > first+compactAbove {
+		if err := l.store.Compact(l.applied, l.confState); err != nil {
+			return fmt.Errorf("compact raft log: %w", err)
+		}
+	}
+	return nil
+}
+
+// observe compares raft's state with what the application was told and
+// brings the lease and the notifications up to date.
+func (l *raftLoop) observe(now time.Time) {
+	st := l.rn.BasicStatus()
+	changed := st.RaftState != l.role || st.Lead != l.lead || st.GetTerm() != l.term
+	if st.Lead != l.lead {
+		name := l.e.names[st.Lead]
+		l.cbq.push(callbackEvent{leader: &LeaderInfo{Name: name, ID: st.Lead, Term: st.GetTerm()}})
+		if name != "" {
+			l.e.log.Info("leader elected", "leader", name, "term", st.GetTerm())
+		} else {
+			l.e.log.Info("no leader", "term", st.GetTerm())
+		}
+	}
+	l.role, l.lead, l.term = st.RaftState, st.Lead, st.GetTerm()
+	if st.GetVote() != 0 {
+		l.vote = st.GetVote()
+	}
+	if changed {
+		l.logEvent(eventlog.KindState)
+	}
+
+	leading := st.RaftState == raft.StateLeader && st.LeadTransferee == raft.None
+	if leading && l.leaseTerm != st.GetTerm() {
+		l.lease.reset(st.GetTerm())
+		l.leaseTerm = st.GetTerm()
+	}
+	var expiry time.Time
+	if leading {
+		expiry = l.lease.expiry(st.GetTerm())
+	}
+	if leading && now.Before(expiry) {
+		if l.current == nil {
+			l.startLease(now, st.GetTerm())
+		}
+		l.leaseTimer.Reset(expiry.Sub(now))
+	} else if l.current != nil {
+		l.endLease(now)
+	}
+	l.e.publishLease(l, expiry)
+}
+
+func (l *raftLoop) startLease(now time.Time, term uint64) {
+	lease := Lease{Holder: l.e.cfg.Name, Token: term, Start: now}
+	ctx, cancel := context.WithCancel(context.Background())
+	l.current, l.cancel = &lease, cancel
+	l.logLease(eventlog.KindLeaseStart, term)
+	l.e.log.Info("started leading", "term", term)
+	l.cbq.push(callbackEvent{started: &lease, ctx: ctx})
+	for _, fn := range l.routines {
+		l.work.Add(1)
+		go l.superviseRoutine(ctx, lease, fn)
+	}
+}
+
+func (l *raftLoop) endLease(now time.Time) {
+	if l.current == nil {
+		return
+	}
+	lease := *l.current
+	l.cancel()
+	l.current, l.cancel = nil, nil
+	l.leaseTimer.Stop()
+	l.e.publishLease(l, time.Time{})
+	l.logLease(eventlog.KindLeaseEnd, lease.Token)
+	l.e.log.Info("stopped leading", "term", lease.Token, "held", now.Sub(lease.Start).Round(time.Millisecond))
+	l.cbq.push(callbackEvent{stopped: &lease})
+}
+
+// superviseRoutine runs fn while the lease holds, restarting it after a
+// capped exponential backoff when it fails.
+func (l *raftLoop) superviseRoutine(ctx context.Context, lease Lease, fn func(context.Context, Lease) error) {
+	defer l.work.Done()
+	backoff := l.e.tick
+	maxBackoff := 30 * time.Second
+	for {
+		err := fn(ctx, lease)
+		if ctx.Err() != nil || err == nil {
+			return
+		}
+		l.e.log.Warn("leader work failed; restarting", "err", err, "in", backoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+func (l *raftLoop) logEvent(kind eventlog.Kind) {
+	w := l.e.cfg.EventLog
+	if w == nil {
+		return
+	}
+	if err := w.Write(eventlog.Event{
+		Node: l.e.cfg.Name, Kind: kind, Term: l.term,
+		Vote: l.e.names[l.vote], Role: roleName(l.role), Leader: l.e.names[l.lead],
+	}); err != nil {
+		l.e.log.Warn("event log write failed", "err", err)
+	}
+}
+
+func (l *raftLoop) logLease(kind eventlog.Kind, token uint64) {
+	w := l.e.cfg.EventLog
+	if w == nil {
+		return
+	}
+	if err := w.Write(eventlog.Event{
+		Node: l.e.cfg.Name, Kind: kind, Term: l.term, Role: roleName(l.role),
+		Leader: l.e.names[l.lead], Token: token,
+	}); err != nil {
+		l.e.log.Warn("event log write failed", "err", err)
+	}
+}
+
+// The transport.Handler side. These run on gRPC and sender goroutines.
+
+func (l *raftLoop) Deliver(ctx context.Context, from uint64, msgs []*raftpb.Message) (uint64, uint64, error) {
+	b := &inboundBatch{from: from, msgs: msgs, done: make(chan struct{})}
+	select {
+	case l.inbound <- b:
+	case <-ctx.Done():
+		return 0, 0, ctx.Err()
+	case <-l.stopped:
+		return 0, 0, errors.New("node stopped")
+	}
+	<-b.done // the loop steps a batch without waiting on anything
+	return b.term, b.lead, b.err
+}
+
+func (l *raftLoop) ReportUnreachable(id uint64) {
+	l.reports.mu.Lock()
+	l.reports.unreachable[id] = true
+	l.reports.mu.Unlock()
+	l.reports.wake()
+}
+
+func (l *raftLoop) ReportSnapshot(id uint64, failed bool) {
+	s := raft.SnapshotFinish
+	if failed {
+		s = raft.SnapshotFailure
+	}
+	l.reports.mu.Lock()
+	l.reports.snapshots[id] = s
+	l.reports.mu.Unlock()
+	l.reports.wake()
+}
+
+func (r *deliveryReports) wake() {
+	select {
+	case r.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (l *raftLoop) Acked(id, term uint64, sentAt time.Time) { l.lease.ack(id, term, sentAt) }
+
+func (l *raftLoop) Check(ctx context.Context, forwarded bool) *pb.CheckResponse {
+	return l.e.check(ctx, l, forwarded)
+}
+
+func (l *raftLoop) Status() *pb.NodeStatus { return l.e.Status().proto() }
+
+func roleName(s raft.StateType) string {
+	switch s {
+	case raft.StateLeader:
+		return "leader"
+	case raft.StateCandidate:
+		return "candidate"
+	case raft.StatePreCandidate:
+		return "pre-candidate"
+	default:
+		return "follower"
+	}
+}

@@ -1,0 +1,165 @@
+package transport
+
+import (
+	"fmt"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// Inbound messages come from the network and are untrusted: anyone holding a
+// certificate from the cluster's CA can send anything. inboundValidator
+// checks everything that does not depend on raft's state; the checks that do
+// (commit and log indexes against our own log, who we follow) run on the
+// raft loop just before Step (see election's stepGuard). A message that fails
+// is rejected with an error and never stepped.
+type inboundValidator struct {
+	self  uint64
+	peers map[uint64]string // every node of the cluster but us
+}
+
+// remoteTypes are the message types raft nodes exchange over the network in
+// a cluster that proposes nothing: no proposals, no read-index requests, and
+// no leadership-transfer requests (Transfer is only taken on the leader
+// itself). Everything else is local to a node, and raft treats it as such.
+var remoteTypes = [...]bool{
+	raftpb.MsgApp:           true,
+	raftpb.MsgAppResp:       true,
+	raftpb.MsgVote:          true,
+	raftpb.MsgVoteResp:      true,
+	raftpb.MsgSnap:          true,
+	raftpb.MsgHeartbeat:     true,
+	raftpb.MsgHeartbeatResp: true,
+	raftpb.MsgTimeoutNow:    true,
+	raftpb.MsgPreVote:       true,
+	raftpb.MsgPreVoteResp:   true,
+	raftpb.MsgForgetLeader:  false,
+}
+
+// validate checks one message sent by the caller whose certificate named
+// callerID.
+func (v *inboundValidator) validate(m *raftpb.Message, callerID uint64) error {
+	if m == nil {
+		return fmt.Errorf("nil message")
+	}
+	t := m.GetType()
+	if int(t) < 0 || int(t) >= len(remoteTypes) || !remoteTypes[t] {
+		return fmt.Errorf("message type %v is not accepted from the network", t)
+	}
+	if m.GetFrom() != callerID {
+		return fmt.Errorf("message from %x does not match the caller's certificate (%x)", m.GetFrom(), callerID)
+	}
+	if _, ok := v.peers[m.GetFrom()]; !ok {
+		return fmt.Errorf("message from unknown node %x", m.GetFrom())
+	}
+	if m.GetTo() != v.self {
+		return fmt.Errorf("message to %x, but this node is %x", m.GetTo(), v.self)
+	}
+	if m.GetTerm() == 0 {
+		return fmt.Errorf("%v with term 0 (raft would treat it as local)", t)
+	}
+	if len(m.GetResponses()) > 0 {
+		return fmt.Errorf("%v carries local storage responses", t)
+	}
+	if t != raftpb.MsgSnap && m.GetSnapshot() != nil {
+		return fmt.Errorf("%v carries a snapshot", t)
+	}
+	if t != raftpb.MsgApp && len(m.GetEntries()) > 0 {
+		return fmt.Errorf("%v carries entries", t)
+	}
+	switch t {
+	case raftpb.MsgApp:
+		return v.validateAppend(m)
+	case raftpb.MsgSnap:
+		return v.validateSnapshot(m)
+	}
+	return nil
+}
+
+// validateAppend checks the shape of an append: entries contiguous after the
+// previous index, terms not decreasing and not above the message's term.
+// Raft assumes all of this of a leader and panics (or corrupts its log) when
+// it does not hold.
+func (v *inboundValidator) validateAppend(m *raftpb.Message) error {
+	prevTerm := m.GetLogTerm()
+	if prevTerm > m.GetTerm() {
+		return fmt.Errorf("MsgApp log term %d above message term %d", prevTerm, m.GetTerm())
+	}
+	for i, e := range m.GetEntries() {
+		if e == nil {
+			return fmt.Errorf("MsgApp entry %d is nil", i)
+		}
+		if want := m.GetIndex() + 1 + uint64(i); e.GetIndex() != want {
+			return fmt.Errorf("MsgApp entry %d has index %d, want %d (entries must follow index %d)", i, e.GetIndex(), want, m.GetIndex())
+		}
+		if e.GetTerm() < prevTerm || e.GetTerm() > m.GetTerm() {
+			return fmt.Errorf("MsgApp entry %d has term %d outside [%d, %d]", i, e.GetTerm(), prevTerm, m.GetTerm())
+		}
+		prevTerm = e.GetTerm()
+		switch e.GetType() {
+		case raftpb.EntryNormal:
+			if len(e.GetData()) > 0 {
+				return fmt.Errorf("MsgApp entry %d carries data: this cluster proposes nothing", i)
+			}
+		case raftpb.EntryConfChange:
+			if err := v.validateBootstrapConfChange(e); err != nil {
+				return fmt.Errorf("MsgApp entry %d: %w", i, err)
+			}
+		default:
+			return fmt.Errorf("MsgApp entry %d has type %v: membership is fixed by configuration", i, e.GetType())
+		}
+	}
+	return nil
+}
+
+// validateBootstrapConfChange accepts only the configuration entries every
+// node writes when it bootstraps: adding one configured voter, within the
+// first len(cluster) indexes.
+func (v *inboundValidator) validateBootstrapConfChange(e *raftpb.Entry) error {
+	if e.GetIndex() > uint64(len(v.peers)+1) {
+		return fmt.Errorf("configuration change at index %d, after bootstrap: membership is fixed by configuration", e.GetIndex())
+	}
+	var cc raftpb.ConfChange
+	if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
+		return fmt.Errorf("malformed configuration change: %v", err)
+	}
+	if cc.GetType() != raftpb.ConfChangeAddNode {
+		return fmt.Errorf("configuration change %v: membership is fixed by configuration", cc.GetType())
+	}
+	if id := cc.GetNodeId(); id != v.self {
+		if _, ok := v.peers[id]; !ok {
+			return fmt.Errorf("configuration change adds unknown node %x", id)
+		}
+	}
+	return nil
+}
+
+// validateSnapshot checks that a snapshot is well formed and carries exactly
+// the configured membership.
+func (v *inboundValidator) validateSnapshot(m *raftpb.Message) error {
+	s := m.GetSnapshot()
+	md := s.GetMetadata()
+	if s == nil || md == nil || md.GetIndex() == 0 {
+		return fmt.Errorf("MsgSnap without snapshot metadata")
+	}
+	if md.GetTerm() == 0 || md.GetTerm() > m.GetTerm() {
+		return fmt.Errorf("MsgSnap snapshot term %d outside [1, %d]", md.GetTerm(), m.GetTerm())
+	}
+	cs := md.GetConfState()
+	if len(cs.GetLearners()) > 0 || len(cs.GetVotersOutgoing()) > 0 || len(cs.GetLearnersNext()) > 0 || cs.GetAutoLeave() {
+		return fmt.Errorf("MsgSnap configuration has learners or a joint state: membership is fixed by configuration")
+	}
+	voters := cs.GetVoters()
+	if len(voters) != len(v.peers)+1 {
+		return fmt.Errorf("MsgSnap configuration has %d voters, the cluster has %d nodes", len(voters), len(v.peers)+1)
+	}
+	seen := make(map[uint64]bool, len(voters))
+	for _, id := range voters {
+		_, known := v.peers[id]
+		if (!known && id != v.self) || seen[id] {
+			return fmt.Errorf("MsgSnap configuration voters %v differ from the configured cluster", voters)
+		}
+		seen[id] = true
+	}
+	return nil
+}

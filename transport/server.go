@@ -1,0 +1,123 @@
+package transport
+
+import (
+	"context"
+	"maps"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	grpcpeer "google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/raftelect/raftelect/proto/raftelect/v1"
+)
+
+// peerServer is the inbound side: the gRPC Peer service.
+type peerServer struct {
+	pb.UnimplementedPeerServer
+	t *Transport
+}
+
+// callerName returns the node name in the caller's verified client
+// certificate, or "" when the transport runs without TLS.
+func callerName(ctx context.Context) (string, error) {
+	p, ok := grpcpeer.FromContext(ctx)
+	if !ok || p.AuthInfo == nil {
+		return "", nil
+	}
+	ti, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok {
+		return "", nil
+	}
+	if len(ti.State.VerifiedChains) == 0 || len(ti.State.VerifiedChains[0]) == 0 {
+		return "", status.Error(codes.Unauthenticated, "no verified client certificate")
+	}
+	return ti.State.VerifiedChains[0][0].Subject.CommonName, nil
+}
+
+// hang blocks until the caller gives up: a silently unresponsive node.
+func hang(ctx context.Context) error {
+	<-ctx.Done()
+	return status.FromContextError(ctx.Err()).Err()
+}
+
+func (s *peerServer) Send(ctx context.Context, req *pb.SendRequest) (*pb.SendResponse, error) {
+	t := s.t
+	name, err := callerName(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if t.opts.Credentials == nil && len(req.GetMessages()) > 0 {
+		// Without TLS there is no identity to check: take the claim.
+		name = t.validator.peers[req.GetMessages()[0].GetFrom()]
+	}
+	if t.opts.Hooks.blocks(name) {
+		return nil, hang(ctx)
+	}
+	if d := t.opts.Hooks.inboundDelay(); d > 0 {
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
+	}
+	p := t.byName[name]
+	if p == nil {
+		return nil, status.Errorf(codes.PermissionDenied, "caller %q is not a member of this cluster", name)
+	}
+	for _, m := range req.GetMessages() {
+		if err := t.validator.validate(m, p.ID); err != nil {
+			code := codes.InvalidArgument
+			if m.GetFrom() != p.ID {
+				code = codes.PermissionDenied
+			}
+			return nil, status.Errorf(code, "rejected message from %s: %v", name, err)
+		}
+	}
+	needLabels := false
+	p.mu.Lock()
+	if req.GetLabels() != nil || req.GetLabelsDigest() == labelsDigest(nil) {
+		p.labels, p.digest = maps.Clone(req.GetLabels()), req.GetLabelsDigest()
+	} else if req.GetLabelsDigest() != p.digest {
+		needLabels = true
+	}
+	p.mu.Unlock()
+
+	var term, leader uint64
+	if len(req.GetMessages()) > 0 {
+		term, leader, err = t.opts.Handler.Deliver(ctx, p.ID, req.GetMessages())
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, status.FromContextError(ctx.Err()).Err()
+			}
+			return nil, status.Errorf(codes.InvalidArgument, "rejected message from %s: %v", name, err)
+		}
+	}
+	p.lastContact.Store(time.Now().UnixNano())
+	if m := t.opts.Metrics; m != nil {
+		for _, msg := range req.GetMessages() {
+			m.Received(p.Name, msg.GetType())
+		}
+	}
+	return &pb.SendResponse{Term: term, LeaderId: leader, NeedLabels: needLabels}, nil
+}
+
+func (s *peerServer) Check(ctx context.Context, req *pb.CheckRequest) (*pb.CheckResponse, error) {
+	name, err := callerName(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if s.t.opts.Hooks.blocks(name) {
+		return nil, hang(ctx)
+	}
+	return s.t.opts.Handler.Check(ctx, req.GetForwarded()), nil
+}
+
+func (s *peerServer) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
+	if _, err := callerName(ctx); err != nil {
+		return nil, err
+	}
+	return &pb.StatusResponse{Node: s.t.opts.Handler.Status()}, nil
+}
+

@@ -1,0 +1,545 @@
+// Package transport carries raft messages between raftelect nodes over gRPC
+// with mutual TLS.
+//
+// Outbound, each peer has two lanes, each a bounded queue drained by its own
+// goroutine: a control lane (heartbeats, votes, responses) and a data lane
+// (log appends and snapshots). The raft Ready loop only enqueues: Send never
+// blocks and never waits for a peer, so one silent peer cannot delay
+// messages to another, and a slow append cannot delay a heartbeat to the same
+// peer. A full queue drops the message and counts it; raft retransmits.
+//
+// Inbound, the gRPC handler checks the caller's certificate against every
+// message's From, checks the message (see inbound_validator.go) and hands it
+// to the Handler, which steps it into raft.
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"maps"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+
+	pb "github.com/raftelect/raftelect/proto/raftelect/v1"
+)
+
+// Peer names one node of the cluster.
+type Peer struct {
+	ID   uint64
+	Name string
+	Addr string // host:port of its gRPC listener
+}
+
+// Handler is the narrow interface from the transport back into the node.
+// Every method but Deliver and Check must return at once.
+type Handler interface {
+	// Deliver steps validated messages from peer `from` into raft and
+	// returns the node's term and the leader it follows after stepping
+	// them. It returns an error if ctx ends first or a message fails the
+	// checks that depend on raft's state.
+	Deliver(ctx context.Context, from uint64, msgs []*raftpb.Message) (term, leader uint64, err error)
+	// ReportUnreachable tells raft that a send to peer id failed.
+	ReportUnreachable(id uint64)
+	// ReportSnapshot tells raft whether a snapshot reached peer id.
+	ReportSnapshot(id uint64, failed bool)
+	// Acked says that peer id stepped messages we sent at sentAt and then
+	// followed us as leader of term: the evidence a leader lease is built on.
+	Acked(id, term uint64, sentAt time.Time)
+	// Check answers the Check RPC within ctx.
+	Check(ctx context.Context, forwarded bool) *pb.CheckResponse
+	// Status answers the Status RPC.
+	Status() *pb.NodeStatus
+}
+
+// Options configure a Transport. Zero durations take the defaults below.
+type Options struct {
+	Self  Peer
+	Peers []Peer // the other nodes
+
+	// Credentials for mutual TLS. Nil only with Insecure (tests, demos on
+	// loopback): then the caller's identity is what it claims to be.
+	Credentials *Credentials
+	Insecure    bool
+
+	// Listener to serve on; if nil, the transport listens on Self.Addr.
+	Listener net.Listener
+
+	Handler Handler
+	Labels  map[string]string
+	Logger  *slog.Logger
+	Hooks   *FaultHooks
+	Metrics Metrics
+
+	// ControlTimeout bounds one RPC of the control lane, DataTimeout one of
+	// the data lane. See docs/operations.md for how they are chosen.
+	ControlTimeout time.Duration
+	DataTimeout    time.Duration
+	// MaxMessageAge: a queued message older than this when its turn comes is
+	// dropped instead of sent; raft has moved on by then.
+	MaxMessageAge time.Duration
+	// ControlQueue and DataQueue are the lane capacities.
+	ControlQueue int
+	DataQueue    int
+	// KeepaliveTime and KeepaliveTimeout: ping a connection idle this long,
+	// close it when the ping is not answered in time.
+	KeepaliveTime    time.Duration
+	KeepaliveTimeout time.Duration
+	// MaxReconnectBackoff caps the delay between reconnect attempts.
+	MaxReconnectBackoff time.Duration
+	// DropLogInterval is how often dropped-message counts are logged.
+	DropLogInterval time.Duration
+	// MaxMessageBytes bounds one gRPC message in either direction.
+	MaxMessageBytes int
+
+	// SyncSend makes Send deliver every message synchronously on the
+	// caller's goroutine, without a deadline: the behaviour of the reference
+	// system before its fix. It exists only so that a test can show that the
+	// asymmetric-drop test catches that bug. Never use it otherwise.
+	SyncSend bool
+}
+
+// Defaults. The queue sizes are generous for an election: in steady state a
+// leader has at most one heartbeat per peer in flight (heartbeats coalesce),
+// and a burst of votes and responses is a handful of messages.
+const (
+	DefaultControlQueue        = 64
+	DefaultDataQueue           = 256
+	DefaultKeepaliveTime       = 10 * time.Second
+	DefaultKeepaliveTimeout    = 3 * time.Second
+	DefaultMaxReconnectBackoff = 2 * time.Second
+	DefaultDropLogInterval     = 30 * time.Second
+	DefaultMaxMessageBytes     = 4 << 20
+)
+
+// Metrics receives per-peer events. Implementations must be cheap and safe
+// for concurrent use. Nil means none.
+type Metrics interface {
+	Sent(peer string, t raftpb.MessageType)
+	Received(peer string, t raftpb.MessageType)
+	Dropped(peer string, t raftpb.MessageType)
+	SendFailed(peer string, err error)
+	SendLatency(peer string, d time.Duration)
+}
+
+// Transport sends and receives raft messages for one node.
+type Transport struct {
+	opts      Options
+	log       *slog.Logger
+	validator inboundValidator
+	byName    map[string]*peer
+	byID      map[uint64]*peer
+	digest    uint64
+
+	lis    net.Listener
+	server *grpc.Server
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New checks opts and prepares a transport; Start makes it run.
+func New(opts Options) (*Transport, error) {
+	if opts.Handler == nil {
+		return nil, errors.New("transport: no handler")
+	}
+	if opts.Credentials == nil && !opts.Insecure {
+		return nil, errors.New("transport: no TLS credentials (set Insecure only for tests on loopback)")
+	}
+	setDefault(&opts.ControlQueue, DefaultControlQueue)
+	setDefault(&opts.DataQueue, DefaultDataQueue)
+	setDefault(&opts.KeepaliveTime, DefaultKeepaliveTime)
+	setDefault(&opts.KeepaliveTimeout, DefaultKeepaliveTimeout)
+	setDefault(&opts.MaxReconnectBackoff, DefaultMaxReconnectBackoff)
+	setDefault(&opts.DropLogInterval, DefaultDropLogInterval)
+	setDefault(&opts.MaxMessageBytes, DefaultMaxMessageBytes)
+	setDefault(&opts.ControlTimeout, time.Second)
+	setDefault(&opts.DataTimeout, 5*time.Second)
+	setDefault(&opts.MaxMessageAge, opts.ControlTimeout)
+	t := &Transport{
+		opts:      opts,
+		log:       opts.Logger,
+		validator: inboundValidator{self: opts.Self.ID, peers: map[uint64]string{}},
+		byName:    map[string]*peer{},
+		byID:      map[uint64]*peer{},
+		digest:    labelsDigest(opts.Labels),
+	}
+	if t.log == nil {
+		t.log = slog.New(slog.DiscardHandler)
+	}
+	for _, p := range opts.Peers {
+		pp := &peer{Peer: p, control: newSendQueue(opts.ControlQueue), data: newSendQueue(opts.DataQueue)}
+		pp.sendLabels.Store(true)
+		t.byName[p.Name] = pp
+		t.byID[p.ID] = pp
+		t.validator.peers[p.ID] = p.Name
+	}
+	return t, nil
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+// Start listens, serves and starts one sender per peer lane.
+func (t *Transport) Start() error {
+	lis := t.opts.Listener
+	if lis == nil {
+		var err error
+		if lis, err = net.Listen("tcp", t.opts.Self.Addr); err != nil {
+			return fmt.Errorf("listen on %s: %w", t.opts.Self.Addr, err)
+		}
+	}
+	t.lis = lis
+	t.ctx, t.cancel = context.WithCancel(context.Background())
+
+	sopts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(t.opts.MaxMessageBytes),
+		grpc.MaxSendMsgSize(t.opts.MaxMessageBytes),
+		// Allow the clients' pings: the default policy (one ping per 5
+		// minutes) answers our 10 s keepalive with GOAWAY too_many_pings.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime:             t.opts.KeepaliveTime / 2,
+			PermitWithoutStream: true,
+		}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			Time:    t.opts.KeepaliveTime,
+			Timeout: t.opts.KeepaliveTimeout,
+		}),
+		// A peer has at most two Sends in flight (one per lane) plus the
+		// odd Check or Status; anything beyond waits for a free stream.
+		grpc.MaxConcurrentStreams(16),
+	}
+	if t.opts.Credentials != nil {
+		sopts = append(sopts, grpc.Creds(credentials.NewTLS(t.opts.Credentials.serverConfig())))
+	}
+	t.server = grpc.NewServer(sopts...)
+	pb.RegisterPeerServer(t.server, &peerServer{t: t})
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(t.server, hs)
+
+	for _, p := range t.byID {
+		conn, err := t.dial(p)
+		if err != nil {
+			t.closeConns()
+			lis.Close()
+			return err
+		}
+		p.conn = conn
+		p.client = pb.NewPeerClient(conn)
+	}
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		if err := t.server.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			t.log.Error("gRPC server stopped", "err", err)
+		}
+	}()
+	if !t.opts.SyncSend {
+		for _, p := range t.byID {
+			t.wg.Add(2)
+			go t.runLane(p, p.control, t.opts.ControlTimeout)
+			go t.runLane(p, p.data, t.opts.DataTimeout)
+		}
+	}
+	t.wg.Add(1)
+	go t.runDropLogger()
+	return nil
+}
+
+func (t *Transport) dial(p *peer) (*grpc.ClientConn, error) {
+	creds := insecure.NewCredentials()
+	if t.opts.Credentials != nil {
+		creds = credentials.NewTLS(t.opts.Credentials.clientConfig(p.Name))
+	}
+	bo := backoff.DefaultConfig
+	bo.BaseDelay = 100 * time.Millisecond
+	bo.MaxDelay = t.opts.MaxReconnectBackoff
+	return grpc.NewClient(p.Addr,
+		grpc.WithTransportCredentials(creds),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{
+			Time:                t.opts.KeepaliveTime,
+			Timeout:             t.opts.KeepaliveTimeout,
+			PermitWithoutStream: true,
+		}),
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bo, MinConnectTimeout: t.opts.ControlTimeout}),
+		grpc.WithDefaultCallOptions(
+			grpc.MaxCallRecvMsgSize(t.opts.MaxMessageBytes),
+			grpc.MaxCallSendMsgSize(t.opts.MaxMessageBytes),
+		),
+		grpc.WithUserAgent("raftelect/"+t.opts.Self.Name),
+	)
+}
+
+// Addr returns the address the transport listens on.
+func (t *Transport) Addr() net.Addr { return t.lis.Addr() }
+
+// Stop stops serving and sending; every goroutine has ended when it returns.
+// Queued messages are discarded.
+func (t *Transport) Stop() {
+	if t.cancel == nil {
+		return
+	}
+	t.cancel()
+	t.server.Stop() // ends in-flight handlers' contexts; no graceful drain needed for raft
+	t.closeConns()
+	t.wg.Wait()
+}
+
+func (t *Transport) closeConns() {
+	for _, p := range t.byID {
+		if p.conn != nil {
+			p.conn.Close()
+		}
+	}
+}
+
+// Send queues raft messages for their peers and returns at once. Messages to
+// unknown peers are dropped.
+func (t *Transport) Send(msgs []*raftpb.Message) {
+	now := time.Now()
+	for _, m := range msgs {
+		p := t.byID[m.GetTo()]
+		if p == nil {
+			continue
+		}
+		if t.opts.SyncSend {
+			// No lane, no per-message deadline short of a long stall, like
+			// the reference system before its fix (keepalive noticed a dead
+			// link only after some 13 s).
+			t.send(p, []*raftpb.Message{m}, 4*t.opts.ControlTimeout)
+			continue
+		}
+		q := p.data
+		if isControl(m.GetType()) {
+			q = p.control
+		}
+		if !q.put(m, now) {
+			p.drops.Add(1)
+			if t.opts.Metrics != nil {
+				t.opts.Metrics.Dropped(p.Name, m.GetType())
+			}
+			if m.GetType() == raftpb.MsgSnap {
+				t.opts.Handler.ReportSnapshot(p.ID, true)
+			}
+		}
+	}
+}
+
+// runLane drains one lane of one peer until Stop.
+func (t *Transport) runLane(p *peer, q *sendQueue, timeout time.Duration) {
+	defer t.wg.Done()
+	var batch []*raftpb.Message
+	for {
+		select {
+		case <-t.ctx.Done():
+			return
+		case <-q.ready:
+		}
+		now := time.Now()
+		batch = batch[:0]
+		for _, qm := range q.take() {
+			if now.Sub(qm.at) > t.opts.MaxMessageAge {
+				p.expired.Add(1)
+				continue
+			}
+			batch = append(batch, qm.msg)
+		}
+		if len(batch) > 0 {
+			t.send(p, batch, timeout)
+		}
+		clear(batch)
+	}
+}
+
+// send delivers one batch to p with a deadline (none if timeout is 0) and
+// reports the outcome to raft.
+func (t *Transport) send(p *peer, batch []*raftpb.Message, timeout time.Duration) {
+	req := &pb.SendRequest{Messages: batch, LabelsDigest: t.digest}
+	if p.sendLabels.Load() {
+		req.Labels = t.opts.Labels
+	}
+	ctx, cancel := t.ctx, context.CancelFunc(func() {})
+	if timeout > 0 {
+		ctx, cancel = context.WithTimeout(t.ctx, timeout)
+	}
+	start := time.Now()
+	resp, err := p.client.Send(ctx, req)
+	cancel()
+	rtt := time.Since(start)
+	h := t.opts.Handler
+	if err != nil {
+		p.failures.Add(1)
+		p.reachable.Store(false)
+		if t.opts.Metrics != nil {
+			t.opts.Metrics.SendFailed(p.Name, err)
+		}
+		if t.ctx.Err() == nil {
+			h.ReportUnreachable(p.ID)
+		}
+		for _, m := range batch {
+			if m.GetType() == raftpb.MsgSnap {
+				h.ReportSnapshot(p.ID, true)
+			}
+		}
+		return
+	}
+	p.reachable.Store(true)
+	p.rtt.Store(int64(rtt))
+	p.lastContact.Store(time.Now().UnixNano())
+	p.sendLabels.Store(resp.GetNeedLabels())
+	if m := t.opts.Metrics; m != nil {
+		m.SendLatency(p.Name, rtt)
+		for _, msg := range batch {
+			m.Sent(p.Name, msg.GetType())
+		}
+	}
+	acked := false
+	for _, m := range batch {
+		switch m.GetType() {
+		case raftpb.MsgSnap:
+			h.ReportSnapshot(p.ID, false)
+			fallthrough
+		case raftpb.MsgHeartbeat, raftpb.MsgApp:
+			// The receiver resets its election timer on these, and only
+			// for the leader of the message's term.
+			if !acked && resp.GetLeaderId() == t.opts.Self.ID && resp.GetTerm() == m.GetTerm() {
+				h.Acked(p.ID, m.GetTerm(), start)
+				acked = true
+			}
+		}
+	}
+}
+
+// runDropLogger logs, every DropLogInterval, how many messages each peer's
+// queues dropped since the last time. A healthy cluster drops nothing and
+// logs nothing.
+func (t *Transport) runDropLogger() {
+	defer t.wg.Done()
+	tick := time.NewTicker(t.opts.DropLogInterval)
+	defer tick.Stop()
+	last := map[uint64][2]uint64{}
+	for {
+		select {
+		case <-t.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		for id, p := range t.byID {
+			now := [2]uint64{p.drops.Load(), p.expired.Load()}
+			prev := last[id]
+			if now != prev {
+				t.log.Warn("dropped messages to peer", "peer", p.Name,
+					"queue_full", now[0]-prev[0], "expired", now[1]-prev[1],
+					"interval", t.opts.DropLogInterval)
+			}
+			last[id] = now
+		}
+	}
+}
+
+// peer is the transport's state for one other node.
+type peer struct {
+	Peer
+	conn    *grpc.ClientConn
+	client  pb.PeerClient
+	control *sendQueue
+	data    *sendQueue
+
+	drops       atomic.Uint64 // queue full
+	expired     atomic.Uint64 // too old to send
+	failures    atomic.Uint64
+	reachable   atomic.Bool
+	rtt         atomic.Int64
+	lastContact atomic.Int64 // unix nanos of the last message either way
+	sendLabels  atomic.Bool  // the peer asked for our labels
+
+	mu     sync.Mutex
+	labels map[string]string
+	digest uint64
+}
+
+// PeerStats is the transport's view of one peer.
+type PeerStats struct {
+	Name        string
+	Addr        string
+	Reachable   bool
+	LastContact time.Time // zero if never
+	RTT         time.Duration
+	QueueDepth  int
+	Drops       uint64 // queue full plus expired before sending
+	SendErrors  uint64
+	Labels      map[string]string
+}
+
+// Stats returns the state of every peer, sorted by name.
+func (t *Transport) Stats() []PeerStats {
+	out := make([]PeerStats, 0, len(t.byID))
+	for _, p := range t.byID {
+		s := PeerStats{
+			Name:       p.Name,
+			Addr:       p.Addr,
+			Reachable:  p.reachable.Load(),
+			RTT:        time.Duration(p.rtt.Load()),
+			QueueDepth: p.control.len() + p.data.len(),
+			Drops:      p.drops.Load() + p.expired.Load(),
+			SendErrors: p.failures.Load(),
+		}
+		if lc := p.lastContact.Load(); lc != 0 {
+			s.LastContact = time.Unix(0, lc)
+		}
+		p.mu.Lock()
+		s.Labels = maps.Clone(p.labels)
+		p.mu.Unlock()
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b PeerStats) int {
+		if a.Name < b.Name {
+			return -1
+		}
+		if a.Name > b.Name {
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// PeerClient returns the gRPC client of the named peer, for Check and
+// Status calls between nodes.
+func (t *Transport) PeerClient(name string) (pb.PeerClient, bool) {
+	p := t.byName[name]
+	if p == nil || p.client == nil {
+		return nil, false
+	}
+	return p.client, true
+}
+
+// labelsDigest is a stable 64-bit FNV-1a digest of a label set.
+func labelsDigest(labels map[string]string) uint64 {
+	h := fnv.New64a()
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		h.Write([]byte(k))
+		h.Write([]byte{0})
+		h.Write([]byte(labels[k]))
+		h.Write([]byte{0})
+	}
+	return h.Sum64()
+}
