@@ -120,4 +120,3 @@ func (s *peerServer) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.Statu
 	}
 	return &pb.StatusResponse{Node: s.t.opts.Handler.Status()}, nil
 }
-
