@@ -37,7 +37,8 @@ type raftLoop struct {
 	cbq      *callbackQueue
 	routines []func(context.Context, Lease) error
 
-	inbound   chan *inboundBatch
+	inbound   chan inboundBatch
+	acks      ackBook
 	transfers chan transferRequest
 	reports   deliveryReports
 	stopped   chan struct{} // closed when the loop has exited
@@ -57,11 +58,34 @@ type raftLoop struct {
 }
 
 type inboundBatch struct {
-	from       uint64
-	msgs       []*raftpb.Message
-	term, lead uint64
-	err        error
-	done       chan struct{}
+	from uint64
+	msgs []*raftpb.Message
+	sent transport.Stamp
+}
+
+// inboundQueue is how many batches may wait for the raft loop. Each peer has
+// at most two Sends in flight (one per lane), so this is only reached when
+// the loop stalls (a slow disk); then handlers wait, bounded by their
+// callers' deadlines, which pushes back on the senders.
+const inboundQueue = 64
+
+// ackBook holds, per peer, the acknowledgement we give it: the stamp of its
+// last heartbeat or append batch we stepped and whom we followed afterwards.
+type ackBook struct {
+	mu   sync.Mutex
+	acks map[uint64]transport.Ack
+}
+
+func (b *ackBook) get(peer uint64) transport.Ack {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.acks[peer]
+}
+
+func (b *ackBook) set(peer uint64, a transport.Ack) {
+	b.mu.Lock()
+	b.acks[peer] = a
+	b.mu.Unlock()
 }
 
 type transferRequest struct {
@@ -84,12 +108,13 @@ func newRaftLoop(e *Elector, routines []func(context.Context, Lease) error) (*ra
 		e:         e,
 		store:     cfg.Storage,
 		routines:  routines,
-		inbound:   make(chan *inboundBatch),
+		inbound:   make(chan inboundBatch, inboundQueue),
 		transfers: make(chan transferRequest),
 		stopped:   make(chan struct{}),
 		lease:     newLeaseTracker(len(cfg.Peers), e.electionTimeout, e.tick, cfg.LeaseDriftMargin),
 		cbq:       newCallbackQueue(cfg.Callbacks),
 	}
+	l.acks.acks = map[uint64]transport.Ack{}
 	l.reports.unreachable = map[uint64]bool{}
 	l.reports.snapshots = map[uint64]raft.SnapshotStatus{}
 	l.reports.notify = make(chan struct{}, 1)
@@ -304,27 +329,36 @@ func (l *raftLoop) transfer(to uint64) error {
 	return nil
 }
 
-// step hands a batch of inbound messages to raft.
-func (l *raftLoop) step(b *inboundBatch) {
+// step hands a batch of inbound messages to raft. Messages that fail the
+// state checks are not stepped; they are logged, as the sender has long had
+// its answer.
+func (l *raftLoop) step(b inboundBatch) {
 	now := time.Now()
+	leaderTraffic := false
 	for _, m := range b.msgs {
 		skip, err := l.guard.check(m, now)
 		if err != nil {
-			if b.err == nil {
-				b.err = err
-			}
+			l.e.log.Warn("rejected message", "from", l.e.names[b.from], "type", m.GetType().String(), "err", err)
 			continue
 		}
 		if skip {
 			continue
 		}
-		if err := l.rn.Step(m); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) && b.err == nil {
-			b.err = err
+		switch m.GetType() {
+		case raftpb.MsgHeartbeat, raftpb.MsgApp, raftpb.MsgSnap:
+			leaderTraffic = true
+		}
+		if err := l.rn.Step(m); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
+			l.e.log.Warn("raft refused message", "from", l.e.names[b.from], "type", m.GetType().String(), "err", err)
 		}
 	}
-	st := l.rn.BasicStatus()
-	b.term, b.lead = st.GetTerm(), st.Lead
-	close(b.done)
+	if leaderTraffic {
+		// Raft resets its election timer for these messages only, and only
+		// when they come from the leader of its term: record whom we follow
+		// now, for the sender's lease.
+		st := l.rn.BasicStatus()
+		l.acks.set(b.from, transport.Ack{Stamp: b.sent, Term: st.GetTerm(), Leader: st.Lead})
+	}
 }
 
 func (l *raftLoop) applyReports() {
@@ -501,17 +535,15 @@ func (l *raftLoop) logLease(kind eventlog.Kind, token uint64) {
 
 // The transport.Handler side. These run on gRPC and sender goroutines.
 
-func (l *raftLoop) Deliver(ctx context.Context, from uint64, msgs []*raftpb.Message) (uint64, uint64, error) {
-	b := &inboundBatch{from: from, msgs: msgs, done: make(chan struct{})}
+func (l *raftLoop) Deliver(ctx context.Context, from uint64, msgs []*raftpb.Message, sent transport.Stamp) (transport.Ack, error) {
 	select {
-	case l.inbound <- b:
+	case l.inbound <- inboundBatch{from: from, msgs: msgs, sent: sent}:
 	case <-ctx.Done():
-		return 0, 0, ctx.Err()
+		return transport.Ack{}, ctx.Err()
 	case <-l.stopped:
-		return 0, 0, errors.New("node stopped")
+		return transport.Ack{}, errors.New("node stopped")
 	}
-	<-b.done // the loop steps a batch without waiting on anything
-	return b.term, b.lead, b.err
+	return l.acks.get(from), nil
 }
 
 func (l *raftLoop) ReportUnreachable(id uint64) {

@@ -84,15 +84,9 @@ func (s *peerServer) Send(ctx context.Context, req *pb.SendRequest) (*pb.SendRes
 	}
 	p.mu.Unlock()
 
-	var term, leader uint64
-	if len(req.GetMessages()) > 0 {
-		term, leader, err = t.opts.Handler.Deliver(ctx, p.ID, req.GetMessages())
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, status.FromContextError(ctx.Err()).Err()
-			}
-			return nil, status.Errorf(codes.InvalidArgument, "rejected message from %s: %v", name, err)
-		}
+	ack, err := t.opts.Handler.Deliver(ctx, p.ID, req.GetMessages(), Stamp{At: req.GetStamp(), Incarnation: req.GetIncarnation()})
+	if err != nil {
+		return nil, status.FromContextError(err).Err()
 	}
 	p.lastContact.Store(time.Now().UnixNano())
 	if m := t.opts.Metrics; m != nil {
@@ -100,7 +94,10 @@ func (s *peerServer) Send(ctx context.Context, req *pb.SendRequest) (*pb.SendRes
 			m.Received(p.Name, msg.GetType())
 		}
 	}
-	return &pb.SendResponse{Term: term, LeaderId: leader, NeedLabels: needLabels}, nil
+	return &pb.SendResponse{
+		AckTerm: ack.Term, AckLeader: ack.Leader, AckStamp: ack.Stamp.At, AckIncarnation: ack.Stamp.Incarnation,
+		NeedLabels: needLabels,
+	}, nil
 }
 
 func (s *peerServer) Check(ctx context.Context, req *pb.CheckRequest) (*pb.CheckResponse, error) {

@@ -15,6 +15,8 @@ package transport
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -48,22 +50,66 @@ type Peer struct {
 // Handler is the narrow interface from the transport back into the node.
 // Every method but Deliver and Check must return at once.
 type Handler interface {
-	// Deliver steps validated messages from peer `from` into raft and
-	// returns the node's term and the leader it follows after stepping
-	// them. It returns an error if ctx ends first or a message fails the
-	// checks that depend on raft's state.
-	Deliver(ctx context.Context, from uint64, msgs []*raftpb.Message) (term, leader uint64, err error)
+	// Deliver queues validated messages from peer `from` for raft, without
+	// waiting for them to be stepped (the raft loop may itself be busy
+	// sending to that peer), and returns the latest acknowledgement for that
+	// peer: the stamp of the last batch stepped and who we followed after
+	// it. It returns an error only if ctx ends before the batch is queued.
+	Deliver(ctx context.Context, from uint64, msgs []*raftpb.Message, sent Stamp) (Ack, error)
 	// ReportUnreachable tells raft that a send to peer id failed.
 	ReportUnreachable(id uint64)
 	// ReportSnapshot tells raft whether a snapshot reached peer id.
 	ReportSnapshot(id uint64, failed bool)
-	// Acked says that peer id stepped messages we sent at sentAt and then
-	// followed us as leader of term: the evidence a leader lease is built on.
+	// Acked says that peer id stepped heartbeats or appends we sent at
+	// sentAt and then followed us as leader of term: the evidence a leader
+	// lease is built on.
 	Acked(id, term uint64, sentAt time.Time)
 	// Check answers the Check RPC within ctx.
 	Check(ctx context.Context, forwarded bool) *pb.CheckResponse
 	// Status answers the Status RPC.
 	Status() *pb.NodeStatus
+}
+
+// Stamp identifies when a batch was sent: the sender's monotonic clock
+// reading and the run of its process (so a restarted process never mistakes
+// an echo of its predecessor's stamp for its own).
+type Stamp struct {
+	At          uint64 // nanoseconds since monoBase
+	Incarnation uint64
+}
+
+// Ack is a receiver's acknowledgement of the last heartbeat or append batch
+// it stepped from a peer: the batch's stamp, and the term and leader the
+// receiver followed right after stepping it.
+type Ack struct {
+	Stamp  Stamp
+	Term   uint64
+	Leader uint64
+}
+
+// monoBase and incarnation make stamps: time since monoBase keeps Go's
+// monotonic clock, and incarnation tells runs of the process apart.
+var (
+	monoBase    = time.Now()
+	incarnation = func() uint64 {
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			panic(err) // crypto/rand does not fail on Linux
+		}
+		return binary.LittleEndian.Uint64(b[:]) | 1
+	}()
+)
+
+func stampNow() Stamp {
+	return Stamp{At: uint64(time.Since(monoBase)), Incarnation: incarnation}
+}
+
+// time converts a stamp of this process back to a time.
+func (s Stamp) time() (time.Time, bool) {
+	if s.Incarnation != incarnation || s.At == 0 {
+		return time.Time{}, false
+	}
+	return monoBase.Add(time.Duration(s.At)), true
 }
 
 // Options configure a Transport. Zero durations take the defaults below.
@@ -321,9 +367,9 @@ func (t *Transport) Send(msgs []*raftpb.Message) {
 			continue
 		}
 		if t.opts.SyncSend {
-			// No lane, no per-message deadline short of a long stall, like
-			// the reference system before its fix (keepalive noticed a dead
-			// link only after some 13 s).
+			// On the raft loop, in order, with a long deadline: like the
+			// reference system before its fix, where only keepalive (some
+			// 13 s) ended a send to a silent peer.
 			t.send(p, []*raftpb.Message{m}, 4*t.opts.ControlTimeout)
 			continue
 		}
@@ -369,17 +415,15 @@ func (t *Transport) runLane(p *peer, q *sendQueue, timeout time.Duration) {
 	}
 }
 
-// send delivers one batch to p with a deadline (none if timeout is 0) and
-// reports the outcome to raft.
+// send delivers one batch to p with a deadline and reports the outcome to
+// raft.
 func (t *Transport) send(p *peer, batch []*raftpb.Message, timeout time.Duration) {
-	req := &pb.SendRequest{Messages: batch, LabelsDigest: t.digest}
+	sent := stampNow()
+	req := &pb.SendRequest{Messages: batch, LabelsDigest: t.digest, Stamp: sent.At, Incarnation: sent.Incarnation}
 	if p.sendLabels.Load() {
 		req.Labels = t.opts.Labels
 	}
-	ctx, cancel := t.ctx, context.CancelFunc(func() {})
-	if timeout > 0 {
-		ctx, cancel = context.WithTimeout(t.ctx, timeout)
-	}
+	ctx, cancel := context.WithTimeout(t.ctx, timeout)
 	start := time.Now()
 	resp, err := p.client.Send(ctx, req)
 	cancel()
@@ -411,20 +455,14 @@ func (t *Transport) send(p *peer, batch []*raftpb.Message, timeout time.Duration
 			m.Sent(p.Name, msg.GetType())
 		}
 	}
-	acked := false
 	for _, m := range batch {
-		switch m.GetType() {
-		case raftpb.MsgSnap:
+		if m.GetType() == raftpb.MsgSnap {
 			h.ReportSnapshot(p.ID, false)
-			fallthrough
-		case raftpb.MsgHeartbeat, raftpb.MsgApp:
-			// The receiver resets its election timer on these, and only
-			// for the leader of the message's term.
-			if !acked && resp.GetLeaderId() == t.opts.Self.ID && resp.GetTerm() == m.GetTerm() {
-				h.Acked(p.ID, m.GetTerm(), start)
-				acked = true
-			}
 		}
+	}
+	ack := Stamp{At: resp.GetAckStamp(), Incarnation: resp.GetAckIncarnation()}
+	if at, ok := ack.time(); ok && resp.GetAckLeader() == t.opts.Self.ID {
+		h.Acked(p.ID, resp.GetAckTerm(), at)
 	}
 }
 

@@ -32,8 +32,14 @@ type SendRequest struct {
 	// Digest of the sender's labels. The receiver asks for the labels
 	// (SendResponse.need_labels) when it has not seen this digest, so labels
 	// cross the wire once per change, not with every heartbeat.
-	LabelsDigest  uint64            `protobuf:"fixed64,2,opt,name=labels_digest,json=labelsDigest,proto3" json:"labels_digest,omitempty"`
-	Labels        map[string]string `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	LabelsDigest uint64            `protobuf:"fixed64,2,opt,name=labels_digest,json=labelsDigest,proto3" json:"labels_digest,omitempty"`
+	Labels       map[string]string `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Opaque to the receiver: when the sender sent this batch (its own
+	// monotonic clock) and which run of the sender's process it was. The
+	// receiver echoes them back in a later SendResponse once it has stepped
+	// the batch.
+	Stamp         uint64 `protobuf:"varint,4,opt,name=stamp,proto3" json:"stamp,omitempty"`
+	Incarnation   uint64 `protobuf:"fixed64,5,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -89,16 +95,34 @@ func (x *SendRequest) GetLabels() map[string]string {
 	return nil
 }
 
+func (x *SendRequest) GetStamp() uint64 {
+	if x != nil {
+		return x.Stamp
+	}
+	return 0
+}
+
+func (x *SendRequest) GetIncarnation() uint64 {
+	if x != nil {
+		return x.Incarnation
+	}
+	return 0
+}
+
 type SendResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The receiver's raft term and the leader it follows after stepping the
-	// batch. The leader uses them to know that the receiver accepted it as
-	// leader (see the lease in docs/safety.md).
-	Term          uint64 `protobuf:"varint,1,opt,name=term,proto3" json:"term,omitempty"`
-	LeaderId      uint64 `protobuf:"varint,2,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
-	NeedLabels    bool   `protobuf:"varint,3,opt,name=need_labels,json=needLabels,proto3" json:"need_labels,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The last batch of heartbeats or appends from the caller that this node
+	// has stepped (its stamp and incarnation, echoed), with the term and the
+	// leader this node followed right after stepping it. The leader builds its
+	// lease on these acknowledgements (docs/safety.md). The handler answers
+	// without waiting for raft, so this is at most a batch or so behind.
+	AckTerm        uint64 `protobuf:"varint,1,opt,name=ack_term,json=ackTerm,proto3" json:"ack_term,omitempty"`
+	AckLeader      uint64 `protobuf:"varint,2,opt,name=ack_leader,json=ackLeader,proto3" json:"ack_leader,omitempty"`
+	NeedLabels     bool   `protobuf:"varint,3,opt,name=need_labels,json=needLabels,proto3" json:"need_labels,omitempty"`
+	AckStamp       uint64 `protobuf:"varint,4,opt,name=ack_stamp,json=ackStamp,proto3" json:"ack_stamp,omitempty"`
+	AckIncarnation uint64 `protobuf:"fixed64,5,opt,name=ack_incarnation,json=ackIncarnation,proto3" json:"ack_incarnation,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *SendResponse) Reset() {
@@ -131,16 +155,16 @@ func (*SendResponse) Descriptor() ([]byte, []int) {
 	return file_raftelect_v1_peer_proto_rawDescGZIP(), []int{1}
 }
 
-func (x *SendResponse) GetTerm() uint64 {
+func (x *SendResponse) GetAckTerm() uint64 {
 	if x != nil {
-		return x.Term
+		return x.AckTerm
 	}
 	return 0
 }
 
-func (x *SendResponse) GetLeaderId() uint64 {
+func (x *SendResponse) GetAckLeader() uint64 {
 	if x != nil {
-		return x.LeaderId
+		return x.AckLeader
 	}
 	return 0
 }
@@ -150,6 +174,20 @@ func (x *SendResponse) GetNeedLabels() bool {
 		return x.NeedLabels
 	}
 	return false
+}
+
+func (x *SendResponse) GetAckStamp() uint64 {
+	if x != nil {
+		return x.AckStamp
+	}
+	return 0
+}
+
+func (x *SendResponse) GetAckIncarnation() uint64 {
+	if x != nil {
+		return x.AckIncarnation
+	}
+	return 0
 }
 
 type CheckRequest struct {
@@ -571,19 +609,24 @@ var File_raftelect_v1_peer_proto protoreflect.FileDescriptor
 const file_raftelect_v1_peer_proto_rawDesc = "" +
 	"\n" +
 	"\x17raftelect/v1/peer.proto\x12\fraftelect.v1\x1a\n" +
-	"raft.proto\"\xd9\x01\n" +
+	"raft.proto\"\x91\x02\n" +
 	"\vSendRequest\x12+\n" +
 	"\bmessages\x18\x01 \x03(\v2\x0f.raftpb.MessageR\bmessages\x12#\n" +
 	"\rlabels_digest\x18\x02 \x01(\x06R\flabelsDigest\x12=\n" +
-	"\x06labels\x18\x03 \x03(\v2%.raftelect.v1.SendRequest.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\x03 \x03(\v2%.raftelect.v1.SendRequest.LabelsEntryR\x06labels\x12\x14\n" +
+	"\x05stamp\x18\x04 \x01(\x04R\x05stamp\x12 \n" +
+	"\vincarnation\x18\x05 \x01(\x06R\vincarnation\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"`\n" +
-	"\fSendResponse\x12\x12\n" +
-	"\x04term\x18\x01 \x01(\x04R\x04term\x12\x1b\n" +
-	"\tleader_id\x18\x02 \x01(\x04R\bleaderId\x12\x1f\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xaf\x01\n" +
+	"\fSendResponse\x12\x19\n" +
+	"\back_term\x18\x01 \x01(\x04R\aackTerm\x12\x1d\n" +
+	"\n" +
+	"ack_leader\x18\x02 \x01(\x04R\tackLeader\x12\x1f\n" +
 	"\vneed_labels\x18\x03 \x01(\bR\n" +
-	"needLabels\",\n" +
+	"needLabels\x12\x1b\n" +
+	"\tack_stamp\x18\x04 \x01(\x04R\backStamp\x12'\n" +
+	"\x0fack_incarnation\x18\x05 \x01(\x06R\x0eackIncarnation\",\n" +
 	"\fCheckRequest\x12\x1c\n" +
 	"\tforwarded\x18\x01 \x01(\bR\tforwarded\"\xbb\x01\n" +
 	"\rCheckResponse\x12\x12\n" +
