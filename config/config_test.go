@@ -1,0 +1,171 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// base is a valid insecure config; tests replace lines of it.
+const base = `name: n1
+peers:
+  - name: n1
+    address: 127.0.0.1:7001
+  - name: n2
+    address: 127.0.0.1:7002
+  - name: n3
+    address: 127.0.0.1:7003
+heartbeat_interval: 100ms
+election_timeout: 1s
+insecure: true
+`
+
+func write(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "node.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadValidConfigAppliesDefaultsAndConverts(t *testing.T) {
+	n, err := Load(write(t, base+"labels: {url: 'http://a'}\ndata_dir: data\n"), LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Log.Level != "info" || n.Log.Format != "text" || n.LeaseDriftMargin != 0.1 {
+		t.Errorf("defaults not applied: %+v", n)
+	}
+	if !filepath.IsAbs(n.DataDir) || filepath.Dir(n.DataDir) != filepath.Dir(n.File()) {
+		t.Errorf("data_dir %q not resolved against the config's directory", n.DataDir)
+	}
+	c := n.ElectionConfig()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Name != "n1" || len(c.Peers) != 3 || c.HeartbeatInterval != 100*time.Millisecond || c.ElectionTimeout != time.Second || c.Labels["url"] != "http://a" {
+		t.Errorf("conversion lost something: %+v", c)
+	}
+}
+
+func TestExampleConfigIsValid(t *testing.T) {
+	// examples/node.yaml documents every field; it must stay loadable.
+	// Its TLS files do not exist here, so take them away with insecure.
+	n, err := Load("../examples/node.yaml", LoadOptions{Flags: map[string]string{"insecure": "true"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Name == "" || len(n.Peers) < 3 {
+		t.Errorf("example lost its peers: %+v", n)
+	}
+}
+
+func TestFlagsOverrideEnvironmentOverrideFile(t *testing.T) {
+	env := map[string]string{
+		"RAFTELECT_NAME":         "n2",
+		"RAFTELECT_HTTP_ADDRESS": "127.0.0.1:9002",
+		"RAFTELECT_LOG_FORMAT":   "text",
+	}
+	n, err := Load(write(t, base+"http_address: 127.0.0.1:9001\nlog: {format: text}\n"), LoadOptions{
+		Env:   func(k string) (string, bool) { v, ok := env[k]; return v, ok },
+		Flags: map[string]string{"log-format": "json", "data-dir": "rel"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Name != "n2" || n.HTTPAddress != "127.0.0.1:9002" || n.Log.Format != "json" || n.DataDir != "rel" {
+		t.Errorf("overrides not applied in order: name=%s http=%s format=%s data=%s", n.Name, n.HTTPAddress, n.Log.Format, n.DataDir)
+	}
+	if s := n.Source("log.format"); s != "--log-format" {
+		t.Errorf("source of log.format = %q", s)
+	}
+}
+
+func TestNoFileEverythingFromEnvironment(t *testing.T) {
+	env := map[string]string{
+		"RAFTELECT_NAME":     "a",
+		"RAFTELECT_PEERS":    "a=127.0.0.1:1,b=127.0.0.1:2,c=127.0.0.1:3",
+		"RAFTELECT_INSECURE": "true",
+	}
+	n, err := Load("", LoadOptions{Env: func(k string) (string, bool) { v, ok := env[k]; return v, ok }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(n.Peers) != 3 || n.Peers[2].Address != "127.0.0.1:3" {
+		t.Errorf("peers = %+v", n.Peers)
+	}
+}
+
+// TestInvalidFieldsAreNamed: every invalid field gives an error naming the
+// field (with its line when it came from the file) and what is wrong.
+func TestInvalidFieldsAreNamed(t *testing.T) {
+	tests := []struct {
+		name  string
+		yaml  string            // replaces base when it has no "name:" line, appended otherwise
+		flags map[string]string // optional
+		want  string
+	}{
+		{"unknown top-level field", base + "heartbeat: 1s\n", nil, `node.yaml:12: heartbeat: unknown field "heartbeat"; known fields here: name, peers,`},
+		{"unknown nested field", strings.Replace(base, "    address: 127.0.0.1:7002", "    adress: 127.0.0.1:7002", 1), nil, `node.yaml:6: peers[1].adress: unknown field "adress"; known fields here: name, address`},
+		{"unknown tls field", base + "tls:\n  ca: x\n", nil, `node.yaml:13: tls.ca: unknown field "ca"`},
+		{"wrong type", base + "lease_drift_margin: lots\n", nil, "node.yaml:12: lease_drift_margin: cannot unmarshal !!str `lots` into float64"},
+		{"duration without unit", strings.Replace(base, "100ms", "100", 1), nil, `node.yaml:9: heartbeat_interval: "100" is not a duration; write it with a unit`},
+		{"bad yaml", "name: [\n", nil, "node.yaml: line 1: did not find expected node content"},
+		{"duplicate key", base + "name: n2\n", nil, `mapping key "name" already defined at line 1`},
+		{"name empty", strings.Replace(base, "name: n1\npeers", "peers", 1), nil, "name: empty; give this node a name that appears in peers"},
+		{"name not a peer", strings.Replace(base, "name: n1\npeers", "name: n9\npeers", 1), nil, `node.yaml:1: name: "n9" is not among peers`},
+		{"no peers", "name: n1\ninsecure: true\n", nil, "node.yaml: peers: empty; list every node of the cluster"},
+		{"peer name empty", strings.Replace(base, "  - name: n2", "  - name: ''", 1), nil, "node.yaml:5: peers[1].name: empty"},
+		{"peer name twice", strings.Replace(base, "  - name: n2", "  - name: n1", 1), nil, `node.yaml:5: peers[1].name: "n1" appears twice (also peers[0])`},
+		{"peer address empty", strings.Replace(base, "    address: 127.0.0.1:7002", "    address: ''", 1), nil, "node.yaml:6: peers[1].address: empty; give host:port"},
+		{"peer address not host:port", strings.Replace(base, "    address: 127.0.0.1:7002", "    address: x", 1), nil, `node.yaml:6: peers[1].address: "x" is not host:port`},
+		{"peer address twice", strings.Replace(base, "127.0.0.1:7003", "127.0.0.1:7002", 1), nil, "node.yaml:8: peers[2].address: 127.0.0.1:7002 is also the address of peers[1] (n2)"},
+		{"listen address", base + "listen_address: 7000\n", nil, `node.yaml:12: listen_address: "7000" is not host:port`},
+		{"heartbeat too small", strings.Replace(base, "100ms", "1ms", 1), nil, "node.yaml:9: heartbeat_interval: 1ms is below 10ms"},
+		{"heartbeat negative", strings.Replace(base, "100ms", "-1s", 1), nil, "node.yaml:9: heartbeat_interval: -1s must be positive"},
+		{"election timeout too small", strings.Replace(base, "election_timeout: 1s", "election_timeout: 150ms", 1), nil, "node.yaml:10: election_timeout: 150ms must be more than twice heartbeat_interval (100ms)"},
+		{"drift margin", base + "lease_drift_margin: 0.9\n", nil, "node.yaml:12: lease_drift_margin: 0.9 must be between 0.01 and 0.5"},
+		{"tls missing", strings.Replace(base, "insecure: true\n", "", 1), nil, "node.yaml: tls.ca_file: empty; mutual TLS needs"},
+		{"tls file missing", strings.Replace(base, "insecure: true\n", "tls: {ca_file: /nonexistent/ca.crt, cert_file: /x.crt, key_file: /x.key}\n", 1), nil, "node.yaml:11: tls.ca_file: stat /nonexistent/ca.crt: no such file or directory"},
+		{"http address", base + "http_address: localhost\n", nil, `node.yaml:12: http_address: "localhost" is not host:port`},
+		{"log level", base + "log:\n  level: loud\n", nil, `node.yaml:13: log.level: "loud" is not one of debug, info, warn, error`},
+		{"log format", base + "log:\n  format: xml\n", nil, `node.yaml:13: log.format: "xml" is not text or json`},
+		{"data dir is a file", base + "data_dir: node.yaml\n", nil, "node.yaml:12: data_dir: "},
+		{"label key too long", base + "labels:\n  " + strings.Repeat("k", 64) + ": v\n", nil, "node.yaml:13: labels." + strings.Repeat("k", 64) + ": keys must be 1-63 bytes"},
+		{"control queue", base + "transport:\n  control_queue: -1\n", nil, "node.yaml:13: transport.control_queue: -1 must be between 1 and 65536"},
+		{"data queue", base + "transport:\n  data_queue: 100000\n", nil, "node.yaml:13: transport.data_queue: 100000 must be between 1 and 65536"},
+		{"keepalive below grpc minimum", base + "transport:\n  keepalive_time: 1s\n", nil, "node.yaml:13: transport.keepalive_time: 1s is below gRPC's 10s minimum"},
+		{"negative backoff", base + "transport:\n  max_reconnect_backoff: -1s\n", nil, "node.yaml:13: transport.max_reconnect_backoff: -1s must be positive"},
+		{"negative keepalive timeout", base + "transport:\n  keepalive_timeout: -1s\n", nil, "node.yaml:13: transport.keepalive_timeout: -1s must be positive"},
+		{"drop log interval", base + "transport:\n  drop_log_interval: 10ms\n", nil, "node.yaml:13: transport.drop_log_interval: 10ms is below 1s"},
+		{"bad flag value", base, map[string]string{"election-timeout": "soon"}, `election_timeout (from --election-timeout): "soon" is not a duration`},
+		{"bad flag peers", base, map[string]string{"peers": "n1=127.0.0.1:1,n2"}, `peers (from --peers): "n2" is not name=host:port`},
+		{"flag makes field invalid", base, map[string]string{"log-format": "yaml"}, `log.format (from --log-format): "yaml" is not text or json`},
+		{"bad bool flag", base, map[string]string{"insecure": "maybe"}, `insecure (from --insecure): "maybe" is not true or false`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(write(t, tt.yaml), LoadOptions{Flags: tt.flags})
+			if err == nil {
+				t.Fatalf("no error; want %q", tt.want)
+			}
+			got := strings.ReplaceAll(err.Error(), filepath.Dir(err.(*Error).File)+"/", "")
+			if !strings.Contains(got, tt.want) {
+				t.Errorf("error:\n%s\nwant it to contain:\n%s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestAllProblemsReportedAtOnce(t *testing.T) {
+	_, err := Load(write(t, "name: n1\npeers: [{name: n1, address: x}]\nlog: {format: xml}\ninsecure: true\n"), LoadOptions{})
+	if err == nil {
+		t.Fatal("no error")
+	}
+	if n := len(err.(*Error).Problems); n != 2 {
+		t.Errorf("got %d problems, want 2:\n%v", n, err)
+	}
+}
