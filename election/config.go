@@ -100,6 +100,11 @@ type Config struct {
 	// that the fault tests catch that bug; it breaks the cluster under a
 	// silent peer. Never set it otherwise.
 	UnsafeSyncSend bool
+
+	// unsafeNoVoteGuard turns the vote guard off (see raft_loop.go). Only
+	// test builds can set it (voteguard_export_test.go), to show what the
+	// guard prevents.
+	unsafeNoVoteGuard bool
 }
 
 // NodeID derives a node's raft ID from its name: the 64-bit FNV-1a hash of

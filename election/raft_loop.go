@@ -167,6 +167,9 @@ func newRaftLoop(e *Elector, routines []func(context.Context, Lease) error) (*ra
 	if fresh {
 		guard = 2 * e.electionTimeout
 	}
+	if cfg.unsafeNoVoteGuard {
+		guard = 0
+	}
 	l.guard = stepGuard{rn: l.rn, store: l.store, voteGuardUntil: time.Now().Add(guard)}
 
 	var creds *transport.Credentials
