@@ -115,6 +115,8 @@ func newRaftLoop(e *Elector, routines []func(context.Context, Lease) error) (*ra
 		cbq:       newCallbackQueue(cfg.Callbacks),
 	}
 	l.acks.acks = map[uint64]transport.Ack{}
+	l.leaseTimer = time.NewTimer(time.Hour)
+	l.leaseTimer.Stop()
 	l.reports.unreachable = map[uint64]bool{}
 	l.reports.snapshots = map[uint64]raft.SnapshotStatus{}
 	l.reports.notify = make(chan struct{}, 1)
@@ -248,8 +250,6 @@ func (l *raftLoop) run(ctx context.Context) (err error) {
 
 	ticker := time.NewTicker(l.e.tick)
 	defer ticker.Stop()
-	l.leaseTimer = time.NewTimer(time.Hour)
-	l.leaseTimer.Stop()
 	defer l.leaseTimer.Stop()
 
 	done := ctx.Done()

@@ -18,6 +18,15 @@ type inboundValidator struct {
 	peers map[uint64]string // every node of the cluster but us
 }
 
+// ValidateInbound applies the transport's stateless checks to one message
+// that a caller authenticated as callerID sent to node self in a cluster of
+// self and peers. The gRPC handler runs the same checks; this is for fuzzing
+// the whole inbound path without a network.
+func ValidateInbound(m *raftpb.Message, callerID, self uint64, peers map[uint64]string) error {
+	v := inboundValidator{self: self, peers: peers}
+	return v.validate(m, callerID)
+}
+
 // remoteTypes are the message types raft nodes exchange over the network in
 // a cluster that proposes nothing: no proposals, no read-index requests, and
 // no leadership-transfer requests (Transfer is only taken on the leader
