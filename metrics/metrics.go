@@ -1,0 +1,275 @@
+// Package metrics exports a raftelect node's state to Prometheus, under the
+// prefix raftelect_.
+//
+// Two sources feed it. The transport calls the transport.Metrics methods as
+// messages move (sent, received, queue-full drops, send errors, latency).
+// Everything that is state rather than an event (role, term, lease, and per
+// peer: reachable, queue depth, RTT, last contact, and the total of dropped
+// messages) is read from Elector.Status at scrape time by a custom
+// collector, so there is no second bookkeeping to drift from the truth.
+//
+// raftelect_peer_dropped_messages_total is the transport's own counter
+// (PeerStats.Drops: queue full plus expired before sending), the same number
+// the transport's periodic "dropped messages to peer" log reports the
+// increase of. raftelect_peer_queue_full_drops_total breaks the queue-full
+// part down by message type.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/raftelect/raftelect/election"
+	"github.com/raftelect/raftelect/transport"
+)
+
+const namespace = "raftelect"
+
+// LatencyBuckets span 1ms (a LAN) to 10s (a send that ran into the data
+// lane's deadline on a WAN), in seconds.
+var LatencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// Error classes of a failed send, the values of the "class" label.
+const (
+	ClassTimeout     = "timeout"
+	ClassUnavailable = "unavailable"
+	ClassCanceled    = "canceled"
+	ClassAuth        = "auth"
+	ClassOther       = "other"
+)
+
+// Metrics implements transport.Metrics and prometheus.Collector.
+type Metrics struct {
+	sent, received, queueFull *prometheus.CounterVec
+	sendErrors                *prometheus.CounterVec
+	latency                   *prometheus.HistogramVec
+	leaderChanges, elections  prometheus.Counter
+
+	// per (peer, type) children, so the hot path does not hash labels or
+	// allocate.
+	mu       sync.RWMutex
+	children map[childKey]prometheus.Counter
+	hist     sync.Map // peer -> prometheus.Observer
+
+	status   atomic.Pointer[func() election.Status]
+	termMu   sync.Mutex
+	lastTerm uint64
+	seenTerm bool
+
+	descs descs
+}
+
+type childKey struct {
+	vec  *prometheus.CounterVec
+	peer string
+	t    raftpb.MessageType
+}
+
+type descs struct {
+	isLeader, holdsLease, term, hasLeader                  *prometheus.Desc
+	reachable, queueDepth, rtt, lastContact, drops, errors *prometheus.Desc
+}
+
+var _ transport.Metrics = (*Metrics)(nil)
+var _ prometheus.Collector = (*Metrics)(nil)
+
+// New makes the metrics and registers them (and itself) with reg.
+func New(reg prometheus.Registerer) *Metrics {
+	peerType := []string{"peer", "type"}
+	m := &Metrics{
+		sent: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "peer_messages_sent_total",
+			Help: "Raft messages sent to a peer, by type (counted when the send succeeded)."}, peerType),
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "peer_messages_received_total",
+			Help: "Raft messages received from a peer and accepted, by type."}, peerType),
+		queueFull: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "peer_queue_full_drops_total",
+			Help: "Messages to a peer dropped because its send queue was full, by type. raftelect_peer_dropped_messages_total also counts messages that expired in the queue."}, peerType),
+		sendErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "peer_send_errors_total",
+			Help: "Failed sends (RPCs) to a peer by class: timeout, unavailable, canceled, auth, other."}, []string{"peer", "class"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "peer_send_latency_seconds",
+			Help: "Duration of successful sends (RPCs) to a peer.", Buckets: LatencyBuckets}, []string{"peer"}),
+		leaderChanges: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "leader_changes_total",
+			Help: "Times this node learnt of a new leader (a different node, or the same one in a new term) since it started."}),
+		elections: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "elections_started_total",
+			Help: "Elections seen by this node since it started: the sum of the increases of the raft term it observed (each election, by any node, increases it by one)."}),
+		children: map[childKey]prometheus.Counter{},
+	}
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName(namespace, "", name), help, labels, nil)
+	}
+	m.descs = descs{
+		isLeader:    d("is_leader", "1 while this node holds the leader lease (may act as leader), else 0."),
+		holdsLease:  d("raft_leader", "1 while raft on this node is in the leader role (the lease may have ended already), else 0."),
+		term:        d("term", "The raft term this node is in: the fencing token of the current leadership."),
+		hasLeader:   d("has_leader", "1 while this node knows of a leader (what /readyz reports), else 0."),
+		reachable:   d("peer_reachable", "1 if the last send to the peer succeeded, else 0.", "peer"),
+		queueDepth:  d("peer_queue_depth", "Messages waiting in the peer's send queues (both lanes).", "peer"),
+		rtt:         d("peer_rtt_seconds", "Round-trip time of the last successful send to the peer.", "peer"),
+		lastContact: d("peer_last_contact_seconds", "Seconds since the last message to or from the peer; -1 if never.", "peer"),
+		drops:       d("peer_dropped_messages_total", "Messages to the peer dropped by the transport (queue full or expired before sending); the numbers the periodic drop log reports.", "peer"),
+		errors:      d("peer_send_failures_total", "Failed sends to the peer as the transport counts them (all classes).", "peer"),
+	}
+	reg.MustRegister(m.sent, m.received, m.queueFull, m.sendErrors, m.latency, m.leaderChanges, m.elections, m)
+	return m
+}
+
+// Observe sets where state is read from at scrape time (Elector.Status).
+// Until it is called, only event metrics are exported.
+func (m *Metrics) Observe(status func() election.Status) { m.status.Store(&status) }
+
+// Callbacks wraps next so that leader changes and terms are counted; the
+// wrapped callbacks are called as before.
+func (m *Metrics) Callbacks(next election.Callbacks) election.Callbacks {
+	out := next
+	out.OnNewLeader = func(leader string, term uint64) {
+		m.observeTerm(term)
+		if leader != "" {
+			m.leaderChanges.Inc()
+		}
+		if next.OnNewLeader != nil {
+			next.OnNewLeader(leader, term)
+		}
+	}
+	return out
+}
+
+// observeTerm counts elections from term increases. The first term seen is
+// the baseline (it may come from the store, from before a restart).
+func (m *Metrics) observeTerm(term uint64) {
+	m.termMu.Lock()
+	defer m.termMu.Unlock()
+	if m.seenTerm && term > m.lastTerm {
+		m.elections.Add(float64(term - m.lastTerm))
+	}
+	if !m.seenTerm || term > m.lastTerm {
+		m.lastTerm, m.seenTerm = term, true
+	}
+}
+
+func (m *Metrics) child(vec *prometheus.CounterVec, peer string, t raftpb.MessageType) prometheus.Counter {
+	k := childKey{vec, peer, t}
+	m.mu.RLock()
+	c, ok := m.children[k]
+	m.mu.RUnlock()
+	if ok {
+		return c
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if c, ok = m.children[k]; !ok {
+		c = vec.WithLabelValues(peer, TypeName(t))
+		m.children[k] = c
+	}
+	return c
+}
+
+// TypeName is the "type" label of a message type: its raftpb name without
+// the Msg prefix (Heartbeat, App, Vote, ...).
+func TypeName(t raftpb.MessageType) string { return strings.TrimPrefix(t.String(), "Msg") }
+
+// Sent implements transport.Metrics.
+func (m *Metrics) Sent(peer string, t raftpb.MessageType) { m.child(m.sent, peer, t).Inc() }
+
+// Received implements transport.Metrics.
+func (m *Metrics) Received(peer string, t raftpb.MessageType) { m.child(m.received, peer, t).Inc() }
+
+// Dropped implements transport.Metrics (queue-full drops).
+func (m *Metrics) Dropped(peer string, t raftpb.MessageType) { m.child(m.queueFull, peer, t).Inc() }
+
+// SendFailed implements transport.Metrics.
+func (m *Metrics) SendFailed(peer string, err error) {
+	m.sendErrors.WithLabelValues(peer, Classify(err)).Inc()
+}
+
+// SendLatency implements transport.Metrics.
+func (m *Metrics) SendLatency(peer string, d time.Duration) {
+	o, ok := m.hist.Load(peer)
+	if !ok {
+		o, _ = m.hist.LoadOrStore(peer, m.latency.WithLabelValues(peer))
+	}
+	o.(prometheus.Observer).Observe(d.Seconds())
+}
+
+// Classify sorts an RPC error into one of the classes above. A TLS
+// handshake failure surfaces as Unavailable; it is an auth problem (wrong
+// CA, expired or misnamed certificate), and retrying will not fix it.
+func Classify(err error) string {
+	switch {
+	case err == nil:
+		return ClassOther
+	case errors.Is(err, context.DeadlineExceeded):
+		return ClassTimeout
+	case errors.Is(err, context.Canceled):
+		return ClassCanceled
+	}
+	s, _ := status.FromError(err)
+	switch s.Code() {
+	case codes.DeadlineExceeded:
+		return ClassTimeout
+	case codes.Canceled:
+		return ClassCanceled
+	case codes.Unauthenticated, codes.PermissionDenied:
+		return ClassAuth
+	case codes.Unavailable:
+		msg := s.Message()
+		if strings.Contains(msg, "handshake") || strings.Contains(msg, "certificate") || strings.Contains(msg, "tls:") {
+			return ClassAuth
+		}
+		return ClassUnavailable
+	}
+	return ClassOther
+}
+
+// Describe implements prometheus.Collector.
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	d := m.descs
+	for _, x := range []*prometheus.Desc{d.isLeader, d.holdsLease, d.term, d.hasLeader, d.reachable, d.queueDepth, d.rtt, d.lastContact, d.drops, d.errors} {
+		ch <- x
+	}
+}
+
+// Collect implements prometheus.Collector: state read from the elector.
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	f := m.status.Load()
+	if f == nil {
+		return
+	}
+	s := (*f)()
+	m.observeTerm(s.Term)
+	d := m.descs
+	gauge := func(desc *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v, labels...)
+	}
+	gauge(d.isLeader, b2f(s.HoldsLease))
+	gauge(d.holdsLease, b2f(s.Role == "leader"))
+	gauge(d.term, float64(s.Term))
+	gauge(d.hasLeader, b2f(s.Leader != ""))
+	now := time.Now()
+	for _, p := range s.Peers {
+		gauge(d.reachable, b2f(p.Reachable), p.Name)
+		gauge(d.queueDepth, float64(p.QueueDepth), p.Name)
+		gauge(d.rtt, p.RTT.Seconds(), p.Name)
+		ago := -1.0
+		if !p.LastContact.IsZero() {
+			ago = now.Sub(p.LastContact).Seconds()
+		}
+		gauge(d.lastContact, ago, p.Name)
+		ch <- prometheus.MustNewConstMetric(d.drops, prometheus.CounterValue, float64(p.Drops), p.Name)
+		ch <- prometheus.MustNewConstMetric(d.errors, prometheus.CounterValue, float64(p.SendErrors), p.Name)
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

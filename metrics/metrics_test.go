@@ -1,0 +1,133 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/raftelect/raftelect/election"
+)
+
+func TestClassifySendErrors(t *testing.T) {
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{status.Error(codes.DeadlineExceeded, "x"), ClassTimeout},
+		{fmt.Errorf("send: %w", context.DeadlineExceeded), ClassTimeout},
+		{status.Error(codes.Unavailable, "connection refused"), ClassUnavailable},
+		{status.Error(codes.Unavailable, "connection error: desc = \"transport: authentication handshake failed: tls: bad certificate\""), ClassAuth},
+		{status.Error(codes.Canceled, "x"), ClassCanceled},
+		{context.Canceled, ClassCanceled},
+		{status.Error(codes.Unauthenticated, "x"), ClassAuth},
+		{status.Error(codes.PermissionDenied, "x"), ClassAuth},
+		{status.Error(codes.InvalidArgument, "x"), ClassOther},
+		{errors.New("boom"), ClassOther},
+	}
+	for _, tt := range tests {
+		if got := Classify(tt.err); got != tt.want {
+			t.Errorf("Classify(%v) = %s, want %s", tt.err, got, tt.want)
+		}
+	}
+}
+
+func TestEventsAndStateAreExported(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	m := New(reg)
+	st := election.Status{Name: "n1", Role: "leader", Term: 5, Leader: "n1", HoldsLease: true,
+		Peers: []election.PeerStatus{{Name: "n2", Reachable: true, RTT: 2 * time.Millisecond, QueueDepth: 3, Drops: 7, SendErrors: 2, LastContact: time.Now()}}}
+	m.Observe(func() election.Status { return st })
+	cb := m.Callbacks(election.Callbacks{})
+
+	m.Sent("n2", raftpb.MessageType_MsgHeartbeat)
+	m.Sent("n2", raftpb.MessageType_MsgHeartbeat)
+	m.Received("n2", raftpb.MessageType_MsgHeartbeatResp)
+	m.Dropped("n2", raftpb.MessageType_MsgApp)
+	m.SendFailed("n2", status.Error(codes.DeadlineExceeded, "x"))
+	m.SendLatency("n2", 3*time.Millisecond)
+
+	// The first term is the baseline; 5 -> 7 is two elections.
+	if g := gather(t, reg)["raftelect_elections_started_total"]; g != 0 {
+		t.Errorf("elections before any term change = %v, want 0", g)
+	}
+	cb.OnNewLeader("n1", 5)
+	cb.OnNewLeader("", 6)
+	cb.OnNewLeader("n3", 7)
+
+	want := map[string]float64{
+		`raftelect_peer_messages_sent_total{peer="n2",type="Heartbeat"}`:          2,
+		`raftelect_peer_messages_received_total{peer="n2",type="HeartbeatResp"}`: 1,
+		`raftelect_peer_queue_full_drops_total{peer="n2",type="App"}`:            1,
+		`raftelect_peer_send_errors_total{class="timeout",peer="n2"}`:            1,
+		`raftelect_peer_dropped_messages_total{peer="n2"}`:                       7,
+		`raftelect_peer_send_failures_total{peer="n2"}`:                          2,
+		`raftelect_peer_queue_depth{peer="n2"}`:                                  3,
+		`raftelect_peer_reachable{peer="n2"}`:                                    1,
+		`raftelect_is_leader`:                                                    1,
+		`raftelect_term`:                                                         5,
+		`raftelect_has_leader`:                                                   1,
+		`raftelect_leader_changes_total`:                                         2,
+		`raftelect_elections_started_total`:                                      2,
+		`raftelect_peer_send_latency_seconds_count{peer="n2"}`:                   1,
+	}
+	got := gather(t, reg)
+	for k, v := range want {
+		if g, ok := got[k]; !ok || g != v {
+			t.Errorf("%s = %v (present %v), want %v", k, g, ok, v)
+		}
+	}
+}
+
+// gather flattens the registry into "name{labels}" -> value.
+func gather(t *testing.T, reg prometheus.Gatherer) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
+			}
+			key := mf.GetName()
+			if len(labels) > 0 {
+				key += "{" + strings.Join(labels, ",") + "}"
+			}
+			switch {
+			case m.Counter != nil:
+				out[key] = m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				out[key] = m.GetGauge().GetValue()
+			case m.Histogram != nil:
+				out[strings.Replace(key, mf.GetName(), mf.GetName()+"_count", 1)] = float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return out
+}
+
+// TestHotPathDoesNotAllocate: the transport calls Sent for every message;
+// an idle cluster must stay cheap (docs/design.md rule 7).
+func TestHotPathDoesNotAllocate(t *testing.T) {
+	m := New(prometheus.NewRegistry())
+	m.Sent("n2", raftpb.MessageType_MsgHeartbeat)
+	m.SendLatency("n2", time.Millisecond)
+	if a := testing.AllocsPerRun(100, func() {
+		m.Sent("n2", raftpb.MessageType_MsgHeartbeat)
+		m.Received("n2", raftpb.MessageType_MsgHeartbeatResp)
+		m.SendLatency("n2", time.Millisecond)
+	}); a > 0 {
+		t.Errorf("%v allocations per message", a)
+	}
+}
