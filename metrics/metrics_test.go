@@ -63,7 +63,7 @@ func TestEventsAndStateAreExported(t *testing.T) {
 	cb.OnNewLeader("n3", 7)
 
 	want := map[string]float64{
-		`raftelect_peer_messages_sent_total{peer="n2",type="Heartbeat"}`:          2,
+		`raftelect_peer_messages_sent_total{peer="n2",type="Heartbeat"}`:         2,
 		`raftelect_peer_messages_received_total{peer="n2",type="HeartbeatResp"}`: 1,
 		`raftelect_peer_queue_full_drops_total{peer="n2",type="App"}`:            1,
 		`raftelect_peer_send_errors_total{class="timeout",peer="n2"}`:            1,
