@@ -22,6 +22,7 @@ type Override struct {
 	Env   string // RAFTELECT_...
 	Flag  string // without dashes
 	Usage string
+	Bool  bool // a switch: the flag may be given without a value
 	set   func(n *Node, v string) error
 }
 
@@ -36,13 +37,13 @@ var Overrides = []Override{
 	{Field: "tls.ca_file", Env: "RAFTELECT_TLS_CA_FILE", Flag: "tls-ca-file", Usage: "CA certificate (PEM)", set: setString(func(n *Node) *string { return &n.TLS.CAFile })},
 	{Field: "tls.cert_file", Env: "RAFTELECT_TLS_CERT_FILE", Flag: "tls-cert-file", Usage: "this node's certificate (PEM)", set: setString(func(n *Node) *string { return &n.TLS.CertFile })},
 	{Field: "tls.key_file", Env: "RAFTELECT_TLS_KEY_FILE", Flag: "tls-key-file", Usage: "this node's private key (PEM)", set: setString(func(n *Node) *string { return &n.TLS.KeyFile })},
-	{Field: "insecure", Env: "RAFTELECT_INSECURE", Flag: "insecure", Usage: "no TLS (tests and demos on loopback only)", set: setBool(func(n *Node) *bool { return &n.Insecure })},
+	{Field: "insecure", Env: "RAFTELECT_INSECURE", Flag: "insecure", Usage: "no TLS (tests and demos on loopback only)", Bool: true, set: setBool(func(n *Node) *bool { return &n.Insecure })},
 	{Field: "data_dir", Env: "RAFTELECT_DATA_DIR", Flag: "data-dir", Usage: "directory of the durable raft store (empty: in memory)", set: setString(func(n *Node) *string { return &n.DataDir })},
 	{Field: "http_address", Env: "RAFTELECT_HTTP_ADDRESS", Flag: "http-address", Usage: "host:port for /metrics, /healthz, /readyz (empty: none)", set: setString(func(n *Node) *string { return &n.HTTPAddress })},
 	{Field: "log.level", Env: "RAFTELECT_LOG_LEVEL", Flag: "log-level", Usage: "debug, info, warn or error", set: setString(func(n *Node) *string { return &n.Log.Level })},
 	{Field: "log.format", Env: "RAFTELECT_LOG_FORMAT", Flag: "log-format", Usage: "text or json", set: setString(func(n *Node) *string { return &n.Log.Format })},
 	{Field: "event_log", Env: "RAFTELECT_EVENT_LOG", Flag: "event-log", Usage: "append leadership events as JSON lines to this file", set: setString(func(n *Node) *string { return &n.EventLog })},
-	{Field: "pprof", Env: "RAFTELECT_PPROF", Flag: "pprof", Usage: "serve /debug/pprof on the HTTP address", set: setBool(func(n *Node) *bool { return &n.Pprof })},
+	{Field: "pprof", Env: "RAFTELECT_PPROF", Flag: "pprof", Usage: "serve /debug/pprof on the HTTP address", Bool: true, set: setBool(func(n *Node) *bool { return &n.Pprof })},
 }
 
 // LoadOptions are the overrides applied on top of the file.

@@ -141,8 +141,16 @@ func (m *Metrics) Callbacks(next election.Callbacks) election.Callbacks {
 	return out
 }
 
-// observeTerm counts elections from term increases. The first term seen is
-// the baseline (it may come from the store, from before a restart).
+// StartTerm sets the term the node starts in (from its store; 0 for a new
+// node), the baseline from which elections are counted. Call it before Run.
+func (m *Metrics) StartTerm(term uint64) {
+	m.termMu.Lock()
+	defer m.termMu.Unlock()
+	m.lastTerm, m.seenTerm = term, true
+}
+
+// observeTerm counts elections from term increases. Without StartTerm, the
+// first term seen is the baseline.
 func (m *Metrics) observeTerm(term uint64) {
 	m.termMu.Lock()
 	defer m.termMu.Unlock()

@@ -131,3 +131,22 @@ func TestHotPathDoesNotAllocate(t *testing.T) {
 		t.Errorf("%v allocations per message", a)
 	}
 }
+
+// TestElectionsCountFromStartTerm: a restarted node's stored term is not
+// counted as elections; every increase after it is.
+func TestElectionsCountFromStartTerm(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg)
+	m.StartTerm(0)
+	m.Callbacks(election.Callbacks{}).OnNewLeader("n1", 2) // fresh cluster: 1 -> 2 after a pre-vote race
+	if g := gather(t, reg)["raftelect_elections_started_total"]; g != 2 {
+		t.Errorf("fresh node: elections = %v, want 2", g)
+	}
+	reg = prometheus.NewRegistry()
+	m = New(reg)
+	m.StartTerm(40)
+	m.Callbacks(election.Callbacks{}).OnNewLeader("n1", 41)
+	if g := gather(t, reg)["raftelect_elections_started_total"]; g != 1 {
+		t.Errorf("restarted node: elections = %v, want 1", g)
+	}
+}

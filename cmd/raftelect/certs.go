@@ -1,0 +1,130 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/raftelect/raftelect/certs"
+)
+
+func init() { addCommand(newCertsCmd) }
+
+func newCertsCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "certs",
+		Short: "Make a development CA and node certificates for mutual TLS",
+		Long: `Make a development certificate authority and node certificates, so that a
+first setup uses mutual TLS without openssl:
+
+  raftelect certs init  --dir certs
+  raftelect certs issue --dir certs --name n1 --host 127.0.0.1 --host n1.example.com
+
+Each node certificate has the node name as CommonName (the identity the
+transport checks against every message) and as a DNS name, and every --host
+as a SAN. Existing files are never overwritten without --force. For
+production, use your own PKI with the same layout.`,
+	}
+	cmd.AddCommand(newCertsInitCmd(), newCertsIssueCmd())
+	return cmd
+}
+
+func newCertsInitCmd() *cobra.Command {
+	var (
+		dir      string
+		force    bool
+		validFor time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "init --dir DIR",
+		Short: "Create a CA: DIR/ca.crt and DIR/ca.key",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			crt, key := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
+			if err := refuseOverwrite(force, crt, key); err != nil {
+				return err
+			}
+			ca, err := certs.NewCA("raftelect development CA", validFor)
+			if err != nil {
+				return failure(err)
+			}
+			keyPEM, err := ca.KeyPEM()
+			if err != nil {
+				return failure(err)
+			}
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return failure(err)
+			}
+			if err := os.WriteFile(key, keyPEM, 0o600); err != nil {
+				return failure(err)
+			}
+			if err := os.WriteFile(crt, ca.CertPEM, 0o644); err != nil {
+				return failure(err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s and %s (valid for %v)\n", crt, key, validFor)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "directory for the CA files (created if missing)")
+	cmd.Flags().BoolVar(&force, "force", false, "overwrite existing files")
+	cmd.Flags().DurationVar(&validFor, "valid-for", 10*365*24*time.Hour, "validity of the CA certificate")
+	_ = cmd.MarkFlagRequired("dir")
+	return cmd
+}
+
+func newCertsIssueCmd() *cobra.Command {
+	var (
+		dir, name string
+		hosts     []string
+		force     bool
+		validFor  time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "issue --dir DIR --name NODE [--host HOST]...",
+		Short: "Issue a node certificate: DIR/NODE.crt and DIR/NODE.key, signed by DIR/ca.*",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ca, err := certs.LoadCA(filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key"))
+			if err != nil {
+				return usageError(fmt.Errorf("%w (run `raftelect certs init --dir %s` first)", err, dir))
+			}
+			if err := refuseOverwrite(force, filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")); err != nil {
+				return err
+			}
+			f, err := ca.WriteNode(dir, name, hosts, validFor)
+			if err != nil {
+				return failure(err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s and %s for %s (hosts %v, valid for %v)\n", f.Cert, f.Key, name, hosts, validFor)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "directory holding ca.crt and ca.key; the node files go there too")
+	cmd.Flags().StringVar(&name, "name", "", "node name: the certificate's CommonName, as in the config's name")
+	cmd.Flags().StringArrayVar(&hosts, "host", nil, "DNS name or IP address the node is reached at (repeat)")
+	cmd.Flags().BoolVar(&force, "force", false, "overwrite existing files")
+	cmd.Flags().DurationVar(&validFor, "valid-for", 365*24*time.Hour, "validity of the node certificate")
+	_ = cmd.MarkFlagRequired("dir")
+	_ = cmd.MarkFlagRequired("name")
+	return cmd
+}
+
+// refuseOverwrite fails if any of paths exists, unless force.
+func refuseOverwrite(force bool, paths ...string) error {
+	if force {
+		return nil
+	}
+	for _, p := range paths {
+		if _, err := os.Stat(p); err == nil {
+			return usageError(fmt.Errorf("%s exists; not overwriting it without --force", p))
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return failure(err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,375 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/raftelect/raftelect/config"
+	"github.com/raftelect/raftelect/metrics"
+	pb "github.com/raftelect/raftelect/proto/raftelect/v1"
+	"github.com/raftelect/raftelect/transport"
+)
+
+func init() { addCommand(newStatusCmd) }
+
+type statusOptions struct {
+	config        string
+	peers         string
+	ca, cert, key string
+	insecure      bool
+	timeout       time.Duration
+	output        string
+}
+
+func newStatusCmd() *cobra.Command {
+	var o statusOptions
+	cmd := &cobra.Command{
+		Use:   "status (--config node.yaml | --peers n1=host:port,... (--ca F --cert F --key F | --insecure))",
+		Short: "Show every node's role, term, leader and links",
+		Long: `Ask every node for its status, in parallel, each with a deadline (--timeout),
+and print one row per node. The command never waits longer than the timeout
+(plus a moment to connect).
+
+ROLE, TERM, LEADER and LEASE are each node's own answer. The peer columns
+(REACHABLE, LAST-CONTACT, RTT, QUEUE, DROPS) describe the link to that node as
+seen from the leader (from the first node that answered if no leader did):
+whether the leader's last send to it succeeded, how long ago the two last
+exchanged a message, the round trip of that send, how many messages wait in
+the leader's queues for it, and how many the leader dropped. A line under the
+table names the node they are seen from. -o json gives every node's full view.
+
+A node that does not answer shows UNREACHABLE:<class> (timeout, unavailable,
+canceled, auth, other) and the error below the table.
+
+Exit status: 0 when every node answered and all name the same leader, 1
+otherwise, 2 on a usage error.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runStatus(cmd.Context(), cmd.OutOrStdout(), o) },
+	}
+	f := cmd.Flags()
+	f.StringVarP(&o.config, "config", "c", "", "take peers and TLS files from this node config")
+	f.StringVar(&o.peers, "peers", "", "nodes to ask: n1=host:port,n2=host:port,...")
+	f.StringVar(&o.ca, "ca", "", "CA certificate (PEM)")
+	f.StringVar(&o.cert, "cert", "", "a client certificate signed by the CA (any node's will do)")
+	f.StringVar(&o.key, "key", "", "its key")
+	f.BoolVar(&o.insecure, "insecure", false, "connect without TLS (nodes run with insecure: true)")
+	f.DurationVar(&o.timeout, "timeout", 2*time.Second, "deadline for each node's answer")
+	f.StringVarP(&o.output, "output", "o", "table", "table or json")
+	return cmd
+}
+
+// statusReport is the JSON output of `raftelect status -o json`.
+type statusReport struct {
+	// Leader and Term: the leader every answering node names, if they agree.
+	Leader string `json:"leader"`
+	Term   uint64 `json:"term"`
+	// Agreed: every node answered and names the same, non-empty leader.
+	Agreed bool `json:"agreed"`
+	// ViewFrom: whose peer view fills the table's peer columns.
+	ViewFrom string       `json:"view_from"`
+	Nodes    []nodeReport `json:"nodes"`
+}
+
+type nodeReport struct {
+	Name       string            `json:"name"`
+	Address    string            `json:"address"`
+	OK         bool              `json:"ok"`
+	ErrorClass string            `json:"error_class,omitempty"`
+	Error      string            `json:"error,omitempty"`
+	Role       string            `json:"role,omitempty"`
+	Term       uint64            `json:"term,omitempty"`
+	Leader     string            `json:"leader,omitempty"`
+	HoldsLease bool              `json:"holds_lease"`
+	Labels     map[string]string `json:"labels,omitempty"`
+	// Peers is this node's view of every other node.
+	Peers []peerReport `json:"peers,omitempty"`
+}
+
+type peerReport struct {
+	Name      string `json:"name"`
+	Address   string `json:"address"`
+	Reachable bool   `json:"reachable"`
+	// LastContactAgoSeconds is -1 if the two never exchanged a message.
+	LastContactAgoSeconds float64 `json:"last_contact_ago_seconds"`
+	RTTSeconds            float64 `json:"rtt_seconds"`
+	QueueDepth            uint64  `json:"queue_depth"`
+	Drops                 uint64  `json:"drops"`
+}
+
+func runStatus(ctx context.Context, out io.Writer, o statusOptions) error {
+	if o.output != "table" && o.output != "json" {
+		return usageError(fmt.Errorf("--output %q: use table or json", o.output))
+	}
+	if o.timeout <= 0 {
+		return usageError(fmt.Errorf("--timeout %v must be positive", o.timeout))
+	}
+	peers, creds, err := statusTargets(o)
+	if err != nil {
+		return err
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	rep := queryAll(ctx, peers, creds, o.timeout)
+	if o.output == "json" {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return failure(err)
+		}
+	} else {
+		printStatusTable(out, rep)
+	}
+	if !rep.Agreed {
+		return &exitError{code: exitFailure, err: errors.New(rep.problem())}
+	}
+	return nil
+}
+
+// statusTargets resolves which nodes to ask and with which credentials.
+func statusTargets(o statusOptions) ([]config.Peer, *transport.Credentials, error) {
+	switch {
+	case o.config != "" && o.peers != "":
+		return nil, nil, usageError(errors.New("give --config or --peers, not both"))
+	case o.config != "":
+		n, err := config.Load(o.config, config.LoadOptions{})
+		if err != nil {
+			return nil, nil, usageError(fmt.Errorf("invalid configuration:\n%w", err))
+		}
+		creds, err := n.Credentials()
+		if err != nil {
+			return nil, nil, usageError(err)
+		}
+		return n.Peers, creds, nil
+	case o.peers != "":
+		peers, err := config.ParsePeers(o.peers)
+		if err != nil {
+			return nil, nil, usageError(fmt.Errorf("--peers: %w", err))
+		}
+		if len(peers) == 0 {
+			return nil, nil, usageError(errors.New("--peers: no nodes given"))
+		}
+		if o.insecure {
+			return peers, nil, nil
+		}
+		if o.ca == "" || o.cert == "" || o.key == "" {
+			return nil, nil, usageError(errors.New("--peers needs --ca, --cert and --key (or --insecure)"))
+		}
+		creds, err := transport.LoadCredentials(o.ca, o.cert, o.key)
+		if err != nil {
+			return nil, nil, usageError(err)
+		}
+		return peers, creds, nil
+	}
+	return nil, nil, usageError(errors.New("give --config node.yaml or --peers n1=host:port,..."))
+}
+
+// queryAll asks every node in parallel, each within timeout.
+func queryAll(ctx context.Context, peers []config.Peer, creds *transport.Credentials, timeout time.Duration) statusReport {
+	rep := statusReport{Nodes: make([]nodeReport, len(peers))}
+	var wg sync.WaitGroup
+	for i, p := range peers {
+		wg.Go(func() { rep.Nodes[i] = queryNode(ctx, p, creds, timeout) })
+	}
+	wg.Wait()
+
+	leaders := map[string]bool{}
+	all := true
+	var view *nodeReport
+	for i := range rep.Nodes {
+		n := &rep.Nodes[i]
+		if !n.OK {
+			all = false
+			continue
+		}
+		leaders[n.Leader] = true
+		rep.Term = max(rep.Term, n.Term)
+		if view == nil || (n.Role == "leader" && view.Role != "leader") {
+			view = n
+		}
+	}
+	if len(leaders) == 1 {
+		for l := range leaders {
+			rep.Leader = l
+		}
+	}
+	rep.Agreed = all && rep.Leader != ""
+	if view != nil {
+		rep.ViewFrom = view.Name
+	}
+	return rep
+}
+
+func queryNode(ctx context.Context, p config.Peer, creds *transport.Credentials, timeout time.Duration) nodeReport {
+	r := nodeReport{Name: p.Name, Address: p.Address}
+	fail := func(err error) nodeReport {
+		r.ErrorClass, r.Error = metrics.Classify(err), err.Error()
+		return r
+	}
+	tc := insecure.NewCredentials()
+	if creds != nil {
+		tc = credentials.NewTLS(creds.ClientConfig(p.Name))
+	}
+	conn, err := grpc.NewClient(p.Address, grpc.WithTransportCredentials(tc))
+	if err != nil {
+		return fail(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	resp, err := pb.NewPeerClient(conn).Status(ctx, &pb.StatusRequest{})
+	if err != nil {
+		return fail(err)
+	}
+	s := resp.GetNode()
+	if s.GetName() != p.Name {
+		return fail(fmt.Errorf("the node at %s says it is %q", p.Address, s.GetName()))
+	}
+	r.OK = true
+	r.Role, r.Term, r.Leader, r.HoldsLease, r.Labels = s.GetRole(), s.GetTerm(), s.GetLeader(), s.GetHoldsLease(), s.GetLabels()
+	for _, ps := range s.GetPeers() {
+		ago := -1.0
+		if ps.GetLastContactAgoNs() >= 0 {
+			ago = time.Duration(ps.GetLastContactAgoNs()).Seconds()
+		}
+		r.Peers = append(r.Peers, peerReport{
+			Name: ps.GetName(), Address: ps.GetAddress(), Reachable: ps.GetReachable(),
+			LastContactAgoSeconds: ago, RTTSeconds: time.Duration(ps.GetRttNs()).Seconds(),
+			QueueDepth: ps.GetQueueDepth(), Drops: ps.GetDrops(),
+		})
+	}
+	return r
+}
+
+// problem says in one line why the report is not healthy.
+func (r statusReport) problem() string {
+	var down []string
+	said := map[string][]string{}
+	for _, n := range r.Nodes {
+		if !n.OK {
+			down = append(down, n.Name)
+			continue
+		}
+		l := n.Leader
+		if l == "" {
+			l = "none"
+		}
+		said[l] = append(said[l], n.Name)
+	}
+	var parts []string
+	if len(down) > 0 {
+		parts = append(parts, "unreachable: "+strings.Join(down, ", "))
+	}
+	if len(said) != 1 || r.Leader == "" {
+		var views []string
+		for _, l := range slices.Sorted(mapKeys(said)) {
+			views = append(views, fmt.Sprintf("%s say leader %s", strings.Join(said[l], ","), l))
+		}
+		parts = append(parts, "no single leader ("+strings.Join(views, "; ")+")")
+	}
+	return strings.Join(parts, "; ")
+}
+
+func mapKeys[V any](m map[string]V) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+func printStatusTable(out io.Writer, r statusReport) {
+	var view *nodeReport
+	for i := range r.Nodes {
+		if r.Nodes[i].Name == r.ViewFrom {
+			view = &r.Nodes[i]
+		}
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tADDRESS\tROLE\tTERM\tLEADER\tLEASE\tREACHABLE\tLAST-CONTACT\tRTT\tQUEUE\tDROPS")
+	for _, n := range r.Nodes {
+		if !n.OK {
+			fmt.Fprintf(tw, "%s\t%s\tUNREACHABLE:%s\t-\t-\t-", n.Name, n.Address, n.ErrorClass)
+		} else {
+			lease, leader := "-", n.Leader
+			if n.HoldsLease {
+				lease = "held"
+			}
+			if leader == "" {
+				leader = "none"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s", n.Name, n.Address, n.Role, n.Term, leader, lease)
+		}
+		var link *peerReport
+		if view != nil {
+			for i := range view.Peers {
+				if view.Peers[i].Name == n.Name {
+					link = &view.Peers[i]
+				}
+			}
+		}
+		switch {
+		case view != nil && n.Name == view.Name:
+			fmt.Fprint(tw, "\t(self)\t-\t-\t-\t-\n")
+		case link == nil:
+			fmt.Fprint(tw, "\t-\t-\t-\t-\t-\n")
+		default:
+			contact := "never"
+			if link.LastContactAgoSeconds >= 0 {
+				contact = shortDuration(time.Duration(link.LastContactAgoSeconds*float64(time.Second))) + " ago"
+			}
+			fmt.Fprintf(tw, "\t%s\t%s\t%s\t%d\t%d\n", yesNo(link.Reachable), contact,
+				shortDuration(time.Duration(link.RTTSeconds*float64(time.Second))), link.QueueDepth, link.Drops)
+		}
+	}
+	tw.Flush()
+	switch {
+	case view == nil:
+		fmt.Fprintln(out, "no node answered")
+	case view.Role == "leader":
+		fmt.Fprintf(out, "peer columns: as seen from %s (the leader)\n", view.Name)
+	default:
+		fmt.Fprintf(out, "peer columns: as seen from %s (no leader answered)\n", view.Name)
+	}
+	for _, n := range r.Nodes {
+		if !n.OK {
+			fmt.Fprintf(out, "%s: %s: %s\n", n.Name, n.ErrorClass, n.Error)
+		}
+	}
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+// shortDuration rounds d to about three significant digits.
+func shortDuration(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "0s"
+	case d < time.Millisecond:
+		return d.Round(time.Microsecond).String()
+	case d < time.Second:
+		return d.Round(100 * time.Microsecond).String()
+	default:
+		return d.Round(10 * time.Millisecond).String()
+	}
+}
