@@ -344,3 +344,30 @@ func TestGracefulStopOfLeader_TransfersLeadership(t *testing.T) {
 	c.StopAll()
 	c.Check()
 }
+
+// Check and Status answer within a bounded time whatever the peers do: a
+// follower whose leader went silent still answers Check, after at most one
+// deadline, saying the leader is unreachable.
+func TestCheckAndStatus_AnswerInBoundedTimeWhenLeaderIsSilent(t *testing.T) {
+	t.Parallel()
+	c, l := startCluster(t, 3)
+	f := (l + 1) % 3
+	ctx := context.Background()
+	resp := c.Nodes[f].Elector.Check(ctx)
+	require.True(t, resp.HasLeader)
+	require.False(t, resp.LeaderUnreachable)
+	require.Empty(t, resp.Unhealthy)
+
+	c.Nodes[l].Hooks.BlockIngress(true)
+	start := time.Now()
+	resp = c.Nodes[f].Elector.Check(ctx)
+	took := time.Since(start)
+	require.True(t, resp.LeaderUnreachable, "%+v", resp)
+	require.Less(t, took, tc.ElectionTimeout, "Check waited beyond its deadline")
+	start = time.Now()
+	st := c.Nodes[f].Elector.Status()
+	require.Less(t, time.Since(start), 100*time.Millisecond)
+	require.Len(t, st.Peers, 2)
+	c.Nodes[l].Hooks.BlockIngress(false)
+	c.StopAll()
+}

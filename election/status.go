@@ -95,6 +95,17 @@ func (e *Elector) publishLease(l *raftLoop, expiry time.Time) {
 	e.view.Store(v)
 }
 
+// Check tells whether this node sees a leader and, asking the leader with a
+// deadline of half an election timeout, which nodes look unhealthy from
+// there. It answers within that bound whatever the peers do.
+func (e *Elector) Check(ctx context.Context) *pb.CheckResponse {
+	l := e.loop.Load()
+	if l == nil {
+		return &pb.CheckResponse{Node: e.cfg.Name}
+	}
+	return e.check(ctx, l, false)
+}
+
 // check answers the Check RPC: does this node see a leader, and which nodes
 // look unhealthy from the leader. A follower asks the leader, with a
 // deadline, so the answer comes within a bounded time whatever peers do.
