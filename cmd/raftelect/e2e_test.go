@@ -1,0 +1,540 @@
+package main
+
+// End-to-end tests against the built binary: real processes on loopback,
+// mutual TLS from `raftelect certs`, timings of docs/design.md (heartbeat
+// 100ms, election timeout 1s).
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var binary string // built once by TestMain
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "raftelect-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "raftelect")
+	build := exec.Command("go", "build", "-o", binary, ".")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build raftelect:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// result is one finished invocation of the binary.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func raftelect(t *testing.T, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("raftelect %v: %v", args, err)
+	}
+	return r
+}
+
+// freePorts returns n loopback ports that were free a moment ago.
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ports []int
+	var ls []net.Listener
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return ports
+}
+
+// eventually polls cond every 50ms until it returns nil or limit passes.
+func eventually(t *testing.T, limit time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v: %v", what, limit, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// proc is one `raftelect run` process.
+type proc struct {
+	name, httpAddr, cfg string
+	cmd                 *exec.Cmd
+	log                 string
+	done                chan struct{}
+	exitCode            int
+}
+
+type cluster struct {
+	dir   string
+	nodes []*proc
+}
+
+// startCluster makes certificates with the binary, writes three configs
+// and starts three nodes.
+func startCluster(t *testing.T) *cluster {
+	t.Helper()
+	c := &cluster{dir: t.TempDir()}
+	certDir := filepath.Join(c.dir, "certs")
+	if r := raftelect(t, "certs", "init", "--dir", certDir); r.code != 0 {
+		t.Fatalf("certs init: %+v", r)
+	}
+	ports := freePorts(t, 6)
+	var peers strings.Builder
+	for i := range 3 {
+		fmt.Fprintf(&peers, "  - name: n%d\n    address: 127.0.0.1:%d\n", i+1, ports[i])
+	}
+	for i := range 3 {
+		name := fmt.Sprintf("n%d", i+1)
+		if r := raftelect(t, "certs", "issue", "--dir", certDir, "--name", name, "--host", "127.0.0.1"); r.code != 0 {
+			t.Fatalf("certs issue: %+v", r)
+		}
+		p := &proc{name: name, httpAddr: fmt.Sprintf("127.0.0.1:%d", ports[3+i]),
+			cfg: filepath.Join(c.dir, name+".yaml"), log: filepath.Join(c.dir, name+".log")}
+		body := fmt.Sprintf(`name: %s
+peers:
+%sheartbeat_interval: 100ms
+election_timeout: 1s
+tls:
+  ca_file: certs/ca.crt
+  cert_file: certs/%s.crt
+  key_file: certs/%s.key
+data_dir: data/%s
+http_address: %s
+event_log: %s.events
+log: {format: json}
+`, name, peers.String(), name, name, name, p.httpAddr, name)
+		if err := os.WriteFile(p.cfg, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c.nodes = append(c.nodes, p)
+	}
+	for _, p := range c.nodes {
+		p.start(t)
+	}
+	t.Cleanup(func() {
+		for _, p := range c.nodes {
+			p.kill()
+		}
+		if t.Failed() {
+			for _, p := range c.nodes {
+				b, _ := os.ReadFile(p.log)
+				t.Logf("log of %s:\n%s", p.name, b)
+			}
+		}
+	})
+	return c
+}
+
+func (p *proc) start(t *testing.T) {
+	t.Helper()
+	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.cmd = exec.Command(binary, "run", "--config", p.cfg)
+	p.cmd.Stdout, p.cmd.Stderr = f, f
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p.done = make(chan struct{})
+	go func() {
+		_ = p.cmd.Wait()
+		f.Close()
+		p.exitCode = p.cmd.ProcessState.ExitCode()
+		close(p.done)
+	}()
+}
+
+func (p *proc) signal(s syscall.Signal) { _ = p.cmd.Process.Signal(s) }
+
+func (p *proc) kill() {
+	select {
+	case <-p.done:
+	default:
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+func (p *proc) get(path string) (int, string, error) {
+	cl := http.Client{Timeout: 2 * time.Second}
+	resp, err := cl.Get("http://" + p.httpAddr + path)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+func (c *cluster) statusJSON(t *testing.T, extra ...string) (statusReport, result) {
+	t.Helper()
+	r := raftelect(t, append([]string{"status", "--config", c.nodes[0].cfg, "-o", "json"}, extra...)...)
+	var rep statusReport
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("status -o json: %v\nstdout: %s\nstderr: %s", err, r.stdout, r.stderr)
+	}
+	return rep, r
+}
+
+func (c *cluster) node(name string) *proc {
+	for _, p := range c.nodes {
+		if p.name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// metricValue reads one sample from a /metrics body; -1 if absent.
+func metricValue(body, series string) float64 {
+	sc := bufio.NewScanner(strings.NewReader(body))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return -1
+}
+
+func TestThreeNodesElectReportAndFailOver(t *testing.T) {
+	c := startCluster(t)
+
+	// Every node ready: each knows a leader. A fresh node waits out its
+	// vote guard (2 election timeouts) before an election can finish.
+	for _, p := range c.nodes {
+		eventually(t, 20*time.Second, p.name+" /readyz 200", func() error {
+			code, body, err := p.get("/readyz")
+			if err != nil {
+				return err
+			}
+			if code != 200 {
+				return fmt.Errorf("%d %s", code, body)
+			}
+			return nil
+		})
+		if code, _, err := p.get("/healthz"); err != nil || code != 200 {
+			t.Errorf("%s /healthz: %d %v", p.name, code, err)
+		}
+	}
+
+	// status, JSON: one leader every node agrees on, in one term.
+	var rep statusReport
+	eventually(t, 10*time.Second, "status agrees on one leader", func() error {
+		var r result
+		rep, r = c.statusJSON(t)
+		if r.code != 0 || !rep.Agreed {
+			return fmt.Errorf("exit %d: %s", r.code, r.stderr)
+		}
+		return nil
+	})
+	leaders := 0
+	for _, n := range rep.Nodes {
+		if n.Role == "leader" {
+			leaders++
+		}
+		if n.Term != rep.Term || n.Leader != rep.Leader {
+			t.Errorf("node %s: term %d leader %s; cluster: term %d leader %s", n.Name, n.Term, n.Leader, rep.Term, rep.Leader)
+		}
+	}
+	if leaders != 1 || rep.ViewFrom != rep.Leader {
+		t.Fatalf("want one leader and its view: %+v", rep)
+	}
+	leader := c.node(rep.Leader)
+
+	// status, table.
+	r := raftelect(t, "status", "--config", c.nodes[0].cfg)
+	t.Logf("raftelect status:\n%s", r.stdout)
+	if r.code != 0 {
+		t.Fatalf("status exit %d: %s", r.code, r.stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if !regexp.MustCompile(`^NODE\s+ADDRESS\s+ROLE\s+TERM\s+LEADER\s+LEASE\s+REACHABLE\s+LAST-CONTACT\s+RTT\s+QUEUE\s+DROPS$`).MatchString(lines[0]) {
+		t.Errorf("header: %q", lines[0])
+	}
+	roles := map[string]int{}
+	for _, l := range lines[1:4] {
+		f := strings.Fields(l)
+		roles[f[2]]++
+		if f[3] != strconv.FormatUint(rep.Term, 10) || f[4] != rep.Leader {
+			t.Errorf("row %q: want term %d leader %s", l, rep.Term, rep.Leader)
+		}
+	}
+	if roles["leader"] != 1 || roles["follower"] != 2 {
+		t.Errorf("roles in table: %v", roles)
+	}
+	if want := "peer columns: as seen from " + rep.Leader + " (the leader)"; lines[4] != want {
+		t.Errorf("footer %q, want %q", lines[4], want)
+	}
+
+	// /metrics: every family present.
+	_, body, err := leader.get("/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{
+		"raftelect_peer_messages_sent_total", "raftelect_peer_messages_received_total",
+		"raftelect_peer_dropped_messages_total", "raftelect_peer_send_latency_seconds_bucket",
+		"raftelect_peer_queue_depth", "raftelect_peer_reachable", "raftelect_peer_rtt_seconds",
+		"raftelect_is_leader", "raftelect_term", "raftelect_leader_changes_total",
+		"raftelect_elections_started_total", "go_goroutines",
+	} {
+		if !strings.Contains(body, "\n"+name) {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
+	if v := metricValue(body, "raftelect_is_leader"); v != 1 {
+		t.Errorf("leader's raftelect_is_leader = %v", v)
+	}
+
+	// A hung follower (SIGSTOP: its kernel keeps the connections open):
+	// the leader's sends to it time out and it shows unreachable; nobody
+	// campaigns. (Drops need not rise: an idle cluster sends only
+	// heartbeats, and a queued heartbeat is replaced by the next, not
+	// dropped.)
+	var hung *proc
+	for _, p := range c.nodes {
+		if p != leader {
+			hung = p
+			break
+		}
+	}
+	hung.signal(syscall.SIGSTOP)
+	eventually(t, 10*time.Second, "send timeouts to a hung peer", func() error {
+		_, body, err := leader.get("/metrics")
+		if err != nil {
+			return err
+		}
+		drops := metricValue(body, `raftelect_peer_dropped_messages_total{peer="`+hung.name+`"}`)
+		timeouts := metricValue(body, `raftelect_peer_send_errors_total{class="timeout",peer="`+hung.name+`"}`)
+		reachable := metricValue(body, `raftelect_peer_reachable{peer="`+hung.name+`"}`)
+		if drops < 0 || timeouts <= 0 || reachable != 0 {
+			return fmt.Errorf("drops %v, timeouts %v, reachable %v", drops, timeouts, reachable)
+		}
+		return nil
+	})
+	hung.signal(syscall.SIGCONT)
+	eventually(t, 10*time.Second, "hung peer reachable again", func() error {
+		_, body, err := leader.get("/metrics")
+		if err != nil {
+			return err
+		}
+		if v := metricValue(body, `raftelect_peer_reachable{peer="`+hung.name+`"}`); v != 1 {
+			return fmt.Errorf("reachable %v", v)
+		}
+		return nil
+	})
+	if after, _ := c.statusJSON(t); after.Leader != rep.Leader || after.Term != rep.Term {
+		t.Errorf("a hung follower changed the leadership: %s/%d -> %s/%d", rep.Leader, rep.Term, after.Leader, after.Term)
+	}
+
+	// SIGTERM the leader: it hands over, a new leader within a few
+	// heartbeats, and it exits 0.
+	stopped := time.Now()
+	leader.signal(syscall.SIGTERM)
+	var others []*proc
+	for _, p := range c.nodes {
+		if p != leader {
+			others = append(others, p)
+		}
+	}
+	var newLeader string
+	eventually(t, 5*time.Second, "a new leader after SIGTERM", func() error {
+		for _, p := range others {
+			code, body, err := p.get("/readyz")
+			if err != nil || code != 200 || strings.Contains(body, "leader "+leader.name+",") {
+				return fmt.Errorf("%s: %d %q %v", p.name, code, body, err)
+			}
+			newLeader = strings.TrimSuffix(strings.Fields(body)[2], ",")
+		}
+		return nil
+	})
+	failover := time.Since(stopped)
+	t.Logf("graceful failover %s -> %s seen in %v", leader.name, newLeader, failover)
+	if failover > 3*time.Second {
+		t.Errorf("failover after SIGTERM took %v; want a few heartbeats", failover)
+	}
+	select {
+	case <-leader.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("leader did not exit after SIGTERM")
+	}
+	if leader.exitCode != 0 {
+		t.Errorf("leader exit code %d after SIGTERM, want 0", leader.exitCode)
+	}
+	logb, _ := os.ReadFile(leader.log)
+	if !bytes.Contains(logb, []byte(`"msg":"transferring leadership"`)) {
+		t.Errorf("the stopping leader did not log a transfer:\n%s", logb)
+	}
+
+	// status with a node down: it shows UNREACHABLE with its class, within
+	// the deadline, and exits 1.
+	began := time.Now()
+	r = raftelect(t, "status", "--config", c.nodes[0].cfg, "--timeout", "1s")
+	if took := time.Since(began); took > 5*time.Second {
+		t.Errorf("status with a node down took %v", took)
+	}
+	if r.code != 1 || !strings.Contains(r.stdout, leader.name+" ") || !strings.Contains(r.stdout, "UNREACHABLE:unavailable") {
+		t.Errorf("status with %s down: exit %d\n%s%s", leader.name, r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestStatusNeverHangs: a node that accepts connections and never answers
+// (a hung process) shows as UNREACHABLE:timeout within the deadline.
+func TestStatusNeverHangs(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // hold it open, say nothing
+		}
+	}()
+	dead := freePorts(t, 1)[0]
+	began := time.Now()
+	r := raftelect(t, "status", "--insecure", "--timeout", "500ms", "-o", "json",
+		"--peers", fmt.Sprintf("n1=%s,n2=127.0.0.1:%d", l.Addr(), dead))
+	if took := time.Since(began); took > 5*time.Second {
+		t.Errorf("status took %v with a 500ms timeout", took)
+	}
+	var rep statusReport
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("%v: %s %s", err, r.stdout, r.stderr)
+	}
+	if r.code != 1 || rep.Agreed {
+		t.Errorf("exit %d agreed %v", r.code, rep.Agreed)
+	}
+	if got := rep.Nodes[0].ErrorClass; got != "timeout" {
+		t.Errorf("silent node: class %q (%s), want timeout", got, rep.Nodes[0].Error)
+	}
+	if got := rep.Nodes[1].ErrorClass; got != "unavailable" {
+		t.Errorf("closed port: class %q (%s), want unavailable", got, rep.Nodes[1].Error)
+	}
+}
+
+// TestBadConfigsExitWithDocumentedErrors: an invalid configuration is exit
+// code 2 with the field named, before anything starts.
+func TestBadConfigsExitWithDocumentedErrors(t *testing.T) {
+	dir := t.TempDir()
+	valid := `name: n1
+peers:
+  - {name: n1, address: 127.0.0.1:1}
+  - {name: n2, address: 127.0.0.1:2}
+  - {name: n3, address: 127.0.0.1:3}
+heartbeat_interval: 100ms
+election_timeout: 1s
+insecure: true
+`
+	tests := []struct {
+		name string
+		body string
+		args []string
+		env  []string
+		want string
+	}{
+		{"unknown field", valid + "electon_timeout: 2s\n", nil, nil, `:9: electon_timeout: unknown field "electon_timeout"`},
+		{"bad address", strings.Replace(valid, "127.0.0.1:2", "x", 1), nil, nil, `:4: peers[1].address: "x" is not host:port`},
+		{"timeout too short", strings.Replace(valid, "election_timeout: 1s", "election_timeout: 200ms", 1), nil, nil, `:7: election_timeout: 200ms must be more than twice heartbeat_interval (100ms)`},
+		{"no tls", strings.Replace(valid, "insecure: true\n", "", 1), nil, nil, `tls.ca_file: empty; mutual TLS needs`},
+		{"flag override is checked", valid, []string{"--log-format", "xml"}, nil, `log.format (from --log-format): "xml" is not text or json`},
+		{"env override is checked", valid, nil, []string{"RAFTELECT_NAME=n7"}, `name (from RAFTELECT_NAME): "n7" is not among peers`},
+		{"missing file", "", []string{"--config", filepath.Join(dir, "nope.yaml")}, nil, "read config: open"},
+		{"unknown flag", valid, []string{"--nmae", "x"}, nil, "unknown flag: --nmae"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(dir, fmt.Sprintf("c%d.yaml", i))
+			if err := os.WriteFile(path, []byte(tt.body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(binary, append([]string{"run", "--config", path}, tt.args...)...)
+			cmd.Env = append(os.Environ(), tt.env...)
+			out, err := cmd.CombinedOutput()
+			ee, ok := err.(*exec.ExitError)
+			if !ok || ee.ExitCode() != 2 {
+				t.Fatalf("err %v, want exit code 2; output:\n%s", err, out)
+			}
+			if !strings.Contains(string(out), tt.want) {
+				t.Errorf("output:\n%s\nwant it to contain: %s", out, tt.want)
+			}
+		})
+	}
+}
+
+func TestCertsRefuseToOverwrite(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"certs", "init", "--dir", dir},
+		{"certs", "issue", "--dir", dir, "--name", "n1", "--host", "127.0.0.1"},
+	} {
+		if r := raftelect(t, args...); r.code != 0 {
+			t.Fatalf("%v: %+v", args, r)
+		}
+		before, _ := os.ReadFile(filepath.Join(dir, "ca.crt"))
+		r := raftelect(t, args...)
+		if r.code != 2 || !strings.Contains(r.stderr, "exists; not overwriting it without --force") {
+			t.Errorf("second %v: %+v", args, r)
+		}
+		if after, _ := os.ReadFile(filepath.Join(dir, "ca.crt")); !bytes.Equal(before, after) {
+			t.Errorf("%v overwrote ca.crt", args)
+		}
+		if r := raftelect(t, append(args, "--force")...); r.code != 0 {
+			t.Errorf("%v --force: %+v", args, r)
+		}
+	}
+	if r := raftelect(t, "certs", "issue", "--dir", t.TempDir(), "--name", "n1"); r.code != 2 || !strings.Contains(r.stderr, "certs init") {
+		t.Errorf("issue without a CA: %+v", r)
+	}
+}
