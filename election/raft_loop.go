@@ -422,6 +422,13 @@ func (l *raftLoop) handleReady() error {
 // brings the lease and the notifications up to date.
 func (l *raftLoop) observe(now time.Time) {
 	st := l.rn.BasicStatus()
+	leading := st.RaftState == raft.StateLeader && st.LeadTransferee == raft.None
+	if l.current != nil && (!leading || st.GetTerm() != l.current.Token) {
+		// Raft stepped down (or began a transfer) while the lease still
+		// held: end it before anything reports the new state, so no event
+		// or callback ever shows a follower holding a lease.
+		l.endLease(now)
+	}
 	changed := st.RaftState != l.role || st.Lead != l.lead || st.GetTerm() != l.term
 	if st.Lead != l.lead {
 		name := l.e.names[st.Lead]
@@ -440,7 +447,6 @@ func (l *raftLoop) observe(now time.Time) {
 		l.logEvent(eventlog.KindState)
 	}
 
-	leading := st.RaftState == raft.StateLeader && st.LeadTransferee == raft.None
 	if leading && l.leaseTerm != st.GetTerm() {
 		l.lease.reset(st.GetTerm())
 		l.leaseTerm = st.GetTerm()
