@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"net"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -431,4 +433,48 @@ func connChangesWithin(conn *grpc.ClientConn, d time.Duration) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	return conn.WaitForStateChange(ctx, conn.GetState())
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b = append(s.b, p...)
+	return len(p), nil
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return string(s.b)
+}
+
+// The drop log prints per-peer deltas, and nothing at all when nothing was
+// dropped.
+func TestDropLog_SilentWhenHealthyDeltasWhenDropping(t *testing.T) {
+	t.Parallel()
+	var out syncBuffer
+	tn := newTestNet(t, 2, func(i int, o *Options) {
+		o.DropLogInterval = 100 * time.Millisecond
+		o.ControlQueue = 2
+		o.Logger = slog.New(slog.NewTextHandler(&out, nil))
+	})
+	for range 5 {
+		tn.trs[0].Send([]*raftpb.Message{msg(raftpb.MsgHeartbeat, 1, 2, 1)})
+	}
+	time.Sleep(350 * time.Millisecond) // three log intervals
+	require.Empty(t, out.String(), "a healthy transport logged")
+
+	tn.hooks[1].BlockIngress(true)
+	for range 10 {
+		tn.trs[0].Send([]*raftpb.Message{msg(raftpb.MsgVote, 1, 2, 1)})
+	}
+	waitFor(t, 3*time.Second, "a drop log line", func() bool { return strings.Contains(out.String(), "dropped messages to peer") })
+	require.Contains(t, out.String(), "peer=n2")
+	require.Contains(t, out.String(), "queue_full=")
 }
