@@ -429,7 +429,7 @@ func (l *raftLoop) observe(now time.Time) {
 		// or callback ever shows a follower holding a lease.
 		l.endLease(now)
 	}
-	changed := st.RaftState != l.role || st.Lead != l.lead || st.GetTerm() != l.term
+	changed := st.RaftState != l.role || st.Lead != l.lead || st.GetTerm() != l.term || st.GetVote() != l.vote
 	if st.Lead != l.lead {
 		name := l.e.names[st.Lead]
 		l.cbq.push(callbackEvent{leader: &LeaderInfo{Name: name, ID: st.Lead, Term: st.GetTerm()}})
@@ -439,10 +439,9 @@ func (l *raftLoop) observe(now time.Time) {
 			l.e.log.Info("no leader", "term", st.GetTerm())
 		}
 	}
-	l.role, l.lead, l.term = st.RaftState, st.Lead, st.GetTerm()
-	if st.GetVote() != 0 {
-		l.vote = st.GetVote()
-	}
+	// The vote belongs to its term: a new term starts with none, and
+	// carrying the old one over would log a vote never cast.
+	l.role, l.lead, l.term, l.vote = st.RaftState, st.Lead, st.GetTerm(), st.GetVote()
 	if changed {
 		l.logEvent(eventlog.KindState)
 	}
