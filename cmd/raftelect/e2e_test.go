@@ -423,6 +423,37 @@ func TestThreeNodesElectReportAndFailOver(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stdout, leader.name+" ") || !strings.Contains(r.stdout, "UNREACHABLE:unavailable") {
 		t.Errorf("status with %s down: exit %d\n%s%s", leader.name, r.code, r.stdout, r.stderr)
 	}
+
+	// A second signal exits at once. Make the graceful stop slow: hang the
+	// only follower, so the leader's transfer waits for a peer that cannot
+	// answer; signal again while it waits.
+	second := c.node(newLeader)
+	var follower *proc
+	for _, p := range others {
+		if p != second {
+			follower = p
+		}
+	}
+	follower.signal(syscall.SIGSTOP)
+	defer follower.signal(syscall.SIGCONT)
+	second.signal(syscall.SIGTERM)
+	eventually(t, 5*time.Second, "the leader starts its hand-over", func() error {
+		b, _ := os.ReadFile(second.log)
+		if !bytes.Contains(b, []byte(`"msg":"transferring leadership"`)) {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	second.signal(syscall.SIGTERM)
+	select {
+	case <-second.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("second signal did not end the process")
+	}
+	b, _ := os.ReadFile(second.log)
+	if second.exitCode != 1 || !bytes.Contains(b, []byte("second signal")) {
+		t.Errorf("after a second signal: exit %d, log:\n%s", second.exitCode, b)
+	}
 }
 
 // TestStatusNeverHangs: a node that accepts connections and never answers
