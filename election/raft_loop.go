@@ -337,7 +337,7 @@ func (l *raftLoop) transfer(to uint64) error {
 // its answer.
 func (l *raftLoop) step(b inboundBatch) {
 	now := time.Now()
-	leaderTraffic := false
+	var resetBy uint64 // term of the last stepped heartbeat, append or snapshot
 	for _, m := range b.msgs {
 		skip, err := l.guard.check(m, now)
 		if err != nil {
@@ -347,19 +347,20 @@ func (l *raftLoop) step(b inboundBatch) {
 		if skip {
 			continue
 		}
-		switch m.GetType() {
-		case raftpb.MsgHeartbeat, raftpb.MsgApp, raftpb.MsgSnap:
-			leaderTraffic = true
-		}
 		if err := l.rn.Step(m); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
 			l.e.log.Warn("raft refused message", "from", l.e.names[b.from], "type", m.GetType().String(), "err", err)
+			continue
+		}
+		switch m.GetType() {
+		case raftpb.MsgHeartbeat, raftpb.MsgApp, raftpb.MsgSnap:
+			resetBy = max(resetBy, m.GetTerm())
 		}
 	}
-	if leaderTraffic {
-		// Raft resets its election timer for these messages only, and only
-		// when they come from the leader of its term: record whom we follow
-		// now, for the sender's lease.
-		st := l.rn.BasicStatus()
+	// Raft resets a follower's election timer on a heartbeat, append or
+	// snapshot from the leader of its current term, and on nothing else. If
+	// the batch held one and we now follow its sender in its term, that
+	// reset happened: acknowledge the batch's stamp for the sender's lease.
+	if st := l.rn.BasicStatus(); resetBy != 0 && resetBy == st.GetTerm() && st.Lead == b.from {
 		l.acks.set(b.from, transport.Ack{Stamp: b.sent, Term: st.GetTerm(), Leader: st.Lead})
 	}
 }
