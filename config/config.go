@@ -61,6 +61,13 @@ type Node struct {
 
 	Transport Transport `yaml:"transport"`
 
+	// UnsafeSyncSend makes the raft loop send every message synchronously,
+	// as the reference system did before its fix. It exists only for the
+	// chaos repro (`raftelect chaos repro --sync-send`), to show that the
+	// asymmetric-drop test catches that bug: a silent peer then costs the
+	// cluster its leader. Never set it otherwise.
+	UnsafeSyncSend bool `yaml:"unsafe_sync_send"`
+
 	// file is where the configuration was read from ("" if none); sources
 	// records, per field, where its value came from.
 	file    string
@@ -162,6 +169,7 @@ func (n *Node) ElectionConfig() election.Config {
 		KeepaliveTime:       n.Transport.KeepaliveTime.D(),
 		KeepaliveTimeout:    n.Transport.KeepaliveTimeout.D(),
 		DropLogInterval:     n.Transport.DropLogInterval.D(),
+		UnsafeSyncSend:      n.UnsafeSyncSend,
 	}
 	for _, p := range n.Peers {
 		c.Peers = append(c.Peers, election.PeerConfig{Name: p.Name, Address: p.Address})

@@ -169,3 +169,22 @@ func TestAllProblemsReportedAtOnce(t *testing.T) {
 		t.Errorf("got %d problems, want 2:\n%v", n, err)
 	}
 }
+
+func TestUnsafeSyncSendReachesElectionConfig(t *testing.T) {
+	// The chaos repro turns the reference system's synchronous sends on
+	// through the node config; off unless asked for.
+	n, err := Load(write(t, base), LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.ElectionConfig().UnsafeSyncSend {
+		t.Fatal("unsafe_sync_send is on by default")
+	}
+	n, err = Load(write(t, base+"unsafe_sync_send: true\n"), LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !n.ElectionConfig().UnsafeSyncSend {
+		t.Fatal("unsafe_sync_send: true did not reach election.Config")
+	}
+}
