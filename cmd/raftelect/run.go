@@ -267,6 +267,9 @@ func runNode(n *config.Node, stderr io.Writer) error {
 		}
 	}()
 
+	if n.UnsafeSyncSend {
+		log.Warn("unsafe_sync_send is on: sends are synchronous as in the reference system; a silent peer will cost this cluster its leader (chaos repro only)")
+	}
 	log.Info("starting", "peers", len(n.Peers), "heartbeat_interval", n.HeartbeatInterval.D(),
 		"election_timeout", n.ElectionTimeout.D(), "data_dir", n.DataDir, "http_address", n.HTTPAddress,
 		"tls", !n.Insecure)
