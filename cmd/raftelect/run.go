@@ -241,13 +241,31 @@ func (nd *node) close() {
 }
 
 // runNode is `raftelect run`: one node until a signal.
-func runNode(n *config.Node, stderr io.Writer) error {
+func runNode(n *config.Node, stderr io.Writer) error { return runNodeWith(n, stderr, nil) }
+
+// leaderWork is work a node runs only while it holds the lease (exec's
+// command).
+type leaderWork interface {
+	// run is registered with Elector.RunWhileLeader.
+	run(ctx context.Context, lease election.Lease) error
+	// stop ends the work for good and waits for it; called on the first
+	// signal, before the node stops and hands leadership over.
+	stop()
+	// kill ends the work at once; called on a second signal, before exiting.
+	kill()
+}
+
+// runNodeWith runs one node until a signal, with optional leader work.
+func runNodeWith(n *config.Node, stderr io.Writer, work leaderWork) error {
 	log := newLogger(stderr, n.Log)
 	nd, err := newNode(n, log, election.Callbacks{})
 	if err != nil {
 		return err
 	}
 	defer nd.close()
+	if work != nil {
+		nd.elector.RunWhileLeader(work.run)
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -260,10 +278,20 @@ func runNode(n *config.Node, stderr io.Writer) error {
 			return
 		}
 		log.Info("stopping; a leader hands over leadership first (signal again to exit at once)", "signal", s.String())
+		if work != nil {
+			// The work stops while this node still holds the lease, so no
+			// other node's work can start before it has ended.
+			stopped := make(chan struct{})
+			go func() { work.stop(); close(stopped) }()
+			select {
+			case <-stopped:
+			case s = <-sigs:
+				secondSignal(stderr, s, work)
+			}
+		}
 		cancel()
 		if s, ok = <-sigs; ok {
-			fmt.Fprintf(stderr, "raftelect: second signal (%v): exiting at once without a clean stop\n", s)
-			exit(exitFailure)
+			secondSignal(stderr, s, work)
 		}
 	}()
 
@@ -278,4 +306,13 @@ func runNode(n *config.Node, stderr io.Writer) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// secondSignal exits at once, killing any leader work first.
+func secondSignal(stderr io.Writer, s os.Signal, work leaderWork) {
+	if work != nil {
+		work.kill()
+	}
+	fmt.Fprintf(stderr, "raftelect: second signal (%v): exiting at once without a clean stop\n", s)
+	exit(exitFailure)
 }
