@@ -135,9 +135,14 @@ func inboundSeeds() []*pb.SendRequest {
 			m.Entries = []*raftpb.Entry{{Term: proto.Uint64(5), Index: proto.Uint64(4)}, {Term: proto.Uint64(5), Index: proto.Uint64(5)}}
 		}),
 		msg(raftpb.MsgAppResp, 2, func(m *raftpb.Message) { m.Index = proto.Uint64(1 << 40) }),
-		msg(raftpb.MsgAppResp, 2, func(m *raftpb.Message) { m.Reject, m.RejectHint, m.Index = proto.Bool(true), proto.Uint64(1<<40), proto.Uint64(3) }),
+		msg(raftpb.MsgAppResp, 2, func(m *raftpb.Message) {
+			m.Reject, m.RejectHint, m.Index = proto.Bool(true), proto.Uint64(1<<40), proto.Uint64(3)
+		}),
 		msg(raftpb.MsgTimeoutNow, 5, nil),
-		msg(raftpb.MsgVote, 9, func(m *raftpb.Message) { m.Context = []byte("CampaignTransfer"); m.Index, m.LogTerm = proto.Uint64(100), proto.Uint64(9) }),
+		msg(raftpb.MsgVote, 9, func(m *raftpb.Message) {
+			m.Context = []byte("CampaignTransfer")
+			m.Index, m.LogTerm = proto.Uint64(100), proto.Uint64(9)
+		}),
 		msg(raftpb.MsgPreVote, 9, func(m *raftpb.Message) { m.Index, m.LogTerm = proto.Uint64(100), proto.Uint64(9) }),
 		msg(raftpb.MsgSnap, 6, func(m *raftpb.Message) {
 			m.Snapshot = &raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{
@@ -171,7 +176,6 @@ func TestInboundSeedsDoNotPanic(t *testing.T) {
 		}
 	}
 }
-
 
 // TestUnguardedRaftPanicsOnSeeds shows what the guards are for, and that
 // the fuzz target would notice their absence: without the state checks, a

@@ -26,7 +26,7 @@ func TestLeaseTracker_ExpiryFollowsTheQuorumthLatestAck(t *testing.T) {
 	if got, want := l.expiry(7), base.Add(20*time.Millisecond+l.length); !got.Equal(want) {
 		t.Fatalf("expiry %v after base, want %v", got.Sub(base), want.Sub(base))
 	}
-	l.ack(3, 7, base.Add(5*time.Millisecond)) // older than what peer 3 acked: ignored
+	l.ack(3, 7, base.Add(5*time.Millisecond))  // older than what peer 3 acked: ignored
 	l.ack(5, 6, base.Add(90*time.Millisecond)) // an old term: ignored
 	if got, want := l.expiry(7), base.Add(20*time.Millisecond+l.length); !got.Equal(want) {
 		t.Fatalf("stale acks moved the expiry to %v", got.Sub(base))

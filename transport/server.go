@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"time"
 
@@ -66,6 +67,16 @@ func (s *peerServer) Send(ctx context.Context, req *pb.SendRequest) (*pb.SendRes
 	if p == nil {
 		return nil, status.Errorf(codes.PermissionDenied, "caller %q is not a member of this cluster", name)
 	}
+	// A correct peer has at most one Send in flight per lane. More means a
+	// misbehaving peer: refuse at once rather than let it hold goroutines
+	// and memory here.
+	select {
+	case p.inflight <- struct{}{}:
+		defer func() { <-p.inflight }()
+	default:
+		p.refused.Add(1)
+		return nil, status.Errorf(codes.ResourceExhausted, "%s has %d Sends in flight already", name, cap(p.inflight))
+	}
 	for _, m := range req.GetMessages() {
 		if err := t.validator.validate(m, p.ID); err != nil {
 			code := codes.InvalidArgument
@@ -74,6 +85,9 @@ func (s *peerServer) Send(ctx context.Context, req *pb.SendRequest) (*pb.SendRes
 			}
 			return nil, status.Errorf(code, "rejected message from %s: %v", name, err)
 		}
+	}
+	if err := checkLabels(req.GetLabels()); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "labels from %s: %v", name, err)
 	}
 	needLabels := false
 	p.mu.Lock()
@@ -116,4 +130,24 @@ func (s *peerServer) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.Statu
 		return nil, err
 	}
 	return &pb.StatusResponse{Node: s.t.opts.Handler.Status()}, nil
+}
+
+// Label bounds, the same as a node's own configuration allows: labels are
+// small metadata, and a peer must not make us store megabytes.
+const (
+	MaxLabels          = 32
+	MaxLabelKeyBytes   = 63
+	MaxLabelValueBytes = 1024
+)
+
+func checkLabels(labels map[string]string) error {
+	if len(labels) > MaxLabels {
+		return fmt.Errorf("%d labels, at most %d", len(labels), MaxLabels)
+	}
+	for k, v := range labels {
+		if k == "" || len(k) > MaxLabelKeyBytes || len(v) > MaxLabelValueBytes {
+			return fmt.Errorf("label %.40q: keys must be 1-%d bytes, values at most %d", k, MaxLabelKeyBytes, MaxLabelValueBytes)
+		}
+	}
+	return nil
 }

@@ -170,6 +170,11 @@ const (
 	DefaultMaxReconnectBackoff = 2 * time.Second
 	DefaultDropLogInterval     = 30 * time.Second
 	DefaultMaxMessageBytes     = 4 << 20
+
+	// maxInboundSendsPerPeer bounds the Sends one peer may have in flight
+	// here. Its two lanes send one RPC at a time each; the slack covers a
+	// deadline expiring on its side before the handler here has returned.
+	maxInboundSendsPerPeer = 4
 )
 
 // Metrics receives per-peer events. Implementations must be cheap and safe
@@ -228,7 +233,10 @@ func New(opts Options) (*Transport, error) {
 		t.log = slog.New(slog.DiscardHandler)
 	}
 	for _, p := range opts.Peers {
-		pp := &peer{Peer: p, control: newSendQueue(opts.ControlQueue), data: newSendQueue(opts.DataQueue)}
+		pp := &peer{
+			Peer: p, control: newSendQueue(opts.ControlQueue), data: newSendQueue(opts.DataQueue),
+			inflight: make(chan struct{}, maxInboundSendsPerPeer),
+		}
 		pp.sendLabels.Store(true)
 		t.byName[p.Name] = pp
 		t.byID[p.ID] = pp
@@ -431,7 +439,11 @@ func (t *Transport) send(p *peer, batch []*raftpb.Message, timeout time.Duration
 	h := t.opts.Handler
 	if err != nil {
 		p.failures.Add(1)
-		p.reachable.Store(false)
+		if p.reachable.Swap(false) {
+			// Log the transition only: a dead peer costs one line, not one
+			// per heartbeat. Counters and metrics carry the rest.
+			t.log.Warn("peer unreachable", "peer", p.Name, "err", err)
+		}
 		if t.opts.Metrics != nil {
 			t.opts.Metrics.SendFailed(p.Name, err)
 		}
@@ -445,7 +457,9 @@ func (t *Transport) send(p *peer, batch []*raftpb.Message, timeout time.Duration
 		}
 		return
 	}
-	p.reachable.Store(true)
+	if !p.reachable.Swap(true) && p.failures.Load() > 0 {
+		t.log.Info("peer reachable again", "peer", p.Name, "rtt", rtt)
+	}
 	p.rtt.Store(int64(rtt))
 	p.lastContact.Store(time.Now().UnixNano())
 	p.sendLabels.Store(resp.GetNeedLabels())
@@ -500,6 +514,9 @@ type peer struct {
 	client  pb.PeerClient
 	control *sendQueue
 	data    *sendQueue
+
+	inflight chan struct{} // inbound Sends from this peer being handled
+	refused  atomic.Uint64 // inbound Sends refused for exceeding it
 
 	drops       atomic.Uint64 // queue full
 	expired     atomic.Uint64 // too old to send

@@ -36,9 +36,17 @@ type recorder struct {
 	got         map[raftpb.MessageType]int
 	unreachable atomic.Int64
 	holdApps    chan struct{}
+	holdAll     chan struct{} // if set, every Deliver waits for it
 }
 
 func (r *recorder) Deliver(ctx context.Context, from uint64, msgs []*raftpb.Message, sent Stamp) (Ack, error) {
+	if r.holdAll != nil {
+		select {
+		case <-r.holdAll:
+		case <-ctx.Done():
+			return Ack{}, ctx.Err()
+		}
+	}
 	for _, m := range msgs {
 		if m.GetType() == raftpb.MsgApp && r.holdApps != nil {
 			select {
@@ -477,4 +485,39 @@ func TestDropLog_SilentWhenHealthyDeltasWhenDropping(t *testing.T) {
 	waitFor(t, 3*time.Second, "a drop log line", func() bool { return strings.Contains(out.String(), "dropped messages to peer") })
 	require.Contains(t, out.String(), "peer=n2")
 	require.Contains(t, out.String(), "queue_full=")
+}
+
+// A peer cannot hold more than a few Sends in flight here, however many it
+// opens: the rest are refused at once, so a misbehaving peer cannot pile up
+// goroutines and memory behind a stalled raft loop. Oversized labels are
+// refused too.
+func TestInbound_PerPeerConcurrencyAndLabelBounds(t *testing.T) {
+	t.Parallel()
+	hold := make(chan struct{})
+	tn := newTestNet(t, 2, nil)
+	tn.recs[0].holdAll = hold
+	client := tn.trs[1].byID[1].client
+	var wg sync.WaitGroup
+	var refused atomic.Int64
+	for range 12 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, err := client.Send(ctx, &pb.SendRequest{Messages: []*raftpb.Message{msg(raftpb.MsgHeartbeat, 2, 1, 1)}})
+			if status.Code(err) == codes.ResourceExhausted {
+				refused.Add(1)
+			}
+		}()
+	}
+	waitFor(t, 5*time.Second, "excess Sends to be refused", func() bool { return refused.Load() == 12-maxInboundSendsPerPeer })
+	close(hold)
+	wg.Wait()
+	require.Equal(t, int64(12-maxInboundSendsPerPeer), refused.Load())
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := client.Send(ctx, &pb.SendRequest{Labels: map[string]string{"x": strings.Repeat("v", MaxLabelValueBytes+1)}, LabelsDigest: 1})
+	require.Equal(t, codes.InvalidArgument, status.Code(err))
 }

@@ -35,6 +35,7 @@ type Node struct {
 	Addr    string
 	Hooks   *transport.FaultHooks
 	Elector *election.Elector
+	Certs   certs.Files // its CA, certificate and key files
 
 	c      *Cluster
 	cfg    election.Config
@@ -53,6 +54,9 @@ type Cluster struct {
 	// Durable gives every node a bbolt store in its own data directory,
 	// kept across restarts; otherwise nodes keep their state in memory.
 	Durable bool
+
+	// CA signed every node's certificate.
+	CA *certs.CA
 
 	mu     sync.Mutex
 	events bytes.Buffer // every node's event log, interleaved
@@ -81,6 +85,7 @@ func New(t testing.TB, n int) *Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.CA = ca
 	var peers []election.PeerConfig
 	var listeners []net.Listener
 	for i := 1; i <= n; i++ {
@@ -97,7 +102,7 @@ func New(t testing.TB, n int) *Cluster {
 		if err != nil {
 			t.Fatal(err)
 		}
-		node := &Node{Name: p.Name, Addr: p.Address, Hooks: &transport.FaultHooks{}, c: c, dir: filepath.Join(dir, p.Name, "data")}
+		node := &Node{Name: p.Name, Addr: p.Address, Hooks: &transport.FaultHooks{}, c: c, dir: filepath.Join(dir, p.Name, "data"), Certs: f}
 		node.cfg = election.Config{
 			Name:              p.Name,
 			Peers:             peers,
