@@ -353,14 +353,16 @@ func TestCheckAndStatus_AnswerInBoundedTimeWhenLeaderIsSilent(t *testing.T) {
 	c, l := startCluster(t, 3)
 	f := (l + 1) % 3
 	ctx := context.Background()
-	resp := c.Nodes[f].Elector.Check(ctx)
-	require.True(t, resp.HasLeader)
-	require.False(t, resp.LeaderUnreachable)
-	require.Empty(t, resp.Unhealthy)
+	// Healthy: the leader is reachable and, once it has heard from every
+	// peer in its term, reports nobody unhealthy.
+	c.WaitFor(5*time.Second, "a healthy Check", func() bool {
+		resp := c.Nodes[f].Elector.Check(ctx)
+		return resp.HasLeader && !resp.LeaderUnreachable && len(resp.Unhealthy) == 0
+	})
 
 	c.Nodes[l].Hooks.BlockIngress(true)
 	start := time.Now()
-	resp = c.Nodes[f].Elector.Check(ctx)
+	resp := c.Nodes[f].Elector.Check(ctx)
 	took := time.Since(start)
 	require.True(t, resp.LeaderUnreachable, "%+v", resp)
 	require.Less(t, took, tc.ElectionTimeout, "Check waited beyond its deadline")
