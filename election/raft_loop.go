@@ -385,12 +385,14 @@ func (l *raftLoop) handleReady() error {
 		return nil
 	}
 	rd := l.rn.Ready()
-	// Leadership first: a lease must end before this Ready's messages (a
-	// vote for someone else, say) leave.
-	l.observe(time.Now())
 	if err := l.store.Save(rd.HardState, rd.Entries, rd.Snapshot, rd.MustSync); err != nil {
 		return fmt.Errorf("persist raft state: %w", err)
 	}
+	// Leadership next, after the state is durable (so the event log never
+	// records a term or vote that a crash could take back) and before this
+	// Ready's messages leave (a lease must end before a vote for someone
+	// else, say, goes out).
+	l.observe(time.Now())
 	if rd.HardState != nil && (rd.HardState.GetTerm() != l.term || rd.HardState.GetVote() != l.vote) {
 		l.term, l.vote = rd.HardState.GetTerm(), rd.HardState.GetVote()
 		l.logEvent(eventlog.KindState)
