@@ -1,0 +1,355 @@
+//go:build linux
+
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/raftelect/raftelect/certs"
+	"github.com/raftelect/raftelect/chaos/netns"
+	"github.com/raftelect/raftelect/eventlog"
+)
+
+// Ports inside every node's namespace. Each node has its own namespace, so
+// all use the same numbers.
+const (
+	peerPort      = 7000
+	httpPort      = 9100
+	proxyPortBase = 8000 // + peer index: this node's proxy towards that peer
+)
+
+// clusterConfig is what a cluster is built from.
+type clusterConfig struct {
+	nodes             int
+	binary            string
+	dir               string
+	heartbeat         time.Duration
+	electionTimeout   time.Duration
+	syncSend          bool
+	proxy             bool
+	extraConfigFields map[string]any
+}
+
+// cluster is real `raftelect run` processes, one per namespace of a
+// netns.Network, with mutual TLS from a fresh development CA.
+type cluster struct {
+	cfg   clusterConfig
+	nw    *netns.Network
+	nodes []*proc
+	links *linkTable // nil without proxies
+	proxy []*proxy
+}
+
+// proc is one node slot. Its files survive restarts of its process.
+type proc struct {
+	index  int
+	name   string
+	ip     netip.Addr
+	config string // YAML config file
+	events string // event log
+	stderr string // the process's stderr, appended across restarts
+
+	mu      sync.Mutex
+	cmd     *process
+	stopped bool // SIGSTOPped and not yet continued
+	// cpuTicks sums utime+stime of earlier processes of this slot.
+	cpuTicks uint64
+	// lastTicks is the latest reading of the current process.
+	lastTicks uint64
+	rss       rssSamples
+}
+
+// process is one started process of a slot.
+type process struct {
+	pid  int
+	proc *os.Process
+	done chan struct{} // closed once waited for
+}
+
+func nodeName(i int) string { return fmt.Sprintf("n%d", i+1) }
+
+// newCluster builds the network, the certificates and the configs; it
+// starts no process. Close undoes everything.
+func newCluster(ctx context.Context, cc clusterConfig) (_ *cluster, err error) {
+	nw, err := netns.New(ctx, cc.nodes)
+	if err != nil {
+		return nil, err
+	}
+	c := &cluster{cfg: cc, nw: nw}
+	defer func() {
+		if err != nil {
+			c.Close()
+		}
+	}()
+	ca, err := certs.NewCA("raftelect chaos CA", 24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	tlsDir := filepath.Join(cc.dir, "tls")
+	for _, n := range nw.Nodes() {
+		p := &proc{
+			index:  n.Index,
+			name:   nodeName(n.Index),
+			ip:     n.IP,
+			config: filepath.Join(cc.dir, nodeName(n.Index)+".yaml"),
+			events: filepath.Join(cc.dir, nodeName(n.Index)+".events.jsonl"),
+			stderr: filepath.Join(cc.dir, nodeName(n.Index)+".stderr.log"),
+		}
+		if _, err := ca.WriteNode(tlsDir, p.name, []string{n.IP.String(), "127.0.0.1"}, 24*time.Hour); err != nil {
+			return nil, fmt.Errorf("chaos: certificates: %w", err)
+		}
+		c.nodes = append(c.nodes, p)
+	}
+	if cc.proxy {
+		if err := c.startProxies(); err != nil {
+			return nil, err
+		}
+	}
+	for _, p := range c.nodes {
+		if err := c.writeConfig(p, tlsDir); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// peerAddr is where node from reaches node to: straight at its namespace
+// IP, or at from's local proxy towards to.
+func (c *cluster) peerAddr(from, to int) string {
+	if c.cfg.proxy && from != to {
+		return fmt.Sprintf("127.0.0.1:%d", proxyPortBase+to)
+	}
+	return netip.AddrPortFrom(c.nodes[to].ip, peerPort).String()
+}
+
+func (c *cluster) writeConfig(p *proc, tlsDir string) error {
+	type peer struct {
+		Name    string `yaml:"name"`
+		Address string `yaml:"address"`
+	}
+	var peers []peer
+	for _, q := range c.nodes {
+		peers = append(peers, peer{Name: q.name, Address: c.peerAddr(p.index, q.index)})
+	}
+	doc := map[string]any{
+		"name":               p.name,
+		"peers":              peers,
+		"listen_address":     netip.AddrPortFrom(p.ip, peerPort).String(),
+		"heartbeat_interval": c.cfg.heartbeat.String(),
+		"election_timeout":   c.cfg.electionTimeout.String(),
+		"tls": map[string]string{
+			"ca_file":   filepath.Join(tlsDir, "ca.crt"),
+			"cert_file": filepath.Join(tlsDir, p.name+".crt"),
+			"key_file":  filepath.Join(tlsDir, p.name+".key"),
+		},
+		"data_dir":     filepath.Join(c.cfg.dir, p.name+".data"),
+		"event_log":    p.events,
+		"http_address": fmt.Sprintf("127.0.0.1:%d", httpPort),
+	}
+	if c.cfg.syncSend {
+		doc["unsafe_sync_send"] = true
+	}
+	for k, v := range c.cfg.extraConfigFields {
+		doc[k] = v
+	}
+	b, err := yaml.Marshal(doc)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(p.config, b, 0o644)
+}
+
+// start starts node i's process.
+func (c *cluster) start(i int) error {
+	p := c.nodes[i]
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd != nil {
+		return fmt.Errorf("chaos: %s is already running (pid %d)", p.name, p.cmd.pid)
+	}
+	errf, err := os.OpenFile(p.stderr, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer errf.Close()
+	// Not bound to a context: the cluster kills its processes by pid.
+	cmd := c.nw.Command(context.Background(), i, c.cfg.binary, "run", "--config", p.config)
+	cmd.Stdout, cmd.Stderr = errf, errf
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("chaos: start %s: %w", p.name, err)
+	}
+	e := &process{pid: cmd.Process.Pid, proc: cmd.Process, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(e.done) }()
+	p.cmd, p.stopped, p.lastTicks = e, false, 0
+	p.rss.restart()
+	return nil
+}
+
+// running returns the current process of node i, or nil.
+func (c *cluster) running(i int) *process {
+	p := c.nodes[i]
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cmd
+}
+
+// exited forgets node i's process after it died, keeping its CPU time.
+func (c *cluster) exited(i int, e *process) {
+	p := c.nodes[i]
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == e {
+		p.cpuTicks += p.lastTicks
+		p.cmd, p.stopped, p.lastTicks = nil, false, 0
+	}
+}
+
+// kill sends SIGKILL to node i and, once it is gone, appends the crash
+// event the node cannot write itself, stamped after its death so that
+// every event it wrote comes first.
+func (c *cluster) kill(i int) error {
+	e := c.running(i)
+	if e == nil {
+		return nil
+	}
+	c.sampleCPU(i)
+	if err := e.proc.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("chaos: kill %s (pid %d): %w", c.nodes[i].name, e.pid, err)
+	}
+	select {
+	case <-e.done:
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("chaos: %s (pid %d) still alive 10s after SIGKILL", c.nodes[i].name, e.pid)
+	}
+	c.exited(i, e)
+	return c.appendCrash(i)
+}
+
+func (c *cluster) appendCrash(i int) error {
+	w, err := eventlog.Create(c.nodes[i].events)
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	return w.Write(eventlog.Event{Mono: eventlog.Now(), Node: c.nodes[i].name, Kind: eventlog.KindCrash})
+}
+
+// terminate sends SIGTERM to node i and waits up to limit for a clean
+// exit (a leader hands over first); after that it kills the node.
+func (c *cluster) terminate(i int, limit time.Duration) error {
+	e := c.running(i)
+	if e == nil {
+		return nil
+	}
+	c.sampleCPU(i)
+	if err := e.proc.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("chaos: SIGTERM %s (pid %d): %w", c.nodes[i].name, e.pid, err)
+	}
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.done:
+			c.exited(i, e)
+			return nil
+		case <-t.C:
+			if err := c.kill(i); err != nil {
+				return err
+			}
+			return fmt.Errorf("chaos: %s (pid %d) did not stop within %v of SIGTERM; killed it", c.nodes[i].name, e.pid, limit)
+		case <-time.After(100 * time.Millisecond):
+			c.sampleCPU(i) // last reading before it goes
+		}
+	}
+}
+
+// signalStop sends SIGSTOP (stop true) or SIGCONT to node i.
+func (c *cluster) signalStop(i int, stop bool) error {
+	p := c.nodes[i]
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.stopped == stop {
+		return nil
+	}
+	sig := syscall.SIGCONT
+	if stop {
+		sig = syscall.SIGSTOP
+	}
+	if err := p.cmd.proc.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("chaos: %v to %s (pid %d): %w", sig, p.name, p.cmd.pid, err)
+	}
+	p.stopped = stop
+	return nil
+}
+
+// isStopped reports whether node i is SIGSTOPped.
+func (c *cluster) isStopped(i int) bool {
+	p := c.nodes[i]
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stopped
+}
+
+// killAll kills every node process (continuing stopped ones is not needed:
+// SIGKILL ends a stopped process too).
+func (c *cluster) killAll() error {
+	var errs []error
+	for i := range c.nodes {
+		errs = append(errs, c.kill(i))
+	}
+	return errors.Join(errs...)
+}
+
+// Close kills what is left, stops the proxies and deletes the network.
+func (c *cluster) Close() error {
+	var errs []error
+	for _, p := range c.proxy {
+		p.Close()
+	}
+	for i := range c.nodes {
+		if e := c.running(i); e != nil {
+			if err := e.proc.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	errs = append(errs, c.nw.Close())
+	return errors.Join(errs...)
+}
+
+// dialIn dials addr from inside node i's namespace.
+func (c *cluster) dialIn(ctx context.Context, i int, addr string) (net.Conn, error) {
+	var conn net.Conn
+	err := c.nw.Do(i, func() error {
+		var d net.Dialer
+		var err error
+		conn, err = d.DialContext(ctx, "tcp", addr)
+		return err
+	})
+	return conn, err
+}
+
+// stderrTail returns the last lines of node i's stderr, for error reports.
+func (c *cluster) stderrTail(i int, lines int) string {
+	b, err := os.ReadFile(c.nodes[i].stderr)
+	if err != nil {
+		return ""
+	}
+	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(all) > lines {
+		all = all[len(all)-lines:]
+	}
+	return strings.Join(all, "\n")
+}
