@@ -1,0 +1,717 @@
+//go:build unix
+
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/raftelect/raftelect/certs"
+	"github.com/raftelect/raftelect/config"
+	"github.com/raftelect/raftelect/transport"
+)
+
+func init() { addCommand(newDemoCmd) }
+
+type demoOptions struct {
+	heartbeat       time.Duration
+	electionTimeout time.Duration
+	killEvery       time.Duration
+	restartDelay    time.Duration
+	duration        time.Duration
+	failovers       int
+	plain           bool
+	keep            bool
+}
+
+// Polling: every node's Status, each within pollTimeout. While a failover
+// is under way the poll is faster, because its period bounds how precisely
+// the failover time is measured.
+const (
+	pollEvery         = 100 * time.Millisecond
+	pollEveryFailover = 20 * time.Millisecond
+	pollTimeout       = 300 * time.Millisecond
+	redrawEvery       = 200 * time.Millisecond
+	demoEventsShown   = 12
+)
+
+func newDemoCmd() *cobra.Command {
+	var o demoOptions
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run a three-node cluster on loopback and show failovers live",
+		Long: `Start three raftelect nodes on loopback as separate processes (raftelect run),
+with mutual TLS from a development CA and their state in a temporary
+directory, and show who leads, each node's role and term, and a log of events.
+
+Keys (type the letter, then Enter):
+  k   kill the leader with SIGKILL; it is restarted after --restart-delay
+      (and not before another node leads), and the failover time is shown: from the kill until another node holds
+      the lease, as seen by polling every node's status every 20ms
+  q   quit
+
+--kill-every kills the leader on a schedule (a kill waits until all three
+nodes are up again and a leader holds the lease). --failovers N exits after N
+failovers; --duration bounds the whole run. When stdout is not a terminal (or
+with --plain) events are printed as lines instead of a redrawn view.
+
+On q, Ctrl-C or SIGTERM every node gets SIGTERM (SIGKILL if it has not exited
+after one election timeout and 5s more) and the temporary directory is
+removed. A summary of the failovers (min, median, max) ends the run.
+
+Exit status: 0, or 1 if --failovers N were not seen within --duration or the
+cluster could not start.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runDemo(cmd.OutOrStdout(), o) },
+	}
+	f := cmd.Flags()
+	f.DurationVar(&o.heartbeat, "heartbeat", 100*time.Millisecond, "heartbeat interval of every node")
+	f.DurationVar(&o.electionTimeout, "election-timeout", time.Second, "election timeout of every node")
+	f.DurationVar(&o.killEvery, "kill-every", 0, "kill the leader on this schedule (0: only on the k key)")
+	f.DurationVar(&o.restartDelay, "restart-delay", time.Second, "restart a killed node after this long, and once another node leads")
+	f.IntVar(&o.failovers, "failovers", 0, "exit after this many failovers (0: run until q, a signal or --duration)")
+	f.DurationVar(&o.duration, "duration", 0, "stop after this long (0: no limit)")
+	f.BoolVar(&o.plain, "plain", false, "print events as lines even on a terminal")
+	f.BoolVar(&o.keep, "keep", false, "keep the temporary directory (configs, logs, event logs, data) at exit")
+	return cmd
+}
+
+// localCluster is the files of a cluster on loopback: a development CA, a
+// certificate and a config per node, in one directory.
+type localCluster struct {
+	dir   string
+	nodes []*localNode
+	peers []config.Peer
+	creds *transport.Credentials // a client's: n1's certificate
+}
+
+// localNode is one node's files and addresses in a localCluster.
+type localNode struct {
+	name     string
+	peerAddr string
+	httpAddr string
+	config   string // its YAML config
+	log      string // where its stdout and stderr go
+}
+
+// writeLocalCluster writes a CA, certificates and configs for n nodes on
+// free loopback ports into dir, and checks the configs as run would.
+func writeLocalCluster(dir string, n int, heartbeat, electionTimeout time.Duration) (*localCluster, error) {
+	ports, err := freeLoopbackPorts(2 * n)
+	if err != nil {
+		return nil, err
+	}
+	ca, err := certs.NewCA("raftelect demo CA", 24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	lc := &localCluster{dir: dir}
+	var peers strings.Builder
+	for i := range n {
+		nd := &localNode{
+			name:     fmt.Sprintf("n%d", i+1),
+			peerAddr: fmt.Sprintf("127.0.0.1:%d", ports[i]),
+			httpAddr: fmt.Sprintf("127.0.0.1:%d", ports[n+i]),
+		}
+		nd.config = filepath.Join(dir, nd.name+".yaml")
+		nd.log = filepath.Join(dir, nd.name+".log")
+		lc.nodes = append(lc.nodes, nd)
+		lc.peers = append(lc.peers, config.Peer{Name: nd.name, Address: nd.peerAddr})
+		fmt.Fprintf(&peers, "  - {name: %s, address: %s}\n", nd.name, nd.peerAddr)
+		if _, err := ca.WriteNode(filepath.Join(dir, "certs"), nd.name, []string{"127.0.0.1"}, 24*time.Hour); err != nil {
+			return nil, err
+		}
+	}
+	for _, nd := range lc.nodes {
+		// Relative paths are relative to the config's directory.
+		body := fmt.Sprintf(`name: %[1]s
+peers:
+%[2]sheartbeat_interval: %[3]v
+election_timeout: %[4]v
+tls: {ca_file: certs/ca.crt, cert_file: certs/%[1]s.crt, key_file: certs/%[1]s.key}
+data_dir: %[1]s.data
+http_address: %[5]s
+event_log: %[1]s.events
+`, nd.name, peers.String(), heartbeat, electionTimeout, nd.httpAddr)
+		if err := os.WriteFile(nd.config, []byte(body), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	cfg, err := config.Load(lc.nodes[0].config, config.LoadOptions{})
+	if err != nil {
+		// Only the timings come from the user: name the flags, not the
+		// temporary file.
+		var ce *config.Error
+		if errors.As(err, &ce) {
+			var msgs []string
+			for _, p := range ce.Problems {
+				msgs = append(msgs, p.String())
+			}
+			err = errors.New(strings.Join(msgs, "\n"))
+		}
+		return nil, usageError(fmt.Errorf("--heartbeat %v, --election-timeout %v: %w", heartbeat, electionTimeout, err))
+	}
+	if lc.creds, err = cfg.Credentials(); err != nil {
+		return nil, err
+	}
+	return lc, nil
+}
+
+// freeLoopbackPorts returns n loopback ports that were free a moment ago.
+func freeLoopbackPorts(n int) ([]int, error) {
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close() // all held at once, so all differ
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// demoProc is one node process of the demo.
+type demoProc struct {
+	*localNode
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed when this run of the process has exited
+	running bool
+	killed  bool // we killed it
+	// restartDue: its restart delay has passed, but the failover its kill
+	// began is not yet seen.
+	restartDue bool
+	up         bool // it answered the last poll
+}
+
+// failover is one measured failover: kill -> another node holds the lease.
+type failover struct {
+	at       time.Time
+	from, to string
+	term     uint64
+	took     time.Duration
+}
+
+type polled struct {
+	rep statusReport
+	at  time.Time
+}
+
+type demo struct {
+	o     demoOptions
+	out   io.Writer
+	tty   bool
+	exe   string
+	lc    *localCluster
+	procs []*demoProc
+	begin time.Time
+
+	exits    chan *demoProc
+	restarts chan *demoProc
+	quit     chan struct{} // closed when the main loop ends
+
+	last      statusReport
+	leader    string // who holds the lease, as last seen
+	term      uint64
+	pending   *failover // a kill whose failover is not yet seen
+	failovers []failover
+	wantKill  bool
+	events    []string
+}
+
+func runDemo(out io.Writer, o demoOptions) error {
+	switch {
+	case o.failovers < 0:
+		return usageError(fmt.Errorf("--failovers %d must not be negative", o.failovers))
+	case o.killEvery < 0 || o.duration < 0 || o.restartDelay < 0:
+		return usageError(errors.New("--kill-every, --duration and --restart-delay must not be negative"))
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return failure(fmt.Errorf("find raftelect's own binary to start the nodes: %w", err))
+	}
+	// From here on a signal stops the demo and its cleanup runs.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	dir, err := os.MkdirTemp("", "raftelect-demo-")
+	if err != nil {
+		return failure(err)
+	}
+	removeDir := func() {
+		if o.keep {
+			fmt.Fprintf(out, "kept %s\n", dir)
+			return
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			fmt.Fprintf(out, "could not remove %s: %v\n", dir, err)
+			return
+		}
+		fmt.Fprintf(out, "removed %s\n", dir)
+	}
+	lc, err := writeLocalCluster(dir, 3, o.heartbeat, o.electionTimeout)
+	if err != nil {
+		os.RemoveAll(dir)
+		var ee *exitError
+		if errors.As(err, &ee) {
+			return err
+		}
+		return failure(err)
+	}
+	d := &demo{
+		o: o, out: out, exe: exe, lc: lc, begin: time.Now(),
+		tty:   !o.plain && isTerminal(out),
+		exits: make(chan *demoProc), restarts: make(chan *demoProc), quit: make(chan struct{}),
+	}
+	for _, n := range lc.nodes {
+		d.procs = append(d.procs, &demoProc{localNode: n})
+	}
+	fmt.Fprintf(out, "raftelect demo: 3 nodes on 127.0.0.1, mutual TLS, heartbeat %v, election timeout %v\n", o.heartbeat, o.electionTimeout)
+	fmt.Fprintf(out, "state, configs and node logs in %s (removed at exit unless --keep)\n", dir)
+
+	runErr := d.loop(sigs)
+	close(d.quit)
+	d.stopAll(sigs)
+	d.summary()
+	removeDir()
+	return runErr
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0 && os.Getenv("TERM") != "dumb"
+}
+
+// loop runs the demo until it is asked to stop; it returns the run's error.
+func (d *demo) loop(sigs <-chan os.Signal) error {
+	for _, p := range d.procs {
+		if err := d.start(p); err != nil {
+			return failure(err)
+		}
+	}
+	d.event("waiting for the first leader (fresh nodes refuse to vote for 2 election timeouts)")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	results := make(chan polled, 1)
+	pollTimer := time.NewTimer(0)
+	defer pollTimer.Stop()
+
+	var redraw <-chan time.Time
+	if d.tty {
+		t := time.NewTicker(redrawEvery)
+		defer t.Stop()
+		redraw = t.C
+	}
+	var killTick <-chan time.Time
+	if d.o.killEvery > 0 {
+		t := time.NewTicker(d.o.killEvery)
+		defer t.Stop()
+		killTick = t.C
+	}
+	var deadline <-chan time.Time
+	if d.o.duration > 0 {
+		t := time.NewTimer(d.o.duration)
+		defer t.Stop()
+		deadline = t.C
+	}
+	keys := make(chan string)
+	go readKeys(os.Stdin, keys, d.quit)
+
+	for {
+		select {
+		case s := <-sigs:
+			d.event(fmt.Sprintf("%v: stopping", s))
+			return nil
+		case <-deadline:
+			if d.o.failovers > 0 && len(d.failovers) < d.o.failovers {
+				d.event(fmt.Sprintf("--duration %v is up", d.o.duration))
+				return failure(fmt.Errorf("%d of %d failovers within --duration %v", len(d.failovers), d.o.failovers, d.o.duration))
+			}
+			d.event(fmt.Sprintf("--duration %v is up: stopping", d.o.duration))
+			return nil
+		case k := <-keys:
+			switch k {
+			case "q":
+				d.event("q: stopping")
+				return nil
+			case "k":
+				d.wantKill = true
+				if !d.canKill() {
+					d.event("will kill the leader once every node is up and a leader holds the lease")
+				}
+			default:
+				d.event(fmt.Sprintf("unknown key %q: k<Enter> kills the leader, q<Enter> quits", k))
+			}
+		case <-killTick:
+			d.wantKill = true
+		case <-pollTimer.C:
+			go func() {
+				rep := queryAll(ctx, d.lc.peers, d.lc.creds, pollTimeout)
+				results <- polled{rep: rep, at: time.Now()}
+			}()
+		case r := <-results:
+			d.observe(r)
+			if d.o.failovers > 0 && len(d.failovers) >= d.o.failovers {
+				d.event(fmt.Sprintf("%d failovers seen: stopping", len(d.failovers)))
+				return nil
+			}
+			every := pollEvery
+			if d.pending != nil {
+				every = pollEveryFailover
+			}
+			pollTimer.Reset(every)
+		case p := <-d.exits:
+			d.exited(p)
+		case p := <-d.restarts:
+			d.restart(p)
+		case <-redraw:
+			d.draw()
+		}
+		if d.wantKill && d.canKill() {
+			d.killLeader()
+		}
+	}
+}
+
+// readKeys sends each line typed on r (trimmed) to keys until r ends.
+func readKeys(r io.Reader, keys chan<- string, quit <-chan struct{}) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		k := strings.TrimSpace(sc.Text())
+		if k == "" {
+			continue
+		}
+		select {
+		case keys <- strings.ToLower(k[:1]):
+		case <-quit:
+			return
+		}
+	}
+}
+
+// start starts p's process (again).
+func (d *demo) start(p *demoProc) error {
+	logf, err := os.OpenFile(p.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close() // the child has its own descriptor
+	cmd := exec.Command(d.exe, "run", "--config", p.config)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Its own process group: a Ctrl-C on the terminal reaches the demo
+	// only, which then stops every node itself.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	setParentDeathSignal(cmd.SysProcAttr, syscall.SIGTERM)
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	again := p.cmd != nil
+	p.cmd, p.running, p.killed, p.up = cmd, true, false, false
+	exited := make(chan struct{})
+	p.exited = exited
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+		select {
+		case d.exits <- p:
+		case <-d.quit:
+		}
+	}()
+	if again {
+		d.event(fmt.Sprintf("%s restarted: pid %d", p.name, cmd.Process.Pid))
+	} else {
+		d.event(fmt.Sprintf("%s started: pid %d, peer address %s, http://%s/metrics", p.name, cmd.Process.Pid, p.peerAddr, p.httpAddr))
+	}
+	return nil
+}
+
+// restart starts p again, once the failover its kill began is seen: a
+// restarted node must not take part in the failover being measured.
+func (d *demo) restart(p *demoProc) {
+	if d.pending != nil && d.pending.from == p.name {
+		p.restartDue = true
+		return
+	}
+	p.restartDue = false
+	if d.o.failovers > 0 && len(d.failovers) >= d.o.failovers {
+		return // about to stop
+	}
+	if err := d.start(p); err != nil {
+		d.event(fmt.Sprintf("%s did not restart: %v", p.name, err))
+	}
+}
+
+// exited handles the end of one of the node processes.
+func (d *demo) exited(p *demoProc) {
+	p.running, p.up = false, false
+	if p.killed {
+		d.event(fmt.Sprintf("%s exited (%v); restarting it in %v", p.name, p.cmd.ProcessState, d.o.restartDelay))
+	} else {
+		d.event(fmt.Sprintf("%s exited by itself (%v); restarting it in %v; the end of its log:\n%s",
+			p.name, p.cmd.ProcessState, d.o.restartDelay, tail(p.log, 5)))
+	}
+	time.AfterFunc(d.o.restartDelay, func() {
+		select {
+		case d.restarts <- p:
+		case <-d.quit:
+		}
+	})
+}
+
+// observe takes in one poll of every node.
+func (d *demo) observe(r polled) {
+	d.last = r.rep
+	holder, term := "", uint64(0)
+	for _, n := range r.rep.Nodes {
+		p := d.proc(n.Name)
+		if n.OK && !p.up && p.running {
+			d.event(fmt.Sprintf("%s answers: %s, term %d", n.Name, n.Role, n.Term))
+		}
+		p.up = n.OK && p.running
+		if n.OK && n.HoldsLease {
+			holder, term = n.Name, n.Term
+		}
+	}
+	switch {
+	case holder != "" && (holder != d.leader || term != d.term):
+		if f := d.pending; f != nil && holder != f.from {
+			f.to, f.term, f.took = holder, term, r.at.Sub(f.at)
+			d.failovers = append(d.failovers, *f)
+			d.pending = nil
+			d.event(fmt.Sprintf("failover %v: %s holds the lease (term %d), %s was killed",
+				f.took.Round(time.Millisecond), holder, term, f.from))
+			if p := d.proc(f.from); p.restartDue {
+				defer d.restart(p)
+			}
+		} else {
+			d.event(fmt.Sprintf("%s holds the lease (term %d)", holder, term))
+		}
+		d.leader, d.term = holder, term
+	case holder == "" && d.leader != "":
+		if d.pending == nil {
+			d.event(fmt.Sprintf("no node holds the lease (%s did, term %d)", d.leader, d.term))
+		}
+		d.leader = ""
+	}
+}
+
+func (d *demo) proc(name string) *demoProc {
+	for _, p := range d.procs {
+		if p.name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// canKill: a kill now measures a failover. With a node still down, killing
+// the leader would leave no quorum.
+func (d *demo) canKill() bool {
+	if d.pending != nil || d.leader == "" {
+		return false
+	}
+	for _, p := range d.procs {
+		if !p.running || !p.up {
+			return false
+		}
+	}
+	return true
+}
+
+func (d *demo) killLeader() {
+	d.wantKill = false
+	p := d.proc(d.leader)
+	d.event(fmt.Sprintf("killing the leader %s (pid %d, term %d) with SIGKILL", p.name, p.cmd.Process.Pid, d.term))
+	d.pending = &failover{from: p.name, at: time.Now()}
+	p.killed = true
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		d.event(fmt.Sprintf("kill %s: %v", p.name, err))
+	}
+}
+
+// stopAll stops every node: SIGTERM, then SIGKILL after a grace period (or
+// at once on another signal), and waits for every process.
+func (d *demo) stopAll(sigs <-chan os.Signal) {
+	var running []*demoProc
+	for _, p := range d.procs {
+		if p.cmd == nil {
+			continue // never started
+		}
+		select {
+		case <-p.exited:
+		default:
+			running = append(running, p)
+			_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		}
+	}
+	// A leader hands over for at most one election timeout before it stops.
+	grace := time.NewTimer(d.o.electionTimeout + 5*time.Second)
+	defer grace.Stop()
+	for _, p := range running {
+		select {
+		case <-p.exited:
+			continue
+		case <-grace.C:
+		case <-sigs:
+		}
+		for _, q := range running {
+			_ = q.cmd.Process.Signal(syscall.SIGKILL)
+		}
+		<-p.exited
+	}
+	var stopped []string
+	for _, p := range running {
+		<-p.exited
+		stopped = append(stopped, fmt.Sprintf("%s (pid %d, %v)", p.name, p.cmd.Process.Pid, p.cmd.ProcessState))
+	}
+	if d.tty {
+		d.draw()
+	}
+	if len(stopped) > 0 {
+		d.print("stopped " + strings.Join(stopped, ", "))
+	}
+}
+
+// event records a line of the event log and, in plain mode, prints it.
+func (d *demo) event(msg string) {
+	line := time.Now().Format("15:04:05.000") + " " + msg
+	d.events = append(d.events, line)
+	if len(d.events) > demoEventsShown {
+		d.events = d.events[len(d.events)-demoEventsShown:]
+	}
+	if !d.tty {
+		fmt.Fprintln(d.out, line)
+	}
+}
+
+func (d *demo) print(msg string) { fmt.Fprintln(d.out, msg) }
+
+// draw redraws the live view from the top of the terminal.
+func (d *demo) draw() {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "raftelect demo: 3 nodes on loopback, mutual TLS, heartbeat %v, election timeout %v   up %v\n",
+		d.o.heartbeat, d.o.electionTimeout, time.Since(d.begin).Truncate(time.Second))
+	leader := d.leader
+	if leader == "" {
+		leader = "none"
+	}
+	fmt.Fprintf(&b, "leader: %s   term: %d   failovers: %d", leader, d.term, len(d.failovers))
+	if n := len(d.failovers); n > 0 {
+		fmt.Fprintf(&b, " (last %v)", d.failovers[n-1].took.Round(time.Millisecond))
+	}
+	if d.pending != nil {
+		fmt.Fprintf(&b, "   failing over: %v since the kill", time.Since(d.pending.at).Round(time.Millisecond))
+	}
+	b.WriteString("\n\n")
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tPID\tROLE\tTERM\tLEADER\tLEASE\tANSWERS")
+	for _, p := range d.procs {
+		pid := "-"
+		if p.running {
+			pid = fmt.Sprint(p.cmd.Process.Pid)
+		}
+		var n *nodeReport
+		for i := range d.last.Nodes {
+			if d.last.Nodes[i].Name == p.name {
+				n = &d.last.Nodes[i]
+			}
+		}
+		switch {
+		case !p.running:
+			fmt.Fprintf(tw, "%s\t%s\tdown\t-\t-\t-\tno\n", p.name, pid)
+		case n == nil || !n.OK:
+			class := "-"
+			if n != nil {
+				class = n.ErrorClass
+			}
+			fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t-\tno (%s)\n", p.name, pid, class)
+		default:
+			lease, l := "-", n.Leader
+			if n.HoldsLease {
+				lease = "held"
+			}
+			if l == "" {
+				l = "none"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\tyes\n", p.name, pid, n.Role, n.Term, l, lease)
+		}
+	}
+	tw.Flush()
+	b.WriteString("\nevents:\n")
+	for _, e := range d.events {
+		b.WriteString("  " + strings.ReplaceAll(e, "\n", "\n  ") + "\n")
+	}
+	fmt.Fprintf(&b, "\nk<Enter>: kill the leader   q<Enter> or Ctrl-C: quit   (state and node logs: %s)\n", d.lc.dir)
+	// Home, each line cleared to its end, then the rest of the screen.
+	var s strings.Builder
+	s.WriteString("\x1b[H")
+	for line := range strings.SplitSeq(strings.TrimSuffix(b.String(), "\n"), "\n") {
+		s.WriteString(line + "\x1b[K\n")
+	}
+	s.WriteString("\x1b[J")
+	io.WriteString(d.out, s.String())
+}
+
+// summary prints the failovers and their min, median and max.
+func (d *demo) summary() {
+	if len(d.failovers) == 0 {
+		d.print("summary: no failovers (k<Enter> kills the leader; --kill-every does it on a schedule)")
+		return
+	}
+	took := make([]time.Duration, len(d.failovers))
+	for i, f := range d.failovers {
+		took[i] = f.took
+	}
+	mn, med, mx := durationStats(took)
+	d.print(fmt.Sprintf("summary: %d failover(s) (leader killed with SIGKILL until another node holds the lease, polled every %v): min %v, median %v, max %v",
+		len(took), pollEveryFailover, mn.Round(time.Millisecond), med.Round(time.Millisecond), mx.Round(time.Millisecond)))
+	for i, f := range d.failovers {
+		d.print(fmt.Sprintf("  %d. %s %s -> %s (term %d): %v", i+1, f.at.Format("15:04:05"), f.from, f.to, f.term, f.took.Round(time.Millisecond)))
+	}
+}
+
+// durationStats returns the minimum, median and maximum of ds (not empty).
+func durationStats(ds []time.Duration) (mn, med, mx time.Duration) {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	n := len(s)
+	med = s[n/2]
+	if n%2 == 0 {
+		med = (s[n/2-1] + s[n/2]) / 2
+	}
+	return s[0], med, s[n-1]
+}
+
+// tail returns the last n lines of the file at path, indented.
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "    (" + err.Error() + ")"
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "    " + strings.Join(lines, "\n    ")
+}
