@@ -22,9 +22,10 @@ import (
 // clocks that run at different rates. All times are this process's monotonic
 // clock; only durations cross machines, never instants.
 type leaseTracker struct {
-	mu     sync.Mutex
-	term   uint64
-	acks   map[uint64]time.Time // peer -> send time of its latest ack in term
+	mu        sync.Mutex
+	term      uint64
+	notBefore time.Time            // acks of batches sent earlier do not count
+	acks      map[uint64]time.Time // peer -> send time of its latest ack in term
 	quorum int                  // votes needed, us included
 	length time.Duration        // how long an acknowledgement keeps us safe
 	notify chan struct{}        // wakes the raft loop when a lease may have begun
@@ -49,11 +50,23 @@ func (l *leaseTracker) reset(term uint64) {
 	l.mu.Unlock()
 }
 
+// fence discards every acknowledgement and counts only those of batches sent
+// after notBefore. A leadership transfer calls it: peers grant the transferee
+// their votes inside their own election timeouts (raft's forced campaign),
+// so an acknowledgement from before the transfer proves nothing afterwards,
+// until no forced vote can still be cast (see raftLoop.transfer).
+func (l *leaseTracker) fence(notBefore time.Time) {
+	l.mu.Lock()
+	l.notBefore = notBefore
+	clear(l.acks)
+	l.mu.Unlock()
+}
+
 // ack records that peer followed us in term after stepping what we sent at
 // sentAt. Called from the transport's sender goroutines; never blocks.
 func (l *leaseTracker) ack(peer, term uint64, sentAt time.Time) {
 	l.mu.Lock()
-	if term != l.term || !sentAt.After(l.acks[peer]) {
+	if term != l.term || !sentAt.After(l.acks[peer]) || sentAt.Before(l.notBefore) {
 		l.mu.Unlock()
 		return
 	}

@@ -47,3 +47,25 @@ func TestLeaseTracker_SingleNodeHoldsItsOwnLease(t *testing.T) {
 		t.Fatal("a cluster of one must hold the lease")
 	}
 }
+
+func TestLeaseTracker_FenceDiscardsEarlierAcks(t *testing.T) {
+	l := newLeaseTracker(3, time.Second, 100*time.Millisecond, 0.1)
+	base := time.Now()
+	l.reset(4)
+	l.ack(2, 4, base)
+	if l.expiry(4).IsZero() {
+		t.Fatal("no lease after a quorum's acknowledgement")
+	}
+	l.fence(base.Add(3 * time.Second))
+	if !l.expiry(4).IsZero() {
+		t.Fatal("a lease survived the fence")
+	}
+	l.ack(2, 4, base.Add(2*time.Second)) // sent before the fence ends
+	if !l.expiry(4).IsZero() {
+		t.Fatal("an acknowledgement of a batch sent inside the fence counted")
+	}
+	l.ack(2, 4, base.Add(3*time.Second+time.Millisecond))
+	if l.expiry(4).IsZero() {
+		t.Fatal("an acknowledgement after the fence did not count")
+	}
+}

@@ -326,7 +326,15 @@ func (l *raftLoop) transfer(to uint64) error {
 	// transferee campaigns at once and peers grant it votes inside their
 	// own leases. observe also ends it (LeadTransferee is set), but the
 	// order must not depend on that.
-	l.endLease(time.Now())
+	now := time.Now()
+	l.endLease(now)
+	// If raft gives the transfer up (after at most an election timeout) we
+	// stay leader in this term, but MsgTimeoutNow may be on its way: it can
+	// wait half an election timeout in a queue and half in flight, and so
+	// can the transferee's forced vote requests, which peers grant inside
+	// their leases. Until all of that is over, no acknowledgement may found
+	// a new lease: 3 election timeouts from now.
+	l.lease.fence(now.Add(3 * l.e.electionTimeout))
 	l.e.log.Info("transferring leadership", "to", l.e.names[to])
 	l.rn.TransferLeader(to)
 	return nil
