@@ -8,6 +8,8 @@ import (
 	"net"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"github.com/raftelect/raftelect/eventlog"
 	"github.com/raftelect/raftelect/storage"
 	"github.com/raftelect/raftelect/transport"
@@ -92,6 +94,11 @@ type Config struct {
 	KeepaliveTimeout    time.Duration
 	DropLogInterval     time.Duration
 	Metrics             transport.Metrics
+
+	// RegisterServices, if set, registers more gRPC services on this node's
+	// peer server (same port, same mutual TLS); handlers can name the caller
+	// with transport.CallerName. See transport.Options.RegisterServices.
+	RegisterServices func(grpc.ServiceRegistrar)
 
 	// Hooks inject faults into this node's inbound path (tests, chaos).
 	Hooks *transport.FaultHooks

@@ -217,6 +217,7 @@ func newRaftLoop(e *Elector, routines []func(context.Context, Lease) error) (*ra
 		MaxReconnectBackoff: cfg.MaxReconnectBackoff,
 		DropLogInterval:     cfg.DropLogInterval,
 		SyncSend:            cfg.UnsafeSyncSend,
+		RegisterServices:    cfg.RegisterServices,
 	})
 	if err != nil {
 		return nil, err

@@ -37,6 +37,12 @@ func callerName(ctx context.Context) (string, error) {
 	return ti.State.VerifiedChains[0][0].Subject.CommonName, nil
 }
 
+// CallerName returns the node name (CommonName) in the verified client
+// certificate of the caller of a gRPC handler on the peer server, or "" when
+// the transport runs without TLS. Services added with
+// Options.RegisterServices use it to authorize callers.
+func CallerName(ctx context.Context) (string, error) { return callerName(ctx) }
+
 // hang blocks until the caller gives up: a silently unresponsive node.
 func hang(ctx context.Context) error {
 	<-ctx.Done()

@@ -152,6 +152,12 @@ type Options struct {
 	// MaxMessageBytes bounds one gRPC message in either direction.
 	MaxMessageBytes int
 
+	// RegisterServices, if set, registers more gRPC services on the peer
+	// server before it starts serving, so that an extension (such as the
+	// k8s module's cluster credentials) is reached on the peer port, behind
+	// the same mutual TLS, and can name its caller with CallerName.
+	RegisterServices func(grpc.ServiceRegistrar)
+
 	// SyncSend makes Send deliver every message synchronously on the
 	// caller's goroutine, without a deadline: the behaviour of the reference
 	// system before its fix. It exists only so that a test can show that the
@@ -288,6 +294,9 @@ func (t *Transport) Start() error {
 	pb.RegisterPeerServer(t.server, &peerServer{t: t})
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(t.server, hs)
+	if t.opts.RegisterServices != nil {
+		t.opts.RegisterServices(t.server)
+	}
 
 	for _, p := range t.byID {
 		conn, err := t.dial(p)
