@@ -95,8 +95,8 @@ type Result struct {
 	Elections       int        `json:"elections"`    // terms won after the start
 	TermChanges     int        `json:"term_changes"` // how far the highest term moved
 	LeaderChanges   int        `json:"leader_changes"`
-	StepDowns       int        `json:"step_downs"` // a leader that stopped leading (or died)
-	Leaderless      Millis     `json:"leaderless_ms"`
+	StepDowns       int        `json:"step_downs"`    // a leader that stopped leading (or died)
+	Leaderless      Millis     `json:"leaderless_ms"` // no node held the lease
 	MaxOverlap      Millis     `json:"max_overlap_ms"`
 	Failovers       []Failover `json:"failovers"`
 	FailoverP50     *Millis    `json:"failover_p50_ms,omitempty"`
@@ -218,12 +218,15 @@ func analyse(s *Scenario, all []eventlog.Event, t0, end int64, faults []FaultWin
 	return r
 }
 
-// leaderless is the time in [from, to) when no node led.
+// leaderless is the time in [from, to) when no node held the lease: nobody
+// acted as leader. (Raft roles would hide a gap: a cut-off leader still
+// calls itself leader until CheckQuorum steps it down, after its lease
+// ended.)
 func leaderless(tl []checker.Interval, from, to int64) time.Duration {
 	type span struct{ a, b int64 }
 	var spans []span
 	for _, iv := range tl {
-		if iv.Lease {
+		if !iv.Lease {
 			continue
 		}
 		a, b := max(iv.Start, from), min(iv.End, to)

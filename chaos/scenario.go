@@ -116,10 +116,10 @@ type Expected struct {
 //go:embed scenarios/*.yaml
 var builtin embed.FS
 
-// Builtin returns the names of the scenarios shipped with the package, the
-// rows of docs/design.md's table, in that order.
+// Builtin returns the names of the scenarios shipped with the package: the
+// rows of docs/design.md's table, in that order, then slow-wan (latency).
 func Builtin() []string {
-	return []string{"healthy", "asym-drop", "partition-follower", "isolate-leader", "loss", "kill-leader", "stop-leader", "hung-peer"}
+	return []string{"healthy", "asym-drop", "partition-follower", "isolate-leader", "loss", "kill-leader", "stop-leader", "hung-peer", "slow-wan"}
 }
 
 // LoadScenario reads a scenario by built-in name ("asym-drop") or from a

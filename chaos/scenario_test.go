@@ -1,0 +1,79 @@
+package chaos
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/raftelect/raftelect/eventlog"
+)
+
+func TestBuiltinScenariosParse(t *testing.T) {
+	for _, name := range Builtin() {
+		s, err := LoadScenario(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Name != name {
+			t.Errorf("%s.yaml is named %q", name, s.Name)
+		}
+		short := s.Scaled(0.15, 2500*time.Millisecond)
+		if err := short.Validate(); err != nil {
+			t.Errorf("%s scaled: %v", name, err)
+		}
+	}
+}
+
+func TestScenarioRejectsMistakes(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"name: x\nduration: 10s\nexpect: {max_election: 0}\n", "max_election"},
+		{"name: x\nduration: 10s\nschedule: [{at: 1s, fault: nuke, target: leader}]\n", "nuke"},
+		{"name: x\nduration: 10s\nschedule: [{at: 5s, duration: 6s, fault: isolate, target: leader}]\n", "after the run's duration"},
+		{"name: x\nduration: 10s\nschedule: [{at: 1s, fault: drop, from: leader}]\n", "from and to"},
+		{"name: x\nduration: 10s\nschedule: [{at: 1s, fault: loss}]\n", "percent"},
+	} {
+		_, err := ParseScenario([]byte(tc.yaml))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: got %v, want an error mentioning %q", tc.yaml, err, tc.want)
+		}
+	}
+}
+
+// TestAnalyseCountsFromObservationStart: the initial election is not
+// counted, a failover is measured from the fault, and the lease of the old
+// leader ending before the new leader starts is seen as such.
+func TestAnalyseCountsFromObservationStart(t *testing.T) {
+	ms := func(n int64) int64 { return n * 1e6 }
+	ev := []eventlog.Event{
+		{Mono: ms(1), Node: "n1", Kind: eventlog.KindStart},
+		{Mono: ms(1), Node: "n2", Kind: eventlog.KindStart},
+		{Mono: ms(100), Node: "n1", Kind: eventlog.KindState, Term: 2, Role: "leader", Leader: "n1"},
+		{Mono: ms(100), Node: "n2", Kind: eventlog.KindState, Term: 2, Role: "follower", Leader: "n1"},
+		{Mono: ms(101), Node: "n1", Kind: eventlog.KindLeaseStart, Token: 2},
+		// t0 = 1000; the fault isolates n1 at 2000.
+		{Mono: ms(2800), Node: "n1", Kind: eventlog.KindLeaseEnd, Token: 2},
+		{Mono: ms(3000), Node: "n2", Kind: eventlog.KindState, Term: 3, Role: "candidate"},
+		{Mono: ms(3100), Node: "n2", Kind: eventlog.KindState, Term: 3, Role: "leader", Leader: "n2"},
+		{Mono: ms(3101), Node: "n2", Kind: eventlog.KindLeaseStart, Token: 3},
+		{Mono: ms(3200), Node: "n1", Kind: eventlog.KindState, Term: 3, Role: "follower", Leader: "n2"},
+	}
+	one := 1
+	s := &Scenario{Name: "t", Nodes: 2, Expect: Expected{MaxElections: &one, NewLeaderWithin: 2000000000, OldLeaseEndsFirst: true}}
+	faults := []FaultWindow{{Index: 0, Kind: FaultIsolate, Start: ms(2000), End: ms(4000), LeaderAtStart: "n1", Roles: map[string]string{"leader": "n1"}}}
+	r := analyse(s, ev, ms(1000), ms(5000), faults, map[string]string{"leader": "n1"}, []NodeStats{{Name: "n1"}, {Name: "n2"}})
+	if r.Elections != 1 || r.LeaderChanges != 1 || r.StepDowns != 1 || r.TermChanges != 1 {
+		t.Errorf("elections %d, leader changes %d, step-downs %d, term changes %d; want 1 each", r.Elections, r.LeaderChanges, r.StepDowns, r.TermChanges)
+	}
+	if r.Leaderless != Millis(ms(3101-2800)) {
+		t.Errorf("leaderless %v, want 301ms (no lease between n1's and n2's)", r.Leaderless)
+	}
+	if len(r.Failovers) != 1 || r.Failovers[0].NewLeaderAfter == nil || *r.Failovers[0].NewLeaderAfter != Millis(ms(1100)) || !r.Failovers[0].OldLeaseEndedFirst {
+		t.Errorf("failovers %+v", r.Failovers)
+	}
+	if !r.Pass {
+		t.Errorf("want PASS:\n%s", r.Summary())
+	}
+	if svg := r.SVG(); !strings.Contains(svg, "<svg") || !strings.Contains(svg, "fault 0") {
+		t.Error("timeline SVG lacks the fault")
+	}
+}
