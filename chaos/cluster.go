@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -50,6 +51,15 @@ type cluster struct {
 	nodes []*proc
 	links *linkTable // nil without proxies
 	proxy []*proxy
+
+	// starts carries cmd.Start calls to one goroutine locked to its OS
+	// thread for the cluster's life. netns.Command sets Pdeathsig, which
+	// the kernel ties to the thread that forked the child, not to the
+	// process; and netns.Do ends the threads it runs on. A node started
+	// from an arbitrary goroutine could be SIGKILLed, silently, the
+	// moment a later Do retired the thread it was forked from.
+	starts  chan func()
+	stopped chan struct{}
 }
 
 // proc is one node slot. Its files survive restarts of its process.
@@ -87,7 +97,8 @@ func newCluster(ctx context.Context, cc clusterConfig) (_ *cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &cluster{cfg: cc, nw: nw}
+	c := &cluster{cfg: cc, nw: nw, starts: make(chan func()), stopped: make(chan struct{})}
+	go c.starter()
 	defer func() {
 		if err != nil {
 			c.Close()
@@ -187,7 +198,13 @@ func (c *cluster) start(i int) error {
 	// Not bound to a context: the cluster kills its processes by pid.
 	cmd := c.nw.Command(context.Background(), i, c.cfg.binary, "run", "--config", p.config)
 	cmd.Stdout, cmd.Stderr = errf, errf
-	if err := cmd.Start(); err != nil {
+	errc := make(chan error, 1)
+	select {
+	case c.starts <- func() { errc <- cmd.Start() }:
+	case <-c.stopped:
+		return fmt.Errorf("chaos: start %s: cluster closed", p.name)
+	}
+	if err := <-errc; err != nil {
 		return fmt.Errorf("chaos: start %s: %w", p.name, err)
 	}
 	e := &process{pid: cmd.Process.Pid, proc: cmd.Process, done: make(chan struct{})}
@@ -302,6 +319,27 @@ func (c *cluster) isStopped(i int) bool {
 	return p.stopped
 }
 
+// dumpStacks sends SIGQUIT to every running node (continuing stopped ones
+// first) and waits up to limit for them to write their goroutines and exit.
+func (c *cluster) dumpStacks(limit time.Duration) {
+	var running []*process
+	for i := range c.nodes {
+		_ = c.signalStop(i, false)
+		if e := c.running(i); e != nil {
+			_ = e.proc.Signal(syscall.SIGQUIT)
+			running = append(running, e)
+		}
+	}
+	deadline := time.After(limit)
+	for _, e := range running {
+		select {
+		case <-e.done:
+		case <-deadline:
+			return
+		}
+	}
+}
+
 // killAll kills every node process (continuing stopped ones is not needed:
 // SIGKILL ends a stopped process too).
 func (c *cluster) killAll() error {
@@ -312,8 +350,22 @@ func (c *cluster) killAll() error {
 	return errors.Join(errs...)
 }
 
+// starter runs start requests on a thread that lives until Close.
+func (c *cluster) starter() {
+	runtime.LockOSThread() // never unlocked: see cluster.starts
+	for {
+		select {
+		case f := <-c.starts:
+			f()
+		case <-c.stopped:
+			return
+		}
+	}
+}
+
 // Close kills what is left, stops the proxies and deletes the network.
 func (c *cluster) Close() error {
+	defer close(c.stopped) // after the kills: its thread's exit SIGKILLs any child left
 	var errs []error
 	for _, p := range c.proxy {
 		p.Close()

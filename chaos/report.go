@@ -140,7 +140,7 @@ func (r *Result) SVG() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-family="sans-serif" font-size="12">`+"\n", width, height)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
-	fmt.Fprintf(&b, `<text x="%.0f" y="20" font-size="14" font-weight="bold">%s</text>`+"\n", left, html.EscapeString(r.Scenario+": "+r.Verdict()+"   "+r.OneLine()))
+	fmt.Fprintf(&b, `<text x="%.0f" y="20" font-size="14" font-weight="bold">%s</text>`+"\n", left, html.EscapeString(r.OneLine()))
 	// Fault windows, shaded over the lanes of the nodes they named.
 	for _, f := range r.Faults {
 		touched := map[string]bool{}

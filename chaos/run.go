@@ -211,14 +211,20 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	}
 	r.sp.mu.Unlock()
 	_ = c.nw.HealAll()
-	killErr := c.killAll()
 	r.t.poll()
 	if runErr != nil {
+		_ = c.killAll()
 		return nil, runErr
 	}
 
 	res := analyse(r.s, r.t.events(), r.t0, end, r.faults, r.bindings, stats)
 	res.Dir, res.SyncSend, res.Heartbeat, res.ElectionTimeout = r.o.Dir, r.o.SyncSend, Millis(r.o.HeartbeatInterval), Millis(r.o.ElectionTimeout)
+	if !res.Pass {
+		// A failed run is worth its nodes' goroutine stacks: SIGQUIT makes
+		// the Go runtime write them to stderr (nN.stderr.log) and exit.
+		c.dumpStacks(2 * time.Second)
+	}
+	killErr := c.killAll()
 	r.mu.Lock()
 	for _, e := range r.errs {
 		res.Errors = append(res.Errors, e.Error())

@@ -129,7 +129,9 @@ func TestReproFailsWithSyncSendAndPassesWithout(t *testing.T) {
 			if !sync && !res.Pass {
 				t.Errorf("the repro failed:\n%s", res.Summary())
 			}
-			if len(res.Violations) > 0 {
+			// With synchronous sends a blocked raft loop cannot end its
+			// lease either, so lease overlaps are part of the failure shown.
+			if !sync && len(res.Violations) > 0 {
 				t.Errorf("checker violations: %v", res.Violations)
 			}
 		})
