@@ -148,6 +148,13 @@ func (nw *Network) Prefix() netip.Prefix { return nw.prefix }
 // still running then. The child also gets SIGKILL if the thread that started
 // it dies, so a crashed test leaves nothing running in a namespace.
 // An out-of-range node gives a command whose Start fails.
+//
+// Careful: that thread is whatever OS thread ran cmd.Start, and Do retires
+// the threads it runs on. A command started from an ordinary goroutine can
+// therefore be SIGKILLed, silently, by a later Do anywhere in the process.
+// A caller that also uses Do must call Start from a goroutine locked to its
+// thread (runtime.LockOSThread) for as long as the child should live, as
+// package chaos does.
 func (nw *Network) Command(ctx context.Context, node int, name string, args ...string) *exec.Cmd {
 	ns := ""
 	rangeErr := nw.check(node)
