@@ -26,9 +26,9 @@ type leaseTracker struct {
 	term      uint64
 	notBefore time.Time            // acks of batches sent earlier do not count
 	acks      map[uint64]time.Time // peer -> send time of its latest ack in term
-	quorum int                  // votes needed, us included
-	length time.Duration        // how long an acknowledgement keeps us safe
-	notify chan struct{}        // wakes the raft loop when a lease may have begun
+	quorum    int                  // votes needed, us included
+	length    time.Duration        // how long an acknowledgement keeps us safe
+	notify    chan struct{}        // wakes the raft loop when a lease may have begun
 }
 
 func newLeaseTracker(clusterSize int, electionTimeout, tick time.Duration, driftMargin float64) *leaseTracker {

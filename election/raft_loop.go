@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -54,7 +55,10 @@ type raftLoop struct {
 	current    *Lease
 	cancel     context.CancelFunc // of the current lease's context
 	leaseTimer *time.Timer
-	work       sync.WaitGroup // leader routines
+	// campaignTimer fires a campaign shortly after the leader's process is
+	// known to be gone (its connections refused).
+	campaignTimer *time.Timer
+	work          sync.WaitGroup // leader routines
 }
 
 type inboundBatch struct {
@@ -98,7 +102,9 @@ type transferRequest struct {
 type deliveryReports struct {
 	mu          sync.Mutex
 	unreachable map[uint64]bool
+	refused     map[uint64]bool
 	snapshots   map[uint64]raft.SnapshotStatus
+	serveErr    error
 	notify      chan struct{}
 }
 
@@ -118,6 +124,9 @@ func newRaftLoop(e *Elector, routines []func(context.Context, Lease) error) (*ra
 	l.leaseTimer = time.NewTimer(time.Hour)
 	l.leaseTimer.Stop()
 	l.reports.unreachable = map[uint64]bool{}
+	l.reports.refused = map[uint64]bool{}
+	l.campaignTimer = time.NewTimer(time.Hour)
+	l.campaignTimer.Stop()
 	l.reports.snapshots = map[uint64]raft.SnapshotStatus{}
 	l.reports.notify = make(chan struct{}, 1)
 	if l.store == nil {
@@ -164,7 +173,9 @@ func newRaftLoop(e *Elector, routines []func(context.Context, Lease) error) (*ra
 	// The vote guard (docs/safety.md): one election timeout after any
 	// start, because we may have acknowledged a leader just before we went
 	// down and its lease counts on our silence; two after a start without
-	// state, because we may also have voted in a term still running.
+	// state, because we may also have voted in a term still running. With
+	// state, hearing from a leader ends the guard early: from then on raft's
+	// own in-lease check refuses votes for as long as the guard would have.
 	guard := e.electionTimeout
 	if fresh {
 		guard = 2 * e.electionTimeout
@@ -172,7 +183,7 @@ func newRaftLoop(e *Elector, routines []func(context.Context, Lease) error) (*ra
 	if cfg.unsafeNoVoteGuard {
 		guard = 0
 	}
-	l.guard = stepGuard{rn: l.rn, store: l.store, voteGuardUntil: time.Now().Add(guard)}
+	l.guard = stepGuard{rn: l.rn, store: l.store, voteGuardUntil: time.Now().Add(guard), liftOnLeader: !fresh}
 
 	var creds *transport.Credentials
 	if !cfg.Insecure {
@@ -252,6 +263,7 @@ func (l *raftLoop) run(ctx context.Context) (err error) {
 	ticker := time.NewTicker(l.e.tick)
 	defer ticker.Stop()
 	defer l.leaseTimer.Stop()
+	defer l.campaignTimer.Stop()
 
 	done := ctx.Done()
 	var stopBy <-chan time.Time // set once a graceful stop is under way
@@ -271,7 +283,15 @@ func (l *raftLoop) run(ctx context.Context) (err error) {
 		case b := <-l.inbound:
 			l.step(b)
 		case <-l.reports.notify:
-			l.applyReports()
+			if err := l.applyReports(); err != nil {
+				return err
+			}
+		case <-l.campaignTimer.C:
+			if st := l.rn.BasicStatus(); st.Lead == raft.None && st.RaftState == raft.StateFollower {
+				if err := l.rn.Campaign(); err != nil {
+					l.e.log.Warn("campaign", "err", err)
+				}
+			}
 		case <-l.lease.notify:
 		case <-l.leaseTimer.C:
 		case req := <-l.transfers:
@@ -371,12 +391,14 @@ func (l *raftLoop) step(b inboundBatch) {
 	// reset happened: acknowledge the batch's stamp for the sender's lease.
 	if st := l.rn.BasicStatus(); resetBy != 0 && resetBy == st.GetTerm() && st.Lead == b.from {
 		l.acks.set(b.from, transport.Ack{Stamp: b.sent, Term: st.GetTerm(), Leader: st.Lead})
+		l.guard.leaderHeard()
 	}
 }
 
-func (l *raftLoop) applyReports() {
+func (l *raftLoop) applyReports() error {
 	r := &l.reports
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	for id := range r.unreachable {
 		l.rn.ReportUnreachable(id)
 	}
@@ -385,7 +407,31 @@ func (l *raftLoop) applyReports() {
 		l.rn.ReportSnapshot(id, s)
 	}
 	clear(r.snapshots)
-	r.mu.Unlock()
+	for id := range r.refused {
+		l.leaderRefused(id)
+	}
+	clear(r.refused)
+	if r.serveErr != nil {
+		return fmt.Errorf("peer listener failed: %w", r.serveErr)
+	}
+	return nil
+}
+
+// leaderRefused acts on a refused connection to the leader we follow: its
+// process is gone, so there is no lease to wait out (docs/safety.md, "A
+// leader that is gone"). Forget it, so we grant (pre-)votes at once, and
+// campaign after a random fraction of a heartbeat, so the followers that saw
+// the same thing rarely split the vote.
+func (l *raftLoop) leaderRefused(id uint64) {
+	st := l.rn.BasicStatus()
+	if st.RaftState != raft.StateFollower || st.Lead != id || id == l.e.self {
+		return
+	}
+	l.e.log.Info("leader's connections refused: its process is gone", "leader", l.e.names[id], "term", st.GetTerm())
+	if err := l.rn.ForgetLeader(); err != nil {
+		l.e.log.Warn("forget leader", "err", err)
+	}
+	l.campaignTimer.Reset(rand.N(l.e.tick))
 }
 
 // handleReady persists a Ready, then sends its messages, then applies it.
@@ -580,6 +626,20 @@ func (l *raftLoop) ReportSnapshot(id uint64, failed bool) {
 	}
 	l.reports.mu.Lock()
 	l.reports.snapshots[id] = s
+	l.reports.mu.Unlock()
+	l.reports.wake()
+}
+
+func (l *raftLoop) PeerRefused(id uint64) {
+	l.reports.mu.Lock()
+	l.reports.refused[id] = true
+	l.reports.mu.Unlock()
+	l.reports.wake()
+}
+
+func (l *raftLoop) ServeFailed(err error) {
+	l.reports.mu.Lock()
+	l.reports.serveErr = err
 	l.reports.mu.Unlock()
 	l.reports.wake()
 }

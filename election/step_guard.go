@@ -20,7 +20,20 @@ type stepGuard struct {
 	// docs/safety.md: a restarted node may have acknowledged a leader (whose
 	// lease counts on it) or, with lost state, voted in the current term.
 	voteGuardUntil time.Time
-	refusedVotes   uint64
+	// liftOnLeader ends the guard once a leader's heartbeat or append resets
+	// our election timer: raft's in-lease check takes over from there. Not
+	// after a start without state, where the guard also covers a vote we
+	// may have cast and forgotten.
+	liftOnLeader bool
+	refusedVotes uint64
+}
+
+// leaderHeard is called when a heartbeat, append or snapshot from the
+// leader of our term has reset raft's election timer.
+func (g *stepGuard) leaderHeard() {
+	if g.liftOnLeader {
+		g.voteGuardUntil = time.Time{}
+	}
 }
 
 // check returns skip=true for a message to drop quietly (a vote request

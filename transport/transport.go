@@ -26,11 +26,13 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
@@ -58,6 +60,14 @@ type Handler interface {
 	Deliver(ctx context.Context, from uint64, msgs []*raftpb.Message, sent Stamp) (Ack, error)
 	// ReportUnreachable tells raft that a send to peer id failed.
 	ReportUnreachable(id uint64)
+	// PeerRefused says that a connection to peer id was refused: nothing
+	// listens at its address, so its process is gone (or stopped serving,
+	// which a node does only after ending its lease). Unlike silence, that
+	// is certain, and a follower may act on it at once.
+	PeerRefused(id uint64)
+	// ServeFailed says the server stopped on its own: peers now see
+	// refused connections, so the node must stop acting as leader.
+	ServeFailed(err error)
 	// ReportSnapshot tells raft whether a snapshot reached peer id.
 	ReportSnapshot(id uint64, failed bool)
 	// Acked says that peer id stepped heartbeats or appends we sent at
@@ -311,10 +321,15 @@ func (t *Transport) Start() error {
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
-		if err := t.server.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		if err := t.server.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) && t.ctx.Err() == nil {
 			t.log.Error("gRPC server stopped", "err", err)
+			t.opts.Handler.ServeFailed(err)
 		}
 	}()
+	for _, p := range t.byID {
+		t.wg.Add(1)
+		go t.watchConn(p)
+	}
 	if !t.opts.SyncSend {
 		for _, p := range t.byID {
 			t.wg.Add(2)
@@ -337,6 +352,14 @@ func (t *Transport) dial(p *peer) (*grpc.ClientConn, error) {
 	bo.MaxDelay = t.opts.MaxReconnectBackoff
 	return grpc.NewClient(p.Addr,
 		grpc.WithTransportCredentials(creds),
+		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			var d net.Dialer
+			c, err := d.DialContext(ctx, "tcp", addr)
+			if errors.Is(err, syscall.ECONNREFUSED) && t.opts.Handler != nil {
+				t.opts.Handler.PeerRefused(p.ID)
+			}
+			return c, err
+		}),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{
 			Time:                t.opts.KeepaliveTime,
 			Timeout:             t.opts.KeepaliveTimeout,
@@ -349,6 +372,36 @@ func (t *Transport) dial(p *peer) (*grpc.ClientConn, error) {
 		),
 		grpc.WithUserAgent("raftelect/"+t.opts.Self.Name),
 	)
+}
+
+// watchConn reconnects at once when the connection to p drops, instead of
+// at the next message: a follower sends nothing to a silent leader, and this
+// is how it learns within milliseconds that the leader's process died (the
+// new dial is refused). Failed dials back off as gRPC's reconnect policy says.
+//
+// Each time the connection becomes ready it also sends the peer a hello (an
+// empty Send with our labels): a peer that had given up on us for a backoff
+// period reconnects at once, so a restarted node rejoins within a round trip.
+func (t *Transport) watchConn(p *peer) {
+	defer t.wg.Done()
+	for {
+		state := p.conn.GetState()
+		switch state {
+		case connectivity.Idle:
+			p.conn.Connect()
+		case connectivity.Ready:
+			t.hello(p)
+		}
+		if !p.conn.WaitForStateChange(t.ctx, state) {
+			return
+		}
+	}
+}
+
+// hello tells p we are here; the answer updates reachability and RTT.
+func (t *Transport) hello(p *peer) {
+	p.sendLabels.Store(true)
+	t.send(p, nil, t.opts.ControlTimeout)
 }
 
 // Addr returns the address the transport listens on.

@@ -35,6 +35,7 @@ type recorder struct {
 	mu          sync.Mutex
 	got         map[raftpb.MessageType]int
 	unreachable atomic.Int64
+	refused     atomic.Int64
 	holdApps    chan struct{}
 	holdAll     chan struct{} // if set, every Deliver waits for it
 }
@@ -71,6 +72,8 @@ func (r *recorder) count(t raftpb.MessageType) int {
 	defer r.mu.Unlock()
 	return r.got[t]
 }
+func (r *recorder) PeerRefused(uint64)                            { r.refused.Add(1) }
+func (r *recorder) ServeFailed(error)                             {}
 func (r *recorder) ReportUnreachable(uint64)                      { r.unreachable.Add(1) }
 func (r *recorder) ReportSnapshot(uint64, bool)                   {}
 func (r *recorder) Acked(uint64, uint64, time.Time)               {}
