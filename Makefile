@@ -4,7 +4,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 GOBIN ?= $(shell go env GOPATH)/bin
 RAFT_PROTO_DIR = $(shell go list -m -f '{{.Dir}}' go.etcd.io/raft/v3)/raftpb
 
-.PHONY: proto test vet fmt bench build
+.PHONY: proto test test-k8s vet fmt bench build
 
 proto:
 	@command -v protoc >/dev/null || { echo "protoc not found: apt-get install protobuf-compiler"; exit 1; }
@@ -14,12 +14,25 @@ proto:
 		--go_out=proto --go_opt=paths=source_relative \
 		--go-grpc_out=proto --go-grpc_opt=paths=source_relative \
 		proto/raftelect/v1/peer.proto
+	PATH="$(GOBIN):$$PATH" protoc -I k8s/proto \
+		--go_out=k8s/proto --go_opt=paths=source_relative \
+		--go-grpc_out=k8s/proto --go-grpc_opt=paths=source_relative \
+		clustercreds/v1/clustercreds.proto
 
 build:
 	go build ./...
 
 test:
 	go test -race -timeout 15m ./...
+	cd k8s && go test -race ./...
+	cd examples/controller-runtime && go vet ./... && go build -o /dev/null .
+
+# The k8s module (client-go adapter, leader credentials, manifest and alert
+# rule checks) and the controller-runtime example, each a nested module so
+# that the core library never pulls client-go.
+test-k8s:
+	cd k8s && go vet ./... && go test -race ./...
+	cd examples/controller-runtime && go vet ./... && go build -o /dev/null .
 
 vet:
 	go vet ./...
