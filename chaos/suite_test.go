@@ -62,7 +62,11 @@ func runShort(t *testing.T, s *Scenario, o Options) *Result {
 	}
 	t.Log("\n" + res.Summary())
 	if keep := os.Getenv("RAFTELECT_CHAOS_KEEP"); keep != "" {
-		dst := filepath.Join(keep, fmt.Sprintf("%s-%dn", res.Scenario, res.Nodes))
+		name := fmt.Sprintf("%s-%dn", res.Scenario, res.Nodes)
+		if o.SyncSend {
+			name += "-sync-send"
+		}
+		dst := filepath.Join(keep, name)
 		_ = os.MkdirAll(keep, 0o755)
 		_ = os.RemoveAll(dst)
 		_ = exec.Command("cp", "-r", o.Dir, dst).Run()
