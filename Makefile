@@ -4,7 +4,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 GOBIN ?= $(shell go env GOPATH)/bin
 RAFT_PROTO_DIR = $(shell go list -m -f '{{.Dir}}' go.etcd.io/raft/v3)/raftpb
 
-.PHONY: proto test test-k8s vet fmt bench build
+.PHONY: proto test test-k8s check-deploy vet fmt bench build
 
 proto:
 	@command -v protoc >/dev/null || { echo "protoc not found: apt-get install protobuf-compiler"; exit 1; }
@@ -33,6 +33,12 @@ test:
 test-k8s:
 	cd k8s && go vet ./... && go test -race ./...
 	cd examples/controller-runtime && go vet ./... && go test -race ./...
+
+# Manifests decoded strictly with client-go's scheme and checked for wiring
+# (ports, probes, volumes, node.yaml); alert rules with promtool (check rules
+# and the rule unit tests). make test runs these too.
+check-deploy:
+	cd k8s && go test -count=1 -v ./deploy/
 
 vet:
 	go vet ./...
