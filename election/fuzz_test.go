@@ -43,15 +43,15 @@ func fuzzLoop(t testing.TB, state byte) *raftLoop {
 			t.Fatal(err)
 		}
 		drain(t, l)
-		l.step(inboundBatch{from: n2, msgs: []*raftpb.Message{{Type: raftpb.MsgPreVoteResp.Enum(), From: &n2, To: &e.self, Term: proto.Uint64(2)}}})
+		l.step(inboundBatch{stepped: make(chan struct{}), from: n2, msgs: []*raftpb.Message{{Type: raftpb.MsgPreVoteResp.Enum(), From: &n2, To: &e.self, Term: proto.Uint64(2)}}})
 		drain(t, l)
-		l.step(inboundBatch{from: n2, msgs: []*raftpb.Message{{Type: raftpb.MsgVoteResp.Enum(), From: &n2, To: &e.self, Term: proto.Uint64(2)}}})
+		l.step(inboundBatch{stepped: make(chan struct{}), from: n2, msgs: []*raftpb.Message{{Type: raftpb.MsgVoteResp.Enum(), From: &n2, To: &e.self, Term: proto.Uint64(2)}}})
 		drain(t, l)
 		if l.rn.BasicStatus().RaftState != raft.StateLeader {
 			t.Fatalf("fuzz setup: n1 did not become leader: %+v", l.rn.BasicStatus())
 		}
 	case 2: // follower of n2 in term 5, log appended
-		l.step(inboundBatch{from: n2, msgs: []*raftpb.Message{{
+		l.step(inboundBatch{stepped: make(chan struct{}), from: n2, msgs: []*raftpb.Message{{
 			Type: raftpb.MsgApp.Enum(), From: &n2, To: &e.self, Term: proto.Uint64(5),
 			Index: proto.Uint64(3), LogTerm: proto.Uint64(1), Commit: proto.Uint64(4),
 			Entries: []*raftpb.Entry{{Term: proto.Uint64(5), Index: proto.Uint64(4)}},
@@ -107,7 +107,7 @@ func FuzzInbound(f *testing.F) {
 		if len(ok) == 0 {
 			return
 		}
-		l.step(inboundBatch{from: ok[0].GetFrom(), msgs: ok})
+		l.step(inboundBatch{stepped: make(chan struct{}), from: ok[0].GetFrom(), msgs: ok})
 		drain(t, l)
 	})
 }
@@ -169,7 +169,7 @@ func TestInboundSeedsDoNotPanic(t *testing.T) {
 				}
 			}
 			if len(ok) > 0 {
-				l.step(inboundBatch{from: ok[0].GetFrom(), msgs: ok})
+				l.step(inboundBatch{stepped: make(chan struct{}), from: ok[0].GetFrom(), msgs: ok})
 				drain(t, l)
 			}
 			l.store.Close()
@@ -194,7 +194,7 @@ func TestUnguardedRaftPanicsOnSeeds(t *testing.T) {
 	}
 	l2 := fuzzLoop(t, 2)
 	defer l2.store.Close()
-	l2.step(inboundBatch{from: hb.GetFrom(), msgs: []*raftpb.Message{proto.Clone(hb).(*raftpb.Message)}})
+	l2.step(inboundBatch{stepped: make(chan struct{}), from: hb.GetFrom(), msgs: []*raftpb.Message{proto.Clone(hb).(*raftpb.Message)}})
 	drain(t, l2)
 }
 
