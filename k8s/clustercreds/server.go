@@ -64,7 +64,9 @@ type Fetcher interface {
 type FetcherFunc func(ctx context.Context, caller string) (Payload, error)
 
 // Fetch calls f.
-func (f FetcherFunc) Fetch(ctx context.Context, caller string) (Payload, error) { return f(ctx, caller) }
+func (f FetcherFunc) Fetch(ctx context.Context, caller string) (Payload, error) {
+	return f(ctx, caller)
+}
 
 // ServerOptions tune a Server.
 type ServerOptions struct {
