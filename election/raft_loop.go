@@ -108,8 +108,8 @@ type deliveryReports struct {
 	// heartbeatResp: peers whose Send answer acknowledged our heartbeats,
 	// with the term; stepped as MsgHeartbeatResp from them.
 	heartbeatResp map[uint64]uint64
-	serveErr    error
-	notify      chan struct{}
+	serveErr      error
+	notify        chan struct{}
 }
 
 func newRaftLoop(e *Elector, routines []func(context.Context, Lease) error) (*raftLoop, error) {
