@@ -21,6 +21,16 @@ func (m Millis) MarshalJSON() ([]byte, error) {
 	return strconv.AppendFloat(nil, float64(m)/1e6, 'f', 3, 64), nil
 }
 
+// UnmarshalJSON reads milliseconds back, so result files can be loaded.
+func (m *Millis) UnmarshalJSON(b []byte) error {
+	v, err := strconv.ParseFloat(string(b), 64)
+	if err != nil {
+		return fmt.Errorf("milliseconds: %w", err)
+	}
+	*m = Millis(v * 1e6)
+	return nil
+}
+
 func (m Millis) String() string { return time.Duration(m).Round(time.Millisecond).String() }
 
 // FaultWindow is one fault as it happened: times are CLOCK_MONOTONIC ns,
