@@ -569,3 +569,40 @@ func TestCertsRefuseToOverwrite(t *testing.T) {
 		t.Errorf("issue without a CA: %+v", r)
 	}
 }
+
+// A second node on a data directory that a running node holds fails at once
+// with exit code 1 and says why; it never panics.
+func TestDataDirInUseFailsCleanly(t *testing.T) {
+	dir := t.TempDir()
+	ports := freePorts(t, 2)
+	cfg := filepath.Join(dir, "n1.yaml")
+	body := fmt.Sprintf(`name: n1
+peers:
+  - {name: n1, address: 127.0.0.1:%d}
+  - {name: n2, address: 127.0.0.1:%d}
+  - {name: n3, address: 127.0.0.1:1}
+heartbeat_interval: 100ms
+election_timeout: 1s
+insecure: true
+data_dir: data
+`, ports[0], ports[1])
+	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	first := &proc{name: "n1", cfg: cfg, log: filepath.Join(dir, "first.log")}
+	first.start(t)
+	t.Cleanup(first.kill)
+	eventually(t, 10*time.Second, "the first node to lock its data directory", func() error {
+		if _, err := os.Stat(filepath.Join(dir, "data", "raft.db")); err != nil {
+			return err
+		}
+		return nil
+	})
+	r := raftelect(t, "run", "--config", cfg, "--name", "n2", "--listen-address", fmt.Sprintf("127.0.0.1:%d", ports[1]))
+	if r.code != 1 {
+		t.Fatalf("exit code %d, want 1; stderr:\n%s", r.code, r.stderr)
+	}
+	if strings.Contains(r.stderr, "panic") || !strings.Contains(r.stderr, "in use by another raftelect process") {
+		t.Fatalf("stderr does not say the data directory is in use:\n%s", r.stderr)
+	}
+}

@@ -125,10 +125,11 @@ type node struct {
 // the HTTP listener (so a taken port fails now, not later). cb are extra
 // leadership callbacks (exec uses them). Call close when done.
 func newNode(n *config.Node, log *slog.Logger, cb election.Callbacks) (nd *node, err error) {
-	nd = &node{cfg: n, log: log, registry: prometheus.NewRegistry()}
+	built := &node{cfg: n, log: log, registry: prometheus.NewRegistry()}
+	nd = built
 	defer func() {
 		if err != nil {
-			nd.close()
+			built.close() // nd is nil on the error returns
 		}
 	}()
 	ec := n.ElectionConfig()
