@@ -643,6 +643,7 @@ func (b *bench) idle(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		anon, pss := procMem(pid)
 		ms := float64(cpu1-cpu0[i]) * 1000 / clockTicks / secs
 		role := "follower"
 		if i == li {
@@ -650,7 +651,7 @@ func (b *bench) idle(ctx context.Context) error {
 		}
 		b.res.Idle.Nodes = append(b.res.Idle.Nodes, IdleNode{
 			Name: b.c.nodes[i].name, Role: role, CPUMsPerSec: ms, CPUPercent: ms / 10,
-			RSSMB: mb(rssSum[i] / uint64(max(samples, 1))), RSSMaxMB: mb(rssMax[i]),
+			RSSMB: mb(rssSum[i] / uint64(max(samples, 1))), RSSMaxMB: mb(rssMax[i]), AnonMB: mb(anon), PssMB: mb(pss),
 			RxBytesPerSec: float64(net1[0]-net0[i][0]) / secs, TxBytesPerSec: float64(net1[1]-net0[i][1]) / secs,
 		})
 	}
@@ -692,6 +693,27 @@ func procNetDev(pid int, iface string) ([2]uint64, error) {
 	return [2]uint64{}, fmt.Errorf("/proc/%d/net/dev: no %s", pid, iface)
 }
 
+// procMem reads RssAnon (/proc/<pid>/status) and Pss
+// (/proc/<pid>/smaps_rollup) in bytes; 0 for what it cannot read.
+func procMem(pid int) (anon, pss uint64) {
+	kb := func(file, key string) uint64 {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, file))
+		if err != nil {
+			return 0
+		}
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, key); ok {
+				if f := strings.Fields(v); len(f) > 0 {
+					n, _ := strconv.ParseUint(f[0], 10, 64)
+					return n * 1024
+				}
+			}
+		}
+		return 0
+	}
+	return kb("status", "RssAnon:"), kb("smaps_rollup", "Pss:")
+}
+
 func kernel() string {
 	var u unix.Utsname
 	if unix.Uname(&u) != nil {
@@ -728,7 +750,8 @@ func (b *bench) get(ctx context.Context, i int, path string, timeout time.Durati
 }
 
 // runtimeSample reads goroutines (from /debug/pprof/goroutine?debug=1),
-// heap in use (go_memstats_heap_inuse_bytes on /metrics) and RSS.
+// heap in use just after a forced collection (go_memstats_heap_inuse_bytes
+// on /metrics) and RSS.
 func (b *bench) runtimeSample(ctx context.Context, i int) (goroutines int, heapMB, rssMB float64, err error) {
 	g, err := b.get(ctx, i, "/debug/pprof/goroutine?debug=1", 5*time.Second)
 	if err != nil {
@@ -737,6 +760,12 @@ func (b *bench) runtimeSample(ctx context.Context, i int) (goroutines int, heapM
 	line, _, _ := strings.Cut(string(g), "\n")
 	if _, err := fmt.Sscanf(line, "goroutine profile: total %d", &goroutines); err != nil {
 		return 0, 0, 0, fmt.Errorf("goroutine profile of %s: %q", b.c.nodes[i].name, line)
+	}
+	// The heap in use between two collections swings by up to GOGC's
+	// worth; after a forced one (the heap profile's gc=1) it is the live
+	// heap, which is what growth is about.
+	if _, err := b.get(ctx, i, "/debug/pprof/heap?gc=1", 5*time.Second); err != nil {
+		return 0, 0, 0, err
 	}
 	m, err := b.get(ctx, i, "/metrics", 5*time.Second)
 	if err != nil {
@@ -800,6 +829,12 @@ func (b *bench) soaks(ctx context.Context) error {
 		}
 		t0 := eventlog.Now()
 		for _, i := range watch {
+			// The first scrape makes what the HTTP, pprof and metrics
+			// handlers keep (buffers, encoders); sample after it, so it
+			// does not read as growth.
+			if _, _, _, err := b.runtimeSample(ctx, i); err != nil {
+				return err
+			}
 			g, h, r, err := b.runtimeSample(ctx, i)
 			if err != nil {
 				return err

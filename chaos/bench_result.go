@@ -66,6 +66,12 @@ type IdleNode struct {
 	CPUPercent  float64 `json:"cpu_percent"`
 	RSSMB       float64 `json:"rss_mb"` // mean of the samples
 	RSSMaxMB    float64 `json:"rss_max_mb"`
+	// RSS counts the binary's file pages, which every node on a host
+	// shares; AnonMB is the node's own memory (RssAnon: heap, stacks,
+	// runtime) and PssMB its proportional share of everything, both at
+	// the window's end.
+	AnonMB float64 `json:"anon_mb"`
+	PssMB  float64 `json:"pss_mb"`
 	// TxBytesPerSec and RxBytesPerSec: the node's eth0 counters (all its
 	// peer traffic, TCP/IP and TLS included) over the window.
 	TxBytesPerSec float64 `json:"tx_bytes_per_s"`
@@ -197,9 +203,12 @@ func (r *BenchResult) judge() {
 			"22-756 ms in 4-5 runs of 5", r.IsolateOverlap == 0)
 	}
 	if r.Rolling.Restarts > 0 {
-		add("leaderless time over a rolling restart", fmt.Sprintf("%v over %d restarts", r.Rolling.Leaderless, r.Rolling.Restarts),
-			fmt.Sprintf("<= %v (3 heartbeats per leader restart)", 3*hb), "an election timeout per leader restart",
-			d(r.Rolling.Leaderless) <= 3*hb)
+		// Each hand-over (an election in the window) may cost up to the
+		// graceful-stop target.
+		lim := 3 * hb * time.Duration(max(r.Rolling.Elections, 1))
+		add("leaderless time over a rolling restart", fmt.Sprintf("%v over %d restarts, %d hand-overs", r.Rolling.Leaderless, r.Rolling.Restarts, r.Rolling.Elections),
+			fmt.Sprintf("<= %v (3 heartbeats per hand-over)", lim), "an election timeout per leader restart",
+			d(r.Rolling.Leaderless) <= lim)
 	}
 	if r.Rejoin.N > 0 {
 		add("a restarted node rejoins", r.Rejoin.String(), "<= 100ms", "~0.7 s; hashicorp 26-60 ms", d(r.Rejoin.P50) <= 100*time.Millisecond)
@@ -213,7 +222,7 @@ func (r *BenchResult) judge() {
 		var rss []string
 		for _, n := range r.Idle.Nodes {
 			parts = append(parts, fmt.Sprintf("%s %s %.2f%%", n.Name, n.Role, n.CPUPercent))
-			rss = append(rss, fmt.Sprintf("%s %.1f MB", n.Name, n.RSSMaxMB))
+			rss = append(rss, fmt.Sprintf("%s %.1f MB (anon %.1f, pss %.1f)", n.Name, n.RSSMaxMB, n.AnonMB, n.PssMB))
 			cpuOK = cpuOK && n.CPUPercent <= 0.4
 			rssOK = rssOK && n.RSSMaxMB <= 15
 		}
@@ -225,9 +234,10 @@ func (r *BenchResult) judge() {
 		ok := true
 		for _, n := range s.Nodes {
 			parts = append(parts, fmt.Sprintf("%s %d->%d goroutines, heap %.1f->%.1f MB", n.Name, n.GoroutinesStart, n.GoroutinesEnd, n.HeapInuseStartMB, n.HeapInuseEndMB))
-			// Growth means a trend, not noise: goroutines must not rise
-			// at all; the heap may move by a GC cycle's worth.
-			ok = ok && n.GoroutinesEnd <= n.GoroutinesStart && n.HeapInuseEndMB <= n.HeapInuseStartMB+1
+			// Goroutines must not rise at all; the live heap (sampled
+			// after a forced collection) may move by a few hundred KB of
+			// buffers and caches.
+			ok = ok && n.GoroutinesEnd <= n.GoroutinesStart && n.HeapInuseEndMB <= n.HeapInuseStartMB+0.5
 		}
 		add(fmt.Sprintf("no growth over %v %s", s.Duration, s.Condition), strings.Join(parts, "; "), "no growth in goroutines or heap", "-", ok)
 	}
@@ -243,17 +253,23 @@ func (r *BenchResult) Table() string {
 	row("failover, kill -9 of the leader", r.FailoverKill.String())
 	row("failover, leader isolated (silence)", r.FailoverIsolate.String())
 	row("  its lease ended after", r.IsolateOldLeaseEnd.String())
-	row("  max lease overlap", r.IsolateOverlap.String())
+	if r.FailoverIsolate.N > 0 {
+		row("  max lease overlap", r.IsolateOverlap.String())
+	}
 	row("failover, SIGTERM of the leader", r.FailoverTerm.String())
-	row("rolling restart, leaderless time", fmt.Sprintf("%v over %d restarts in %v, %d elections", r.Rolling.Leaderless, r.Rolling.Restarts, r.Rolling.Window, r.Rolling.Elections))
+	rolling := "-"
+	if r.Rolling.Restarts > 0 {
+		rolling = fmt.Sprintf("%v over %d restarts in %v, %d elections", r.Rolling.Leaderless, r.Rolling.Restarts, r.Rolling.Window, r.Rolling.Elections)
+	}
+	row("rolling restart, leaderless time", rolling)
 	row("restarted follower knows the leader (exec)", r.Rejoin.String())
 	row("  (from its start event)", r.RejoinFromLoad.String())
 	row("agreement after an asymmetric drop heals", r.AsymHeal.String())
 	if len(r.Idle.Nodes) > 0 {
 		fmt.Fprintf(&b, "   idle over %v:\n", r.Idle.Window)
-		fmt.Fprintf(&b, "   %-4s %-8s %9s %6s %8s %8s %10s %10s\n", "node", "role", "cpu ms/s", "cpu%", "rss MB", "max MB", "tx B/s", "rx B/s")
+		fmt.Fprintf(&b, "   %-4s %-8s %9s %6s %8s %8s %8s %8s %10s %10s\n", "node", "role", "cpu ms/s", "cpu%", "rss MB", "max MB", "anon MB", "pss MB", "tx B/s", "rx B/s")
 		for _, n := range r.Idle.Nodes {
-			fmt.Fprintf(&b, "   %-4s %-8s %9.2f %6.2f %8.1f %8.1f %10.0f %10.0f\n", n.Name, n.Role, n.CPUMsPerSec, n.CPUPercent, n.RSSMB, n.RSSMaxMB, n.TxBytesPerSec, n.RxBytesPerSec)
+			fmt.Fprintf(&b, "   %-4s %-8s %9.2f %6.2f %8.1f %8.1f %8.1f %8.1f %10.0f %10.0f\n", n.Name, n.Role, n.CPUMsPerSec, n.CPUPercent, n.RSSMB, n.RSSMaxMB, n.AnonMB, n.PssMB, n.TxBytesPerSec, n.RxBytesPerSec)
 		}
 	}
 	for _, s := range r.Soaks {
