@@ -46,6 +46,9 @@ func newLeaseTracker(clusterSize int, electionTimeout, tick time.Duration, drift
 func (l *leaseTracker) reset(term uint64) {
 	l.mu.Lock()
 	l.term = term
+	// A fence guards the term of the transfer that set it: a stale
+	// MsgTimeoutNow of an older term is refused by raft and by stepGuard.
+	l.notBefore = time.Time{}
 	clear(l.acks)
 	l.mu.Unlock()
 }

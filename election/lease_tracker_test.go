@@ -69,3 +69,15 @@ func TestLeaseTracker_FenceDiscardsEarlierAcks(t *testing.T) {
 		t.Fatal("an acknowledgement after the fence did not count")
 	}
 }
+
+func TestLeaseTracker_FenceEndsWithItsTerm(t *testing.T) {
+	l := newLeaseTracker(3, time.Second, 100*time.Millisecond, 0.1)
+	base := time.Now()
+	l.reset(4)
+	l.fence(base.Add(3 * time.Second))
+	l.reset(6) // leader again, in a later term
+	l.ack(2, 6, base.Add(time.Millisecond))
+	if l.expiry(6).IsZero() {
+		t.Fatal("the fence of term 4 held back the lease of term 6")
+	}
+}
