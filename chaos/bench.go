@@ -750,42 +750,46 @@ func (b *bench) get(ctx context.Context, i int, path string, timeout time.Durati
 }
 
 // runtimeSample reads goroutines (from /debug/pprof/goroutine?debug=1),
-// heap in use just after a forced collection (go_memstats_heap_inuse_bytes
-// on /metrics) and RSS.
-func (b *bench) runtimeSample(ctx context.Context, i int) (goroutines int, heapMB, rssMB float64, err error) {
+// heap in use and live heap just after a forced collection
+// (go_memstats_heap_inuse_bytes and go_memstats_heap_alloc_bytes on
+// /metrics) and RSS.
+func (b *bench) runtimeSample(ctx context.Context, i int) (goroutines int, heapMB, liveMB, rssMB float64, err error) {
 	g, err := b.get(ctx, i, "/debug/pprof/goroutine?debug=1", 5*time.Second)
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	line, _, _ := strings.Cut(string(g), "\n")
 	if _, err := fmt.Sscanf(line, "goroutine profile: total %d", &goroutines); err != nil {
-		return 0, 0, 0, fmt.Errorf("goroutine profile of %s: %q", b.c.nodes[i].name, line)
+		return 0, 0, 0, 0, fmt.Errorf("goroutine profile of %s: %q", b.c.nodes[i].name, line)
 	}
 	// The heap in use between two collections swings by up to GOGC's
 	// worth; after a forced one (the heap profile's gc=1) it is the live
 	// heap, which is what growth is about.
 	if _, err := b.get(ctx, i, "/debug/pprof/heap?gc=1", 5*time.Second); err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	m, err := b.get(ctx, i, "/metrics", 5*time.Second)
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
-	heap := -1.0
+	heap, live := -1.0, -1.0
 	for l := range strings.SplitSeq(string(m), "\n") {
 		if v, ok := strings.CutPrefix(l, "go_memstats_heap_inuse_bytes "); ok {
 			heap, _ = strconv.ParseFloat(strings.TrimSpace(v), 64)
 		}
+		if v, ok := strings.CutPrefix(l, "go_memstats_heap_alloc_bytes "); ok {
+			live, _ = strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
 	}
-	if heap < 0 {
-		return 0, 0, 0, fmt.Errorf("/metrics of %s: no go_memstats_heap_inuse_bytes", b.c.nodes[i].name)
+	if heap < 0 || live < 0 {
+		return 0, 0, 0, 0, fmt.Errorf("/metrics of %s: no go_memstats_heap_inuse_bytes or go_memstats_heap_alloc_bytes", b.c.nodes[i].name)
 	}
 	if e := b.c.running(i); e != nil {
 		if r, err := procRSS(e.pid); err == nil {
 			rssMB = mb(r)
 		}
 	}
-	return goroutines, heap / (1 << 20), rssMB, nil
+	return goroutines, heap / (1 << 20), live / (1 << 20), rssMB, nil
 }
 
 // soaks runs the cluster idle, then with one follower SIGSTOPped, each for
@@ -832,14 +836,14 @@ func (b *bench) soaks(ctx context.Context) error {
 			// The first scrape makes what the HTTP, pprof and metrics
 			// handlers keep (buffers, encoders); sample after it, so it
 			// does not read as growth.
-			if _, _, _, err := b.runtimeSample(ctx, i); err != nil {
+			if _, _, _, _, err := b.runtimeSample(ctx, i); err != nil {
 				return err
 			}
-			g, h, r, err := b.runtimeSample(ctx, i)
+			g, h, l, r, err := b.runtimeSample(ctx, i)
 			if err != nil {
 				return err
 			}
-			s.Nodes = append(s.Nodes, SoakNode{Name: b.c.nodes[i].name, Role: role(i), GoroutinesStart: g, HeapInuseStartMB: h, RSSStartMB: r})
+			s.Nodes = append(s.Nodes, SoakNode{Name: b.c.nodes[i].name, Role: role(i), GoroutinesStart: g, HeapInuseStartMB: h, HeapLiveStartMB: l, RSSStartMB: r})
 		}
 		b.logf("soak %s: %v, sampling goroutines and heap of %d nodes at start and end", cond, b.o.Soak, len(watch))
 		began := time.Now()
@@ -852,11 +856,11 @@ func (b *bench) soaks(ctx context.Context) error {
 			b.logf("soak %s: %v of %v, leader %s", cond, time.Since(began).Round(time.Second), b.o.Soak, l)
 		}
 		for k, i := range watch {
-			g, h, r, err := b.runtimeSample(ctx, i)
+			g, h, l, r, err := b.runtimeSample(ctx, i)
 			if err != nil {
 				return err
 			}
-			s.Nodes[k].GoroutinesEnd, s.Nodes[k].HeapInuseEndMB, s.Nodes[k].RSSEndMB = g, h, r
+			s.Nodes[k].GoroutinesEnd, s.Nodes[k].HeapInuseEndMB, s.Nodes[k].HeapLiveEndMB, s.Nodes[k].RSSEndMB = g, h, l, r
 		}
 		if b.o.Profile > 0 {
 			// The leader and the first running follower, in parallel.
@@ -893,7 +897,7 @@ func (b *bench) soaks(ctx context.Context) error {
 		}
 		b.res.Soaks = append(b.res.Soaks, s)
 		for _, n := range s.Nodes {
-			b.logf("soak %s: %s %s goroutines %d -> %d, heap in use %.2f -> %.2f MB", cond, n.Name, n.Role, n.GoroutinesStart, n.GoroutinesEnd, n.HeapInuseStartMB, n.HeapInuseEndMB)
+			b.logf("soak %s: %s %s goroutines %d -> %d, live heap %.2f -> %.2f MB, heap in use %.2f -> %.2f MB", cond, n.Name, n.Role, n.GoroutinesStart, n.GoroutinesEnd, n.HeapLiveStartMB, n.HeapLiveEndMB, n.HeapInuseStartMB, n.HeapInuseEndMB)
 		}
 	}
 	return nil
