@@ -56,8 +56,11 @@ type raftLoop struct {
 	cancel     context.CancelFunc // of the current lease's context
 	leaseTimer *time.Timer
 	// campaignTimer fires a campaign shortly after the leader's process is
-	// known to be gone (its connections refused).
+	// known to be gone (its connections refused): goneLeader. campaigns
+	// counts the quick campaigns since.
 	campaignTimer *time.Timer
+	goneLeader    uint64
+	campaigns     int
 	work          sync.WaitGroup // leader routines
 }
 
@@ -292,11 +295,7 @@ func (l *raftLoop) run(ctx context.Context) (err error) {
 				return err
 			}
 		case <-l.campaignTimer.C:
-			if st := l.rn.BasicStatus(); st.Lead == raft.None && st.RaftState == raft.StateFollower {
-				if err := l.rn.Campaign(); err != nil {
-					l.e.log.Warn("campaign", "err", err)
-				}
-			}
+			l.campaignIfLeaderless()
 		case <-l.lease.notify:
 		case <-l.leaseTimer.C:
 		case req := <-l.transfers:
@@ -433,8 +432,7 @@ func (l *raftLoop) applyReports() error {
 // leaderRefused acts on a refused connection to the leader we follow: its
 // process is gone, so there is no lease to wait out (docs/safety.md, "A
 // leader that is gone"). Forget it, so we grant (pre-)votes at once, and
-// campaign after a random fraction of a heartbeat, so the followers that saw
-// the same thing rarely split the vote.
+// campaign soon (see campaignDelay).
 func (l *raftLoop) leaderRefused(id uint64) {
 	st := l.rn.BasicStatus()
 	if st.RaftState != raft.StateFollower || st.Lead != id || id == l.e.self {
@@ -444,7 +442,40 @@ func (l *raftLoop) leaderRefused(id uint64) {
 	if err := l.rn.ForgetLeader(); err != nil {
 		l.e.log.Warn("forget leader", "err", err)
 	}
-	l.campaignTimer.Reset(rand.N(l.e.tick))
+	l.goneLeader, l.campaigns = id, 0
+	l.campaignTimer.Reset(l.campaignDelay())
+}
+
+// campaignDelay staggers the followers of a leader that is gone, so they
+// rarely split the vote: each waits its rank among the surviving nodes
+// (by name, the same order everywhere) times half a heartbeat, plus up to a
+// quarter heartbeat at random. A campaign that did not produce a leader is
+// tried again the same way, a few times, before raft's election timeout
+// takes over.
+func (l *raftLoop) campaignDelay() time.Duration {
+	rank := 0
+	for id, name := range l.e.names {
+		if id != l.goneLeader && id != l.e.self && name < l.e.cfg.Name {
+			rank++
+		}
+	}
+	return time.Duration(rank)*l.e.tick/2 + rand.N(l.e.tick/4+1)
+}
+
+// maxQuickCampaigns bounds the fast retries after a leader is known gone.
+const maxQuickCampaigns = 5
+
+// campaignIfLeaderless runs when campaignTimer fires.
+func (l *raftLoop) campaignIfLeaderless() {
+	st := l.rn.BasicStatus()
+	if st.Lead != raft.None || st.RaftState == raft.StateLeader || l.campaigns >= maxQuickCampaigns {
+		return
+	}
+	l.campaigns++
+	if err := l.rn.Campaign(); err != nil {
+		l.e.log.Warn("campaign", "err", err)
+	}
+	l.campaignTimer.Reset(l.e.tick + l.campaignDelay())
 }
 
 // handleReady persists a Ready, then sends its messages, then applies it.

@@ -348,7 +348,12 @@ func (t *Transport) dial(p *peer) (*grpc.ClientConn, error) {
 		creds = credentials.NewTLS(t.opts.Credentials.clientConfig(p.Name))
 	}
 	bo := backoff.DefaultConfig
-	bo.BaseDelay = 100 * time.Millisecond
+	// A short first delay: when a peer's process dies, the first redial
+	// can still reach its closing listener and fail with a reset rather
+	// than a refusal; the next one, milliseconds later, is refused, and
+	// that is how followers learn the leader is gone (watchConn). Later
+	// delays grow (x1.6, jittered) to MaxReconnectBackoff.
+	bo.BaseDelay = 10 * time.Millisecond
 	bo.MaxDelay = t.opts.MaxReconnectBackoff
 	return grpc.NewClient(p.Addr,
 		grpc.WithTransportCredentials(creds),
