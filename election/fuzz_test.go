@@ -67,7 +67,7 @@ func fuzzLoop(t testing.TB, state byte) *raftLoop {
 // drain processes every pending Ready as the loop would.
 func drain(t testing.TB, l *raftLoop) {
 	for range 10 {
-		if err := l.handleReady(); err != nil {
+		if _, err := l.handleReady(); err != nil {
 			t.Fatal(err)
 		}
 		l.observe(time.Now())

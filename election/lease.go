@@ -28,7 +28,6 @@ type leaseTracker struct {
 	acks      map[uint64]time.Time // peer -> send time of its latest ack in term
 	quorum    int                  // votes needed, us included
 	length    time.Duration        // how long an acknowledgement keeps us safe
-	notify    chan struct{}        // wakes the raft loop when a lease may have begun
 }
 
 func newLeaseTracker(clusterSize int, electionTimeout, tick time.Duration, driftMargin float64) *leaseTracker {
@@ -37,7 +36,6 @@ func newLeaseTracker(clusterSize int, electionTimeout, tick time.Duration, drift
 		acks:   make(map[uint64]time.Time, clusterSize),
 		quorum: clusterSize/2 + 1,
 		length: length,
-		notify: make(chan struct{}, 1),
 	}
 }
 
@@ -66,19 +64,15 @@ func (l *leaseTracker) fence(notBefore time.Time) {
 }
 
 // ack records that peer followed us in term after stepping what we sent at
-// sentAt. Called from the transport's sender goroutines; never blocks.
+// sentAt. Called from the transport's sender goroutines; never blocks. The
+// caller wakes the raft loop, which recomputes the lease.
 func (l *leaseTracker) ack(peer, term uint64, sentAt time.Time) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	if term != l.term || !sentAt.After(l.acks[peer]) || sentAt.Before(l.notBefore) {
-		l.mu.Unlock()
 		return
 	}
 	l.acks[peer] = sentAt
-	l.mu.Unlock()
-	select {
-	case l.notify <- struct{}{}:
-	default:
-	}
 }
 
 // expiry returns when the lease for term ends, given the acknowledgements so

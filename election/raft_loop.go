@@ -296,15 +296,17 @@ func (l *raftLoop) run(ctx context.Context) (err error) {
 			}
 		case <-l.campaignTimer.C:
 			l.campaignIfLeaderless()
-		case <-l.lease.notify:
 		case <-l.leaseTimer.C:
 		case req := <-l.transfers:
 			req.result <- l.transfer(req.to)
 		}
-		if err := l.handleReady(); err != nil {
+		observed, err := l.handleReady()
+		if err != nil {
 			return err
 		}
-		l.observe(time.Now())
+		if !observed {
+			l.observe(time.Now()) // lease timer, acknowledgements, reports
+		}
 		if done == nil && l.lead != l.e.self && l.lead != 0 {
 			return nil // graceful stop: someone else leads now
 		}
@@ -478,14 +480,16 @@ func (l *raftLoop) campaignIfLeaderless() {
 	l.campaignTimer.Reset(l.e.tick + l.campaignDelay())
 }
 
-// handleReady persists a Ready, then sends its messages, then applies it.
-func (l *raftLoop) handleReady() error {
+// handleReady persists a Ready, then observes leadership, then sends its
+// messages, then applies it. It reports whether there was a Ready (and so
+// whether leadership was observed).
+func (l *raftLoop) handleReady() (bool, error) {
 	if !l.rn.HasReady() {
-		return nil
+		return false, nil
 	}
 	rd := l.rn.Ready()
 	if err := l.store.Save(rd.HardState, rd.Entries, rd.Snapshot, rd.MustSync); err != nil {
-		return fmt.Errorf("persist raft state: %w", err)
+		return true, fmt.Errorf("persist raft state: %w", err)
 	}
 	// Leadership next, after the state is durable (so the event log never
 	// records a term or vote that a crash could take back) and before this
@@ -505,7 +509,7 @@ func (l *raftLoop) handleReady() error {
 		if ent.GetType() == raftpb.EntryConfChange {
 			var cc raftpb.ConfChange
 			if err := proto.Unmarshal(ent.GetData(), &cc); err != nil {
-				return fmt.Errorf("committed configuration change %d: %w", ent.GetIndex(), err)
+				return true, fmt.Errorf("committed configuration change %d: %w", ent.GetIndex(), err)
 			}
 			l.confState = l.rn.ApplyConfChange(&cc)
 		}
@@ -514,10 +518,10 @@ func (l *raftLoop) handleReady() error {
 	l.rn.Advance(rd)
 	if first, err := l.store.FirstIndex(); err == nil && l.applied > first+compactAbove {
 		if err := l.store.Compact(l.applied, l.confState); err != nil {
-			return fmt.Errorf("compact raft log: %w", err)
+			return true, fmt.Errorf("compact raft log: %w", err)
 		}
 	}
-	return nil
+	return true, nil
 }
 
 // observe compares raft's state with what the application was told and
