@@ -1,13 +1,10 @@
 package chaos
 
 import (
-	"encoding/json"
 	"fmt"
 	"html"
 	"io"
 	"math"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -309,17 +306,7 @@ func (r *BenchResult) Table() string {
 
 // WriteFiles writes bench.json, bench.txt and failover.svg into dir.
 func (r *BenchResult) WriteFiles(dir string) error {
-	j, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, BenchResultFile), append(j, '\n'), 0o644); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, BenchSummaryFile), []byte(r.Table()), 0o644); err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(dir, BenchPlotFile), []byte(r.FailoverSVG()), 0o644)
+	return writeOutputs(dir, r, BenchResultFile, BenchSummaryFile, r.Table(), BenchPlotFile, r.FailoverSVG())
 }
 
 // FailoverSVG plots every failover sample, one row per kind, on a log time

@@ -96,17 +96,23 @@ func (r *Result) Summary() string {
 
 // WriteFiles writes result.json, summary.txt and timeline.svg into dir.
 func (r *Result) WriteFiles(dir string) error {
-	j, err := json.MarshalIndent(r, "", "  ")
+	return writeOutputs(dir, r, ResultFile, SummaryFile, r.Summary(), TimelineFile, r.SVG())
+}
+
+// writeOutputs writes a run's three files into dir: v as indented JSON, a
+// text summary and an SVG picture.
+func writeOutputs(dir string, v any, jsonFile, textFile, text, svgFile, svg string) error {
+	j, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, ResultFile), append(j, '\n'), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, jsonFile), append(j, '\n'), 0o644); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, SummaryFile), []byte(r.Summary()), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, textFile), []byte(text), 0o644); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, TimelineFile), []byte(r.SVG()), 0o644)
+	return os.WriteFile(filepath.Join(dir, svgFile), []byte(svg), 0o644)
 }
 
 // SVG draws the run: one lane per node, leadership as a bar and the lease
