@@ -368,7 +368,7 @@ func TestCheckAndStatus_AnswerInBoundedTimeWhenLeaderIsSilent(t *testing.T) {
 	require.Less(t, took, tc.ElectionTimeout, "Check waited beyond its deadline")
 	start = time.Now()
 	st := c.Nodes[f].Elector.Status()
-	require.Less(t, time.Since(start), 100*time.Millisecond)
+	require.Less(t, time.Since(start), 250*time.Millisecond, "Status reads local state only")
 	require.Len(t, st.Peers, 2)
 	c.Nodes[l].Hooks.BlockIngress(false)
 	c.StopAll()

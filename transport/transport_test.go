@@ -169,7 +169,7 @@ func TestSend_NeverBlocksOnAHungPeer(t *testing.T) {
 		}
 	}
 	t.Logf("slowest hand-off of one Ready's messages with a hung peer: %v", worst)
-	require.Less(t, worst, 100*time.Millisecond)
+	require.Less(t, worst, 250*time.Millisecond, "a quarter of one blocked send; the hand-off itself is microseconds")
 	waitFor(t, 5*time.Second, "n3 to receive heartbeats", func() bool { return tn.recs[2].count(raftpb.MsgHeartbeat) > 0 })
 	waitFor(t, 5*time.Second, "n2's failures to be reported to raft", func() bool { return tn.recs[0].unreachable.Load() > 0 })
 }
