@@ -79,6 +79,9 @@ type Node struct {
 type Peer struct {
 	Name    string `yaml:"name"`
 	Address string `yaml:"address"`
+	// Identity is the name the peer's certificate carries, as CommonName
+	// or DNS SAN; empty means the peer's name.
+	Identity string `yaml:"identity"`
 }
 
 // TLS names the PEM files for mutual TLS.
@@ -172,7 +175,7 @@ func (n *Node) ElectionConfig() election.Config {
 		UnsafeSyncSend:      n.UnsafeSyncSend,
 	}
 	for _, p := range n.Peers {
-		c.Peers = append(c.Peers, election.PeerConfig{Name: p.Name, Address: p.Address})
+		c.Peers = append(c.Peers, election.PeerConfig{Name: p.Name, Address: p.Address, Identity: p.Identity})
 	}
 	return c
 }

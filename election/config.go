@@ -29,6 +29,12 @@ type PeerConfig struct {
 	Name string
 	// Address is host:port of its peer (gRPC) listener.
 	Address string
+	// Identity is the name its certificate must carry, as the Subject
+	// CommonName or a DNS SAN (default: Name). Set it when certificates
+	// come from a PKI with its own naming, such as
+	// "raftelect.eu-west.svc.cluster.local". Peers verify it on every
+	// connection, both ways.
+	Identity string
 }
 
 // TLSConfig names the PEM files for mutual TLS.
@@ -152,6 +158,7 @@ func (c Config) Validate() error {
 		bad("peers: empty; list every node of the cluster, this one included")
 	}
 	names := map[string]bool{}
+	identities := map[string]string{}
 	addrs := map[string]string{}
 	ids := map[uint64]string{}
 	self := false
@@ -164,6 +171,15 @@ func (c Config) Validate() error {
 			bad("peers[%d]: name %q appears twice", i, p.Name)
 		}
 		names[p.Name] = true
+		identity := p.Identity
+		if identity == "" {
+			identity = p.Name
+		}
+		if other, ok := identities[identity]; ok {
+			bad("peers[%d] (%s): identity %q is also the identity of %s; certificates must tell nodes apart", i, p.Name, identity, other)
+		} else {
+			identities[identity] = p.Name
+		}
 		if p.Name == c.Name {
 			self = true
 		}

@@ -120,3 +120,15 @@ func TestLeaderWork_RestartedOnErrorWhileLeading_AndLabelsReachPeers(t *testing.
 	require.Equal(t, l, c.Leader())
 	c.StopAll()
 }
+
+func TestConfig_IdentitiesMustTellNodesApart(t *testing.T) {
+	c := validConfig()
+	c.Peers[1].Identity = "a" // node a's name, and so its default identity
+	require.ErrorContains(t, c.Validate(), `identity "a" is also the identity of a`)
+	c = validConfig()
+	c.Peers[1].Identity, c.Peers[2].Identity = "x.example", "x.example"
+	require.ErrorContains(t, c.Validate(), `identity "x.example" is also the identity of b`)
+	c = validConfig()
+	c.Peers[1].Identity = "b.eu-west.example"
+	require.NoError(t, c.Validate())
+}

@@ -21,7 +21,7 @@ import (
 func fuzzLoop(t testing.TB, state byte) *raftLoop {
 	cfg := Config{
 		Name:              "n1",
-		Peers:             []PeerConfig{{"n1", "127.0.0.1:1"}, {"n2", "127.0.0.1:2"}, {"n3", "127.0.0.1:3"}},
+		Peers:             []PeerConfig{{Name: "n1", Address: "127.0.0.1:1"}, {Name: "n2", Address: "127.0.0.1:2"}, {Name: "n3", Address: "127.0.0.1:3"}},
 		Insecure:          true,
 		HeartbeatInterval: DefaultHeartbeatInterval,
 		ElectionTimeout:   DefaultElectionTimeout,

@@ -206,7 +206,7 @@ func newRaftLoop(e *Elector, routines []func(context.Context, Lease) error) (*ra
 			self.Addr = p.Address
 			continue
 		}
-		others = append(others, transport.Peer{ID: NodeID(p.Name), Name: p.Name, Addr: p.Address})
+		others = append(others, transport.Peer{ID: NodeID(p.Name), Name: p.Name, Addr: p.Address, Identity: p.Identity})
 	}
 	if cfg.ListenAddress != "" {
 		self.Addr = cfg.ListenAddress

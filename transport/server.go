@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"maps"
 	"time"
@@ -21,21 +22,51 @@ type peerServer struct {
 	t *Transport
 }
 
-// callerName returns the node name in the caller's verified client
-// certificate, or "" when the transport runs without TLS.
-func callerName(ctx context.Context) (string, error) {
+// callerCert returns the caller's verified client certificate, or nil when
+// the transport runs without TLS.
+func callerCert(ctx context.Context) (*x509.Certificate, error) {
 	p, ok := grpcpeer.FromContext(ctx)
 	if !ok || p.AuthInfo == nil {
-		return "", nil
+		return nil, nil
 	}
 	ti, ok := p.AuthInfo.(credentials.TLSInfo)
 	if !ok {
-		return "", nil
+		return nil, nil
 	}
 	if len(ti.State.VerifiedChains) == 0 || len(ti.State.VerifiedChains[0]) == 0 {
-		return "", status.Error(codes.Unauthenticated, "no verified client certificate")
+		return nil, status.Error(codes.Unauthenticated, "no verified client certificate")
 	}
-	return ti.State.VerifiedChains[0][0].Subject.CommonName, nil
+	return ti.State.VerifiedChains[0][0], nil
+}
+
+// callerName returns the CommonName of the caller's verified client
+// certificate, or "" when the transport runs without TLS.
+func callerName(ctx context.Context) (string, error) {
+	cert, err := callerCert(ctx)
+	if cert == nil || err != nil {
+		return "", err
+	}
+	return cert.Subject.CommonName, nil
+}
+
+// memberName names the member the caller's certificate identifies: the
+// member whose identity (its name, unless configured) is the certificate's
+// CommonName or one of its DNS SANs. For a certificate of no member it
+// returns "" and the CommonName, for the error; without TLS, "" and "".
+func (t *Transport) memberName(ctx context.Context) (member, commonName string, err error) {
+	cert, err := callerCert(ctx)
+	if cert == nil || err != nil {
+		return "", "", err
+	}
+	if p := t.byIdentity[cert.Subject.CommonName]; p != nil {
+		return p.Name, cert.Subject.CommonName, nil
+	}
+	for _, san := range cert.DNSNames {
+		if p := t.byIdentity[san]; p != nil {
+			return p.Name, cert.Subject.CommonName, nil
+		}
+	}
+	return "", cert.Subject.CommonName, nil
 }
 
 // CallerName returns the node name (CommonName) in the verified client
@@ -52,7 +83,7 @@ func hang(ctx context.Context) error {
 
 func (s *peerServer) Send(ctx context.Context, req *pb.SendRequest) (*pb.SendResponse, error) {
 	t := s.t
-	name, err := callerName(ctx)
+	name, cn, err := t.memberName(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +103,7 @@ func (s *peerServer) Send(ctx context.Context, req *pb.SendRequest) (*pb.SendRes
 	}
 	p := t.byName[name]
 	if p == nil {
-		return nil, status.Errorf(codes.PermissionDenied, "caller %q is not a member of this cluster", name)
+		return nil, status.Errorf(codes.PermissionDenied, "caller %q is not a member of this cluster", cn)
 	}
 	// A correct peer has at most one Send in flight per lane. More means a
 	// misbehaving peer: refuse at once rather than let it hold goroutines
@@ -132,7 +163,7 @@ func (s *peerServer) Send(ctx context.Context, req *pb.SendRequest) (*pb.SendRes
 }
 
 func (s *peerServer) Check(ctx context.Context, req *pb.CheckRequest) (*pb.CheckResponse, error) {
-	name, err := callerName(ctx)
+	name, _, err := s.t.memberName(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -47,6 +47,17 @@ type Peer struct {
 	ID   uint64
 	Name string
 	Addr string // host:port of its gRPC listener
+	// Identity is the name its certificate carries, as CommonName or DNS
+	// SAN; empty means Name.
+	Identity string
+}
+
+// identity returns the name p's certificate must carry.
+func (p Peer) identity() string {
+	if p.Identity != "" {
+		return p.Identity
+	}
+	return p.Name
 }
 
 // Handler is the narrow interface from the transport back into the node.
@@ -205,12 +216,13 @@ type Metrics interface {
 
 // Transport sends and receives raft messages for one node.
 type Transport struct {
-	opts      Options
-	log       *slog.Logger
-	validator inboundValidator
-	byName    map[string]*peer
-	byID      map[uint64]*peer
-	digest    uint64
+	opts       Options
+	log        *slog.Logger
+	validator  inboundValidator
+	byName     map[string]*peer
+	byID       map[uint64]*peer
+	byIdentity map[string]*peer
+	digest     uint64
 
 	lis    net.Listener
 	server *grpc.Server
@@ -238,12 +250,13 @@ func New(opts Options) (*Transport, error) {
 	setDefault(&opts.DataTimeout, 5*time.Second)
 	setDefault(&opts.MaxMessageAge, opts.ControlTimeout)
 	t := &Transport{
-		opts:      opts,
-		log:       opts.Logger,
-		validator: inboundValidator{self: opts.Self.ID, peers: map[uint64]string{}},
-		byName:    map[string]*peer{},
-		byID:      map[uint64]*peer{},
-		digest:    labelsDigest(opts.Labels),
+		opts:       opts,
+		log:        opts.Logger,
+		validator:  inboundValidator{self: opts.Self.ID, peers: map[uint64]string{}},
+		byName:     map[string]*peer{},
+		byID:       map[uint64]*peer{},
+		byIdentity: map[string]*peer{},
+		digest:     labelsDigest(opts.Labels),
 	}
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
@@ -255,6 +268,7 @@ func New(opts Options) (*Transport, error) {
 		}
 		pp.sendLabels.Store(true)
 		t.byName[p.Name] = pp
+		t.byIdentity[p.identity()] = pp
 		t.byID[p.ID] = pp
 		t.validator.peers[p.ID] = p.Name
 	}
@@ -345,7 +359,7 @@ func (t *Transport) Start() error {
 func (t *Transport) dial(p *peer) (*grpc.ClientConn, error) {
 	creds := insecure.NewCredentials()
 	if t.opts.Credentials != nil {
-		creds = credentials.NewTLS(t.opts.Credentials.clientConfig(p.Name))
+		creds = credentials.NewTLS(t.opts.Credentials.clientConfig(p.identity()))
 	}
 	bo := backoff.DefaultConfig
 	// A short first delay: when a peer's process dies, the first redial

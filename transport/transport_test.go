@@ -524,3 +524,34 @@ func TestInbound_PerPeerConcurrencyAndLabelBounds(t *testing.T) {
 	_, err := client.Send(ctx, &pb.SendRequest{Labels: map[string]string{"x": strings.Repeat("v", MaxLabelValueBytes+1)}, LabelsDigest: 1})
 	require.Equal(t, codes.InvalidArgument, status.Code(err))
 }
+
+// With a configured identity, a peer is recognised by the name its
+// certificate carries, as CommonName or as a DNS SAN, and no longer by its
+// node name.
+func TestInbound_ConfiguredIdentityMatchesCommonNameOrSAN(t *testing.T) {
+	t.Parallel()
+	tn := newTestNet(t, 2, func(i int, o *Options) {
+		if i == 0 {
+			o.Peers[0].Identity = "n2.eu-west.example"
+		}
+	})
+	send := func(name string, hosts ...string) codes.Code {
+		certPEM, keyPEM, err := tn.ca.Issue(name, hosts, time.Hour)
+		require.NoError(t, err)
+		pair, err := tls.X509KeyPair(certPEM, keyPEM)
+		require.NoError(t, err)
+		cfg := tn.trs[0].opts.Credentials.clientConfig("n1")
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &pair, nil }
+		conn, err := grpc.NewClient(tn.peers[0].Addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+		require.NoError(t, err)
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err = pb.NewPeerClient(conn).Send(ctx, &pb.SendRequest{Messages: []*raftpb.Message{msg(raftpb.MsgHeartbeat, 2, 1, 1)}})
+		return status.Code(err)
+	}
+	require.Equal(t, codes.OK, send("n2.eu-west.example"), "identity as CommonName")
+	require.Equal(t, codes.OK, send("some-workload", "n2.eu-west.example"), "identity as DNS SAN")
+	require.Equal(t, codes.PermissionDenied, send("n2"), "the node name no longer identifies n2")
+	require.Equal(t, codes.PermissionDenied, send("n2.us-east.example"), "another identity")
+}
