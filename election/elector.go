@@ -30,7 +30,6 @@ import (
 
 	"go.etcd.io/raft/v3"
 
-	"github.com/raftelect/raftelect/transport"
 )
 
 // Lease is a leader's right to act.
@@ -208,8 +207,6 @@ func (e *Elector) Name() string { return e.cfg.Name }
 // heartbeat intervals, the raft tick.
 func (e *Elector) ElectionTimeout() time.Duration { return e.electionTimeout }
 
-// Hooks returns the fault hooks of this node (nil unless configured).
-func (e *Elector) Hooks() *transport.FaultHooks { return e.cfg.Hooks }
 
 // nodeView is the raft loop's published state, read without locks.
 type nodeView struct {

@@ -25,7 +25,6 @@ type stepGuard struct {
 	// after a start without state, where the guard also covers a vote we
 	// may have cast and forgotten.
 	liftOnLeader bool
-	refusedVotes uint64
 }
 
 // leaderHeard is called when a heartbeat, append or snapshot from the
@@ -43,7 +42,6 @@ func (g *stepGuard) check(m *raftpb.Message, now time.Time) (skip bool, err erro
 	switch m.GetType() {
 	case raftpb.MsgVote, raftpb.MsgPreVote:
 		if now.Before(g.voteGuardUntil) {
-			g.refusedVotes++
 			return true, nil
 		}
 	case raftpb.MsgHeartbeat:
