@@ -29,7 +29,6 @@ import (
 	"time"
 
 	"go.etcd.io/raft/v3"
-
 )
 
 // Lease is a leader's right to act.
@@ -206,7 +205,6 @@ func (e *Elector) Name() string { return e.cfg.Name }
 // ElectionTimeout returns the effective election timeout: a whole number of
 // heartbeat intervals, the raft tick.
 func (e *Elector) ElectionTimeout() time.Duration { return e.electionTimeout }
-
 
 // nodeView is the raft loop's published state, read without locks.
 type nodeView struct {
