@@ -124,7 +124,7 @@ type Rolling struct {
 	Elections  int    `json:"elections"`
 }
 
-// Target is one figure of design.md's table against this run.
+// Target is one of the project's targets (docs/benchmarks.md) against this run.
 type Target struct {
 	Figure    string `json:"figure"`
 	Measured  string `json:"measured"`
@@ -176,7 +176,7 @@ type BenchResult struct {
 	Errors     []string `json:"errors"`
 }
 
-// judge fills Targets from design.md's "Numbers we hold ourselves to".
+// judge fills Targets from the project's targets (docs/benchmarks.md).
 func (r *BenchResult) judge() {
 	et, hb := time.Duration(r.ElectionTimeout), time.Duration(r.Heartbeat)
 	r.Targets = nil
@@ -284,7 +284,7 @@ func (r *BenchResult) Table() string {
 				n.Name, n.Role, n.GoroutinesStart, n.GoroutinesEnd, n.HeapLiveStartMB, n.HeapLiveEndMB, n.HeapInuseStartMB, n.HeapInuseEndMB, n.RSSStartMB, n.RSSEndMB)
 		}
 	}
-	b.WriteString("   targets (design.md, \"Numbers we hold ourselves to\"):\n")
+	b.WriteString("   targets (docs/benchmarks.md):\n")
 	for _, t := range r.Targets {
 		mark := "ok  "
 		if !t.Holds {
@@ -385,7 +385,7 @@ func (r *BenchResult) FailoverSVG() string {
 				px, px, axis, axis+5, px, axis+18, label)
 		}
 	}
-	fmt.Fprintf(&b, `<text x="%.0f" y="%.1f" fill="#555">blue dot: one run; black line: p50; red line: target (design.md)</text>`+"\n", left, axis+40)
+	fmt.Fprintf(&b, `<text x="%.0f" y="%.1f" fill="#555">blue dot: one run; black line: p50; red line: target (docs/benchmarks.md)</text>`+"\n", left, axis+40)
 	b.WriteString("</svg>\n")
 	return b.String()
 }

@@ -29,7 +29,7 @@ type Options struct {
 	// Nodes overrides the scenario's cluster size when non-zero.
 	Nodes int
 	// HeartbeatInterval and ElectionTimeout: default 100ms and 1s, the
-	// test timings of docs/design.md.
+	// the test timings of docs/chaos.md (heartbeat 100 ms, election timeout 1 s).
 	HeartbeatInterval time.Duration
 	ElectionTimeout   time.Duration
 	// SyncSend starts the nodes with unsafe_sync_send: the reference

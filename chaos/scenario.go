@@ -117,7 +117,7 @@ type Expected struct {
 var builtin embed.FS
 
 // Builtin returns the names of the scenarios shipped with the package: the
-// rows of docs/design.md's table, in that order, then slow-wan (latency).
+// rows of docs/chaos.md's table, in that order, then slow-wan (latency).
 func Builtin() []string {
 	return []string{"healthy", "asym-drop", "partition-follower", "isolate-leader", "loss", "kill-leader", "stop-leader", "hung-peer", "slow-wan"}
 }

@@ -29,6 +29,8 @@ import (
 	"time"
 
 	"go.etcd.io/raft/v3"
+
+	"github.com/raftelect/raftelect/internal/logbound"
 )
 
 // Lease is a leader's right to act.
@@ -67,6 +69,14 @@ type Elector struct {
 	loop atomic.Pointer[raftLoop] // the running loop, nil when not running
 }
 
+// A kind of log line may be written logBurst times at once, then once per
+// logEvery: enough for every transition of a healthy cluster, a few lines a
+// minute for a kind a hostile or broken peer repeats.
+const (
+	logBurst = 10
+	logEvery = 6 * time.Second
+)
+
 // New validates cfg and returns a node ready to Run.
 func New(cfg Config) (*Elector, error) {
 	if err := cfg.Validate(); err != nil {
@@ -86,7 +96,9 @@ func New(cfg Config) (*Elector, error) {
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
-	e.log = e.log.With("node", cfg.Name)
+	// Every line the network can trigger is rate-limited per kind: a
+	// flood of bad messages costs a few lines and a count, not the disk.
+	e.log = slog.New(logbound.New(e.log.Handler(), logBurst, logEvery)).With("node", cfg.Name)
 	for _, p := range cfg.Peers {
 		e.names[NodeID(p.Name)] = p.Name
 	}

@@ -9,6 +9,8 @@ import (
 
 	"go.etcd.io/raft/v3"
 
+	"github.com/raftelect/raftelect/internal/logbound"
+
 	pb "github.com/raftelect/raftelect/proto/raftelect/v1"
 )
 
@@ -144,15 +146,32 @@ type raftLogger struct{ log *slog.Logger }
 
 var _ raft.Logger = raftLogger{}
 
-func (r raftLogger) Debug(v ...any)              { r.log.Debug(fmt.Sprint(v...)) }
-func (r raftLogger) Debugf(f string, v ...any)   { r.log.Debug(fmt.Sprintf(f, v...)) }
-func (r raftLogger) Info(v ...any)               { r.log.Debug(fmt.Sprint(v...)) }
-func (r raftLogger) Infof(f string, v ...any)    { r.log.Debug(fmt.Sprintf(f, v...)) }
-func (r raftLogger) Warning(v ...any)            { r.log.Warn(fmt.Sprint(v...)) }
-func (r raftLogger) Warningf(f string, v ...any) { r.log.Warn(fmt.Sprintf(f, v...)) }
-func (r raftLogger) Error(v ...any)              { r.log.Error(fmt.Sprint(v...)) }
-func (r raftLogger) Errorf(f string, v ...any)   { r.log.Error(fmt.Sprintf(f, v...)) }
-func (r raftLogger) Fatal(v ...any)              { r.Panic(v...) }
-func (r raftLogger) Fatalf(f string, v ...any)   { r.Panicf(f, v...) }
-func (r raftLogger) Panic(v ...any)              { s := fmt.Sprint(v...); r.log.Error(s); panic(s) }
-func (r raftLogger) Panicf(f string, v ...any)   { s := fmt.Sprintf(f, v...); r.log.Error(s); panic(s) }
+func (r raftLogger) Debug(v ...any) { r.logf(slog.LevelDebug, "", fmt.Sprint, v) }
+func (r raftLogger) Debugf(f string, v ...any) {
+	r.logf(slog.LevelDebug, f, nil, v)
+}
+func (r raftLogger) Info(v ...any)               { r.logf(slog.LevelDebug, "", fmt.Sprint, v) }
+func (r raftLogger) Infof(f string, v ...any)    { r.logf(slog.LevelDebug, f, nil, v) }
+func (r raftLogger) Warning(v ...any)            { r.logf(slog.LevelWarn, "", fmt.Sprint, v) }
+func (r raftLogger) Warningf(f string, v ...any) { r.logf(slog.LevelWarn, f, nil, v) }
+func (r raftLogger) Error(v ...any)              { r.logf(slog.LevelError, "", fmt.Sprint, v) }
+func (r raftLogger) Errorf(f string, v ...any)   { r.logf(slog.LevelError, f, nil, v) }
+
+// logf formats only what will be written, and names the line's kind by its
+// format string, so the rate limit (internal/logbound) treats "ignored a
+// vote from X in term N" as one kind whatever X and N a peer sends.
+func (r raftLogger) logf(level slog.Level, f string, sprint func(...any) string, v []any) {
+	ctx := context.Background()
+	if !r.log.Enabled(ctx, level) {
+		return
+	}
+	if sprint != nil {
+		r.log.Log(ctx, level, sprint(v...))
+		return
+	}
+	r.log.Log(ctx, level, fmt.Sprintf(f, v...), logbound.KindKey, f)
+}
+func (r raftLogger) Fatal(v ...any)            { r.Panic(v...) }
+func (r raftLogger) Fatalf(f string, v ...any) { r.Panicf(f, v...) }
+func (r raftLogger) Panic(v ...any)            { s := fmt.Sprint(v...); r.log.Error(s); panic(s) }
+func (r raftLogger) Panicf(f string, v ...any) { s := fmt.Sprintf(f, v...); r.log.Error(s); panic(s) }

@@ -118,7 +118,7 @@ func gather(t *testing.T, reg prometheus.Gatherer) map[string]float64 {
 }
 
 // TestHotPathDoesNotAllocate: the transport calls Sent for every message;
-// an idle cluster must stay cheap (docs/design.md rule 7).
+// an idle cluster must stay cheap (docs/benchmarks.md, idle cost).
 func TestHotPathDoesNotAllocate(t *testing.T) {
 	m := New(prometheus.NewRegistry())
 	m.Sent("n2", raftpb.MessageType_MsgHeartbeat)

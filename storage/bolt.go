@@ -3,6 +3,7 @@ package storage
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -41,6 +42,7 @@ var (
 	keyVersion    = []byte("version")
 	keyHardState  = []byte("hardstate")
 	keySnapshot   = []byte("snapshot")
+	keyIdentity   = []byte("identity")
 )
 
 // ErrClosed is returned by every method of a Bolt store after Close.
@@ -116,6 +118,7 @@ type Bolt struct {
 	lastIndex uint64
 	lastTerm  uint64
 	fresh     bool
+	identity  Identity
 }
 
 var _ Store = (*Bolt)(nil)
@@ -284,6 +287,11 @@ func (b *Bolt) load(db *bolt.DB) (err error) {
 				return b.corrupt("bad hard state", err)
 			}
 			b.hardState = hs
+		}
+		if v := meta.Get(keyIdentity); v != nil {
+			if err := json.Unmarshal(v, &b.identity); err != nil {
+				return b.corrupt("bad identity record", err)
+			}
 		}
 		b.snap = &raftpb.Snapshot{}
 		if v := meta.Get(keySnapshot); v != nil {
@@ -698,4 +706,34 @@ func syncDir(dir string) error {
 		err = cerr
 	}
 	return err
+}
+
+// Identity implements Store.
+func (b *Bolt) Identity() (Identity, error) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.db == nil {
+		return Identity{}, ErrClosed
+	}
+	return b.identity, nil
+}
+
+// SetIdentity implements Store: one fsynced transaction.
+func (b *Bolt) SetIdentity(id Identity) error {
+	v, err := json.Marshal(id)
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.db == nil {
+		return ErrClosed
+	}
+	if err := b.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keyIdentity, v)
+	}); err != nil {
+		return fmt.Errorf("record store identity: %w", err)
+	}
+	b.identity = id
+	return nil
 }

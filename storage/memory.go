@@ -1,6 +1,8 @@
 package storage
 
 import (
+	"sync"
+
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 )
@@ -10,6 +12,9 @@ import (
 // for the vote guard that makes that safe).
 type Memory struct {
 	*raft.MemoryStorage
+
+	mu       sync.Mutex
+	identity Identity
 }
 
 // NewMemory returns an empty in-memory store.
@@ -49,3 +54,18 @@ func (m *Memory) Fresh() bool { return true }
 
 // Close implements Store.
 func (m *Memory) Close() error { return nil }
+
+// Identity implements Store.
+func (m *Memory) Identity() (Identity, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.identity, nil
+}
+
+// SetIdentity implements Store.
+func (m *Memory) SetIdentity(id Identity) error {
+	m.mu.Lock()
+	m.identity = id
+	m.mu.Unlock()
+	return nil
+}

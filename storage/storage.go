@@ -31,6 +31,27 @@ type Store interface {
 	// a new node, or one whose data was lost.
 	Fresh() bool
 
+	// Identity returns whose state this is: the node name and the cluster
+	// ID recorded when the node bootstrapped or joined. The zero Identity
+	// means none was recorded yet (a fresh store).
+	Identity() (Identity, error)
+
+	// SetIdentity records id durably. A node calls it once, when it
+	// bootstraps or joins a cluster; afterwards it compares the recorded
+	// identity with its configuration at every start.
+	SetIdentity(id Identity) error
+
 	// Close releases the store. It is safe to call once.
 	Close() error
 }
+
+// Identity says whose raft state a store holds, so that a data directory
+// copied from another node, or one of another cluster, is refused at start
+// instead of joining with a log and votes that are not its own.
+type Identity struct {
+	Node      string // the node's name
+	ClusterID string // made once, when the cluster was bootstrapped
+}
+
+// IsZero reports whether nothing was recorded.
+func (id Identity) IsZero() bool { return id == Identity{} }

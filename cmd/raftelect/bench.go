@@ -29,7 +29,7 @@ asymmetric drop heals; idle CPU, RSS and eth0 traffic per node; goroutines
 and heap at the start and end of an idle soak and of one with a follower
 SIGSTOPped, with CPU and heap profiles of the leader and a follower.
 
-Prints a table with design.md's targets; writes bench.json, bench.txt,
+Prints a table with the project's targets (docs/benchmarks.md); writes bench.json, bench.txt,
 failover.svg and profiles/ into --dir. A phase with a zero count or
 duration is skipped. --quick is the CI shape (a minute or so).
 See docs/benchmarks.md.`,

@@ -30,7 +30,7 @@ func TestBenchQuickProducesSaneJSON(t *testing.T) {
 	if err != nil {
 		t.Fatalf("raftelect bench --quick: %v", err)
 	}
-	if !strings.Contains(string(out), "targets (design.md") {
+	if !strings.Contains(string(out), "targets (docs/benchmarks.md") {
 		t.Errorf("no table of targets on the screen")
 	}
 	b, err := os.ReadFile(filepath.Join(dir, chaos.BenchResultFile))

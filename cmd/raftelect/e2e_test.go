@@ -1,7 +1,7 @@
 package main
 
 // End-to-end tests against the built binary: real processes on loopback,
-// mutual TLS from `raftelect certs`, timings of docs/design.md (heartbeat
+// mutual TLS from `raftelect certs`, test timings (heartbeat
 // 100ms, election timeout 1s).
 
 import (

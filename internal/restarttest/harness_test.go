@@ -18,7 +18,7 @@ import (
 	"github.com/raftelect/raftelect/eventlog"
 )
 
-// Timings of docs/design.md for tests.
+// Test timings: heartbeat 100 ms, election timeout 1 s.
 const (
 	heartbeat       = 100 * time.Millisecond
 	electionTimeout = time.Second
