@@ -1,11 +1,11 @@
 package storage
 
 import (
-	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -21,20 +21,38 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// File layout of raft.db (format version 1):
+// File layout of raft.db (format version 2):
 //
-//	bucket "raftelect": "version" -> "1", "hardstate" -> HardState,
+//	bucket "raftelect": "version" -> "2", "hardstate" -> HardState,
 //	                    "snapshot" -> Snapshot (metadata; data is empty
-//	                    for snapshots made by Compact)
+//	                    for snapshots made by Compact),
+//	                    "identity" -> Identity as JSON
 //	bucket "entries":   8-byte big-endian index -> Entry
 //
-// Values are protobuf (raftpb). The entries bucket always holds exactly the
-// indexes snapshot.index+1 .. lastIndex, without gaps; OpenBolt checks it.
+// Values other than the version are records: the payload (protobuf raftpb
+// messages, or JSON for the identity) followed by its CRC-32C (Castagnoli),
+// 4 bytes big-endian, taken over the key and then the payload. bbolt checks
+// only its meta pages, so a flipped bit in a term, a vote or an entry would
+// otherwise be read back as a different, plausible value; with the key in
+// the sum a record found under another key fails too. Every record is
+// verified when the store is opened and again whenever it is read.
+//
+// The entries bucket always holds exactly the indexes snapshot.index+1 ..
+// lastIndex, without gaps, with terms that never fall; the hard state fits
+// that log (state_check.go). OpenBolt checks all of it.
+//
+// Format 1 (releases up to b6ba0a5) was the same without the checksums.
+// OpenBolt upgrades a format-1 file in place, in the same transaction that
+// checks it, so the file is either upgraded and sound or left as it was.
 const (
 	boltFileName    = "raft.db"
 	boltFormatV1    = "1"
+	boltFormatV2    = "2"
 	boltLockTimeout = 100 * time.Millisecond
+	recordSumLen    = 4
 )
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 var (
 	bucketMeta    = []byte("raftelect")
@@ -61,8 +79,11 @@ func (e *DataDirInUseError) Error() string {
 }
 
 // NotAStoreError is returned by OpenBolt when raft.db exists but is not a
-// readable raftelect store: a foreign or truncated file, random bytes, a newer
-// format. The node must not guess at its raft state, so it refuses to start.
+// raftelect store the node can trust: a foreign or truncated file, random
+// bytes, a newer format, a record whose checksum does not match, or a raft
+// state that does not hold together (a commit index beyond the log, a term
+// below the log's). The node must not guess at its raft state, so it refuses
+// to start.
 type NotAStoreError struct {
 	Path   string // the file
 	Reason string // what is wrong with it
@@ -74,8 +95,11 @@ func (e *NotAStoreError) Error() string {
 	if e.Err != nil {
 		reason += ": " + e.Err.Error()
 	}
-	return fmt.Sprintf("%s: not a raftelect store (%s): move it away to start this node fresh; see docs/safety.md on rejoining with lost state",
-		e.Path, reason)
+	return fmt.Sprintf("%s: not a raftelect store this node can trust (%s): "+
+		"to start this node fresh, move the data directory %s away (keep it for diagnosis); "+
+		"the node then rejoins without its term, vote and log and refuses to vote for 2 election timeouts, "+
+		"which is safe only while the rest of the cluster has a leader (see docs/safety.md on rejoining with lost state)",
+		e.Path, reason, filepath.Dir(e.Path))
 }
 
 func (e *NotAStoreError) Unwrap() error { return e.Err }
@@ -182,7 +206,7 @@ func (b *Bolt) create() (*bolt.DB, error) {
 		if err != nil {
 			return err
 		}
-		if err := meta.Put(keyVersion, []byte(boltFormatV1)); err != nil {
+		if err := meta.Put(keyVersion, []byte(boltFormatV2)); err != nil {
 			return err
 		}
 		_, err = tx.CreateBucket(bucketEntries)
@@ -252,7 +276,8 @@ func (b *Bolt) boltOpen(path string) (db *bolt.DB, err error) {
 	}
 }
 
-// load checks the file's structure and fills the cache.
+// load checks the file's structure, its records and the raft state they
+// hold, upgrading a format-1 file on the way, and fills the cache.
 func (b *Bolt) load(db *bolt.DB) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
@@ -264,9 +289,11 @@ func (b *Bolt) load(db *bolt.DB) (err error) {
 	if err != nil {
 		return fmt.Errorf("open raft store: %w", err)
 	}
-	return db.View(func(tx *bolt.Tx) error {
+	var version string
+	err = db.View(func(tx *bolt.Tx) error {
 		// Check the size before touching any page: a page beyond the end
-		// of the file cannot be read.
+		// of the file cannot be read. The file cannot shrink while we hold
+		// its lock, so one check serves the transactions below.
 		if tx.Size() > fi.Size() {
 			return b.corrupt(fmt.Sprintf("truncated: %d bytes, database needs %d", fi.Size(), tx.Size()), nil)
 		}
@@ -274,61 +301,145 @@ func (b *Bolt) load(db *bolt.DB) (err error) {
 		if meta == nil {
 			return b.corrupt(fmt.Sprintf("bucket %q missing", bucketMeta), nil)
 		}
-		if v := meta.Get(keyVersion); !bytes.Equal(v, []byte(boltFormatV1)) {
-			return b.corrupt(fmt.Sprintf("format version %q, this build reads %q", v, boltFormatV1), nil)
-		}
-		ents := tx.Bucket(bucketEntries)
-		if ents == nil {
-			return b.corrupt(fmt.Sprintf("bucket %q missing", bucketEntries), nil)
-		}
-		if v := meta.Get(keyHardState); v != nil {
-			hs := &raftpb.HardState{}
-			if err := proto.Unmarshal(v, hs); err != nil {
-				return b.corrupt("bad hard state", err)
-			}
-			b.hardState = hs
-		}
-		if v := meta.Get(keyIdentity); v != nil {
-			if err := json.Unmarshal(v, &b.identity); err != nil {
-				return b.corrupt("bad identity record", err)
-			}
-		}
-		b.snap = &raftpb.Snapshot{}
-		if v := meta.Get(keySnapshot); v != nil {
-			if err := proto.Unmarshal(v, b.snap); err != nil {
-				return b.corrupt("bad snapshot", err)
-			}
-		}
-		b.snap = raftpb.EnsureSnapshot(b.snap)
-		b.lastIndex = b.snap.GetMetadata().GetIndex()
-		b.lastTerm = b.snap.GetMetadata().GetTerm()
-
-		// The log must run from snapshot+1 without gaps; raft would panic
-		// on anything else, so say so now and clearly.
-		first := b.lastIndex + 1
-		next := first
-		var last []byte
-		c := ents.Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			if len(k) != 8 || binary.BigEndian.Uint64(k) != next {
-				return b.corrupt(fmt.Sprintf("log entry key %x where index %d was expected", k, next), nil)
-			}
-			next++
-			last = v
-		}
-		if next > first {
-			e := &raftpb.Entry{}
-			if err := proto.Unmarshal(last, e); err != nil {
-				return b.corrupt("bad log entry", err)
-			}
-			if e.GetIndex() != next-1 {
-				return b.corrupt(fmt.Sprintf("log entry at key %d has index %d", next-1, e.GetIndex()), nil)
-			}
-			b.lastIndex, b.lastTerm = e.GetIndex(), e.GetTerm()
-		}
-		b.fresh = b.hardState == nil && next == first && raft.IsEmptySnap(b.snap)
+		version = string(meta.Get(keyVersion))
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	switch version {
+	case boltFormatV2:
+		return db.View(b.loadTx)
+	case boltFormatV1:
+		// One transaction: if the upgraded state fails a check, the
+		// rollback leaves the format-1 file exactly as it was.
+		err := db.Update(func(tx *bolt.Tx) error {
+			if err := b.upgradeV1(tx); err != nil {
+				return err
+			}
+			return b.loadTx(tx)
+		})
+		var notStore *NotAStoreError
+		if err != nil && !errors.As(err, &notStore) {
+			return fmt.Errorf("upgrade raft store %s from format %s to %s: %w", b.path, boltFormatV1, boltFormatV2, err)
+		}
+		return err
+	default:
+		return b.corrupt(fmt.Sprintf("format version %q, this build reads %q and upgrades %q", version, boltFormatV2, boltFormatV1), nil)
+	}
+}
+
+// upgradeV1 rewrites every record of a format-1 file with its checksum.
+// Whether the payloads decode is for loadTx to say, in the same transaction.
+func (b *Bolt) upgradeV1(tx *bolt.Tx) error {
+	meta, ents := tx.Bucket(bucketMeta), tx.Bucket(bucketEntries)
+	if ents == nil {
+		return b.corrupt(fmt.Sprintf("bucket %q missing", bucketEntries), nil)
+	}
+	for _, key := range [][]byte{keyHardState, keySnapshot, keyIdentity} {
+		if v := meta.Get(key); v != nil {
+			if err := meta.Put(key, sealRecord(key, v)); err != nil {
+				return err
+			}
+		}
+	}
+	// Collect first: a bucket must not change under its cursor.
+	var keys, vals [][]byte
+	c := ents.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		keys = append(keys, append([]byte(nil), k...))
+		vals = append(vals, sealRecord(k, v))
+	}
+	for i := range keys {
+		if err := ents.Put(keys[i], vals[i]); err != nil {
+			return err
+		}
+	}
+	return meta.Put(keyVersion, []byte(boltFormatV2))
+}
+
+// loadTx reads and checks everything in a format-2 file and fills the
+// cache. Every record's checksum is verified, every entry's index and term
+// read, and the hard state checked against the log, so that what raft is
+// given at start is what was saved.
+func (b *Bolt) loadTx(tx *bolt.Tx) error {
+	meta := tx.Bucket(bucketMeta)
+	if v := string(meta.Get(keyVersion)); v != boltFormatV2 {
+		return b.corrupt(fmt.Sprintf("format version %q, this build reads %q", v, boltFormatV2), nil)
+	}
+	ents := tx.Bucket(bucketEntries)
+	if ents == nil {
+		return b.corrupt(fmt.Sprintf("bucket %q missing", bucketEntries), nil)
+	}
+	if v := meta.Get(keyHardState); v != nil {
+		p, err := openRecord(keyHardState, v)
+		if err != nil {
+			return b.corrupt("hard state record damaged", err)
+		}
+		hs := &raftpb.HardState{}
+		if err := proto.Unmarshal(p, hs); err != nil {
+			return b.corrupt("bad hard state", err)
+		}
+		b.hardState = hs
+	}
+	if v := meta.Get(keyIdentity); v != nil {
+		p, err := openRecord(keyIdentity, v)
+		if err != nil {
+			return b.corrupt("identity record damaged", err)
+		}
+		if err := json.Unmarshal(p, &b.identity); err != nil {
+			return b.corrupt("bad identity record", err)
+		}
+	}
+	b.snap = &raftpb.Snapshot{}
+	if v := meta.Get(keySnapshot); v != nil {
+		p, err := openRecord(keySnapshot, v)
+		if err != nil {
+			return b.corrupt("snapshot record damaged", err)
+		}
+		if err := proto.Unmarshal(p, b.snap); err != nil {
+			return b.corrupt("bad snapshot", err)
+		}
+	}
+	b.snap = raftpb.EnsureSnapshot(b.snap)
+	b.lastIndex = b.snap.GetMetadata().GetIndex()
+	b.lastTerm = b.snap.GetMetadata().GetTerm()
+
+	// The log must run from snapshot+1 without gaps, each entry under its
+	// own index, with terms that never fall; raft would panic on a gap and
+	// silently trust the rest, so say so now and clearly.
+	first := b.lastIndex + 1
+	next := first
+	c := ents.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if len(k) != 8 || binary.BigEndian.Uint64(k) != next {
+			return b.corrupt(fmt.Sprintf("log entry key %x where index %d was expected", k, next), nil)
+		}
+		p, err := openRecord(k, v)
+		if err != nil {
+			return b.corrupt(fmt.Sprintf("log entry %d damaged", next), err)
+		}
+		index, term, err := entryIndexTerm(p)
+		if err != nil {
+			return b.corrupt(fmt.Sprintf("bad log entry %d", next), err)
+		}
+		if index != next {
+			return b.corrupt(fmt.Sprintf("log entry at key %d has index %d", next, index), nil)
+		}
+		if err := checkEntryTerm(index, term, b.lastTerm); err != nil {
+			return b.corrupt("inconsistent raft log", err)
+		}
+		b.lastIndex, b.lastTerm = index, term
+		next++
+	}
+	if err := checkState(b.hardState, b.snap.GetMetadata(), b.lastIndex, b.lastTerm); err != nil {
+		return b.corrupt("hard state does not fit the log", err)
+	}
+	if err := checkConfState(b.snap.GetMetadata().GetConfState(), b.lastIndex); err != nil {
+		return b.corrupt("bad snapshot", err)
+	}
+	b.fresh = b.hardState == nil && next == first && raft.IsEmptySnap(b.snap)
+	return nil
 }
 
 func (b *Bolt) corrupt(reason string, err error) error {
@@ -421,18 +532,33 @@ func (b *Bolt) Term(i uint64) (uint64, error) {
 	}
 	var term uint64
 	err := b.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketEntries).Get(indexKey(i))
-		if v == nil {
-			return b.corrupt(fmt.Sprintf("log entry %d missing", i), nil)
-		}
 		var err error
-		term, err = entryTerm(v)
-		if err != nil {
-			return b.corrupt(fmt.Sprintf("bad log entry %d", i), err)
-		}
-		return nil
+		term, err = b.entryTerm(tx.Bucket(bucketEntries), i)
+		return err
 	})
 	return term, err
+}
+
+// entryTerm reads the term of the stored entry i, which must exist,
+// verifying its record.
+func (b *Bolt) entryTerm(ents *bolt.Bucket, i uint64) (uint64, error) {
+	key := indexKey(i)
+	v := ents.Get(key)
+	if v == nil {
+		return 0, b.corrupt(fmt.Sprintf("log entry %d missing", i), nil)
+	}
+	p, err := openRecord(key, v)
+	if err != nil {
+		return 0, b.corrupt(fmt.Sprintf("log entry %d damaged", i), err)
+	}
+	index, term, err := entryIndexTerm(p)
+	if err != nil {
+		return 0, b.corrupt(fmt.Sprintf("bad log entry %d", i), err)
+	}
+	if index != i {
+		return 0, b.corrupt(fmt.Sprintf("log entry at key %d has index %d", i, index), nil)
+	}
+	return term, nil
 }
 
 // Entries implements raft.Storage.
@@ -462,13 +588,20 @@ func (b *Bolt) Entries(lo, hi, maxSize uint64) ([]*raftpb.Entry, error) {
 			if k == nil || binary.BigEndian.Uint64(k) != next {
 				return b.corrupt(fmt.Sprintf("log entry %d missing", next), nil)
 			}
-			size += uint64(len(v)) // == proto.Size of the entry
+			p, err := openRecord(k, v)
+			if err != nil {
+				return b.corrupt(fmt.Sprintf("log entry %d damaged", next), err)
+			}
+			size += uint64(len(p)) // == proto.Size of the entry
 			if len(ents) > 0 && size > maxSize {
 				return nil
 			}
 			e := &raftpb.Entry{}
-			if err := proto.Unmarshal(v, e); err != nil {
+			if err := proto.Unmarshal(p, e); err != nil {
 				return b.corrupt(fmt.Sprintf("bad log entry %d", next), err)
+			}
+			if e.GetIndex() != next {
+				return b.corrupt(fmt.Sprintf("log entry at key %d has index %d", next, e.GetIndex()), nil)
 			}
 			ents = append(ents, e)
 			next++
@@ -484,6 +617,12 @@ func (b *Bolt) Entries(lo, hi, maxSize uint64) ([]*raftpb.Entry, error) {
 // Save implements Store: snapshot, entries and hard state in one
 // transaction, with the semantics of raft.MemoryStorage's ApplySnapshot,
 // Append and SetHardState. The commit is always fsynced (see Bolt).
+//
+// Unlike MemoryStorage, Save refuses (with an error, changing nothing) a
+// state raft never produces and OpenBolt would refuse to load: a commit
+// index outside the log, a term below the log's, falling terms along the
+// log, a term or commit index that goes back, a vote changed within its
+// term. A bug that got that far must stop the node, not reach the disk.
 func (b *Bolt) Save(hs *raftpb.HardState, entries []*raftpb.Entry, snap *raftpb.Snapshot, _ bool) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -493,7 +632,7 @@ func (b *Bolt) Save(hs *raftpb.HardState, entries []*raftpb.Entry, snap *raftpb.
 	// The state after this Save; the cache takes it only if the commit works.
 	newSnap := b.snap
 	lastIndex, lastTerm := b.lastIndex, b.lastTerm
-	var newHS *raftpb.HardState
+	newHS := b.hardState
 
 	var snapVal []byte
 	if snap != nil && !raft.IsEmptySnap(snap) {
@@ -503,12 +642,13 @@ func (b *Bolt) Save(hs *raftpb.HardState, entries []*raftpb.Entry, snap *raftpb.
 		}
 		newSnap = raftpb.EnsureSnapshot(proto.Clone(snap).(*raftpb.Snapshot))
 		var err error
-		if snapVal, err = proto.Marshal(newSnap); err != nil {
+		if snapVal, err = marshalRecord(keySnapshot, newSnap); err != nil {
 			return fmt.Errorf("storage: encode snapshot: %w", err)
 		}
 		lastIndex, lastTerm = newSnap.GetMetadata().GetIndex(), newSnap.GetMetadata().GetTerm()
 	}
 	first := newSnap.GetMetadata().GetIndex() + 1
+	lastBeforeAppend := lastIndex
 
 	// Append: drop what the snapshot already covers, check for a gap.
 	var keys, vals [][]byte
@@ -529,26 +669,43 @@ func (b *Bolt) Save(hs *raftpb.HardState, entries []*raftpb.Entry, snap *raftpb.
 				if e.GetIndex() != e0+uint64(i) {
 					return fmt.Errorf("storage: entries not consecutive: index %d at position %d after %d", e.GetIndex(), i, e0)
 				}
+				if i > 0 {
+					if err := checkEntryTerm(e.GetIndex(), e.GetTerm(), entries[i-1].GetTerm()); err != nil {
+						return refuseSave(err)
+					}
+				}
 				keys[i] = keyBuf[8*i : 8*i+8 : 8*i+8]
 				binary.BigEndian.PutUint64(keys[i], e.GetIndex())
-				v, err := proto.Marshal(e)
+				v, err := marshalRecord(keys[i], e)
 				if err != nil {
 					return fmt.Errorf("storage: encode entry %d: %w", e.GetIndex(), err)
 				}
 				vals[i] = v
 			}
+			lastIndex, lastTerm = entries[len(entries)-1].GetIndex(), entries[len(entries)-1].GetTerm()
 		}
 	}
 	var hsVal []byte
 	if hs != nil && !raft.IsEmptyHardState(hs) {
 		newHS = proto.Clone(hs).(*raftpb.HardState)
+		if err := checkTransition(b.hardState, newHS); err != nil {
+			return refuseSave(err)
+		}
 		var err error
-		if hsVal, err = proto.Marshal(newHS); err != nil {
+		if hsVal, err = marshalRecord(keyHardState, newHS); err != nil {
 			return fmt.Errorf("storage: encode hard state: %w", err)
 		}
 	}
 	if snapVal == nil && keys == nil && hsVal == nil {
 		return nil
+	}
+	if err := checkState(newHS, newSnap.GetMetadata(), lastIndex, lastTerm); err != nil {
+		return refuseSave(err)
+	}
+	if snapVal != nil {
+		if err := checkConfState(newSnap.GetMetadata().GetConfState(), lastIndex); err != nil {
+			return refuseSave(err)
+		}
 	}
 
 	err := b.db.Update(func(tx *bolt.Tx) error {
@@ -567,33 +724,53 @@ func (b *Bolt) Save(hs *raftpb.HardState, entries []*raftpb.Entry, snap *raftpb.
 			}
 		}
 		if len(keys) > 0 {
+			// The first new entry must not fall below the term of the
+			// one it follows (the snapshot's, the last one's, or, when
+			// it replaces a suffix, the stored one's).
+			e0, prevTerm := entries[0].GetIndex(), newSnap.GetMetadata().GetTerm()
+			if prev := e0 - 1; prev > newSnap.GetMetadata().GetIndex() {
+				if prev == b.lastIndex {
+					prevTerm = b.lastTerm
+				} else {
+					var err error
+					if prevTerm, err = b.entryTerm(ents, prev); err != nil {
+						return err
+					}
+				}
+			}
+			if err := checkEntryTerm(e0, entries[0].GetTerm(), prevTerm); err != nil {
+				return err // refuseSave, below
+			}
 			for i := range keys {
 				if err := ents.Put(keys[i], vals[i]); err != nil {
 					return err
 				}
 			}
 			// Replace a conflicting suffix: nothing may follow the new last.
-			newLast := entries[len(entries)-1].GetIndex()
-			if newLast < lastIndex {
-				if err := deleteFrom(ents, newLast+1); err != nil {
+			if lastIndex < lastBeforeAppend {
+				if err := deleteFrom(ents, lastIndex+1); err != nil {
 					return err
 				}
 			}
-			lastIndex, lastTerm = newLast, entries[len(entries)-1].GetTerm()
 		}
 		if hsVal != nil {
 			return meta.Put(keyHardState, hsVal)
 		}
 		return nil
 	})
+	if errors.As(err, new(*inconsistentStateError)) {
+		return refuseSave(err)
+	}
 	if err != nil {
 		return fmt.Errorf("storage: save to %s: %w", b.path, err)
 	}
-	b.snap, b.lastIndex, b.lastTerm = newSnap, lastIndex, lastTerm
-	if newHS != nil {
-		b.hardState = newHS
-	}
+	b.snap, b.lastIndex, b.lastTerm, b.hardState = newSnap, lastIndex, lastTerm, newHS
 	return nil
+}
+
+// refuseSave is Save's error for a state that must not be persisted.
+func refuseSave(err error) error {
+	return fmt.Errorf("storage: refusing to save a raft state raft never produces (%w); nothing was written: this is a bug, please report it", err)
 }
 
 // Compact implements Store: a snapshot (metadata only) at index with the
@@ -612,6 +789,11 @@ func (b *Bolt) Compact(index uint64, cs *raftpb.ConfState) error {
 	if index > b.lastIndex {
 		return fmt.Errorf("storage: compact %d is out of bound lastindex(%d)", index, b.lastIndex)
 	}
+	if commit := b.hardState.GetCommit(); index > commit {
+		// raft compacts only applied, so committed, entries; a snapshot
+		// above the commit index would make the store unloadable.
+		return fmt.Errorf("storage: refusing to compact at %d, beyond the commit index %d: only committed entries may be compacted", index, commit)
+	}
 	newSnap := proto.Clone(b.snap).(*raftpb.Snapshot)
 	newSnap.Data = nil
 	newSnap.Metadata.Index = proto.Uint64(index)
@@ -620,16 +802,12 @@ func (b *Bolt) Compact(index uint64, cs *raftpb.ConfState) error {
 	}
 	err := b.db.Update(func(tx *bolt.Tx) error {
 		ents := tx.Bucket(bucketEntries)
-		v := ents.Get(indexKey(index))
-		if v == nil {
-			return b.corrupt(fmt.Sprintf("log entry %d missing", index), nil)
-		}
-		term, err := entryTerm(v)
+		term, err := b.entryTerm(ents, index)
 		if err != nil {
-			return b.corrupt(fmt.Sprintf("bad log entry %d", index), err)
+			return err
 		}
 		newSnap.Metadata.Term = proto.Uint64(term)
-		val, err := proto.Marshal(newSnap)
+		val, err := marshalRecord(keySnapshot, newSnap)
 		if err != nil {
 			return err
 		}
@@ -668,31 +846,85 @@ func indexKey(i uint64) []byte {
 	return binary.BigEndian.AppendUint64(make([]byte, 0, 8), i)
 }
 
-// entryTerm reads Entry.Term (field 2) from an encoded entry without
-// decoding the rest; the last occurrence wins, as in proto.Unmarshal.
-func entryTerm(v []byte) (uint64, error) {
-	var term uint64
+// entryIndexTerm reads Entry.Index (field 3) and Entry.Term (field 2) from
+// an encoded entry without decoding the rest, checking that the rest is
+// well formed; the last occurrence wins, as in proto.Unmarshal.
+func entryIndexTerm(v []byte) (index, term uint64, err error) {
 	for len(v) > 0 {
 		num, typ, n := protowire.ConsumeTag(v)
 		if n < 0 {
-			return 0, protowire.ParseError(n)
+			return 0, 0, protowire.ParseError(n)
 		}
 		v = v[n:]
-		if num == 2 && typ == protowire.VarintType {
-			t, n := protowire.ConsumeVarint(v)
+		if (num == 2 || num == 3) && typ == protowire.VarintType {
+			x, n := protowire.ConsumeVarint(v)
 			if n < 0 {
-				return 0, protowire.ParseError(n)
+				return 0, 0, protowire.ParseError(n)
 			}
-			term, v = t, v[n:]
+			if num == 2 {
+				term = x
+			} else {
+				index = x
+			}
+			v = v[n:]
 			continue
 		}
 		n = protowire.ConsumeFieldValue(num, typ, v)
 		if n < 0 {
-			return 0, protowire.ParseError(n)
+			return 0, 0, protowire.ParseError(n)
 		}
 		v = v[n:]
 	}
-	return term, nil
+	return index, term, nil
+}
+
+// sealRecord returns payload followed by its checksum (see the file
+// layout), in a new slice.
+func sealRecord(key, payload []byte) []byte {
+	v := make([]byte, len(payload), len(payload)+recordSumLen)
+	copy(v, payload)
+	return binary.BigEndian.AppendUint32(v, recordSum(key, payload))
+}
+
+// marshalRecord encodes m as the record stored under key.
+func marshalRecord(key []byte, m proto.Message) ([]byte, error) {
+	v, err := proto.MarshalOptions{}.MarshalAppend(make([]byte, 0, proto.Size(m)+recordSumLen), m)
+	if err != nil {
+		return nil, err
+	}
+	return binary.BigEndian.AppendUint32(v, recordSum(key, v)), nil
+}
+
+func recordSum(key, payload []byte) uint32 {
+	return crc32.Update(crc32.Update(0, castagnoli, key), castagnoli, payload)
+}
+
+// checksumError says that a record is not what was written.
+type checksumError struct {
+	stored, computed uint32
+	length           int
+	tooShort         bool
+}
+
+func (e *checksumError) Error() string {
+	if e.tooShort {
+		return fmt.Sprintf("checksum missing: record of %d bytes is too short to hold one", e.length)
+	}
+	return fmt.Sprintf("checksum mismatch: stored %08x, computed %08x; the record changed on disk after it was written", e.stored, e.computed)
+}
+
+// openRecord verifies a record stored under key and returns its payload,
+// which aliases v.
+func openRecord(key, v []byte) ([]byte, error) {
+	if len(v) < recordSumLen {
+		return nil, &checksumError{length: len(v), tooShort: true}
+	}
+	p := v[:len(v)-recordSumLen]
+	stored, computed := binary.BigEndian.Uint32(v[len(p):]), recordSum(key, p)
+	if stored != computed {
+		return nil, &checksumError{stored: stored, computed: computed}
+	}
+	return p, nil
 }
 
 // syncDir makes a new directory entry durable.
@@ -720,10 +952,11 @@ func (b *Bolt) Identity() (Identity, error) {
 
 // SetIdentity implements Store: one fsynced transaction.
 func (b *Bolt) SetIdentity(id Identity) error {
-	v, err := json.Marshal(id)
+	p, err := json.Marshal(id)
 	if err != nil {
 		return err
 	}
+	v := sealRecord(keyIdentity, p)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.db == nil {

@@ -32,7 +32,7 @@ func BenchmarkBoltSaveHardStateSync(b *testing.B) {
 func BenchmarkBoltOpen(b *testing.B) {
 	dir := b.TempDir()
 	s := openTestBolt(b, dir)
-	if err := s.Save(hardState(3, 1, 1000), nil, snapshot(100, 2, 1, 2, 3), true); err != nil {
+	if err := s.Save(hardState(2, 1, 100), nil, snapshot(100, 2, 1, 2, 3), true); err != nil {
 		b.Fatal(err)
 	}
 	for i := uint64(101); i <= 1100; i += 100 {

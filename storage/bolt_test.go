@@ -107,6 +107,9 @@ func concat(lists ...[]*raftpb.Entry) []*raftpb.Entry {
 // TestBoltBehavesLikeMemoryStorage runs the same operations on
 // raft.MemoryStorage and on Bolt, and after every step (and again after
 // reopening the Bolt file) compares every answer raft.Storage can give.
+// Every step leaves a state raft could produce (commit inside the log, no
+// entry of a term above the hard state's): Bolt refuses the others, which
+// TestBoltSaveRefusesStatesRaftNeverProduces covers.
 func TestBoltBehavesLikeMemoryStorage(t *testing.T) {
 	scenarios := []struct {
 		name  string
@@ -118,20 +121,21 @@ func TestBoltBehavesLikeMemoryStorage(t *testing.T) {
 			{"append 1..5", save(hardState(1, 1, 2), entries(1, 5, 1), nil)},
 			{"conflict at 3 truncates 4..5", save(hardState(2, 2, 2), entries(3, 3, 2), nil)},
 			{"extend 4..6", save(nil, entries(4, 6, 2), nil)},
-			{"rewrite same prefix 1..2", save(nil, entries(1, 2, 1), nil)},
+			{"rewrite same prefix 1..2 truncates 3..6", save(nil, entries(1, 2, 1), nil)},
+			{"extend 3..6 again", save(nil, entries(3, 6, 2), nil)},
 			{"empty hard state is ignored", save(&raftpb.HardState{}, nil, nil)},
 			{"nothing at all", save(nil, nil, nil)},
 			{"commit moves", save(hardState(2, 2, 6), nil, nil)},
 		}},
 		{"compaction", []step{
-			{"append 1..10", save(hardState(3, 1, 10), concat(entries(1, 4, 1), entries(5, 10, 3)), nil)},
+			{"append 1..10", save(hardState(3, 1, 5), concat(entries(1, 4, 1), entries(5, 10, 3)), nil)},
 			{"compact 5", compact(5, confState(1, 2, 3))},
 			{"compact below snapshot is a no-op", compact(3, confState(9))},
 			{"compact at snapshot is a no-op", compact(5, confState(9))},
-			{"append 4..8 drops compacted part, truncates 9..10", save(nil, entries(4, 8, 4), nil)},
+			{"append 4..8 drops compacted part, truncates 9..10", save(hardState(4, 2, 8), entries(4, 8, 4), nil)},
 			{"append entirely below first index is a no-op", save(nil, entries(1, 3, 4), nil)},
 			{"compact with nil ConfState keeps the old one", compact(8, nil)},
-			{"append after compacting everything", save(hardState(5, 2, 9), entries(9, 11, 5), nil)},
+			{"append after compacting everything", save(hardState(5, 2, 11), entries(9, 11, 5), nil)},
 			{"compact to last", compact(11, confState(1, 2))},
 		}},
 		{"snapshots", []step{
@@ -139,13 +143,13 @@ func TestBoltBehavesLikeMemoryStorage(t *testing.T) {
 			{"same snapshot is out of date, entries and state untouched", save(hardState(9, 9, 9), entries(11, 12, 9), snapshot(10, 3, 1))},
 			{"older snapshot is out of date", save(nil, nil, snapshot(5, 2))},
 			{"append 11..13", save(nil, entries(11, 13, 3), nil)},
-			{"snapshot 12 replaces the log, then 13..14", save(hardState(4, 2, 12), entries(13, 14, 4), snapshot(12, 3, 1, 2))},
+			{"snapshot 12 replaces the log, then 13..14", save(hardState(4, 2, 13), entries(13, 14, 4), snapshot(12, 3, 1, 2))},
 			{"compact 13", compact(13, nil)},
 		}},
 		{"snapshot behind existing entries discards them", []step{
-			{"append 1..10", save(hardState(1, 1, 3), entries(1, 10, 1), nil)},
+			{"append 1..10", save(hardState(1, 1, 4), entries(1, 10, 1), nil)},
 			{"snapshot 4", save(nil, nil, snapshot(4, 1, 1))},
-			{"append 5..6", save(nil, entries(5, 6, 2), nil)},
+			{"append 5..6", save(hardState(2, 1, 4), entries(5, 6, 2), nil)},
 		}},
 		{"bootstrap-style empty snapshot is ignored", []step{
 			{"empty snapshot with ConfState", save(nil, nil, &raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{ConfState: confState(1)}})},
@@ -294,8 +298,8 @@ func TestBoltFreshOnlyWhenOpenedEmpty(t *testing.T) {
 	}{
 		{"nothing written", func(*Bolt) error { return nil }, true},
 		{"hard state", func(b *Bolt) error { return b.Save(hardState(1, 1, 0), nil, nil, true) }, false},
-		{"entries", func(b *Bolt) error { return b.Save(nil, entries(1, 1, 1), nil, true) }, false},
-		{"snapshot", func(b *Bolt) error { return b.Save(nil, nil, snapshot(3, 1, 1), true) }, false},
+		{"entries", func(b *Bolt) error { return b.Save(hardState(1, 0, 0), entries(1, 1, 1), nil, true) }, false},
+		{"snapshot", func(b *Bolt) error { return b.Save(hardState(1, 0, 3), nil, snapshot(3, 1, 1), true) }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -353,7 +357,7 @@ func TestBoltCloseIsIdempotentAndFinal(t *testing.T) {
 func TestBoltReturnsErrorsWhereMemoryStoragePanics(t *testing.T) {
 	b := openTestBolt(t, t.TempDir())
 	defer func() { _ = b.Close() }()
-	if err := b.Save(nil, entries(1, 3, 1), nil, true); err != nil {
+	if err := b.Save(hardState(1, 0, 3), entries(1, 3, 1), nil, true); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Save(nil, entries(5, 6, 1), nil, true); err == nil {
@@ -509,16 +513,19 @@ func TestBoltRefusesForeignOrCorruptFile(t *testing.T) {
 			return err
 		})), `bucket "raftelect" missing`},
 		{"newer format version", goodFile(func(tx *bolt.Tx) error {
-			return tx.Bucket([]byte("raftelect")).Put([]byte("version"), []byte("2"))
-		}), `format version "2"`},
+			return tx.Bucket([]byte("raftelect")).Put([]byte("version"), []byte("3"))
+		}), `format version "3", this build reads "2" and upgrades "1"`},
 		{"entries bucket missing", goodFile(func(tx *bolt.Tx) error {
 			return tx.DeleteBucket([]byte("entries"))
 		}), `bucket "entries" missing`},
 		{"gap in the log", goodFile(func(tx *bolt.Tx) error {
 			return tx.Bucket([]byte("entries")).Delete(binary.BigEndian.AppendUint64(nil, 50))
 		}), "where index 50 was expected"},
-		{"garbage hard state", goodFile(func(tx *bolt.Tx) error {
+		{"hard state too short for its checksum", goodFile(func(tx *bolt.Tx) error {
 			return tx.Bucket([]byte("raftelect")).Put([]byte("hardstate"), []byte{0xff, 0xff})
+		}), "hard state record damaged: checksum missing"},
+		{"garbage hard state with a valid checksum", goodFile(func(tx *bolt.Tx) error {
+			return tx.Bucket([]byte("raftelect")).Put([]byte("hardstate"), sealRecord([]byte("hardstate"), []byte{0xff, 0xff}))
 		}), "bad hard state"},
 		{"truncated to one page", bytesFile(goodBytes[:4096]), ""},
 		{"truncated by one page", bytesFile(goodBytes[:needed-4096]), "truncated"},
@@ -547,7 +554,7 @@ func TestBoltRefusesForeignOrCorruptFile(t *testing.T) {
 				t.Fatalf("error %T %v, want *NotAStoreError", err, err)
 			}
 			msg := err.Error()
-			for _, want := range []string{path + ": not a raftelect store (", tc.reason, "move it away to start this node fresh", "docs/safety.md"} {
+			for _, want := range []string{path + ": not a raftelect store this node can trust (", tc.reason, "move the data directory " + dir + " away", "docs/safety.md"} {
 				if !strings.Contains(msg, want) {
 					t.Errorf("error %q lacks %q", msg, want)
 				}
@@ -570,7 +577,7 @@ func TestBoltRefusesForeignOrCorruptFile(t *testing.T) {
 func TestBoltTermOfLastAndSnapshotNeedNoRead(t *testing.T) {
 	b := openTestBolt(t, t.TempDir())
 	defer func() { _ = b.Close() }()
-	if err := b.Save(hardState(1, 1, 0), entries(1, 10, 1), nil, true); err != nil {
+	if err := b.Save(hardState(1, 1, 10), entries(1, 10, 1), nil, true); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Compact(5, confState(1)); err != nil {
