@@ -32,7 +32,10 @@ type callbackEvent struct {
 // callbackQueue delivers events to Callbacks in order on one goroutine. The
 // raft loop pushes without blocking (the queue grows; transitions are rare).
 type callbackQueue struct {
-	cb     Callbacks
+	cb Callbacks
+	// tap, if set, sees every event as it is pushed (Elector.Events); it
+	// must not block.
+	tap    func(callbackEvent)
 	mu     sync.Mutex
 	events []callbackEvent
 	wake   chan struct{}
@@ -44,6 +47,9 @@ func newCallbackQueue(cb Callbacks) *callbackQueue {
 }
 
 func (q *callbackQueue) push(e callbackEvent) {
+	if q.tap != nil {
+		q.tap(e)
+	}
 	q.mu.Lock()
 	q.events = append(q.events, e)
 	q.mu.Unlock()

@@ -67,6 +67,7 @@ type Elector struct {
 
 	view atomic.Pointer[nodeView] // published by the raft loop
 	loop atomic.Pointer[raftLoop] // the running loop, nil when not running
+	hub  *eventHub                // Events readers
 }
 
 // A kind of log line may be written logBurst times at once, then once per
@@ -92,6 +93,7 @@ func New(cfg Config) (*Elector, error) {
 		tick:            cfg.HeartbeatInterval,
 		electionTicks:   ticks,
 		electionTimeout: time.Duration(ticks) * cfg.HeartbeatInterval,
+		hub:             newEventHub(cfg.Name),
 	}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
@@ -132,11 +134,15 @@ func (e *Elector) Run(ctx context.Context) error {
 	e.started = true
 	routines := append([]func(context.Context, Lease) error(nil), e.routines...)
 	e.mu.Unlock()
+	// Events readers see the node's end: their channels close once what
+	// the loop published has been delivered.
+	defer e.hub.close()
 
 	l, err := newRaftLoop(e, routines)
 	if err != nil {
 		return err
 	}
+	l.cbq.tap = e.hub.publish
 	e.loop.Store(l)
 	defer e.loop.Store(nil)
 	return l.run(ctx)
