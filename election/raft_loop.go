@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -62,6 +63,9 @@ type raftLoop struct {
 	goneLeader    uint64
 	campaigns     int
 	work          sync.WaitGroup // leader routines
+	// fallbacks: the other candidates of the transfer under way, best
+	// first (retargetTransfer).
+	fallbacks []uint64
 }
 
 type inboundBatch struct {
@@ -310,6 +314,9 @@ func (l *raftLoop) run(ctx context.Context) (err error) {
 		if done == nil && l.lead != l.e.self && l.lead != 0 {
 			return nil // graceful stop: someone else leads now
 		}
+		if done == nil {
+			l.retargetTransfer()
+		}
 	}
 }
 
@@ -328,26 +335,20 @@ func (l *raftLoop) startGracefulStop() bool {
 }
 
 // transfer ends the lease and asks raft to hand leadership to `to` (0: the
-// most up-to-date peer that acknowledged us recently).
+// best candidate, see transferCandidates; the others are kept, in order, as
+// fallbacks for retargetTransfer).
 func (l *raftLoop) transfer(to uint64) error {
 	st := l.rn.Status()
 	if st.RaftState != raft.StateLeader {
 		return errors.New("election: this node is not the leader")
 	}
+	l.fallbacks = nil
 	if to == 0 {
-		var best uint64
-		for id, pr := range st.Progress {
-			if id == l.e.self || time.Since(l.lease.lastAck(id)) > l.e.electionTimeout {
-				continue
-			}
-			if best == 0 || pr.Match > st.Progress[best].Match {
-				best = id
-			}
+		c := l.transferCandidates(st)
+		if len(c) == 0 {
+			return errors.New("election: no reachable peer has acknowledged this leader recently; nobody to transfer to")
 		}
-		if best == 0 {
-			return errors.New("election: no peer has acknowledged this leader recently; nobody to transfer to")
-		}
-		to = best
+		to, l.fallbacks = c[0], c[1:]
 	}
 	// End the lease before anyone else can be told to campaign: the
 	// transferee campaigns at once and peers grant it votes inside their
@@ -365,6 +366,103 @@ func (l *raftLoop) transfer(to uint64) error {
 	l.e.log.Info("transferring leadership", "to", l.e.names[to])
 	l.rn.TransferLeader(to)
 	return nil
+}
+
+// transferCandidates lists the peers a transfer may go to, best first.
+// Only a peer whose connection is up, whose last send from us succeeded and
+// that acknowledged us within an election timeout qualifies: one that went
+// away a moment ago cannot take over, and waiting for it costs a
+// whole election timeout. Among those: acknowledged within the last few
+// heartbeats first (a live peer acknowledges every heartbeat; an older
+// acknowledgement means a slow or dying link), then caught up with our log
+// (raft can send MsgTimeoutNow at once), then the most recent
+// acknowledgement.
+func (l *raftLoop) transferCandidates(st raft.Status) []uint64 {
+	reachable := l.reachablePeers()
+	now := time.Now()
+	last := st.Progress[l.e.self].Match
+	type cand struct {
+		id         uint64
+		fresh, cur bool
+		ack        time.Time
+	}
+	var cs []cand
+	for id, pr := range st.Progress {
+		ack := l.lease.lastAck(id)
+		if id == l.e.self || !reachable[id] || now.Sub(ack) > l.e.electionTimeout {
+			continue
+		}
+		cs = append(cs, cand{id: id, fresh: now.Sub(ack) <= recentAckTicks*l.e.tick, cur: pr.Match >= last, ack: ack})
+	}
+	slices.SortFunc(cs, func(a, b cand) int {
+		switch {
+		case a.fresh != b.fresh:
+			return boolFirst(a.fresh)
+		case a.cur != b.cur:
+			return boolFirst(a.cur)
+		default:
+			return b.ack.Compare(a.ack)
+		}
+	})
+	out := make([]uint64, len(cs))
+	for i, c := range cs {
+		out[i] = c.id
+	}
+	return out
+}
+
+// reachablePeers: the peers whose last send from us succeeded and whose
+// connection is up (a stopped peer's closes at once, before a send fails).
+func (l *raftLoop) reachablePeers() map[uint64]bool {
+	out := map[uint64]bool{}
+	for _, p := range l.tr.Stats() {
+		id := NodeID(p.Name)
+		out[id] = p.Reachable && l.tr.Connected(id)
+	}
+	return out
+}
+
+// recentAckTicks: a peer that acknowledged us within this many heartbeats
+// is heard from recently. The leader sends every heartbeat and a peer's
+// answer comes one round trip later (at most about one heartbeat on a link
+// the timeouts are chosen for), so a live peer's last acknowledgement is at
+// most two heartbeats old; three leave room for jitter.
+const recentAckTicks = 3
+
+func boolFirst(a bool) int {
+	if a {
+		return -1
+	}
+	return 1
+}
+
+// retargetTransfer runs on every loop pass of a graceful stop: if the
+// transferee is no longer reachable (it stopped after we chose it), or raft
+// gave the transfer up, hand over to the next candidate at once instead of
+// waiting out the stop's election timeout for a transfer that cannot
+// complete.
+func (l *raftLoop) retargetTransfer() {
+	st := l.rn.BasicStatus()
+	if st.RaftState != raft.StateLeader || len(l.fallbacks) == 0 {
+		return
+	}
+	reachable := l.reachablePeers()
+	if cur := st.LeadTransferee; cur != raft.None && reachable[cur] {
+		return
+	}
+	for len(l.fallbacks) > 0 {
+		next := l.fallbacks[0]
+		l.fallbacks = l.fallbacks[1:]
+		if !reachable[next] {
+			continue
+		}
+		// As in transfer: no acknowledgement founds a lease until this
+		// transfer's MsgTimeoutNow and forced votes are over.
+		l.lease.fence(time.Now().Add(3 * l.e.electionTimeout))
+		l.e.log.Info("transferring leadership to the next candidate", "to", l.e.names[next], "unreachable", l.e.names[st.LeadTransferee])
+		l.rn.TransferLeader(next)
+		return
+	}
 }
 
 // step hands a batch of inbound messages to raft. Messages that fail the

@@ -658,6 +658,15 @@ func (t *Transport) Stats() []PeerStats {
 	return out
 }
 
+// Connected reports whether the connection to peer id is up now. It drops
+// within milliseconds of the peer's process stopping (its server closes the
+// connection), before any send to it fails: a leader choosing whom to hand
+// over to uses it to skip a peer that just went away.
+func (t *Transport) Connected(id uint64) bool {
+	p := t.byID[id]
+	return p != nil && p.conn != nil && p.conn.GetState() == connectivity.Ready
+}
+
 // PeerClient returns the gRPC client of the named peer, for Check and
 // Status calls between nodes.
 func (t *Transport) PeerClient(name string) (pb.PeerClient, bool) {
