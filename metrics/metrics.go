@@ -142,8 +142,12 @@ func (m *Metrics) Callbacks(next election.Callbacks) election.Callbacks {
 }
 
 // StartTerm sets the term the node starts in (from its store; 0 for a new
-// node), the baseline from which elections are counted. Call it before Run.
+// node, which raft bootstraps into term 1), the baseline from which
+// elections are counted. Call it before Run.
 func (m *Metrics) StartTerm(term uint64) {
+	// A new node's raft bootstraps into term 1 without an election, so
+	// the first election moves 1 -> 2: counting from 0 would say 2.
+	term = max(term, 1)
 	m.termMu.Lock()
 	defer m.termMu.Unlock()
 	m.lastTerm, m.seenTerm = term, true
