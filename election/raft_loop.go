@@ -340,9 +340,12 @@ func (l *raftLoop) startGracefulStop() bool {
 func (l *raftLoop) transfer(to uint64) error {
 	st := l.rn.Status()
 	if st.RaftState != raft.StateLeader {
-		return errors.New("election: this node is not the leader")
+		return ErrNotLeader
 	}
 	l.fallbacks = nil
+	if to != 0 && !l.reachablePeers()[to] {
+		return fmt.Errorf("election: cannot transfer to %s: it is not reachable from this leader now; check it runs, or let the leader choose", l.e.names[to])
+	}
 	if to == 0 {
 		c := l.transferCandidates(st)
 		if len(c) == 0 {

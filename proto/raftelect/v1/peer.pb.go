@@ -604,6 +604,105 @@ func (x *PeerStatus) GetRttNs() int64 {
 	return 0
 }
 
+type TransferRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The node to hand over to; empty lets the leader choose the best
+	// candidate (reachable, recently heard from, caught up).
+	To            string `protobuf:"bytes,1,opt,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferRequest) Reset() {
+	*x = TransferRequest{}
+	mi := &file_raftelect_v1_peer_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferRequest) ProtoMessage() {}
+
+func (x *TransferRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftelect_v1_peer_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferRequest.ProtoReflect.Descriptor instead.
+func (*TransferRequest) Descriptor() ([]byte, []int) {
+	return file_raftelect_v1_peer_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *TransferRequest) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+type TransferResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The node that leads after the transfer, and its term.
+	Leader        string `protobuf:"bytes,1,opt,name=leader,proto3" json:"leader,omitempty"`
+	Term          uint64 `protobuf:"varint,2,opt,name=term,proto3" json:"term,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferResponse) Reset() {
+	*x = TransferResponse{}
+	mi := &file_raftelect_v1_peer_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferResponse) ProtoMessage() {}
+
+func (x *TransferResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftelect_v1_peer_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferResponse.ProtoReflect.Descriptor instead.
+func (*TransferResponse) Descriptor() ([]byte, []int) {
+	return file_raftelect_v1_peer_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *TransferResponse) GetLeader() string {
+	if x != nil {
+		return x.Leader
+	}
+	return ""
+}
+
+func (x *TransferResponse) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
 var File_raftelect_v1_peer_proto protoreflect.FileDescriptor
 
 const file_raftelect_v1_peer_proto_rawDesc = "" +
@@ -667,11 +766,17 @@ const file_raftelect_v1_peer_proto_rawDesc = "" +
 	"\x06rtt_ns\x18\b \x01(\x03R\x05rttNs\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\xcc\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"!\n" +
+	"\x0fTransferRequest\x12\x0e\n" +
+	"\x02to\x18\x01 \x01(\tR\x02to\">\n" +
+	"\x10TransferResponse\x12\x16\n" +
+	"\x06leader\x18\x01 \x01(\tR\x06leader\x12\x12\n" +
+	"\x04term\x18\x02 \x01(\x04R\x04term2\x97\x02\n" +
 	"\x04Peer\x12=\n" +
 	"\x04Send\x12\x19.raftelect.v1.SendRequest\x1a\x1a.raftelect.v1.SendResponse\x12@\n" +
 	"\x05Check\x12\x1a.raftelect.v1.CheckRequest\x1a\x1b.raftelect.v1.CheckResponse\x12C\n" +
-	"\x06Status\x12\x1b.raftelect.v1.StatusRequest\x1a\x1c.raftelect.v1.StatusResponseB?Z=github.com/raftelect/raftelect/proto/raftelect/v1;raftelectv1b\x06proto3"
+	"\x06Status\x12\x1b.raftelect.v1.StatusRequest\x1a\x1c.raftelect.v1.StatusResponse\x12I\n" +
+	"\bTransfer\x12\x1d.raftelect.v1.TransferRequest\x1a\x1e.raftelect.v1.TransferResponseB?Z=github.com/raftelect/raftelect/proto/raftelect/v1;raftelectv1b\x06proto3"
 
 var (
 	file_raftelect_v1_peer_proto_rawDescOnce sync.Once
@@ -685,36 +790,40 @@ func file_raftelect_v1_peer_proto_rawDescGZIP() []byte {
 	return file_raftelect_v1_peer_proto_rawDescData
 }
 
-var file_raftelect_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_raftelect_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_raftelect_v1_peer_proto_goTypes = []any{
-	(*SendRequest)(nil),    // 0: raftelect.v1.SendRequest
-	(*SendResponse)(nil),   // 1: raftelect.v1.SendResponse
-	(*CheckRequest)(nil),   // 2: raftelect.v1.CheckRequest
-	(*CheckResponse)(nil),  // 3: raftelect.v1.CheckResponse
-	(*StatusRequest)(nil),  // 4: raftelect.v1.StatusRequest
-	(*StatusResponse)(nil), // 5: raftelect.v1.StatusResponse
-	(*NodeStatus)(nil),     // 6: raftelect.v1.NodeStatus
-	(*PeerStatus)(nil),     // 7: raftelect.v1.PeerStatus
-	nil,                    // 8: raftelect.v1.SendRequest.LabelsEntry
-	nil,                    // 9: raftelect.v1.NodeStatus.LabelsEntry
-	nil,                    // 10: raftelect.v1.PeerStatus.LabelsEntry
-	(*raftpb.Message)(nil), // 11: raftpb.Message
+	(*SendRequest)(nil),      // 0: raftelect.v1.SendRequest
+	(*SendResponse)(nil),     // 1: raftelect.v1.SendResponse
+	(*CheckRequest)(nil),     // 2: raftelect.v1.CheckRequest
+	(*CheckResponse)(nil),    // 3: raftelect.v1.CheckResponse
+	(*StatusRequest)(nil),    // 4: raftelect.v1.StatusRequest
+	(*StatusResponse)(nil),   // 5: raftelect.v1.StatusResponse
+	(*NodeStatus)(nil),       // 6: raftelect.v1.NodeStatus
+	(*PeerStatus)(nil),       // 7: raftelect.v1.PeerStatus
+	(*TransferRequest)(nil),  // 8: raftelect.v1.TransferRequest
+	(*TransferResponse)(nil), // 9: raftelect.v1.TransferResponse
+	nil,                      // 10: raftelect.v1.SendRequest.LabelsEntry
+	nil,                      // 11: raftelect.v1.NodeStatus.LabelsEntry
+	nil,                      // 12: raftelect.v1.PeerStatus.LabelsEntry
+	(*raftpb.Message)(nil),   // 13: raftpb.Message
 }
 var file_raftelect_v1_peer_proto_depIdxs = []int32{
-	11, // 0: raftelect.v1.SendRequest.messages:type_name -> raftpb.Message
-	8,  // 1: raftelect.v1.SendRequest.labels:type_name -> raftelect.v1.SendRequest.LabelsEntry
+	13, // 0: raftelect.v1.SendRequest.messages:type_name -> raftpb.Message
+	10, // 1: raftelect.v1.SendRequest.labels:type_name -> raftelect.v1.SendRequest.LabelsEntry
 	6,  // 2: raftelect.v1.StatusResponse.node:type_name -> raftelect.v1.NodeStatus
-	9,  // 3: raftelect.v1.NodeStatus.labels:type_name -> raftelect.v1.NodeStatus.LabelsEntry
+	11, // 3: raftelect.v1.NodeStatus.labels:type_name -> raftelect.v1.NodeStatus.LabelsEntry
 	7,  // 4: raftelect.v1.NodeStatus.peers:type_name -> raftelect.v1.PeerStatus
-	10, // 5: raftelect.v1.PeerStatus.labels:type_name -> raftelect.v1.PeerStatus.LabelsEntry
+	12, // 5: raftelect.v1.PeerStatus.labels:type_name -> raftelect.v1.PeerStatus.LabelsEntry
 	0,  // 6: raftelect.v1.Peer.Send:input_type -> raftelect.v1.SendRequest
 	2,  // 7: raftelect.v1.Peer.Check:input_type -> raftelect.v1.CheckRequest
 	4,  // 8: raftelect.v1.Peer.Status:input_type -> raftelect.v1.StatusRequest
-	1,  // 9: raftelect.v1.Peer.Send:output_type -> raftelect.v1.SendResponse
-	3,  // 10: raftelect.v1.Peer.Check:output_type -> raftelect.v1.CheckResponse
-	5,  // 11: raftelect.v1.Peer.Status:output_type -> raftelect.v1.StatusResponse
-	9,  // [9:12] is the sub-list for method output_type
-	6,  // [6:9] is the sub-list for method input_type
+	8,  // 9: raftelect.v1.Peer.Transfer:input_type -> raftelect.v1.TransferRequest
+	1,  // 10: raftelect.v1.Peer.Send:output_type -> raftelect.v1.SendResponse
+	3,  // 11: raftelect.v1.Peer.Check:output_type -> raftelect.v1.CheckResponse
+	5,  // 12: raftelect.v1.Peer.Status:output_type -> raftelect.v1.StatusResponse
+	9,  // 13: raftelect.v1.Peer.Transfer:output_type -> raftelect.v1.TransferResponse
+	10, // [10:14] is the sub-list for method output_type
+	6,  // [6:10] is the sub-list for method input_type
 	6,  // [6:6] is the sub-list for extension type_name
 	6,  // [6:6] is the sub-list for extension extendee
 	0,  // [0:6] is the sub-list for field type_name
@@ -731,7 +840,7 @@ func file_raftelect_v1_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftelect_v1_peer_proto_rawDesc), len(file_raftelect_v1_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

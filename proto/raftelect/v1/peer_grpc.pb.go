@@ -23,9 +23,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Peer_Send_FullMethodName   = "/raftelect.v1.Peer/Send"
-	Peer_Check_FullMethodName  = "/raftelect.v1.Peer/Check"
-	Peer_Status_FullMethodName = "/raftelect.v1.Peer/Status"
+	Peer_Send_FullMethodName     = "/raftelect.v1.Peer/Send"
+	Peer_Check_FullMethodName    = "/raftelect.v1.Peer/Check"
+	Peer_Status_FullMethodName   = "/raftelect.v1.Peer/Status"
+	Peer_Transfer_FullMethodName = "/raftelect.v1.Peer/Transfer"
 )
 
 // PeerClient is the client API for Peer service.
@@ -40,6 +41,10 @@ type PeerClient interface {
 	Check(ctx context.Context, in *CheckRequest, opts ...grpc.CallOption) (*CheckResponse, error)
 	// Status returns this node's view of itself and its peers.
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
+	// Transfer asks this node, which must lead, to hand leadership over and
+	// waits, within the caller's deadline (and at most a few election
+	// timeouts), until another node leads. For members and operators.
+	Transfer(ctx context.Context, in *TransferRequest, opts ...grpc.CallOption) (*TransferResponse, error)
 }
 
 type peerClient struct {
@@ -80,6 +85,16 @@ func (c *peerClient) Status(ctx context.Context, in *StatusRequest, opts ...grpc
 	return out, nil
 }
 
+func (c *peerClient) Transfer(ctx context.Context, in *TransferRequest, opts ...grpc.CallOption) (*TransferResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TransferResponse)
+	err := c.cc.Invoke(ctx, Peer_Transfer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServer is the server API for Peer service.
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
@@ -92,6 +107,10 @@ type PeerServer interface {
 	Check(context.Context, *CheckRequest) (*CheckResponse, error)
 	// Status returns this node's view of itself and its peers.
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
+	// Transfer asks this node, which must lead, to hand leadership over and
+	// waits, within the caller's deadline (and at most a few election
+	// timeouts), until another node leads. For members and operators.
+	Transfer(context.Context, *TransferRequest) (*TransferResponse, error)
 	mustEmbedUnimplementedPeerServer()
 }
 
@@ -110,6 +129,9 @@ func (UnimplementedPeerServer) Check(context.Context, *CheckRequest) (*CheckResp
 }
 func (UnimplementedPeerServer) Status(context.Context, *StatusRequest) (*StatusResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Status not implemented")
+}
+func (UnimplementedPeerServer) Transfer(context.Context, *TransferRequest) (*TransferResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Transfer not implemented")
 }
 func (UnimplementedPeerServer) mustEmbedUnimplementedPeerServer() {}
 func (UnimplementedPeerServer) testEmbeddedByValue()              {}
@@ -186,6 +208,24 @@ func _Peer_Status_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Peer_Transfer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TransferRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).Transfer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_Transfer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).Transfer(ctx, req.(*TransferRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Peer_ServiceDesc is the grpc.ServiceDesc for Peer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -204,6 +244,10 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Status",
 			Handler:    _Peer_Status_Handler,
+		},
+		{
+			MethodName: "Transfer",
+			Handler:    _Peer_Transfer_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
