@@ -60,13 +60,7 @@ otherwise, 2 on a usage error.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runStatus(cmd.Context(), cmd.OutOrStdout(), o) },
 	}
 	f := cmd.Flags()
-	f.StringVarP(&o.config, "config", "c", "", "take peers and TLS files from this node config")
-	f.StringVar(&o.peers, "peers", "", "nodes to ask: n1=host:port,n2=host:port,...")
-	f.StringVar(&o.ca, "ca", "", "CA certificate (PEM)")
-	f.StringVar(&o.cert, "cert", "", "a client certificate signed by the CA (any node's will do)")
-	f.StringVar(&o.key, "key", "", "its key")
-	f.BoolVar(&o.insecure, "insecure", false, "connect without TLS (nodes run with insecure: true)")
-	f.DurationVar(&o.timeout, "timeout", 2*time.Second, "deadline for each node's answer")
+	addTargetFlags(cmd, &o)
 	f.StringVarP(&o.output, "output", "o", "table", "table or json")
 	return cmd
 }
