@@ -128,7 +128,7 @@ func raftPanicsOn(hs *raftpb.HardState, snap *raftpb.Snapshot, ents []*raftpb.En
 		}
 	}()
 	_, _ = raft.NewRawNode(&raft.Config{
-		ID: 1, ElectionTick: 10, HeartbeatTick: 1, Storage: ms, MaxInflightMsgs: 16,
+		ID: 1, ElectionTick: 10, HeartbeatTick: 1, Storage: ms, MaxInflightMsgs: 16, MaxSizePerMsg: 1 << 20,
 		Applied: snap.GetMetadata().GetIndex(),
 		Logger:  &raft.DefaultLogger{Logger: log.New(io.Discard, "", 0)},
 	})
