@@ -42,6 +42,14 @@ type Node struct {
 	// LeaseDriftMargin: the fraction of the election timeout the lease
 	// gives up for clock-rate drift.
 	LeaseDriftMargin float64 `yaml:"lease_drift_margin"`
+	// ClusterID: the ID this node's cluster must have (32 hex digits, as
+	// `raftelect status` shows it); empty lets a new cluster make its own.
+	ClusterID string `yaml:"cluster_id"`
+	// FastFailoverOnRefusal: take a refused connection to the leader as
+	// proof that its process is gone (milliseconds instead of an election
+	// timeout). Only where nothing but the leader's own kernel can refuse
+	// connections to its peer port; see docs/safety.md.
+	FastFailoverOnRefusal bool `yaml:"fast_failover_on_refusal"`
 
 	TLS      TLS  `yaml:"tls"`
 	Insecure bool `yaml:"insecure"`
@@ -158,21 +166,23 @@ func (n *Node) withDefaults() {
 // which owns their lifetimes (see cmd/raftelect).
 func (n *Node) ElectionConfig() election.Config {
 	c := election.Config{
-		Name:                n.Name,
-		ListenAddress:       n.ListenAddress,
-		Labels:              n.Labels,
-		HeartbeatInterval:   n.HeartbeatInterval.D(),
-		ElectionTimeout:     n.ElectionTimeout.D(),
-		LeaseDriftMargin:    n.LeaseDriftMargin,
-		TLS:                 election.TLSConfig{CAFile: n.TLS.CAFile, CertFile: n.TLS.CertFile, KeyFile: n.TLS.KeyFile},
-		Insecure:            n.Insecure,
-		ControlQueue:        n.Transport.ControlQueue,
-		DataQueue:           n.Transport.DataQueue,
-		MaxReconnectBackoff: n.Transport.MaxReconnectBackoff.D(),
-		KeepaliveTime:       n.Transport.KeepaliveTime.D(),
-		KeepaliveTimeout:    n.Transport.KeepaliveTimeout.D(),
-		DropLogInterval:     n.Transport.DropLogInterval.D(),
-		UnsafeSyncSend:      n.UnsafeSyncSend,
+		Name:                  n.Name,
+		ListenAddress:         n.ListenAddress,
+		Labels:                n.Labels,
+		HeartbeatInterval:     n.HeartbeatInterval.D(),
+		ElectionTimeout:       n.ElectionTimeout.D(),
+		LeaseDriftMargin:      n.LeaseDriftMargin,
+		ClusterID:             n.ClusterID,
+		FastFailoverOnRefusal: n.FastFailoverOnRefusal,
+		TLS:                   election.TLSConfig{CAFile: n.TLS.CAFile, CertFile: n.TLS.CertFile, KeyFile: n.TLS.KeyFile},
+		Insecure:              n.Insecure,
+		ControlQueue:          n.Transport.ControlQueue,
+		DataQueue:             n.Transport.DataQueue,
+		MaxReconnectBackoff:   n.Transport.MaxReconnectBackoff.D(),
+		KeepaliveTime:         n.Transport.KeepaliveTime.D(),
+		KeepaliveTimeout:      n.Transport.KeepaliveTimeout.D(),
+		DropLogInterval:       n.Transport.DropLogInterval.D(),
+		UnsafeSyncSend:        n.UnsafeSyncSend,
 	}
 	for _, p := range n.Peers {
 		c.Peers = append(c.Peers, election.PeerConfig{Name: p.Name, Address: p.Address, Identity: p.Identity})

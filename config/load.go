@@ -37,6 +37,8 @@ var Overrides = []Override{
 	{Field: "tls.ca_file", Env: "RAFTELECT_TLS_CA_FILE", Flag: "tls-ca-file", Usage: "CA certificate (PEM)", set: setString(func(n *Node) *string { return &n.TLS.CAFile })},
 	{Field: "tls.cert_file", Env: "RAFTELECT_TLS_CERT_FILE", Flag: "tls-cert-file", Usage: "this node's certificate (PEM)", set: setString(func(n *Node) *string { return &n.TLS.CertFile })},
 	{Field: "tls.key_file", Env: "RAFTELECT_TLS_KEY_FILE", Flag: "tls-key-file", Usage: "this node's private key (PEM)", set: setString(func(n *Node) *string { return &n.TLS.KeyFile })},
+	{Field: "cluster_id", Env: "RAFTELECT_CLUSTER_ID", Flag: "cluster-id", Usage: "the cluster's ID (32 hex digits; empty: a new cluster makes one)", set: setString(func(n *Node) *string { return &n.ClusterID })},
+	{Field: "fast_failover_on_refusal", Env: "RAFTELECT_FAST_FAILOVER_ON_REFUSAL", Flag: "fast-failover-on-refusal", Usage: "take a refused connection to the leader as proof it is gone (only without firewalls, proxies or load balancers in the path; docs/safety.md)", Bool: true, set: setBool(func(n *Node) *bool { return &n.FastFailoverOnRefusal })},
 	{Field: "insecure", Env: "RAFTELECT_INSECURE", Flag: "insecure", Usage: "no TLS (tests and demos on loopback only)", Bool: true, set: setBool(func(n *Node) *bool { return &n.Insecure })},
 	{Field: "data_dir", Env: "RAFTELECT_DATA_DIR", Flag: "data-dir", Usage: "directory of the durable raft store (empty: in memory)", set: setString(func(n *Node) *string { return &n.DataDir })},
 	{Field: "http_address", Env: "RAFTELECT_HTTP_ADDRESS", Flag: "http-address", Usage: "host:port for /metrics, /healthz, /readyz (empty: none)", set: setString(func(n *Node) *string { return &n.HTTPAddress })},

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/raftelect/raftelect/election"
+	"github.com/raftelect/raftelect/internal/clusterid"
 )
 
 // validate checks every field and returns every problem, each naming its
@@ -81,6 +82,9 @@ func (n *Node) validate() []FieldError {
 	}
 	if m := n.LeaseDriftMargin; m < 0.01 || m > 0.5 {
 		bad("lease_drift_margin", "%v must be between 0.01 and 0.5 (a fraction of election_timeout)", m)
+	}
+	if n.ClusterID != "" && !clusterid.Valid(n.ClusterID) {
+		bad("cluster_id", "%q must be 32 lowercase hex digits (as `raftelect status` shows it), or empty for a new cluster to make its own", n.ClusterID)
 	}
 
 	if !n.Insecure {

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/raftelect/raftelect/eventlog"
+	"github.com/raftelect/raftelect/internal/clusterid"
 	"github.com/raftelect/raftelect/storage"
 	"github.com/raftelect/raftelect/transport"
 )
@@ -73,6 +74,23 @@ type Config struct {
 	// gives up to cover clocks running at different rates (default 0.1;
 	// allowed 0.01 to 0.5). See docs/safety.md.
 	LeaseDriftMargin float64
+
+	// ClusterID, if set, is the ID this node's cluster must have: a brand-new
+	// cluster takes it (its first leader proposes it), and a node whose store
+	// or peers belong to another cluster is refused. Empty: the first leader
+	// of a new cluster makes a random one, which every node records in its
+	// store and `raftelect status` shows. 32 lowercase hex digits.
+	ClusterID string
+
+	// FastFailoverOnRefusal lets followers take a refused connection to
+	// the leader as proof that its process is gone, and elect a new leader
+	// in milliseconds instead of after their promise to it (one election
+	// timeout). Only safe where nothing but the leader's own kernel can
+	// refuse a connection to its peer port: no firewall reject rules, no
+	// Service proxy, load balancer or NAT in the path. A live leader behind
+	// any of those keeps acting while another is elected. Off by default;
+	// see docs/safety.md, "A leader that is gone".
+	FastFailoverOnRefusal bool
 
 	// TLS material. Required unless Insecure.
 	TLS TLSConfig
@@ -210,6 +228,9 @@ func (c Config) Validate() error {
 	}
 	if c.ElectionTimeout <= 2*c.HeartbeatInterval {
 		bad("election timeout %v must be more than twice the heartbeat interval %v", c.ElectionTimeout, c.HeartbeatInterval)
+	}
+	if c.ClusterID != "" && !clusterid.Valid(c.ClusterID) {
+		bad("cluster ID %q must be 32 lowercase hex digits (as `raftelect status` shows it), or empty for a new cluster to make its own", c.ClusterID)
 	}
 	if c.LeaseDriftMargin < 0.01 || c.LeaseDriftMargin > 0.5 {
 		bad("lease drift margin %v must be between 0.01 and 0.5 (a fraction of the election timeout)", c.LeaseDriftMargin)

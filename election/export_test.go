@@ -11,13 +11,13 @@ func SetLeaseLengthForTest(e *Elector, d time.Duration) bool {
 		return false
 	}
 	l.lease.mu.Lock()
-	l.lease.length = d
+	l.lease.override = d
 	l.lease.mu.Unlock()
 	return true
 }
 
-// LeaseLength returns the lease length an acknowledgement buys on the
-// running node, 0 if it is not running.
+// LeaseLength returns the lease length an acknowledgement from a peer with
+// this node's own timings buys on the running node, 0 if it is not running.
 func LeaseLength(e *Elector) time.Duration {
 	l := e.loop.Load()
 	if l == nil {
@@ -25,5 +25,17 @@ func LeaseLength(e *Elector) time.Duration {
 	}
 	l.lease.mu.Lock()
 	defer l.lease.mu.Unlock()
-	return l.lease.length
+	return l.lease.credit(l.lease.own)
+}
+
+// ReportRefusedForTest tells the running node that a connection to peer
+// was refused, as its transport does when a dial gets ECONNREFUSED. It
+// reports false if the node is not running.
+func ReportRefusedForTest(e *Elector, peer string) bool {
+	l := e.loop.Load()
+	if l == nil {
+		return false
+	}
+	l.PeerRefused(NodeID(peer))
+	return true
 }

@@ -10,33 +10,66 @@ import (
 // node can have been elected yet.
 //
 // A follower that steps a heartbeat or append from the leader of its term
-// resets its election timer and, with CheckQuorum, refuses every vote until
-// that timer reaches the election timeout. So when a peer acknowledges (in
-// the SendResponse) that it followed us in term T after stepping messages we
-// sent at time s, it grants no vote before s + electionTimeout - tick (its
-// first tick may come at once). A new leader needs votes from a quorum, and
-// every quorum contains one of the nodes that acknowledged us (we count
-// ourselves: a leader votes for no one). Hence, with the quorum-th latest
-// acknowledgement sent at s_q, no other leader can exist before
-// s_q + electionTimeout - tick. The lease ends earlier still by a margin for
-// clocks that run at different rates. All times are this process's monotonic
-// clock; only durations cross machines, never instants.
+// resets its election timer and, with CheckQuorum, refuses every vote (and
+// starts no campaign) until that timer reaches its election timeout. It says
+// so in its acknowledgement: "for P after stepping what you sent at s, I vote
+// for no one", where P is its own election timeout less one tick (its first
+// tick may come at once), measured on its own clock. So after an
+// acknowledgement (s, P) no vote of that follower can go to another node
+// before s + P: s is when we sent, and it stepped the batch later still.
+//
+// A new leader needs votes from a quorum, and every quorum contains one of
+// the nodes bound by a promise once a quorum (us included: a leader votes
+// for no one) is bound. With the promises' ends e_i = s_i + P_i, sorted
+// latest first, the quorum-th (counting us) is when the lease ends. Each
+// promise is shortened by the drift margin, for clocks that run at
+// different rates; only durations cross machines, never instants, and all
+// times here are this process's monotonic clock.
+//
+// Taking each follower's own promise, not our election timeout, is what
+// keeps the lease safe while nodes run with different timings: a rolling
+// change of the election timeout, or a node started with a shorter one. A
+// peer that promises nothing (zero) gives no credit.
 type leaseTracker struct {
 	mu        sync.Mutex
 	term      uint64
 	notBefore time.Time            // acks of batches sent earlier do not count
-	acks      map[uint64]time.Time // peer -> send time of its latest ack in term
+	acks      map[uint64]ackCredit // peer -> its latest ack in term
 	quorum    int                  // votes needed, us included
-	length    time.Duration        // how long an acknowledgement keeps us safe
+	margin    float64              // drift margin, a fraction of each promise
+	own       time.Duration        // our own promise: a cluster of one
+	// override, when set, replaces every peer's promise (after the margin):
+	// only tests set it, to show the checker catches an unsafe lease.
+	override time.Duration
 }
 
+// ackCredit is one peer's latest acknowledgement: when we sent what it
+// acknowledged, and when its promise (less the margin) ends.
+type ackCredit struct {
+	sent, until time.Time
+	promise     time.Duration
+}
+
+// maxPromise bounds what a peer's promise may buy: nobody runs an election
+// timeout of an hour, and a number from the network is bounded before use.
+const maxPromise = time.Hour
+
 func newLeaseTracker(clusterSize int, electionTimeout, tick time.Duration, driftMargin float64) *leaseTracker {
-	length := electionTimeout - tick - time.Duration(driftMargin*float64(electionTimeout))
 	return &leaseTracker{
-		acks:   make(map[uint64]time.Time, clusterSize),
+		acks:   make(map[uint64]ackCredit, clusterSize),
 		quorum: clusterSize/2 + 1,
-		length: length,
+		margin: driftMargin,
+		own:    electionTimeout - tick,
 	}
+}
+
+// credit is how long a promise keeps us safe: the promise less the margin.
+func (l *leaseTracker) credit(promise time.Duration) time.Duration {
+	if l.override != 0 {
+		return l.override
+	}
+	promise = min(promise, maxPromise)
+	return promise - time.Duration(l.margin*float64(promise))
 }
 
 // reset forgets every acknowledgement and starts collecting for term. The
@@ -64,15 +97,17 @@ func (l *leaseTracker) fence(notBefore time.Time) {
 }
 
 // ack records that peer followed us in term after stepping what we sent at
-// sentAt. Called from the transport's sender goroutines; never blocks. The
-// caller wakes the raft loop, which recomputes the lease.
-func (l *leaseTracker) ack(peer, term uint64, sentAt time.Time) {
+// sentAt, and promised no vote for promise after that. Called from the
+// transport's sender goroutines; never blocks. The caller wakes the raft
+// loop, which recomputes the lease.
+func (l *leaseTracker) ack(peer, term uint64, sentAt time.Time, promise time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if term != l.term || !sentAt.After(l.acks[peer]) || sentAt.Before(l.notBefore) {
+	if term != l.term || promise <= 0 || !sentAt.After(l.acks[peer].sent) || sentAt.Before(l.notBefore) {
 		return
 	}
-	l.acks[peer] = sentAt
+	promise = min(promise, maxPromise)
+	l.acks[peer] = ackCredit{sent: sentAt, until: sentAt.Add(l.credit(promise)), promise: promise}
 }
 
 // expiry returns when the lease for term ends, given the acknowledgements so
@@ -85,23 +120,37 @@ func (l *leaseTracker) expiry(term uint64) time.Time {
 		return time.Time{}
 	}
 	if need == 0 {
-		return time.Now().Add(l.length) // a cluster of one
+		return time.Now().Add(l.credit(l.own)) // a cluster of one
 	}
 	if len(l.acks) < need {
 		return time.Time{}
 	}
 	var buf [16]time.Time
-	sent := buf[:0]
-	for _, t := range l.acks {
-		sent = append(sent, t)
+	until := buf[:0]
+	for _, a := range l.acks {
+		until = append(until, a.until)
 	}
-	slices.SortFunc(sent, func(a, b time.Time) int { return b.Compare(a) }) // latest first
-	return sent[need-1].Add(l.length)
+	slices.SortFunc(until, func(a, b time.Time) int { return b.Compare(a) }) // latest first
+	return until[need-1]
 }
 
-// lastAck returns when peer last acknowledged us in the current term.
+// lastAck returns when we sent what peer last acknowledged in the current
+// term (zero if nothing).
 func (l *leaseTracker) lastAck(peer uint64) time.Time {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.acks[peer]
+	return l.acks[peer].sent
+}
+
+// longestPromise returns the longest promise a peer gave in this term, or
+// our own if longer: a peer's timeouts, and so how long its forced votes
+// after a transfer may still be on their way, scale with it.
+func (l *leaseTracker) longestPromise() time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	longest := l.own
+	for _, a := range l.acks {
+		longest = max(longest, a.promise)
+	}
+	return longest
 }

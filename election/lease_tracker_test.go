@@ -5,30 +5,34 @@ import (
 	"time"
 )
 
+// promise is what a peer with the tests' timings promises: 1s - 100ms tick.
+const promise = 900 * time.Millisecond
+
 func TestLeaseTracker_ExpiryFollowsTheQuorumthLatestAck(t *testing.T) {
 	// Five nodes: a quorum is three, us and two peers.
 	l := newLeaseTracker(5, time.Second, 100*time.Millisecond, 0.1)
-	if l.length != 800*time.Millisecond {
-		t.Fatalf("lease length %v, want 1s - 100ms tick - 10%% = 800ms", l.length)
+	length := l.credit(promise)
+	if length != 810*time.Millisecond {
+		t.Fatalf("lease credit %v, want 900ms promise - 10%% = 810ms", length)
 	}
 	base := time.Now()
 	l.reset(7)
 	if !l.expiry(7).IsZero() {
 		t.Fatal("a lease without acknowledgements")
 	}
-	l.ack(2, 7, base.Add(30*time.Millisecond))
+	l.ack(2, 7, base.Add(30*time.Millisecond), promise)
 	if !l.expiry(7).IsZero() {
 		t.Fatal("a lease with one peer of the two needed")
 	}
-	l.ack(3, 7, base.Add(10*time.Millisecond))
-	l.ack(4, 7, base.Add(20*time.Millisecond))
+	l.ack(3, 7, base.Add(10*time.Millisecond), promise)
+	l.ack(4, 7, base.Add(20*time.Millisecond), promise)
 	// Latest acks: 30, 20, 10 ms; the second latest counts.
-	if got, want := l.expiry(7), base.Add(20*time.Millisecond+l.length); !got.Equal(want) {
+	if got, want := l.expiry(7), base.Add(20*time.Millisecond+length); !got.Equal(want) {
 		t.Fatalf("expiry %v after base, want %v", got.Sub(base), want.Sub(base))
 	}
-	l.ack(3, 7, base.Add(5*time.Millisecond))  // older than what peer 3 acked: ignored
-	l.ack(5, 6, base.Add(90*time.Millisecond)) // an old term: ignored
-	if got, want := l.expiry(7), base.Add(20*time.Millisecond+l.length); !got.Equal(want) {
+	l.ack(3, 7, base.Add(5*time.Millisecond), promise)  // older than what peer 3 acked: ignored
+	l.ack(5, 6, base.Add(90*time.Millisecond), promise) // an old term: ignored
+	if got, want := l.expiry(7), base.Add(20*time.Millisecond+length); !got.Equal(want) {
 		t.Fatalf("stale acks moved the expiry to %v", got.Sub(base))
 	}
 	if !l.expiry(8).IsZero() {
@@ -37,6 +41,48 @@ func TestLeaseTracker_ExpiryFollowsTheQuorumthLatestAck(t *testing.T) {
 	l.reset(8)
 	if !l.expiry(8).IsZero() {
 		t.Fatal("acknowledgements survived a new term")
+	}
+}
+
+// The lease must rest on what each follower promised, not on our own
+// election timeout: a follower restarted with a shorter timeout (a rolling
+// change) votes sooner, and the lease must end sooner with it.
+func TestLeaseTracker_LeaseEndsWithTheFollowersOwnPromise(t *testing.T) {
+	// Our election timeout is 5s; the only follower promises 900ms.
+	l := newLeaseTracker(3, 5*time.Second, 100*time.Millisecond, 0.1)
+	base := time.Now()
+	l.reset(3)
+	l.ack(2, 3, base, 900*time.Millisecond)
+	if got, want := l.expiry(3), base.Add(810*time.Millisecond); !got.Equal(want) {
+		t.Fatalf("lease ends %v after the ack, want %v: the follower's promise, less the margin", got.Sub(base), want.Sub(base))
+	}
+	// Five nodes, promises of different lengths: the quorum-th latest end
+	// counts, whatever order the sends were in.
+	l = newLeaseTracker(5, time.Second, 100*time.Millisecond, 0.1)
+	l.reset(1)
+	l.ack(3, 1, base, 4*time.Second) // ends 3.6s
+	if !l.expiry(1).IsZero() {
+		t.Fatal("a lease with one of the two peers needed")
+	}
+	l.ack(2, 1, base.Add(50*time.Millisecond), 100*time.Millisecond) // ends 140ms
+	if got, want := l.expiry(1), base.Add(140*time.Millisecond); !got.Equal(want) {
+		t.Fatalf("lease ends %v, want %v: the shorter promise of the two binds", got.Sub(base), want.Sub(base))
+	}
+	l.ack(4, 1, base.Add(10*time.Millisecond), time.Second) // ends 910ms
+	if got, want := l.expiry(1), base.Add(910*time.Millisecond); !got.Equal(want) {
+		t.Fatalf("lease ends %v, want %v (the second latest promise end)", got.Sub(base), want.Sub(base))
+	}
+	// A peer that promises nothing gives nothing, and no promise from the
+	// network buys more than maxPromise.
+	l.reset(2)
+	l.ack(2, 2, base, 0)
+	l.ack(3, 2, base, -time.Second)
+	if !l.expiry(2).IsZero() {
+		t.Fatal("a lease from acknowledgements without a promise")
+	}
+	l.ack(4, 2, base, 1<<62)
+	if got := l.expiry(2).Sub(base); got > maxPromise {
+		t.Fatalf("a promise from the network bought %v", got)
 	}
 }
 
@@ -52,7 +98,7 @@ func TestLeaseTracker_FenceDiscardsEarlierAcks(t *testing.T) {
 	l := newLeaseTracker(3, time.Second, 100*time.Millisecond, 0.1)
 	base := time.Now()
 	l.reset(4)
-	l.ack(2, 4, base)
+	l.ack(2, 4, base, promise)
 	if l.expiry(4).IsZero() {
 		t.Fatal("no lease after a quorum's acknowledgement")
 	}
@@ -60,11 +106,11 @@ func TestLeaseTracker_FenceDiscardsEarlierAcks(t *testing.T) {
 	if !l.expiry(4).IsZero() {
 		t.Fatal("a lease survived the fence")
 	}
-	l.ack(2, 4, base.Add(2*time.Second)) // sent before the fence ends
+	l.ack(2, 4, base.Add(2*time.Second), promise) // sent before the fence ends
 	if !l.expiry(4).IsZero() {
 		t.Fatal("an acknowledgement of a batch sent inside the fence counted")
 	}
-	l.ack(2, 4, base.Add(3*time.Second+time.Millisecond))
+	l.ack(2, 4, base.Add(3*time.Second+time.Millisecond), promise)
 	if l.expiry(4).IsZero() {
 		t.Fatal("an acknowledgement after the fence did not count")
 	}
@@ -76,7 +122,7 @@ func TestLeaseTracker_FenceEndsWithItsTerm(t *testing.T) {
 	l.reset(4)
 	l.fence(base.Add(3 * time.Second))
 	l.reset(6) // leader again, in a later term
-	l.ack(2, 6, base.Add(time.Millisecond))
+	l.ack(2, 6, base.Add(time.Millisecond), promise)
 	if l.expiry(6).IsZero() {
 		t.Fatal("the fence of term 4 held back the lease of term 6")
 	}

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/raft/v3"
@@ -62,7 +63,21 @@ type raftLoop struct {
 	campaignTimer *time.Timer
 	goneLeader    uint64
 	campaigns     int
-	work          sync.WaitGroup // leader routines
+	// leaderHeardAt: when we last stepped a heartbeat or append of the
+	// leader we follow, which renews our promise to it.
+	leaderHeardAt time.Time
+	// tickFrom: raft is not ticked before then, so it cannot campaign
+	// while a promise of our previous run (made with a longer election
+	// timeout) may still stand. Zero when timings did not shrink.
+	tickFrom time.Time
+	// identity is what the store records about whose state it holds;
+	// lowerTimeoutAt, when set, is when identity.ElectionTimeout may come
+	// down to the current timeout (the previous run's promises are over).
+	identity       storage.Identity
+	lowerTimeoutAt time.Time
+	clusterID      atomic.Pointer[string] // read by the transport
+	idProposedTerm uint64                 // term we last proposed a cluster ID in
+	work           sync.WaitGroup         // leader routines
 	// fallbacks: the other candidates of the transfer under way, best
 	// first (retargetTransfer).
 	fallbacks []uint64
@@ -182,20 +197,49 @@ func newRaftLoop(e *Elector, routines []func(context.Context, Lease) error) (*ra
 			return nil, fmt.Errorf("bootstrap raft: %w", err)
 		}
 	}
+	ident, err := l.store.Identity()
+	if err != nil {
+		return nil, fmt.Errorf("read raft store identity: %w", err)
+	}
+	if err := checkStoreIdentity(ident, cfg); err != nil {
+		return nil, err
+	}
+	l.clusterID.Store(&ident.ClusterID)
+
 	// The vote guard (docs/safety.md): one election timeout after any
 	// start, because we may have acknowledged a leader just before we went
 	// down and its lease counts on our silence; two after a start without
 	// state, because we may also have voted in a term still running. With
 	// state, hearing from a leader ends the guard early: from then on raft's
 	// own in-lease check refuses votes for as long as the guard would have.
+	//
+	// A promise lasts the election timeout it was made with. If the last
+	// run had a longer one (a rolling change of timings), the guard lasts
+	// that long, hearing a leader does not end it, and raft is not ticked
+	// (so it cannot campaign) until only the current timeout is left.
+	now := time.Now()
 	guard := e.electionTimeout
+	liftOnLeader := !fresh
+	if prev := ident.ElectionTimeout; prev > e.electionTimeout {
+		guard, liftOnLeader = prev, false
+		l.tickFrom = now.Add(prev - e.electionTimeout)
+		l.lowerTimeoutAt = now.Add(prev)
+	}
 	if fresh {
-		guard = 2 * e.electionTimeout
+		guard = max(guard, 2*e.electionTimeout)
 	}
 	if cfg.unsafeNoVoteGuard {
-		guard = 0
+		guard, l.tickFrom = 0, time.Time{}
 	}
-	l.guard = stepGuard{rn: l.rn, store: l.store, voteGuardUntil: time.Now().Add(guard), liftOnLeader: !fresh}
+	l.guard = stepGuard{rn: l.rn, store: l.store, voteGuardUntil: now.Add(guard), liftOnLeader: liftOnLeader}
+	l.identity = ident
+	l.identity.Node = cfg.Name
+	l.identity.ElectionTimeout = max(ident.ElectionTimeout, e.electionTimeout)
+	if l.identity != ident {
+		if err := l.store.SetIdentity(l.identity); err != nil {
+			return nil, err
+		}
+	}
 
 	var creds *transport.Credentials
 	if !cfg.Insecure {
@@ -241,6 +285,7 @@ func newRaftLoop(e *Elector, routines []func(context.Context, Lease) error) (*ra
 		DropLogInterval:     cfg.DropLogInterval,
 		SyncSend:            cfg.UnsafeSyncSend,
 		RegisterServices:    cfg.RegisterServices,
+		ClusterID:           l.currentClusterID,
 	})
 	if err != nil {
 		return nil, err
@@ -290,8 +335,13 @@ func (l *raftLoop) run(ctx context.Context) (err error) {
 		case <-stopBy:
 			l.e.log.Warn("leadership transfer did not complete before stop")
 			return nil
-		case <-ticker.C:
-			l.rn.Tick()
+		case now := <-ticker.C:
+			if now.After(l.tickFrom) {
+				l.rn.Tick()
+			}
+			if err := l.lowerRecordedTimeout(now); err != nil {
+				return err
+			}
 		case b := <-l.inbound:
 			l.step(b)
 		case <-l.reports.notify:
@@ -299,7 +349,7 @@ func (l *raftLoop) run(ctx context.Context) (err error) {
 				return err
 			}
 		case <-l.campaignTimer.C:
-			l.campaignIfLeaderless()
+			l.campaignIfLeaderSilent()
 		case <-l.leaseTimer.C:
 		case req := <-l.transfers:
 			req.result <- l.transfer(req.to)
@@ -359,13 +409,7 @@ func (l *raftLoop) transfer(to uint64) error {
 	// order must not depend on that.
 	now := time.Now()
 	l.endLease(now)
-	// If raft gives the transfer up (after at most an election timeout) we
-	// stay leader in this term, but MsgTimeoutNow may be on its way: it can
-	// wait half an election timeout in a queue and half in flight, and so
-	// can the transferee's forced vote requests, which peers grant inside
-	// their leases. Until all of that is over, no acknowledgement may found
-	// a new lease: 3 election timeouts from now.
-	l.lease.fence(now.Add(3 * l.e.electionTimeout))
+	l.fenceTransfer(now)
 	l.e.log.Info("transferring leadership", "to", l.e.names[to])
 	l.rn.TransferLeader(to)
 	return nil
@@ -461,12 +505,30 @@ func (l *raftLoop) retargetTransfer() {
 		}
 		// As in transfer: no acknowledgement founds a lease until this
 		// transfer's MsgTimeoutNow and forced votes are over.
-		l.lease.fence(time.Now().Add(3 * l.e.electionTimeout))
+		l.fenceTransfer(time.Now())
 		l.e.log.Info("transferring leadership to the next candidate", "to", l.e.names[next], "unreachable", l.e.names[st.LeadTransferee])
 		l.rn.TransferLeader(next)
 		return
 	}
 }
+
+// fenceTransfer keeps acknowledgements from founding a lease while a
+// transfer's messages may still act. If raft gives the transfer up (after
+// at most an election timeout) we stay leader in this term, but
+// MsgTimeoutNow may be on its way: it can wait half an election timeout in
+// a queue and half in flight, and so can the transferee's forced vote
+// requests, which peers grant inside their leases. Until all of that is
+// over: 3 election timeouts from now, the longest of anyone's (a peer's
+// timeouts follow its promise, its own election timeout less a tick).
+func (l *raftLoop) fenceTransfer(now time.Time) {
+	longest := max(l.e.electionTimeout, l.lease.longestPromise()+l.e.tick)
+	l.lease.fence(now.Add(3 * longest))
+}
+
+// promise is what this node promises a leader whose heartbeat or append it
+// just stepped: no vote and no campaign for one election timeout of its
+// own, less the tick that may come at once (see leaseTracker).
+func (l *raftLoop) promise() time.Duration { return l.e.electionTimeout - l.e.tick }
 
 // step hands a batch of inbound messages to raft. Messages that fail the
 // state checks are not stepped; they are logged, as the sender has long had
@@ -497,8 +559,9 @@ func (l *raftLoop) step(b inboundBatch) {
 	// the batch held one and we now follow its sender in its term, that
 	// reset happened: acknowledge the batch's stamp for the sender's lease.
 	if st := l.rn.BasicStatus(); resetBy != 0 && resetBy == st.GetTerm() && st.Lead == b.from {
-		l.acks.set(b.from, transport.Ack{Stamp: b.sent, Term: st.GetTerm(), Leader: st.Lead})
+		l.acks.set(b.from, transport.Ack{Stamp: b.sent, Term: st.GetTerm(), Leader: st.Lead, Promise: l.promise()})
 		l.guard.leaderHeard()
+		l.leaderHeard(now, b.from)
 	}
 	close(b.stepped)
 }
@@ -532,16 +595,26 @@ func (l *raftLoop) applyReports() error {
 	return nil
 }
 
-// leaderRefused acts on a refused connection to the leader we follow: its
-// process is gone, so there is no lease to wait out (docs/safety.md, "A
-// leader that is gone"). Forget it, so we grant (pre-)votes at once, and
-// campaign soon (see campaignDelay).
+// leaderHeard renews our promise to the leader: the campaign timer is set
+// for when it has run out (see campaignIfLeaderSilent).
+func (l *raftLoop) leaderHeard(now time.Time, leader uint64) {
+	l.leaderHeardAt, l.goneLeader, l.campaigns = now, leader, 0
+	l.campaignTimer.Reset(l.e.electionTimeout + l.campaignDelay())
+}
+
+// leaderRefused acts on a refused connection to the leader we follow, when
+// Config.FastFailoverOnRefusal says that a refusal proves the leader's
+// process is gone (docs/safety.md, "A leader that is gone"): then there is
+// no lease to wait out. Forget it, so we grant (pre-)votes at once, and
+// campaign soon (see campaignDelay). Without that option a refusal is only
+// a hint: firewalls with reject rules, Service proxies and load balancers
+// refuse connections for a leader that is alive and acting.
 func (l *raftLoop) leaderRefused(id uint64) {
 	st := l.rn.BasicStatus()
-	if st.RaftState != raft.StateFollower || st.Lead != id || id == l.e.self {
+	if !l.e.cfg.FastFailoverOnRefusal || st.RaftState != raft.StateFollower || st.Lead != id || id == l.e.self {
 		return
 	}
-	l.e.log.Info("leader's connections refused: its process is gone", "leader", l.e.names[id], "term", st.GetTerm())
+	l.e.log.Info("leader's connections refused: taking its process as gone (fast_failover_on_refusal)", "leader", l.e.names[id], "term", st.GetTerm())
 	if err := l.rn.ForgetLeader(); err != nil {
 		l.e.log.Warn("forget leader", "err", err)
 	}
@@ -565,14 +638,24 @@ func (l *raftLoop) campaignDelay() time.Duration {
 	return time.Duration(rank)*l.e.tick/2 + rand.N(l.e.tick/4+1)
 }
 
-// maxQuickCampaigns bounds the fast retries after a leader is known gone.
+// maxQuickCampaigns bounds the quick campaigns after a leader went silent.
 const maxQuickCampaigns = 5
 
-// campaignIfLeaderless runs when campaignTimer fires.
-func (l *raftLoop) campaignIfLeaderless() {
+// campaignIfLeaderSilent runs when campaignTimer fires: one election
+// timeout (plus our rank's stagger) after we last heard the leader, or soon
+// after it was taken as gone. Raft alone would wait a random 1-2 election
+// timeouts; campaigning as soon as our promise to the old leader has run out
+// is as safe (its lease counted on that promise, no longer) and, staggered
+// by rank, rarely splits the vote. Peers still bound by their own promises
+// refuse the pre-vote, and we try again a few times.
+func (l *raftLoop) campaignIfLeaderSilent() {
 	st := l.rn.BasicStatus()
-	if st.Lead != raft.None || st.RaftState == raft.StateLeader || l.campaigns >= maxQuickCampaigns {
+	now := time.Now()
+	if st.RaftState == raft.StateLeader || l.campaigns >= maxQuickCampaigns || now.Before(l.tickFrom) {
 		return
+	}
+	if st.Lead != raft.None && now.Sub(l.leaderHeardAt) < l.e.electionTimeout {
+		return // heard from the leader meanwhile
 	}
 	l.campaigns++
 	if err := l.rn.Campaign(); err != nil {
@@ -605,8 +688,16 @@ func (l *raftLoop) handleReady() (bool, error) {
 	if s := rd.Snapshot; s != nil && !raft.IsEmptySnap(s) {
 		l.confState = s.GetMetadata().GetConfState()
 		l.applied = s.GetMetadata().GetIndex()
+		if err := l.learnClusterID(s.GetData()); err != nil {
+			return true, err
+		}
 	}
 	for _, ent := range rd.CommittedEntries {
+		if ent.GetType() == raftpb.EntryNormal {
+			if err := l.learnClusterID(ent.GetData()); err != nil {
+				return true, err
+			}
+		}
 		if ent.GetType() == raftpb.EntryConfChange {
 			var cc raftpb.ConfChange
 			if err := proto.Unmarshal(ent.GetData(), &cc); err != nil {
@@ -618,7 +709,7 @@ func (l *raftLoop) handleReady() (bool, error) {
 	}
 	l.rn.Advance(rd)
 	if first, err := l.store.FirstIndex(); err == nil && l.applied > first+compactAbove {
-		if err := l.store.Compact(l.applied, l.confState); err != nil {
+		if err := l.store.Compact(l.applied, l.confState, l.snapshotData()); err != nil {
 			return true, fmt.Errorf("compact raft log: %w", err)
 		}
 	}
@@ -656,6 +747,9 @@ func (l *raftLoop) observe(now time.Time) {
 	if leading && l.leaseTerm != st.GetTerm() {
 		l.lease.reset(st.GetTerm())
 		l.leaseTerm = st.GetTerm()
+	}
+	if leading {
+		l.proposeClusterID(st.GetTerm())
 	}
 	var expiry time.Time
 	if leading {
@@ -814,8 +908,8 @@ func (r *deliveryReports) wake() {
 	}
 }
 
-func (l *raftLoop) Acked(id, term uint64, sentAt time.Time) {
-	l.lease.ack(id, term, sentAt)
+func (l *raftLoop) Acked(id, term uint64, sentAt time.Time, promise time.Duration) {
+	l.lease.ack(id, term, sentAt, promise)
 	l.reports.mu.Lock()
 	l.reports.heartbeatResp[id] = term
 	l.reports.mu.Unlock()

@@ -23,8 +23,11 @@ type Status struct {
 	Leader      string // "" if none known
 	HoldsLease  bool
 	LeaseExpiry time.Time // when the current lease ends unless renewed
-	Labels      map[string]string
-	Peers       []PeerStatus
+	// ClusterID is the cluster's ID as this node applied it; "" until the
+	// first leader of a new cluster has had it committed.
+	ClusterID string
+	Labels    map[string]string
+	Peers     []PeerStatus
 }
 
 // PeerStatus is this node's view of one peer.
@@ -55,6 +58,7 @@ func (e *Elector) Status() Status {
 		s.HoldsLease, s.LeaseExpiry = true, v.leaseExpiry
 	}
 	if l := e.loop.Load(); l != nil {
+		s.ClusterID = l.currentClusterID()
 		for _, p := range l.tr.Stats() {
 			s.Peers = append(s.Peers, PeerStatus(p))
 		}

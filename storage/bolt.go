@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -773,10 +774,10 @@ func refuseSave(err error) error {
 	return fmt.Errorf("storage: refusing to save a raft state raft never produces (%w); nothing was written: this is a bug, please report it", err)
 }
 
-// Compact implements Store: a snapshot (metadata only) at index with the
-// given ConfState (the previous one if cs is nil), and the log up to index
-// dropped. Compacting at or below the current snapshot does nothing.
-func (b *Bolt) Compact(index uint64, cs *raftpb.ConfState) error {
+// Compact implements Store: a snapshot at index with the given ConfState
+// (the previous one if cs is nil) and data, and the log up to index dropped.
+// Compacting at or below the current snapshot does nothing.
+func (b *Bolt) Compact(index uint64, cs *raftpb.ConfState, data []byte) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.db == nil {
@@ -795,7 +796,7 @@ func (b *Bolt) Compact(index uint64, cs *raftpb.ConfState) error {
 		return fmt.Errorf("storage: refusing to compact at %d, beyond the commit index %d: only committed entries may be compacted", index, commit)
 	}
 	newSnap := proto.Clone(b.snap).(*raftpb.Snapshot)
-	newSnap.Data = nil
+	newSnap.Data = bytes.Clone(data)
 	newSnap.Metadata.Index = proto.Uint64(index)
 	if cs != nil {
 		newSnap.Metadata.ConfState = raftpb.EnsureConfState(proto.Clone(cs).(*raftpb.ConfState))

@@ -92,7 +92,7 @@ func compact(index uint64, cs *raftpb.ConfState) func(Store) error {
 		if cs != nil {
 			c = proto.Clone(cs).(*raftpb.ConfState)
 		}
-		return s.Compact(index, c)
+		return s.Compact(index, c, nil)
 	}
 }
 
@@ -250,7 +250,7 @@ func TestBoltRestartRestoresEverything(t *testing.T) {
 	steps := []error{
 		b.Save(hardState(1, 1, 0), entries(1, 20, 1), nil, true),
 		b.Save(hardState(2, 3, 15), entries(18, 25, 2), nil, false),
-		b.Compact(10, confState(1, 2, 3)),
+		b.Compact(10, confState(1, 2, 3), nil),
 		b.Save(hardState(2, 3, 25), nil, nil, true),
 	}
 	for i, err := range steps {
@@ -366,7 +366,7 @@ func TestBoltReturnsErrorsWhereMemoryStoragePanics(t *testing.T) {
 	if err := b.Save(nil, []*raftpb.Entry{entries(4, 4, 1)[0], entries(6, 6, 1)[0]}, nil, true); err == nil {
 		t.Error("append of non-consecutive entries succeeded")
 	}
-	if err := b.Compact(4, nil); err == nil {
+	if err := b.Compact(4, nil, nil); err == nil {
 		t.Error("compact beyond the last index succeeded")
 	}
 	if _, err := b.Entries(1, 5, math.MaxUint64); err == nil {
@@ -580,7 +580,7 @@ func TestBoltTermOfLastAndSnapshotNeedNoRead(t *testing.T) {
 	if err := b.Save(hardState(1, 1, 10), entries(1, 10, 1), nil, true); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Compact(5, confState(1)); err != nil {
+	if err := b.Compact(5, confState(1), nil); err != nil {
 		t.Fatal(err)
 	}
 	allocs := testing.AllocsPerRun(100, func() {
@@ -645,7 +645,7 @@ func TestBoltConcurrentReadsSeeConsistentLog(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i > 50 {
-			if err := b.Compact(i-40, nil); err != nil {
+			if err := b.Compact(i-40, nil, nil); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -239,7 +239,7 @@ func TestBoltDetectsEveryBitFlipInAStoredRecord(t *testing.T) {
 	steps := []error{
 		b.SetIdentity(Identity{Node: "n1", ClusterID: "c-5eed"}),
 		b.Save(hardState(7, 3, 6), concat(entries(1, 4, 2), entries(5, 9, 7)), nil, true),
-		b.Compact(3, confState(1, 2, 3)),
+		b.Compact(3, confState(1, 2, 3), nil),
 	}
 	for i, err := range steps {
 		if err != nil {
@@ -357,7 +357,7 @@ func TestBoltReadsDetectARecordDamagedWhileOpen(t *testing.T) {
 	if term, err := b.Term(5); err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("Term(5) = %d, %v; want an error with %q", term, err, want)
 	}
-	if err := b.Compact(5, nil); err == nil || !strings.Contains(err.Error(), want) {
+	if err := b.Compact(5, nil, nil); err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("Compact(5) = %v; want an error with %q", err, want)
 	}
 	if first, _ := b.FirstIndex(); first != 1 {

@@ -39,8 +39,8 @@ func (m *Memory) Save(hs *raftpb.HardState, entries []*raftpb.Entry, snap *raftp
 }
 
 // Compact implements Store.
-func (m *Memory) Compact(index uint64, cs *raftpb.ConfState) error {
-	if _, err := m.CreateSnapshot(index, cs, nil); err != nil && err != raft.ErrSnapOutOfDate {
+func (m *Memory) Compact(index uint64, cs *raftpb.ConfState, data []byte) error {
+	if _, err := m.CreateSnapshot(index, cs, data); err != nil && err != raft.ErrSnapOutOfDate {
 		return err
 	}
 	if err := m.MemoryStorage.Compact(index); err != nil && err != raft.ErrCompacted {

@@ -8,6 +8,8 @@
 package storage
 
 import (
+	"time"
+
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 )
@@ -23,9 +25,10 @@ type Store interface {
 	Save(hs *raftpb.HardState, entries []*raftpb.Entry, snap *raftpb.Snapshot, sync bool) error
 
 	// Compact makes a snapshot at index (which must be applied) with the given
-	// ConfState and discards the log up to and including index, so the log
-	// stays small over years of elections.
-	Compact(index uint64, cs *raftpb.ConfState) error
+	// ConfState and data (the state the applied log built: the cluster ID)
+	// and discards the log up to and including index, so the log stays small
+	// over years of elections.
+	Compact(index uint64, cs *raftpb.ConfState, data []byte) error
 
 	// Fresh reports whether the store held no raft state when it was opened:
 	// a new node, or one whose data was lost.
@@ -51,6 +54,12 @@ type Store interface {
 type Identity struct {
 	Node      string // the node's name
 	ClusterID string // made once, when the cluster was bootstrapped
+	// ElectionTimeout is the longest election timeout the node may have
+	// run with before this start. Its promises to a leader (no vote for an
+	// election timeout after a heartbeat) outlive a restart, so a node
+	// restarted with a shorter timeout keeps its votes back for the longer
+	// one first (docs/safety.md).
+	ElectionTimeout time.Duration `json:",omitempty"`
 }
 
 // IsZero reports whether nothing was recorded.

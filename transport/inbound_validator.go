@@ -5,6 +5,8 @@ import (
 
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/raftelect/raftelect/internal/clusterid"
 )
 
 // Inbound messages come from the network and are untrusted: anyone holding a
@@ -107,8 +109,9 @@ func (v *inboundValidator) validateAppend(m *raftpb.Message) error {
 		prevTerm = e.GetTerm()
 		switch e.GetType() {
 		case raftpb.EntryNormal:
-			if len(e.GetData()) > 0 {
-				return fmt.Errorf("MsgApp entry %d carries data: this cluster proposes nothing", i)
+			// The cluster proposes nothing but its ID (internal/clusterid).
+			if _, ok := clusterid.Parse(e.GetData()); len(e.GetData()) > 0 && !ok {
+				return fmt.Errorf("MsgApp entry %d carries data other than a cluster ID record: this cluster proposes nothing else", i)
 			}
 		case raftpb.EntryConfChange:
 			if err := v.validateBootstrapConfChange(e); err != nil {
@@ -153,6 +156,9 @@ func (v *inboundValidator) validateSnapshot(m *raftpb.Message) error {
 	}
 	if md.GetTerm() == 0 || md.GetTerm() > m.GetTerm() {
 		return fmt.Errorf("MsgSnap snapshot term %d outside [1, %d]", md.GetTerm(), m.GetTerm())
+	}
+	if _, ok := clusterid.Parse(s.GetData()); len(s.GetData()) > 0 && !ok {
+		return fmt.Errorf("MsgSnap carries data other than a cluster ID record")
 	}
 	cs := md.GetConfState()
 	if len(cs.GetLearners()) > 0 || len(cs.GetVotersOutgoing()) > 0 || len(cs.GetLearnersNext()) > 0 || cs.GetAutoLeave() {

@@ -102,7 +102,8 @@ func (s *peerServer) Send(ctx context.Context, req *pb.SendRequest) (*pb.SendRes
 	}
 	return &pb.SendResponse{
 		AckTerm: ack.Term, AckLeader: ack.Leader, AckStamp: ack.Stamp.At, AckIncarnation: ack.Stamp.Incarnation,
-		NeedLabels: needLabels,
+		AckPromiseNs: int64(ack.Promise),
+		NeedLabels:   needLabels,
 	}, nil
 }
 

@@ -82,9 +82,10 @@ type Handler interface {
 	// ReportSnapshot tells raft whether a snapshot reached peer id.
 	ReportSnapshot(id uint64, failed bool)
 	// Acked says that peer id stepped heartbeats or appends we sent at
-	// sentAt and then followed us as leader of term: the evidence a leader
+	// sentAt and then followed us as leader of term, promising to grant no
+	// vote for `promise` (its own clock) after that: the evidence a leader
 	// lease is built on.
-	Acked(id, term uint64, sentAt time.Time)
+	Acked(id, term uint64, sentAt time.Time, promise time.Duration)
 	// Check answers the Check RPC within ctx.
 	Check(ctx context.Context, forwarded bool) *pb.CheckResponse
 	// Status answers the Status RPC.
@@ -100,12 +101,14 @@ type Stamp struct {
 }
 
 // Ack is a receiver's acknowledgement of the last heartbeat or append batch
-// it stepped from a peer: the batch's stamp, and the term and leader the
-// receiver followed right after stepping it.
+// it stepped from a peer: the batch's stamp, the term and leader the
+// receiver followed right after stepping it, and how long after stepping it
+// the receiver grants no vote (see SendResponse.ack_promise_ns).
 type Ack struct {
-	Stamp  Stamp
-	Term   uint64
-	Leader uint64
+	Stamp   Stamp
+	Term    uint64
+	Leader  uint64
+	Promise time.Duration
 }
 
 // monoBase and incarnation make stamps: time since monoBase keeps Go's
@@ -178,6 +181,10 @@ type Options struct {
 	// k8s module's cluster credentials) is reached on the peer port, behind
 	// the same mutual TLS, and can name its caller with CallerName.
 	RegisterServices func(grpc.ServiceRegistrar)
+
+	// ClusterID returns the cluster ID the node has applied, "" while it
+	// knows none; it is carried on every connection and compared.
+	ClusterID func() string
 
 	// SyncSend makes Send deliver every message synchronously on the
 	// caller's goroutine, without a deadline: the behaviour of the reference
@@ -557,7 +564,7 @@ func (t *Transport) send(p *peer, batch []*raftpb.Message, timeout time.Duration
 	}
 	ack := Stamp{At: resp.GetAckStamp(), Incarnation: resp.GetAckIncarnation()}
 	if at, ok := ack.time(); ok && resp.GetAckLeader() == t.opts.Self.ID {
-		h.Acked(p.ID, resp.GetAckTerm(), at)
+		h.Acked(p.ID, resp.GetAckTerm(), at, time.Duration(resp.GetAckPromiseNs()))
 	}
 }
 

@@ -216,6 +216,11 @@ func (nd *node) run(ctx context.Context) error {
 		}()
 	}
 	err := nd.elector.Run(ctx)
+	if errors.Is(err, election.ErrStoreMismatch) {
+		// The data directory is not this node's: the operator must act,
+		// like a bad configuration (exit 2), and a restart loop will not help.
+		return usageError(fmt.Errorf("data_dir %s: %w", nd.cfg.DataDir, err))
+	}
 	if err != nil {
 		return failure(err)
 	}

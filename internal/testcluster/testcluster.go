@@ -45,6 +45,10 @@ type Node struct {
 	done   chan error
 }
 
+// DataDir is where the node keeps its bbolt store when the cluster is
+// Durable.
+func (n *Node) DataDir() string { return n.dir }
+
 // Cluster is a set of nodes running in this process.
 type Cluster struct {
 	t     testing.TB

@@ -121,8 +121,15 @@ type SendResponse struct {
 	NeedLabels     bool   `protobuf:"varint,3,opt,name=need_labels,json=needLabels,proto3" json:"need_labels,omitempty"`
 	AckStamp       uint64 `protobuf:"varint,4,opt,name=ack_stamp,json=ackStamp,proto3" json:"ack_stamp,omitempty"`
 	AckIncarnation uint64 `protobuf:"fixed64,5,opt,name=ack_incarnation,json=ackIncarnation,proto3" json:"ack_incarnation,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The acknowledging node's promise, in nanoseconds of its own clock: for
+	// this long after it stepped the acknowledged batch it grants no vote and
+	// starts no campaign (its own election timeout less one tick). The leader
+	// builds its lease on each follower's own promise, so nodes may run with
+	// different timings (a rolling change) without two lease holders. Zero
+	// (a node that promises nothing) gives no lease credit.
+	AckPromiseNs  int64 `protobuf:"varint,6,opt,name=ack_promise_ns,json=ackPromiseNs,proto3" json:"ack_promise_ns,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SendResponse) Reset() {
@@ -186,6 +193,13 @@ func (x *SendResponse) GetAckStamp() uint64 {
 func (x *SendResponse) GetAckIncarnation() uint64 {
 	if x != nil {
 		return x.AckIncarnation
+	}
+	return 0
+}
+
+func (x *SendResponse) GetAckPromiseNs() int64 {
+	if x != nil {
+		return x.AckPromiseNs
 	}
 	return 0
 }
@@ -717,7 +731,7 @@ const file_raftelect_v1_peer_proto_rawDesc = "" +
 	"\vincarnation\x18\x05 \x01(\x06R\vincarnation\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xaf\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd5\x01\n" +
 	"\fSendResponse\x12\x19\n" +
 	"\back_term\x18\x01 \x01(\x04R\aackTerm\x12\x1d\n" +
 	"\n" +
@@ -725,7 +739,8 @@ const file_raftelect_v1_peer_proto_rawDesc = "" +
 	"\vneed_labels\x18\x03 \x01(\bR\n" +
 	"needLabels\x12\x1b\n" +
 	"\tack_stamp\x18\x04 \x01(\x04R\backStamp\x12'\n" +
-	"\x0fack_incarnation\x18\x05 \x01(\x06R\x0eackIncarnation\",\n" +
+	"\x0fack_incarnation\x18\x05 \x01(\x06R\x0eackIncarnation\x12$\n" +
+	"\x0eack_promise_ns\x18\x06 \x01(\x03R\fackPromiseNs\",\n" +
 	"\fCheckRequest\x12\x1c\n" +
 	"\tforwarded\x18\x01 \x01(\bR\tforwarded\"\xbb\x01\n" +
 	"\rCheckResponse\x12\x12\n" +

@@ -1,0 +1,101 @@
+package election
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/raftelect/raftelect/internal/clusterid"
+	"github.com/raftelect/raftelect/storage"
+)
+
+// ErrStoreMismatch is returned (wrapped, with what to do) by Run when the
+// raft store holds another node's state or another cluster's: a copied data
+// directory would vote and acknowledge with a history that is not this
+// node's. Test for it with errors.Is.
+var ErrStoreMismatch = errors.New("election: the raft store belongs to another node or cluster")
+
+// checkStoreIdentity compares what the store recorded with the
+// configuration.
+func checkStoreIdentity(id storage.Identity, cfg Config) error {
+	if id.Node != "" && id.Node != cfg.Name {
+		return fmt.Errorf("%w: it holds the raft state of node %q, but this node is %q. A data directory copied from another node would vote and acknowledge with that node's history. Give %q its own empty data directory (it then rejoins as a node without state), or start %q from this one",
+			ErrStoreMismatch, id.Node, cfg.Name, cfg.Name, id.Node)
+	}
+	if cfg.ClusterID != "" && id.ClusterID != "" && id.ClusterID != cfg.ClusterID {
+		return fmt.Errorf("%w: it holds the state of cluster %s, but this node is configured for cluster %s. It comes from another cluster: give this node an empty data directory to join cluster %s, or correct cluster_id",
+			ErrStoreMismatch, id.ClusterID, cfg.ClusterID, cfg.ClusterID)
+	}
+	return nil
+}
+
+// currentClusterID returns the cluster ID this node has applied, "" while it
+// knows none. The transport carries it on every connection.
+func (l *raftLoop) currentClusterID() string { return *l.clusterID.Load() }
+
+// learnClusterID applies a cluster ID record from a committed entry or a
+// snapshot. The first one applied wins: every node applies the same log in
+// the same order, and snapshots carry the ID their log had, so all nodes
+// agree on which is first. A later, different record (two leaders of a new
+// cluster each proposed one) is ignored.
+func (l *raftLoop) learnClusterID(data []byte) error {
+	id, ok := clusterid.Parse(data)
+	if !ok {
+		return nil
+	}
+	switch cur := l.currentClusterID(); {
+	case cur == id:
+		return nil
+	case cur != "":
+		l.e.log.Debug("ignoring a later cluster ID record", "kept", cur, "ignored", id)
+		return nil
+	}
+	if want := l.e.cfg.ClusterID; want != "" && want != id {
+		return fmt.Errorf("%w: the cluster this node follows has ID %s, but this node is configured for cluster %s: its peers belong to another cluster; correct cluster_id or the peers",
+			ErrStoreMismatch, id, want)
+	}
+	l.identity.ClusterID = id
+	if err := l.store.SetIdentity(l.identity); err != nil {
+		return err
+	}
+	l.clusterID.Store(&id)
+	l.e.log.Info("cluster ID recorded", "cluster_id", id)
+	return nil
+}
+
+// proposeClusterID runs on the leader: a cluster that has no ID yet (a new
+// one, or one made by an older release) gets the configured one or a random
+// one, once per term until one is applied.
+func (l *raftLoop) proposeClusterID(term uint64) {
+	if l.currentClusterID() != "" || l.idProposedTerm == term {
+		return
+	}
+	l.idProposedTerm = term
+	id := l.e.cfg.ClusterID
+	if id == "" {
+		id = clusterid.New()
+	}
+	if err := l.rn.Propose(clusterid.Record(id)); err != nil {
+		l.e.log.Debug("propose cluster ID", "err", err) // a transfer is under way: next term
+	}
+}
+
+// snapshotData is what a snapshot of the applied log carries: the cluster
+// ID, so a node that catches up from a snapshot learns it too.
+func (l *raftLoop) snapshotData() []byte {
+	if id := l.currentClusterID(); id != "" {
+		return clusterid.Record(id)
+	}
+	return nil
+}
+
+// lowerRecordedTimeout brings the recorded election timeout down to the
+// current one once the previous run's longer promises have run out.
+func (l *raftLoop) lowerRecordedTimeout(now time.Time) error {
+	if l.lowerTimeoutAt.IsZero() || now.Before(l.lowerTimeoutAt) {
+		return nil
+	}
+	l.lowerTimeoutAt = time.Time{}
+	l.identity.ElectionTimeout = l.e.electionTimeout
+	return l.store.SetIdentity(l.identity)
+}
