@@ -66,6 +66,8 @@ type raftLoop struct {
 	// leaderHeardAt: when we last stepped a heartbeat or append of the
 	// leader we follow, which renews our promise to it.
 	leaderHeardAt time.Time
+	// quick: a quick campaign (campaignIfLeaderSilent) is under way.
+	quick bool
 	// tickFrom: raft is not ticked before then, so it cannot campaign
 	// while a promise of our previous run (made with a longer election
 	// timeout) may still stand. Zero when timings did not shrink.
@@ -598,7 +600,7 @@ func (l *raftLoop) applyReports() error {
 // leaderHeard renews our promise to the leader: the campaign timer is set
 // for when it has run out (see campaignIfLeaderSilent).
 func (l *raftLoop) leaderHeard(now time.Time, leader uint64) {
-	l.leaderHeardAt, l.goneLeader, l.campaigns = now, leader, 0
+	l.leaderHeardAt, l.goneLeader, l.campaigns, l.quick = now, leader, 0, false
 	l.campaignTimer.Reset(l.e.electionTimeout + l.campaignDelay())
 }
 
@@ -618,7 +620,7 @@ func (l *raftLoop) leaderRefused(id uint64) {
 	if err := l.rn.ForgetLeader(); err != nil {
 		l.e.log.Warn("forget leader", "err", err)
 	}
-	l.goneLeader, l.campaigns = id, 0
+	l.goneLeader, l.campaigns, l.quick = id, 0, true
 	l.campaignTimer.Reset(l.campaignDelay())
 }
 
@@ -654,8 +656,16 @@ func (l *raftLoop) campaignIfLeaderSilent() {
 	if st.RaftState == raft.StateLeader || l.campaigns >= maxQuickCampaigns || now.Before(l.tickFrom) {
 		return
 	}
-	if st.Lead != raft.None && now.Sub(l.leaderHeardAt) < l.e.electionTimeout {
-		return // heard from the leader meanwhile
+	switch {
+	case l.quick && st.Lead == raft.None:
+		// Our quick campaign (or the refusal fast path) is under way and
+		// no leader has come of it yet: try again.
+	case st.RaftState == raft.StateFollower && st.Lead != raft.None && st.Lead == l.goneLeader &&
+		now.Sub(l.leaderHeardAt) >= l.e.electionTimeout:
+		// The leader we follow has been silent for all of our promise.
+		l.quick = true
+	default:
+		return // a leader was heard, or an election we did not start is under way
 	}
 	l.campaigns++
 	if err := l.rn.Campaign(); err != nil {
