@@ -14,8 +14,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/raftelect/raftelect/config"
 	"github.com/raftelect/raftelect/metrics"
@@ -32,6 +30,10 @@ type statusOptions struct {
 	insecure      bool
 	timeout       time.Duration
 	output        string
+	// --watch
+	watch    bool
+	interval time.Duration
+	watchFor time.Duration
 }
 
 func newStatusCmd() *cobra.Command {
@@ -62,6 +64,9 @@ otherwise, 2 on a usage error.`,
 	f := cmd.Flags()
 	addTargetFlags(cmd, &o)
 	f.StringVarP(&o.output, "output", "o", "table", "table or json")
+	f.BoolVarP(&o.watch, "watch", "w", false, "keep watching: report every change of leader, role, lease, node and link as it happens")
+	f.DurationVar(&o.interval, "interval", time.Second, "with --watch: how often to ask every node")
+	f.DurationVar(&o.watchFor, "watch-for", 0, "with --watch: stop after this long (default: until Ctrl-C or SIGTERM)")
 	return cmd
 }
 
@@ -116,6 +121,9 @@ func runStatus(ctx context.Context, out io.Writer, o statusOptions) error {
 	}
 	if ctx == nil {
 		ctx = context.Background()
+	}
+	if o.watch {
+		return runWatch(ctx, out, o, peers, creds)
 	}
 	rep := queryAll(ctx, peers, creds, o.timeout)
 	if o.output == "json" {
@@ -179,7 +187,13 @@ func queryAll(ctx context.Context, peers []config.Peer, creds *transport.Credent
 		wg.Go(func() { rep.Nodes[i] = queryNode(ctx, p, creds, timeout) })
 	}
 	wg.Wait()
+	return summarize(rep.Nodes)
+}
 
+// summarize fills in what the nodes' answers agree on, and whose view the
+// peer columns show.
+func summarize(nodes []nodeReport) statusReport {
+	rep := statusReport{Nodes: nodes}
 	leaders := map[string]bool{}
 	all := true
 	var view *nodeReport
@@ -208,20 +222,23 @@ func queryAll(ctx context.Context, peers []config.Peer, creds *transport.Credent
 }
 
 func queryNode(ctx context.Context, p config.Peer, creds *transport.Credentials, timeout time.Duration) nodeReport {
+	conn, err := dialNode(p, creds)
+	if err != nil {
+		r := nodeReport{Name: p.Name, Address: p.Address}
+		r.ErrorClass, r.Error = metrics.Classify(err), err.Error()
+		return r
+	}
+	defer conn.Close()
+	return queryConn(ctx, conn, p, timeout)
+}
+
+// queryConn asks one node for its status on conn, within timeout.
+func queryConn(ctx context.Context, conn grpc.ClientConnInterface, p config.Peer, timeout time.Duration) nodeReport {
 	r := nodeReport{Name: p.Name, Address: p.Address}
 	fail := func(err error) nodeReport {
 		r.ErrorClass, r.Error = metrics.Classify(err), err.Error()
 		return r
 	}
-	tc := insecure.NewCredentials()
-	if creds != nil {
-		tc = credentials.NewTLS(creds.ClientConfig(p.Name))
-	}
-	conn, err := grpc.NewClient(p.Address, grpc.WithTransportCredentials(tc))
-	if err != nil {
-		return fail(err)
-	}
-	defer conn.Close()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	resp, err := pb.NewPeerClient(conn).Status(ctx, &pb.StatusRequest{})
@@ -267,7 +284,9 @@ func (r statusReport) problem() string {
 	if len(down) > 0 {
 		parts = append(parts, "unreachable: "+strings.Join(down, ", "))
 	}
-	if len(said) != 1 || r.Leader == "" {
+	if len(said) == 0 {
+		parts = append(parts, "no node answered")
+	} else if len(said) != 1 || r.Leader == "" {
 		var views []string
 		for _, l := range slices.Sorted(mapKeys(said)) {
 			views = append(views, fmt.Sprintf("%s say leader %s", strings.Join(said[l], ","), l))

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func nodeAt(name, role, leader string, term uint64, lease bool) nodeReport {
+	return nodeReport{Name: name, OK: true, Role: role, Leader: leader, Term: term, HoldsLease: lease}
+}
+
+// TestWatchDiffReportsEveryChangeOnce: between two polls, a node that stops
+// answering, a role change, a lease taken and a new agreed leader are each
+// one event; an unchanged poll is none.
+func TestWatchDiffReportsEveryChangeOnce(t *testing.T) {
+	w := &watcher{interval: time.Second}
+	t0 := time.Now()
+	before := summarize([]nodeReport{
+		nodeAt("n1", "leader", "n1", 4, true), nodeAt("n2", "follower", "n1", 4, false), nodeAt("n3", "follower", "n1", 4, false),
+	})
+	if ev := w.diff(t0, before); len(ev) != 0 {
+		t.Fatalf("first poll: %v, want no events", ev)
+	}
+	if ev := w.diff(t0.Add(time.Second), before); len(ev) != 0 {
+		t.Fatalf("unchanged poll: %v, want no events", ev)
+	}
+	down := nodeReport{Name: "n1", ErrorClass: "unavailable", Error: "connection refused"}
+	leaderless := summarize([]nodeReport{down, nodeAt("n2", "candidate", "", 5, false), nodeAt("n3", "follower", "", 5, false)})
+	ev := w.diff(t0.Add(2*time.Second), leaderless)
+	want := []string{"down n1", "role n2", "no-leader "}
+	if got := kinds(ev); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("leader lost: %v, want %v", ev, want)
+	}
+	elected := summarize([]nodeReport{down, nodeAt("n2", "leader", "n2", 5, true), nodeAt("n3", "follower", "n2", 5, false)})
+	ev = w.diff(t0.Add(3*time.Second), elected)
+	want = []string{"role n2", "lease n2", "leader n2"}
+	if got := kinds(ev); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("new leader: %v, want %v", ev, want)
+	}
+	last := ev[len(ev)-1].Detail
+	if !strings.Contains(last, "n2 leads in term 5 (was n1, term 4); no agreed leader for 1s") {
+		t.Errorf("leader event: %q", last)
+	}
+}
+
+func kinds(ev []watchEvent) []string {
+	var out []string
+	for _, e := range ev {
+		out = append(out, e.Kind+" "+e.Node)
+	}
+	return out
+}
+
+// lockedBuffer collects a process's output while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestStatusWatchShowsFailoverAsEvents: `status --watch` on a live cluster
+// reports a kill -9 of the leader as it happens, the old leader not
+// answering and the new leader (text), every line of -o json is one object
+// of type event or status, and SIGINT ends the watch with exit 0.
+func TestStatusWatchShowsFailoverAsEvents(t *testing.T) {
+	c := startCluster(t)
+	rep := c.agreedLeader(t, 30*time.Second)
+	start := func(args ...string) (*exec.Cmd, *lockedBuffer, chan int) {
+		cmd := exec.Command(binary, append([]string{"status", "--watch", "--config", c.nodes[0].cfg, "--interval", "100ms", "--timeout", "500ms"}, args...)...)
+		out := &lockedBuffer{}
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan int, 1)
+		go func() { _ = cmd.Wait(); done <- cmd.ProcessState.ExitCode() }()
+		t.Cleanup(func() { _ = cmd.Process.Kill(); <-done })
+		return cmd, out, done
+	}
+	text, textOut, textDone := start()
+	js, jsOut, jsDone := start("-o", "json")
+	eventually(t, 10*time.Second, "both watches print the first poll", func() error {
+		if !strings.Contains(textOut.String(), "peer columns:") || !strings.Contains(jsOut.String(), `"type":"status"`) {
+			return fmt.Errorf("text %q json %q", textOut.String(), jsOut.String())
+		}
+		return nil
+	})
+	old := c.node(rep.Leader)
+	old.kill()
+	var next string
+	eventually(t, 20*time.Second, "the watch reports the new leader", func() error {
+		for _, line := range strings.Split(textOut.String(), "\n") {
+			if f := strings.Fields(line); len(f) > 3 && f[1] == "leader" && f[3] == "leads" && f[2] != rep.Leader {
+				next = f[2]
+				return nil
+			}
+		}
+		return fmt.Errorf("%s", textOut.String())
+	})
+	out := textOut.String()
+	t.Logf("status --watch during a kill -9 of %s:\n%s", rep.Leader, out)
+	for _, want := range []string{
+		"down      " + rep.Leader + " does not answer: unavailable (connect: connection refused)",
+		fmt.Sprintf("leader    %s leads in term", next),
+		fmt.Sprintf("(was %s, term %d)", rep.Leader, rep.Term),
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("watch output lacks %q", want)
+		}
+	}
+	eventually(t, 10*time.Second, "the json watch reports the new leader", func() error {
+		if !strings.Contains(jsOut.String(), fmt.Sprintf(`"event":"leader","node":%q`, next)) {
+			return fmt.Errorf("%s", jsOut.String())
+		}
+		return nil
+	})
+	for _, cmd := range []*exec.Cmd{text, js} {
+		_ = cmd.Process.Signal(syscall.SIGINT)
+	}
+	for name, done := range map[string]chan int{"text": textDone, "json": jsDone} {
+		select {
+		case code := <-done:
+			done <- code // for the cleanup
+			if code != 0 {
+				t.Errorf("%s watch: exit %d after SIGINT, want 0", name, code)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s watch did not stop on SIGINT", name)
+		}
+	}
+	sc := bufio.NewScanner(strings.NewReader(jsOut.String()))
+	sc.Buffer(nil, 1<<20)
+	n := 0
+	for sc.Scan() {
+		var obj struct {
+			Type string `json:"type"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &obj); err != nil || (obj.Type != "event" && obj.Type != "status") {
+			t.Errorf("json line %d is not an event or status object: %v %q", n, err, sc.Text())
+		}
+		n++
+	}
+	if n < 3 {
+		t.Errorf("json stream: %d objects, want the first status, events and a status after them", n)
+	}
+}
