@@ -75,6 +75,12 @@ time failure, 2 invalid configuration or usage (no CMD, CMD not found).`,
 				path: path, args: args, node: n.Name, grace: grace, log: log,
 				stdout: cmd.OutOrStdout(), stderr: cmd.ErrOrStderr(), stopCh: make(chan struct{}),
 			}
+			if self, err := os.Executable(); err == nil {
+				w.self = self
+			} else {
+				log.Warn("cannot find the raftelect binary for the exec watchdog: if exec is killed, the command's children may outlive it", "err", err)
+			}
+			defer w.closeWatchdog()
 			return runNodeWith(n, cmd.ErrOrStderr(), w)
 		},
 	}
@@ -96,8 +102,12 @@ type execWork struct {
 	log    *slog.Logger
 	stdout io.Writer
 	stderr io.Writer
+	// self is the raftelect binary, run as the watchdog (watchdog.go) that
+	// kills the command's process group if exec dies; "" runs none.
+	self string
 
 	mu       sync.Mutex
+	wd       *watchdog     // started with the first command
 	stopping bool          // set by stop: start nothing more
 	current  *execChild    // the running command, if any
 	stopCh   chan struct{} // closed by stop
@@ -133,6 +143,10 @@ func (w *execWork) run(ctx context.Context, lease election.Lease) error {
 	defer func() {
 		w.mu.Lock()
 		w.current = nil
+		if w.wd != nil {
+			// The group is gone: nothing for the watchdog to kill.
+			_ = w.wd.guard(0)
+		}
 		w.mu.Unlock()
 	}()
 	w.log.Info("command started", "pid", c.cmd.Process.Pid, "token", lease.Token)
@@ -172,9 +186,24 @@ func (w *execWork) start(lease election.Lease) (*execChild, error) {
 	cmd.Stdout, cmd.Stderr = w.stdout, w.stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	// The command must not outlive exec: its lease could not end it then.
+	// The parent-death signal kills the command's first process; the
+	// watchdog kills the rest of its process group.
 	setParentDeathSignal(cmd.SysProcAttr, syscall.SIGKILL)
+	if w.wd == nil && w.self != "" {
+		wd, err := startWatchdog(w.self)
+		if err != nil {
+			w.log.Warn("no exec watchdog: if exec is killed, the command's children may outlive it", "err", err)
+			w.self = ""
+		}
+		w.wd = wd
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, err
+	}
+	if w.wd != nil {
+		if err := w.wd.guard(cmd.Process.Pid); err != nil {
+			w.log.Warn("exec watchdog is gone: if exec is killed, the command's children may outlive it", "err", err)
+		}
 	}
 	c := &execChild{cmd: cmd, pgid: cmd.Process.Pid, exited: make(chan struct{}), gone: make(chan struct{})}
 	go func() {
@@ -214,6 +243,18 @@ func (w *execWork) stop() {
 	if c != nil {
 		w.log.Info("stopping command before the node", "pid", c.cmd.Process.Pid, "grace", w.grace)
 		c.terminate(w.grace)
+	}
+}
+
+// closeWatchdog ends the watchdog once no command can start any more.
+func (w *execWork) closeWatchdog() {
+	w.mu.Lock()
+	w.stopping = true
+	wd := w.wd
+	w.wd = nil
+	w.mu.Unlock()
+	if wd != nil {
+		wd.close()
 	}
 }
 

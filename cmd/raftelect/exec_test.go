@@ -344,3 +344,70 @@ sleep 1000 & wait`
 		t.Errorf("status names %s the leader, but %s ran the command", rep.Leader, next.name)
 	}
 }
+
+// TestExecKilledBySIGKILLTakesItsCommandsChildrenWithIt: when exec itself
+// is killed with SIGKILL, no process of its command survives, grandchildren
+// included (sh -c '...; sleep', the case the parent-death signal alone
+// missed: it reaches only the direct child). A one-node cluster leads at
+// once; its command starts two sleeps and waits.
+func TestExecKilledBySIGKILLTakesItsCommandsChildrenWithIt(t *testing.T) {
+	dir := t.TempDir()
+	lc, err := writeLocalCluster(dir, 1, 100*time.Millisecond, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "pid")
+	logf, err := os.Create(filepath.Join(dir, "exec.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(binary, "exec", "--config", lc.nodes[0].config, "--", "sh", "-c",
+		`sleep 1000 & sleep 1000 & echo $$ > "$OUT"; wait`)
+	cmd.Env = append(os.Environ(), "OUT="+out)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	var pgid int
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-done
+		if pgid > 0 {
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		}
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("exec's log:\n%s", b)
+		}
+	})
+	eventually(t, 30*time.Second, "the command and its two sleeps run", func() error {
+		b, err := os.ReadFile(out)
+		if err != nil || !strings.HasSuffix(string(b), "\n") {
+			return fmt.Errorf("pid file: %q %v", b, err)
+		}
+		if pgid, err = strconv.Atoi(strings.TrimSpace(string(b))); err != nil {
+			return err
+		}
+		if n := liveGroupMembers(pgid); n < 3 {
+			return fmt.Errorf("%d live processes in group %d, want sh and two sleeps", n, pgid)
+		}
+		return nil
+	})
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	eventually(t, 10*time.Second, "no process of the command left", func() error {
+		if n := liveGroupMembers(pgid); n > 0 {
+			return fmt.Errorf("%d processes of the command (group %d) still run after exec was killed", n, pgid)
+		}
+		return nil
+	})
+	b, _ := os.ReadFile(logf.Name())
+	if !strings.Contains(string(b), fmt.Sprintf("killed its command's process group %d", pgid)) {
+		t.Errorf("the watchdog did not say what it did; exec's log:\n%s", b)
+	}
+}

@@ -88,4 +88,9 @@ func execute(args []string, stdout, stderr io.Writer) int {
 	return exitUsage
 }
 
-func main() { os.Exit(execute(os.Args[1:], os.Stdout, os.Stderr)) }
+func main() {
+	if len(os.Args) == 2 && os.Args[1] == watchdogArg {
+		os.Exit(runWatchdog(os.Stdin)) // exec's helper (watchdog.go)
+	}
+	os.Exit(execute(os.Args[1:], os.Stdout, os.Stderr))
+}
