@@ -51,6 +51,46 @@ func (nw *Network) Isolate(node int) error {
 	return nw.addRules(node, fmt.Sprintf("add rule netdev %[1]s ingress drop\nadd rule netdev %[1]s egress drop\n", Table))
 }
 
+// RejectKind is how Reject answers: what a firewall rule, or a Service proxy
+// with no endpoints, sends a client instead of silence.
+type RejectKind string
+
+const (
+	// RejectTCPReset answers with a TCP RST (nft "reject with tcp reset").
+	RejectTCPReset RejectKind = "tcp-reset"
+	// RejectICMP answers with ICMP port unreachable (nft "reject", the
+	// default of iptables' REJECT target).
+	RejectICMP RejectKind = "icmp-port-unreachable"
+)
+
+// Reject makes the node's TCP port refuse whatever arrives for it from the
+// network: a new connection's SYN and every segment of an established one
+// are answered by how (an RST, or ICMP port unreachable), so clients dialling
+// it get ECONNREFUSED and clients already connected get ECONNRESET or
+// EHOSTUNREACH, while the process behind the port runs on. The rule sits on
+// the ingress of the node's eth0 and matches only the destination port:
+// connections the node opens itself (to a peer's port, from an ephemeral one)
+// and their answers pass untouched, and so does loopback traffic. Heal(node)
+// removes it.
+func (nw *Network) Reject(node int, port uint16, how RejectKind) error {
+	if err := nw.check(node); err != nil {
+		return err
+	}
+	var verdict string
+	switch how {
+	case RejectTCPReset:
+		verdict = "reject with tcp reset"
+	case RejectICMP:
+		verdict = "reject with icmp type port-unreachable"
+	default:
+		return fmt.Errorf("chaos: reject %q: want %q or %q", how, RejectTCPReset, RejectICMP)
+	}
+	if port == 0 {
+		return errors.New("chaos: reject needs a port")
+	}
+	return nw.addRules(node, fmt.Sprintf("add rule netdev %s ingress ip daddr %s tcp dport %d %s\n", Table, nw.nodes[node].IP, port, verdict))
+}
+
 // Loss drops, at random, percent % of the IP packets that node sends to the
 // given peers (to every other node if none are given), each packet drawn on
 // its own ("numgen random mod 100 < percent"). Like DropBetween it acts on the

@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -504,5 +505,56 @@ func TestFlapTogglesUntilTheDeadlineAndEndsOff(t *testing.T) {
 	err := (&Network{}).Flap(ctx2, func() error { return failing }, off, time.Millisecond)
 	if !errors.Is(err, failing) || strings.Join(calls, ",") != "off" {
 		t.Errorf("Flap with a failing on: %v, calls %v; want the error and one off", err, calls)
+	}
+}
+
+// TestRejectRefusesThePortOnlyWhileTheProcessRuns: a rejected port refuses
+// every new connection from the network with ECONNREFUSED (an RST or ICMP
+// port unreachable, not silence); with tcp-reset an established connection
+// is reset too. Other ports of the node, its own outbound connections and
+// loopback keep working, and Heal restores the port.
+func TestRejectRefusesThePortOnlyWhileTheProcessRuns(t *testing.T) {
+	for _, how := range []RejectKind{RejectTCPReset, RejectICMP} {
+		t.Run(string(how), func(t *testing.T) {
+			nw := newNetwork(t, 3)
+			rejected := echoServer(t, nw, 1)
+			other := echoServer(t, nw, 1)
+			echo0 := echoServer(t, nw, 0)
+			mustEcho(t, nw, 0, rejected)
+
+			// A connection from node 2 established before the fault.
+			var est net.Conn
+			if err := nw.Do(2, func() (err error) {
+				est, err = net.DialTimeout("tcp", rejected.String(), open)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			defer est.Close()
+
+			if err := nw.Reject(1, rejected.Port(), how); err != nil {
+				t.Fatal(err)
+			}
+			err := echo(nw, 0, rejected, open)
+			if !errors.Is(err, syscall.ECONNREFUSED) {
+				t.Fatalf("node 0 -> rejected port: %v, want ECONNREFUSED", err)
+			}
+			mustEcho(t, nw, 0, other)
+			mustEcho(t, nw, 1, echo0)    // its own outbound connections and their answers
+			mustEcho(t, nw, 1, rejected) // loopback
+			if how == RejectTCPReset {
+				est.SetDeadline(time.Now().Add(open))
+				_, werr := est.Write([]byte("ping\n"))
+				_, rerr := io.ReadFull(est, make([]byte, 5))
+				if !errors.Is(werr, syscall.ECONNRESET) && !errors.Is(rerr, syscall.ECONNRESET) {
+					t.Fatalf("established connection after the reject: write %v, read %v; want ECONNRESET", werr, rerr)
+				}
+			}
+
+			if err := nw.Heal(1); err != nil {
+				t.Fatal(err)
+			}
+			mustEcho(t, nw, 0, rejected)
+		})
 	}
 }
