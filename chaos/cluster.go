@@ -6,11 +6,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -41,16 +43,20 @@ type clusterConfig struct {
 	syncSend          bool
 	proxy             bool
 	extraConfigFields map[string]any
+	// nodeConfig, when set, holds each node's overrides (by index) of the
+	// timings and the peer list.
+	nodeConfig []NodeConfig
 }
 
 // cluster is real `raftelect run` processes, one per namespace of a
 // netns.Network, with mutual TLS from a fresh development CA.
 type cluster struct {
-	cfg   clusterConfig
-	nw    *netns.Network
-	nodes []*proc
-	links *linkTable // nil without proxies
-	proxy []*proxy
+	cfg    clusterConfig
+	nw     *netns.Network
+	nodes  []*proc
+	links  *linkTable // nil without proxies
+	tlsDir string
+	proxy  []*proxy
 
 	// starts carries cmd.Start calls to one goroutine locked to its OS
 	// thread for the cluster's life. netns.Command sets Pdeathsig, which
@@ -72,6 +78,7 @@ type proc struct {
 	stderr string // the process's stderr, appended across restarts
 
 	mu      sync.Mutex
+	conf    NodeConfig // overrides in its config file now
 	cmd     *process
 	stopped bool // SIGSTOPped and not yet continued
 	// cpuTicks sums utime+stime of earlier processes of this slot.
@@ -88,6 +95,16 @@ type process struct {
 	done chan struct{} // closed once waited for
 }
 
+// exited reports whether the process has ended and been waited for.
+func (e *process) exited() bool {
+	select {
+	case <-e.done:
+		return true
+	default:
+		return false
+	}
+}
+
 func nodeName(i int) string { return fmt.Sprintf("n%d", i+1) }
 
 // newCluster builds the network, the certificates and the configs; it
@@ -97,7 +114,7 @@ func newCluster(ctx context.Context, cc clusterConfig) (_ *cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &cluster{cfg: cc, nw: nw, starts: make(chan func()), stopped: make(chan struct{})}
+	c := &cluster{cfg: cc, nw: nw, tlsDir: filepath.Join(cc.dir, "tls"), starts: make(chan func()), stopped: make(chan struct{})}
 	go c.starter()
 	defer func() {
 		if err != nil {
@@ -108,7 +125,7 @@ func newCluster(ctx context.Context, cc clusterConfig) (_ *cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
-	tlsDir := filepath.Join(cc.dir, "tls")
+	tlsDir := c.tlsDir
 	for _, n := range nw.Nodes() {
 		p := &proc{
 			index:  n.Index,
@@ -117,6 +134,9 @@ func newCluster(ctx context.Context, cc clusterConfig) (_ *cluster, err error) {
 			config: filepath.Join(cc.dir, nodeName(n.Index)+".yaml"),
 			events: filepath.Join(cc.dir, nodeName(n.Index)+".events.jsonl"),
 			stderr: filepath.Join(cc.dir, nodeName(n.Index)+".stderr.log"),
+		}
+		if n.Index < len(cc.nodeConfig) {
+			p.conf = cc.nodeConfig[n.Index]
 		}
 		if _, err := ca.WriteNode(tlsDir, p.name, []string{n.IP.String(), "127.0.0.1"}, 24*time.Hour); err != nil {
 			return nil, fmt.Errorf("chaos: certificates: %w", err)
@@ -129,7 +149,7 @@ func newCluster(ctx context.Context, cc clusterConfig) (_ *cluster, err error) {
 		}
 	}
 	for _, p := range c.nodes {
-		if err := c.writeConfig(p, tlsDir); err != nil {
+		if err := c.writeConfig(p); err != nil {
 			return nil, err
 		}
 	}
@@ -145,21 +165,33 @@ func (c *cluster) peerAddr(from, to int) string {
 	return netip.AddrPortFrom(c.nodes[to].ip, peerPort).String()
 }
 
-func (c *cluster) writeConfig(p *proc, tlsDir string) error {
+// writeConfig writes node p's YAML config from the cluster's settings and
+// p's overrides. The caller holds p.mu or owns p alone.
+func (c *cluster) writeConfig(p *proc) error {
 	type peer struct {
 		Name    string `yaml:"name"`
 		Address string `yaml:"address"`
 	}
 	var peers []peer
 	for _, q := range c.nodes {
-		peers = append(peers, peer{Name: q.name, Address: c.peerAddr(p.index, q.index)})
+		if p.conf.Peers == nil || slices.Contains(p.conf.Peers, q.name) {
+			peers = append(peers, peer{Name: q.name, Address: c.peerAddr(p.index, q.index)})
+		}
 	}
+	heartbeat, electionTimeout := c.cfg.heartbeat, c.cfg.electionTimeout
+	if p.conf.HeartbeatInterval != 0 {
+		heartbeat = p.conf.HeartbeatInterval.D()
+	}
+	if p.conf.ElectionTimeout != 0 {
+		electionTimeout = p.conf.ElectionTimeout.D()
+	}
+	tlsDir := c.tlsDir
 	doc := map[string]any{
 		"name":               p.name,
 		"peers":              peers,
 		"listen_address":     netip.AddrPortFrom(p.ip, peerPort).String(),
-		"heartbeat_interval": c.cfg.heartbeat.String(),
-		"election_timeout":   c.cfg.electionTimeout.String(),
+		"heartbeat_interval": heartbeat.String(),
+		"election_timeout":   electionTimeout.String(),
 		"tls": map[string]string{
 			"ca_file":   filepath.Join(tlsDir, "ca.crt"),
 			"cert_file": filepath.Join(tlsDir, p.name+".crt"),
@@ -172,6 +204,15 @@ func (c *cluster) writeConfig(p *proc, tlsDir string) error {
 	if c.cfg.syncSend {
 		doc["unsafe_sync_send"] = true
 	}
+	if tr := map[string]string{}; p.conf.KeepaliveTime != 0 || p.conf.KeepaliveTimeout != 0 {
+		if p.conf.KeepaliveTime != 0 {
+			tr["keepalive_time"] = p.conf.KeepaliveTime.String()
+		}
+		if p.conf.KeepaliveTimeout != 0 {
+			tr["keepalive_timeout"] = p.conf.KeepaliveTimeout.String()
+		}
+		doc["transport"] = tr
+	}
 	for k, v := range c.cfg.extraConfigFields {
 		doc[k] = v
 	}
@@ -180,6 +221,62 @@ func (c *cluster) writeConfig(p *proc, tlsDir string) error {
 		return err
 	}
 	return os.WriteFile(p.config, b, 0o644)
+}
+
+// reconfigure applies o over node i's overrides and rewrites its config
+// file; the process reads it at its next start.
+func (c *cluster) reconfigure(i int, o NodeConfig) error {
+	p := c.nodes[i]
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.conf = p.conf.merge(o)
+	return c.writeConfig(p)
+}
+
+// electionTimeout is node i's election timeout as its config file says.
+func (c *cluster) electionTimeout(i int) time.Duration {
+	p := c.nodes[i]
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.conf.ElectionTimeout != 0 {
+		return p.conf.ElectionTimeout.D()
+	}
+	return c.cfg.electionTimeout
+}
+
+// logSize is the size of node i's stderr (its log) now.
+func (c *cluster) logSize(i int) int64 {
+	st, err := os.Stat(c.nodes[i].stderr)
+	if err != nil {
+		return 0
+	}
+	return st.Size()
+}
+
+// logSince returns how many bytes and lines node i's log gained after
+// offset from.
+func (c *cluster) logSince(i int, from int64) (bytes int64, lines int) {
+	f, err := os.Open(c.nodes[i].stderr)
+	if err != nil {
+		return 0, 0
+	}
+	defer f.Close()
+	if _, err := f.Seek(from, io.SeekStart); err != nil {
+		return 0, 0
+	}
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := f.Read(buf)
+		bytes += int64(n)
+		for _, b := range buf[:n] {
+			if b == '\n' {
+				lines++
+			}
+		}
+		if err != nil {
+			return bytes, lines
+		}
+	}
 }
 
 // start starts node i's process.

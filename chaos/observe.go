@@ -130,6 +130,21 @@ func (t *tailer) agreed(n int) bool {
 	return leaders == 1 && len(terms) == 1
 }
 
+// alive reports whether n nodes have started and none has stopped.
+func (t *tailer) alive(n int) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.nodes) < n {
+		return false
+	}
+	for _, v := range t.nodes {
+		if !v.alive {
+			return false
+		}
+	}
+	return true
+}
+
 func (t *tailer) events() []eventlog.Event {
 	t.mu.Lock()
 	defer t.mu.Unlock()

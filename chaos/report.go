@@ -32,7 +32,11 @@ func (r *Result) OneLine() string {
 	if r.FailoverP50 != nil {
 		s += fmt.Sprintf(" failover p50=%v max=%v", r.FailoverP50, r.FailoverMax)
 	}
-	return s
+	lines, cpu := 0, 0.0
+	for _, n := range r.NodeStats {
+		lines, cpu = max(lines, n.LogLines), max(cpu, n.CPUPercent)
+	}
+	return s + fmt.Sprintf(" max_log_lines=%d max_cpu=%.1f%%", lines, cpu)
 }
 
 // Summary is the human report of a run.
@@ -46,8 +50,15 @@ func (r *Result) Summary() string {
 	if r.Description != "" {
 		fmt.Fprintf(&b, "   %s\n", r.Description)
 	}
-	fmt.Fprintf(&b, "   %d nodes, heartbeat %v, election timeout %v%s, observed %v from leader %s (term %d)\n",
-		r.Nodes, r.Heartbeat, r.ElectionTimeout, mode, r.Observed, r.InitialLeader, r.InitialTerm)
+	from := fmt.Sprintf("leader %s (term %d)", r.InitialLeader, r.InitialTerm)
+	if r.InitialLeader == "" {
+		from = "no leader"
+	}
+	fmt.Fprintf(&b, "   %d nodes, heartbeat %v, election timeout %v%s, observed %v from %s\n",
+		r.Nodes, r.Heartbeat, r.ElectionTimeout, mode, r.Observed, from)
+	for _, c := range r.Config {
+		fmt.Fprintf(&b, "   config %s\n", c)
+	}
 	for _, f := range r.Faults {
 		fmt.Fprintf(&b, "   fault %d at %+.1fs for %.1fs: %s\n", f.Index,
 			time.Duration(f.Start-r.Start).Seconds(), time.Duration(f.End-f.Start).Seconds(), f.Desc)
@@ -67,13 +78,13 @@ func (r *Result) Summary() string {
 	if r.FailoverP50 != nil {
 		fmt.Fprintf(&b, "   failover p50 %v, max %v over %d\n", r.FailoverP50, r.FailoverMax, len(r.Failovers))
 	}
-	b.WriteString("   node  cpu%   rss-max  rss-growth  max-queue  drops  campaigns\n")
+	b.WriteString("   node  cpu%   rss-max  rss-growth  max-queue  drops  campaigns  log-lines  log-kB\n")
 	for _, n := range r.NodeStats {
 		g := "-"
 		if n.RSSGrowthMB != nil {
 			g = fmt.Sprintf("%+.1fMB", *n.RSSGrowthMB)
 		}
-		fmt.Fprintf(&b, "   %-4s %5.2f  %6.1fMB  %10s  %9d  %5d  %9d\n", n.Name, n.CPUPercent, n.RSSMaxMB, g, n.MaxQueueDepth, n.Drops, n.Campaigns)
+		fmt.Fprintf(&b, "   %-4s %5.2f  %6.1fMB  %10s  %9d  %5d  %9d  %9d  %6.1f\n", n.Name, n.CPUPercent, n.RSSMaxMB, g, n.MaxQueueDepth, n.Drops, n.Campaigns, n.LogLines, float64(n.LogBytes)/1000)
 	}
 	for _, c := range r.Checks {
 		mark := "ok  "

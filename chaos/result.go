@@ -78,6 +78,10 @@ type NodeStats struct {
 	MaxQueueDepth uint64 `json:"max_queue_depth"`
 	Drops         uint64 `json:"drops"`
 	Campaigns     int    `json:"campaigns"` // times it became pre-candidate or candidate
+	// LogBytes and LogLines: what it wrote to its log (stderr) during the
+	// observation, over all its processes.
+	LogBytes int64 `json:"log_bytes"`
+	LogLines int   `json:"log_lines"`
 }
 
 // Check is one expectation and how the run did against it.
@@ -119,9 +123,13 @@ type Result struct {
 	Errors     []string           `json:"errors"`     // faults that could not be applied
 	Checker    checker.Report     `json:"-"`
 	Timeline   []checker.Interval `json:"timeline"`
-	Pass       bool               `json:"pass"`
-	Bindings   map[string]string  `json:"roles"`
-	Events     []eventlog.Event   `json:"-"`
+	// Config lists the nodes whose configuration the scenario changed from
+	// the harness's, as they started ("n1: peers [n1,n2,n3]"); restarts
+	// that change it are in Faults.
+	Config   []string          `json:"config,omitempty"`
+	Pass     bool              `json:"pass"`
+	Bindings map[string]string `json:"roles"`
+	Events   []eventlog.Event  `json:"-"`
 }
 
 // analyse measures the events of a run observed from t0 to end and judges
@@ -265,7 +273,7 @@ func (r *Result) failovers() {
 			continue
 		}
 		switch w.Kind {
-		case FaultIsolate, FaultKill, FaultTerm, FaultStop, FaultFlap:
+		case FaultIsolate, FaultKill, FaultTerm, FaultStop, FaultFlap, FaultReject, FaultRestart:
 		default:
 			continue // a link fault on the leader is not meant to move it
 		}
@@ -346,6 +354,19 @@ func expectations(s *Scenario, r *Result) []Check {
 	if (x.NewLeaderWithin > 0 || x.OldLeaseEndsWithin > 0 || x.OldLeaseEndsFirst) && len(r.Failovers) == 0 {
 		out = append(out, Check{Name: "faults on the leader", Want: ">= 1", Got: "0"})
 	}
+	for _, who := range x.NeverLead {
+		name := who
+		if n, ok := r.Bindings[who]; ok {
+			name = n
+		}
+		led := 0
+		for _, e := range r.Events {
+			if e.Mono > r.Start && e.Node == name && e.Kind == eventlog.KindState && e.Role == roleLeader {
+				led++
+			}
+		}
+		out = append(out, Check{Name: fmt.Sprintf("%s (%s) leads", who, name), Want: "never", Got: fmt.Sprintf("%d times", led), OK: led == 0})
+	}
 	for _, who := range x.NoCampaign {
 		name := who
 		if n, ok := r.Bindings[who]; ok {
@@ -368,6 +389,16 @@ func expectations(s *Scenario, r *Result) []Check {
 			if st.RSSGrowthMB != nil {
 				out = append(out, Check{Name: st.Name + " RSS growth", Want: fmt.Sprintf("<= %.1f MB", *x.MaxRSSGrowthMB), Got: fmt.Sprintf("%.1f MB", *st.RSSGrowthMB), OK: *st.RSSGrowthMB <= *x.MaxRSSGrowthMB})
 			}
+		}
+	}
+	if x.MaxLogBytes != nil {
+		for _, st := range r.NodeStats {
+			out = append(out, Check{Name: st.Name + " log bytes", Want: fmt.Sprintf("<= %d", *x.MaxLogBytes), Got: strconv.FormatInt(st.LogBytes, 10), OK: st.LogBytes <= *x.MaxLogBytes})
+		}
+	}
+	if x.MaxLogLines != nil {
+		for _, st := range r.NodeStats {
+			out = append(out, Check{Name: st.Name + " log lines", Want: fmt.Sprintf("<= %d", *x.MaxLogLines), Got: strconv.Itoa(st.LogLines), OK: st.LogLines <= *x.MaxLogLines})
 		}
 	}
 	if x.MaxCPUPercent != nil {

@@ -3,6 +3,7 @@
 package chaos
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -72,6 +73,10 @@ func Run(ctx context.Context, s *Scenario, o Options) (*Result, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
+	nodeConfig, err := s.nodeConfigs(n)
+	if err != nil {
+		return nil, err
+	}
 	if o.Dir == "" {
 		d, err := os.MkdirTemp("", "raftelect-chaos-"+s.Name+"-")
 		if err != nil {
@@ -94,7 +99,7 @@ func Run(ctx context.Context, s *Scenario, o Options) (*Result, error) {
 	r.c, err = newCluster(setup, clusterConfig{
 		nodes: n, binary: bin, dir: o.Dir,
 		heartbeat: o.HeartbeatInterval, electionTimeout: o.ElectionTimeout,
-		syncSend: o.SyncSend, proxy: s.usesProxy(),
+		syncSend: o.SyncSend, proxy: s.usesProxy(), nodeConfig: nodeConfig,
 	})
 	if err != nil {
 		return nil, err
@@ -153,29 +158,45 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	}
 	r.logf("%d nodes in network namespaces, heartbeat %v, election timeout %v%s; files in %s",
 		len(c.nodes), r.o.HeartbeatInterval, r.o.ElectionTimeout, mode, r.o.Dir)
-	for i := range c.nodes {
+	started, quiet := 0, time.Duration(0)
+	for i, p := range c.nodes {
+		if len(r.s.Start) > 0 && !slices.Contains(r.s.Start, p.name) {
+			continue
+		}
 		if err := c.start(i); err != nil {
 			return nil, err
 		}
+		started++
+		quiet = max(quiet, 2*c.electionTimeout(i))
 	}
-	// Settle: every node alive in one term with one leader, for two
-	// election timeouts in a row, so the run starts from a quiet cluster.
-	settleBy := time.Now().Add(30 * time.Second)
+	// Settle: every started node alive in one term with one leader (or
+	// just alive, with settle: alive), for two of their longest election
+	// timeouts in a row, so the run starts from a quiet cluster.
+	settleBy := time.Now().Add(30*time.Second + quiet)
 	var quietSince time.Time
 	for {
 		r.t.poll()
-		if r.t.agreed(len(c.nodes)) {
+		settled := r.t.agreed(started)
+		if r.s.Settle == SettleAlive {
+			settled = r.t.alive(started)
+		}
+		if settled {
 			if quietSince.IsZero() {
 				quietSince = time.Now()
 			}
-			if time.Since(quietSince) >= 2*r.o.ElectionTimeout {
+			if time.Since(quietSince) >= quiet {
 				break
 			}
 		} else {
 			quietSince = time.Time{}
 		}
+		for i, p := range c.nodes {
+			if e := c.running(i); e != nil && e.exited() {
+				return nil, fmt.Errorf("chaos: %s exited before the cluster settled; its stderr:\n%s", p.name, c.stderrTail(i, 10))
+			}
+		}
 		if time.Now().After(settleBy) {
-			return nil, fmt.Errorf("chaos: the cluster did not settle on one leader within 30s; stderr of %s:\n%s", c.nodes[0].name, c.stderrTail(0, 10))
+			return nil, fmt.Errorf("chaos: the cluster did not settle (%s) within %v; stderr of %s:\n%s", cmp.Or(r.s.Settle, SettleLeader), 30*time.Second+quiet, c.nodes[0].name, c.stderrTail(0, 10))
 		}
 		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
 			return nil, err
@@ -183,8 +204,10 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	}
 	c.sampleAll()
 	cpuAtStart := make([]time.Duration, len(c.nodes))
+	logAtStart := make([]int64, len(c.nodes))
 	for i := range c.nodes {
 		cpuAtStart[i] = c.cpuTime(i)
+		logAtStart[i] = c.logSize(i)
 	}
 	leader, term := r.t.leader()
 	r.t0 = eventlog.Now()
@@ -205,6 +228,9 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 
 	c.sampleAll()
 	stats := c.nodeStats(r.t0, end, cpuAtStart)
+	for i := range stats {
+		stats[i].LogBytes, stats[i].LogLines = c.logSince(i, logAtStart[i])
+	}
 	r.sp.mu.Lock()
 	for i := range stats {
 		stats[i].MaxQueueDepth, stats[i].Drops = r.sp.maxQueue[i], r.sp.drops[i]
@@ -219,6 +245,13 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 
 	res := analyse(r.s, r.t.events(), r.t0, end, r.faults, r.bindings, stats)
 	res.Dir, res.SyncSend, res.Heartbeat, res.ElectionTimeout = r.o.Dir, r.o.SyncSend, Millis(r.o.HeartbeatInterval), Millis(r.o.ElectionTimeout)
+	for i, p := range c.nodes {
+		if i < len(c.cfg.nodeConfig) {
+			if d := c.cfg.nodeConfig[i].String(); d != "" {
+				res.Config = append(res.Config, p.name+": "+d)
+			}
+		}
+	}
 	if !res.Pass {
 		// A failed run is worth its nodes' goroutine stacks: SIGQUIT makes
 		// the Go runtime write them to stderr (nN.stderr.log) and exit.
@@ -330,7 +363,9 @@ func (r *runner) inject(ctx context.Context, idx int, f Fault) {
 		return
 	}
 	r.logf("FAULT %d on: %s", idx, desc)
-	if f.Kind != FaultKill && f.Kind != FaultTerm {
+	if f.Kind == FaultRestart || f.Kind == FaultStart {
+		undo = nil // done at once; the change stays
+	} else if f.Kind != FaultKill && f.Kind != FaultTerm {
 		// A network fault or SIGSTOP lasts its duration, or to the end.
 		d := f.Duration.D()
 		if d == 0 {
@@ -560,6 +595,45 @@ func (r *runner) apply(ctx context.Context, f Fault, resolve func(string) ([]int
 			desc += fmt.Sprintf(", restart after %v", f.Params.RestartAfter.D())
 		}
 		return func() error { return c.start(i) }, desc, err
+	case FaultReject:
+		t, err := resolve(f.Target)
+		if err != nil {
+			return nil, "", err
+		}
+		how := netns.RejectKind(cmp.Or(f.Params.Reject, string(netns.RejectTCPReset)))
+		for _, i := range t {
+			if err := c.nw.Reject(i, peerPort, how); err != nil {
+				return nil, "", err
+			}
+		}
+		return healAll(t), fmt.Sprintf("%s's peer port %d answers with %s (%s)", names(t), peerPort, how, f.Target), nil
+	case FaultRestart, FaultStart:
+		t, err := resolve(f.Target)
+		if err != nil {
+			return nil, "", err
+		}
+		i := t[0]
+		if f.Kind == FaultRestart {
+			desc = fmt.Sprintf("restart %s (%s)", name(i), f.Target)
+			if err := c.terminate(i, 10*time.Second); err != nil {
+				return nil, desc, err
+			}
+		} else {
+			desc = fmt.Sprintf("start %s", name(i))
+			if c.running(i) != nil {
+				return nil, desc, fmt.Errorf("%s is already running", name(i))
+			}
+		}
+		if f.Config != nil {
+			if err := r.checkNodeConfig(name(i), *f.Config); err != nil {
+				return nil, desc, err
+			}
+			if err := c.reconfigure(i, *f.Config); err != nil {
+				return nil, desc, err
+			}
+			desc += " with " + f.Config.String()
+		}
+		return nil, desc, c.start(i)
 	case FaultStop:
 		t, err := resolve(f.Target)
 		if err != nil {
@@ -606,6 +680,12 @@ func defaultAll(role string) string {
 		return "all"
 	}
 	return role
+}
+
+// checkNodeConfig reports a peer list that names a node the cluster does
+// not have, or leaves out the node itself.
+func (r *runner) checkNodeConfig(node string, o NodeConfig) error {
+	return checkNodeConfig(node, o, len(r.c.nodes))
 }
 
 // monoToTime converts a CLOCK_MONOTONIC reading to a time.Time for timers.

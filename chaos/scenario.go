@@ -29,9 +29,82 @@ type Scenario struct {
 	Duration config.Duration `yaml:"duration"`
 	// Proxy routes every peer connection through a latency proxy, so that
 	// latency faults can be added. Implied by any latency fault.
-	Proxy    bool     `yaml:"proxy"`
+	Proxy bool `yaml:"proxy"`
+	// Config overrides the harness's configuration of every node (timings,
+	// peer list); NodeConfig overrides it for the named nodes ("n4").
+	Config     NodeConfig            `yaml:"config"`
+	NodeConfig map[string]NodeConfig `yaml:"node_config"`
+	// Start names the nodes started before the observation; absent, all.
+	// The others wait for a start fault.
+	Start []string `yaml:"start"`
+	// Settle is what the harness waits for before observing: "leader" (the
+	// default: every started node alive in one term with one leader, for
+	// two election timeouts) or "alive" (every started node alive, for two
+	// election timeouts: for nodes that cannot elect on their own).
+	Settle   string   `yaml:"settle"`
 	Schedule []Fault  `yaml:"schedule"`
 	Expect   Expected `yaml:"expect"`
+}
+
+// Settle modes.
+const (
+	SettleLeader = "leader"
+	SettleAlive  = "alive"
+)
+
+// NodeConfig is what a scenario may change in a node's configuration file.
+// Zero fields keep the harness's value (Options' timings, every node as a
+// peer).
+type NodeConfig struct {
+	HeartbeatInterval config.Duration `yaml:"heartbeat_interval"`
+	ElectionTimeout   config.Duration `yaml:"election_timeout"`
+	// Peers names the nodes this node lists as members ("n1", "n2", ...),
+	// itself included; their addresses are the harness's.
+	Peers []string `yaml:"peers"`
+	// KeepaliveTime and KeepaliveTimeout go to transport.keepalive_time
+	// and transport.keepalive_timeout.
+	KeepaliveTime    config.Duration `yaml:"keepalive_time"`
+	KeepaliveTimeout config.Duration `yaml:"keepalive_timeout"`
+}
+
+// merge returns c with the non-zero fields of o over it.
+func (c NodeConfig) merge(o NodeConfig) NodeConfig {
+	if o.HeartbeatInterval != 0 {
+		c.HeartbeatInterval = o.HeartbeatInterval
+	}
+	if o.ElectionTimeout != 0 {
+		c.ElectionTimeout = o.ElectionTimeout
+	}
+	if o.Peers != nil {
+		c.Peers = slices.Clone(o.Peers)
+	}
+	if o.KeepaliveTime != 0 {
+		c.KeepaliveTime = o.KeepaliveTime
+	}
+	if o.KeepaliveTimeout != 0 {
+		c.KeepaliveTimeout = o.KeepaliveTimeout
+	}
+	return c
+}
+
+func (c NodeConfig) String() string {
+	var parts []string
+	if c.HeartbeatInterval != 0 {
+		parts = append(parts, "heartbeat_interval "+c.HeartbeatInterval.String())
+	}
+	if c.ElectionTimeout != 0 {
+		parts = append(parts, "election_timeout "+c.ElectionTimeout.String())
+	}
+	if c.Peers != nil {
+		parts = append(parts, "peers ["+strings.Join(c.Peers, ",")+"]")
+	}
+	if c.KeepaliveTime != 0 {
+		parts = append(parts, "keepalive_time "+c.KeepaliveTime.String())
+	}
+	if c.KeepaliveTimeout != 0 {
+		parts = append(parts, "keepalive_timeout "+c.KeepaliveTimeout.String())
+	}
+	return strings.Join(parts, ", ")
 }
 
 // Fault kinds.
@@ -44,9 +117,12 @@ const (
 	FaultTerm    = "term"    // SIGTERM target; restart after restart_after if given
 	FaultStop    = "stop"    // SIGSTOP target, SIGCONT at the end
 	FaultLatency = "latency" // add latency and jitter from -> to through the proxy
+	FaultReject  = "reject"  // target's peer port answers with RST or ICMP port unreachable
+	FaultRestart = "restart" // SIGTERM target, then start it again with config applied
+	FaultStart   = "start"   // start target, a node not running, with config applied
 )
 
-var faultKinds = []string{FaultDrop, FaultIsolate, FaultLoss, FaultFlap, FaultKill, FaultTerm, FaultStop, FaultLatency}
+var faultKinds = []string{FaultDrop, FaultIsolate, FaultLoss, FaultFlap, FaultKill, FaultTerm, FaultStop, FaultLatency, FaultReject, FaultRestart, FaultStart}
 
 // Fault is one entry of a schedule.
 //
@@ -63,6 +139,9 @@ type Fault struct {
 	From     string          `yaml:"from"`
 	To       string          `yaml:"to"`
 	Params   Params          `yaml:"params"`
+	// Config changes the target's configuration file before a restart or
+	// start fault starts it; the change stays for later restarts.
+	Config *NodeConfig `yaml:"config"`
 }
 
 // Params holds the parameters of the fault kinds that take any.
@@ -72,6 +151,8 @@ type Params struct {
 	RestartAfter config.Duration `yaml:"restart_after"` // kill, term
 	Latency      config.Duration `yaml:"latency"`       // latency
 	Jitter       config.Duration `yaml:"jitter"`        // latency
+	// Reject: "tcp-reset" (the default) or "icmp-port-unreachable".
+	Reject string `yaml:"reject"`
 }
 
 // Expected is the outcome a scenario promises. Zero values check nothing,
@@ -103,6 +184,9 @@ type Expected struct {
 	// pre-candidate or candidate. Roles take the binding of the first
 	// fault that resolved them.
 	NoCampaign []string `yaml:"no_campaign"`
+	// NeverLead lists roles or names of nodes that must never become
+	// leader during the observation (bound as for NoCampaign).
+	NeverLead []string `yaml:"never_lead"`
 	// MaxLeaderless bounds the total time no node led.
 	MaxLeaderless *config.Duration `yaml:"max_leaderless"`
 	// MaxRSSGrowthMB bounds, per node, how much its RSS grew from the
@@ -111,15 +195,20 @@ type Expected struct {
 	// MaxCPUPercent bounds each node's average CPU use over the run, in
 	// percent of one core.
 	MaxCPUPercent *float64 `yaml:"max_cpu_percent"`
+	// MaxLogBytes and MaxLogLines bound, per node, what it wrote to its
+	// log (stderr) during the observation: a log storm fails the run.
+	MaxLogBytes *int64 `yaml:"max_log_bytes"`
+	MaxLogLines *int   `yaml:"max_log_lines"`
 }
 
 //go:embed scenarios/*.yaml
 var builtin embed.FS
 
 // Builtin returns the names of the scenarios shipped with the package: the
-// rows of docs/chaos.md's table, in that order, then slow-wan (latency).
+// rows of docs/chaos.md's table, in that order.
 func Builtin() []string {
-	return []string{"healthy", "asym-drop", "partition-follower", "isolate-leader", "loss", "kill-leader", "stop-leader", "hung-peer", "slow-wan"}
+	return []string{"healthy", "asym-drop", "partition-follower", "isolate-leader", "loss", "kill-leader", "stop-leader", "hung-peer", "slow-wan",
+		"rolling-timeout", "rolling-timeout-up", "peer-lists-3-first", "peer-lists-5-first", "peer-lists-minority", "reject-leader", "reject-leader-icmp"}
 }
 
 // LoadScenario reads a scenario by built-in name ("asym-drop") or from a
@@ -193,9 +282,16 @@ func (s *Scenario) Validate() error {
 			if f.From == "" || f.To == "" {
 				bad("%s: drop needs from and to", at)
 			}
-		case FaultIsolate, FaultKill, FaultTerm, FaultStop:
+		case FaultIsolate, FaultKill, FaultTerm, FaultStop, FaultRestart, FaultStart:
 			if f.Target == "" {
 				bad("%s: %s needs a target", at, f.Kind)
+			}
+		case FaultReject:
+			if f.Target == "" {
+				bad("%s: reject needs a target", at)
+			}
+			if r := f.Params.Reject; r != "" && r != "tcp-reset" && r != "icmp-port-unreachable" {
+				bad("%s: params.reject %q, want tcp-reset or icmp-port-unreachable", at, r)
 			}
 		case FaultLoss:
 			if f.Params.Percent <= 0 || f.Params.Percent > 100 {
@@ -217,8 +313,71 @@ func (s *Scenario) Validate() error {
 			}
 		}
 	}
+	for i, f := range s.Schedule {
+		if f.Config != nil && f.Kind != FaultRestart && f.Kind != FaultStart {
+			bad("schedule[%d]: config applies to restart and start faults, not %s", i, f.Kind)
+		}
+	}
+	switch s.Settle {
+	case "", SettleLeader, SettleAlive:
+	default:
+		bad("settle: %q, want %s or %s", s.Settle, SettleLeader, SettleAlive)
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("invalid scenario:\n  %s", strings.Join(errs, "\n  "))
+	}
+	return nil
+}
+
+// nodeConfigs returns each node's overrides (Config, then NodeConfig of
+// its name) in a cluster of n nodes, and checks that every name the
+// scenario uses for a node exists there.
+func (s *Scenario) nodeConfigs(n int) ([]NodeConfig, error) {
+	var errs []string
+	exists := func(name string) bool {
+		var k int
+		_, err := fmt.Sscanf(name, "n%d", &k)
+		return err == nil && k >= 1 && k <= n && name == fmt.Sprintf("n%d", k)
+	}
+	for name := range s.NodeConfig {
+		if !exists(name) {
+			errs = append(errs, fmt.Sprintf("node_config: no node %q in a cluster of %d (n1..n%d)", name, n, n))
+		}
+	}
+	for _, name := range s.Start {
+		if !exists(name) {
+			errs = append(errs, fmt.Sprintf("start: no node %q in a cluster of %d (n1..n%d)", name, n, n))
+		}
+	}
+	out := make([]NodeConfig, n)
+	for i := range out {
+		name := fmt.Sprintf("n%d", i+1)
+		out[i] = s.Config.merge(s.NodeConfig[name])
+		if err := checkNodeConfig(name, out[i], n); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("chaos: %s: %s", s.Name, strings.Join(errs, "; "))
+	}
+	return out, nil
+}
+
+// checkNodeConfig reports a peer list of node that names a node a cluster
+// of n does not have, or leaves out node itself (raftelect would refuse to
+// start).
+func checkNodeConfig(node string, c NodeConfig, n int) error {
+	if c.Peers == nil {
+		return nil
+	}
+	if !slices.Contains(c.Peers, node) {
+		return fmt.Errorf("%s's peers %v leave out %s itself", node, c.Peers, node)
+	}
+	for _, p := range c.Peers {
+		var k int
+		if _, err := fmt.Sscanf(p, "n%d", &k); err != nil || k < 1 || k > n || p != fmt.Sprintf("n%d", k) {
+			return fmt.Errorf("%s's peers %v name %q, not a node of this cluster (n1..n%d)", node, c.Peers, p, n)
+		}
 	}
 	return nil
 }

@@ -1,0 +1,116 @@
+//go:build linux
+
+package chaos
+
+import (
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/raftelect/raftelect/certs"
+	"github.com/raftelect/raftelect/config"
+)
+
+// TestNodeConfigFilesCarryEachNodesOverrides: the file a node starts from
+// lists exactly the peers its scenario gives it, with its own timings and
+// keepalive, is valid for `raftelect run`, and a reconfigure before a
+// restart changes only what it names, keeping earlier overrides.
+func TestNodeConfigFilesCarryEachNodesOverrides(t *testing.T) {
+	dir := t.TempDir()
+	s, err := ParseScenario([]byte(`name: x
+nodes: 5
+duration: 10s
+config: {election_timeout: 5s}
+node_config:
+  n1: {peers: [n1, n2, n3], keepalive_time: 20s}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := s.nodeConfigs(5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cluster{cfg: clusterConfig{nodes: 5, dir: dir, heartbeat: 100 * time.Millisecond, electionTimeout: time.Second, nodeConfig: nc}, tlsDir: filepath.Join(dir, "tls")}
+	ca, err := certs.NewCA("test CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		p := &proc{index: i, name: nodeName(i), ip: netip.AddrFrom4([4]byte{10, 9, 9, byte(i + 1)}), conf: nc[i],
+			config: filepath.Join(dir, nodeName(i)+".yaml"), events: filepath.Join(dir, nodeName(i)+".events.jsonl")}
+		if _, err := ca.WriteNode(c.tlsDir, p.name, []string{p.ip.String()}, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		c.nodes = append(c.nodes, p)
+	}
+	load := func(i int) *config.Node {
+		t.Helper()
+		if err := c.writeConfig(c.nodes[i]); err != nil {
+			t.Fatal(err)
+		}
+		n, err := config.Load(c.nodes[i].config, config.LoadOptions{})
+		if err != nil {
+			t.Fatalf("%s's config does not load: %v", c.nodes[i].name, err)
+		}
+		return n
+	}
+	peers := func(n *config.Node) []string {
+		var out []string
+		for _, p := range n.Peers {
+			out = append(out, p.Name)
+		}
+		return out
+	}
+
+	n1 := load(0)
+	if got := peers(n1); !slices.Equal(got, []string{"n1", "n2", "n3"}) {
+		t.Errorf("n1 lists %v, want [n1 n2 n3]", got)
+	}
+	if n1.ElectionTimeout.D() != 5*time.Second || n1.HeartbeatInterval.D() != 100*time.Millisecond || n1.Transport.KeepaliveTime.D() != 20*time.Second {
+		t.Errorf("n1: election timeout %v, heartbeat %v, keepalive %v; want 5s, 100ms, 20s", n1.ElectionTimeout, n1.HeartbeatInterval, n1.Transport.KeepaliveTime)
+	}
+	n4 := load(3)
+	if got := peers(n4); len(got) != 5 {
+		t.Errorf("n4 lists %v, want all 5", got)
+	}
+
+	if err := c.reconfigure(0, NodeConfig{ElectionTimeout: config.Duration(time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	n1, err = config.Load(c.nodes[0].config, config.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := peers(n1); n1.ElectionTimeout.D() != time.Second || !slices.Equal(got, []string{"n1", "n2", "n3"}) || n1.Transport.KeepaliveTime.D() != 20*time.Second {
+		t.Errorf("after reconfigure n1 has election timeout %v, peers %v, keepalive %v; want 1s, [n1 n2 n3], 20s", n1.ElectionTimeout, got, n1.Transport.KeepaliveTime)
+	}
+	if c.electionTimeout(0) != time.Second || c.electionTimeout(3) != 5*time.Second {
+		t.Errorf("electionTimeout: n1 %v, n4 %v; want 1s, 5s", c.electionTimeout(0), c.electionTimeout(3))
+	}
+}
+
+// TestScenarioNodeNamesMustExist: a peer list, node_config or start that
+// names a node the cluster lacks, or a peer list without the node itself,
+// is an error before anything starts.
+func TestScenarioNodeNamesMustExist(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"node_config: {n4: {election_timeout: 1s}}", `no node "n4"`},
+		{"start: [n1, n9]", `no node "n9"`},
+		{"node_config: {n1: {peers: [n2, n3]}}", "leave out n1 itself"},
+		{"node_config: {n1: {peers: [n1, n7]}}", `name "n7"`},
+		{"node_config: {n1: {peers: [n1, x]}}", `name "x"`},
+	} {
+		s, err := ParseScenario([]byte(fmt.Sprintf("name: x\nduration: 10s\n%s\n", tc.yaml)))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.yaml, err)
+		}
+		if _, err := s.nodeConfigs(3); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want an error mentioning %s", tc.yaml, err, tc.want)
+		}
+	}
+}
