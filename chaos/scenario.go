@@ -41,7 +41,12 @@ type Scenario struct {
 	// default: every started node alive in one term with one leader, for
 	// two election timeouts) or "alive" (every started node alive, for two
 	// election timeouts: for nodes that cannot elect on their own).
-	Settle   string   `yaml:"settle"`
+	Settle string `yaml:"settle"`
+	// Unscaled keeps the schedule as written under Scaled (--scale): for
+	// scenarios that are short already and whose times follow from
+	// something a factor would break (a node restarted between two others,
+	// a 5 s election timeout to wait out, keepalive's 10 s).
+	Unscaled bool     `yaml:"unscaled"`
 	Schedule []Fault  `yaml:"schedule"`
 	Expect   Expected `yaml:"expect"`
 }
@@ -397,11 +402,15 @@ func (s *Scenario) usesProxy() bool {
 
 // Scaled returns a copy whose times (the duration, every fault's start,
 // length, flap period and restart delay) are multiplied by factor, for short
-// test runs. Expectations are not scaled: they follow from the raft timings,
+// test runs (unless the scenario is Unscaled). Expectations are not scaled: they follow from the raft timings,
 // which do not change. Fault lengths never drop below minFault, so that a
 // fault still outlasts an election timeout.
 func (s *Scenario) Scaled(factor float64, minFault time.Duration) *Scenario {
 	c := *s
+	if s.Unscaled {
+		c.Schedule = slices.Clone(s.Schedule)
+		return &c
+	}
 	c.Schedule = slices.Clone(s.Schedule)
 	scale := func(d config.Duration, floor time.Duration) config.Duration {
 		if d == 0 {

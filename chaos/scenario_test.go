@@ -77,3 +77,27 @@ func TestAnalyseCountsFromObservationStart(t *testing.T) {
 		t.Error("timeline SVG lacks the fault")
 	}
 }
+
+// TestScaledKeepsUnscaledSchedules: --scale shortens an ordinary schedule
+// but leaves one marked unscaled exactly as written.
+func TestScaledKeepsUnscaledSchedules(t *testing.T) {
+	const src = "name: x\nduration: 20s\nschedule: [{at: 10s, duration: 5s, fault: isolate, target: leader}]\n"
+	for _, unscaled := range []bool{false, true} {
+		data := src
+		if unscaled {
+			data += "unscaled: true\n"
+		}
+		s, err := ParseScenario([]byte(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := s.Scaled(0.5, time.Second)
+		wantAt, wantDur := 5*time.Second, 10*time.Second
+		if unscaled {
+			wantAt, wantDur = 10*time.Second, 20*time.Second
+		}
+		if c.Schedule[0].At.D() != wantAt || c.Duration.D() != wantDur {
+			t.Errorf("unscaled=%v: fault at %v, duration %v; want %v, %v", unscaled, c.Schedule[0].At, c.Duration, wantAt, wantDur)
+		}
+	}
+}

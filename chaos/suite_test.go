@@ -83,31 +83,29 @@ func (w testWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// suiteRun is one run of TestShortSuite.
+// suiteRun is one run of TestShortSuite: a scenario and a cluster size.
 type suiteRun struct {
 	name  string
 	nodes int
-	scale float64
 }
 
 // suite is what TestShortSuite runs, one after another (CPU figures mean
-// more when runs do not share the cores): the fault scenarios at
-// shortScale, isolate-leader also on 5 nodes, and at full length the ones
-// written short already, whose times do not scale (node restarts with a new
-// configuration, the followers' 5 s election timeout, keepalive's 10 s).
+// more when runs do not share the cores), at shortScale: the fault
+// scenarios, isolate-leader also on 5 nodes, then the scenarios of
+// operations, which are unscaled (short already, their times do not scale).
 var suite = []suiteRun{
-	{"healthy", 3, shortScale},
-	{"asym-drop", 3, shortScale},
-	{"partition-follower", 3, shortScale},
-	{"isolate-leader", 3, shortScale},
-	{"loss", 3, shortScale},
-	{"kill-leader", 3, shortScale},
-	{"stop-leader", 3, shortScale},
-	{"hung-peer", 3, shortScale},
-	{"slow-wan", 3, shortScale},
-	{"isolate-leader", 5, shortScale},
-	{"rolling-timeout-up", 3, 1},
-	{"peer-lists-minority", 5, 1},
+	{"healthy", 3},
+	{"asym-drop", 3},
+	{"partition-follower", 3},
+	{"isolate-leader", 3},
+	{"loss", 3},
+	{"kill-leader", 3},
+	{"stop-leader", 3},
+	{"hung-peer", 3},
+	{"slow-wan", 3},
+	{"isolate-leader", 5},
+	{"rolling-timeout-up", 3},
+	{"peer-lists-minority", 5},
 }
 
 // awaitingFix lists the shipped scenarios that fail on this code and are
@@ -158,10 +156,7 @@ func TestShortSuite(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if r.scale != 1 {
-				s = s.Scaled(r.scale, minFault)
-			}
-			res := runShort(t, s, Options{Nodes: r.nodes})
+			res := runShort(t, s.Scaled(shortScale, minFault), Options{Nodes: r.nodes})
 			lines = append(lines, res.OneLine())
 			if !res.Pass {
 				t.Errorf("%s", res.Summary())
