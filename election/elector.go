@@ -20,7 +20,6 @@ package election
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -129,7 +128,7 @@ func (e *Elector) Run(ctx context.Context) error {
 	e.mu.Lock()
 	if e.started {
 		e.mu.Unlock()
-		return errors.New("election: Run called twice; make a new Elector to start again")
+		return ErrRunTwice
 	}
 	e.started = true
 	routines := append([]func(context.Context, Lease) error(nil), e.routines...)
@@ -179,7 +178,7 @@ func (e *Elector) Leader() LeaderInfo {
 func (e *Elector) Transfer(ctx context.Context, to string) error {
 	l := e.loop.Load()
 	if l == nil {
-		return errors.New("election: not running")
+		return ErrNotRunning
 	}
 	var target uint64
 	if to != "" {
@@ -194,7 +193,7 @@ func (e *Elector) Transfer(ctx context.Context, to string) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-l.stopped:
-		return errors.New("election: stopped")
+		return ErrStopped
 	}
 	if err := <-req.result; err != nil {
 		return err
@@ -211,7 +210,7 @@ func (e *Elector) Transfer(ctx context.Context, to string) error {
 		case <-ctx.Done():
 			return fmt.Errorf("election: transfer did not complete: %w", ctx.Err())
 		case <-l.stopped:
-			return errors.New("election: stopped")
+			return ErrStopped
 		case <-t.C:
 		}
 	}

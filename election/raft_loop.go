@@ -861,7 +861,7 @@ func (l *raftLoop) Deliver(ctx context.Context, from uint64, msgs []*raftpb.Mess
 	case <-ctx.Done():
 		return transport.Ack{}, ctx.Err()
 	case <-l.stopped:
-		return transport.Ack{}, errors.New("node stopped")
+		return transport.Ack{}, ErrStopped
 	}
 	// Wait a little for the loop to step the batch, so the answer
 	// acknowledges this batch rather than the previous one: a fresher lease

@@ -14,8 +14,6 @@ import (
 	"io"
 	"os"
 	"sync"
-
-	"golang.org/x/sys/unix"
 )
 
 // Kind says what an Event records.
@@ -50,15 +48,6 @@ type Event struct {
 	Role   string `json:"role,omitempty"`   // follower, pre-candidate, candidate, leader
 	Leader string `json:"leader,omitempty"` // leader known at the event, "" for none
 	Token  uint64 `json:"token,omitempty"`  // fencing token, for lease events
-}
-
-// Now returns the CLOCK_MONOTONIC reading in nanoseconds.
-func Now() int64 {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		panic(fmt.Sprintf("clock_gettime(CLOCK_MONOTONIC): %v", err)) // cannot fail on Linux
-	}
-	return ts.Nano()
 }
 
 // Writer appends events to a log. It is safe for concurrent use. Each event

@@ -1,0 +1,75 @@
+package election_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/raftelect/raftelect/election"
+)
+
+// A node runs leader-only work through RunWhileLeader: the work starts when
+// the node holds the lease and its context ends when the lease does. This
+// one-node cluster (no TLS, loopback only: a demonstration) elects itself,
+// runs the work once and stops.
+func Example() {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	e, err := election.New(election.Config{
+		Name:              "solo",
+		Peers:             []election.PeerConfig{{Name: "solo", Address: lis.Addr().String()}},
+		Listener:          lis,
+		Insecure:          true,
+		HeartbeatInterval: 10 * time.Millisecond,
+		ElectionTimeout:   100 * time.Millisecond,
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	ctx, stop := context.WithTimeout(context.Background(), 30*time.Second)
+	defer stop()
+	e.RunWhileLeader(func(ctx context.Context, lease election.Lease) error {
+		fmt.Println("leading as", lease.Holder, "with a fencing token:", lease.Token > 0)
+		stop() // done: stop the node
+		return nil
+	})
+	if err := e.Run(ctx); err != nil {
+		fmt.Println(err)
+	}
+	// Output: leading as solo with a fencing token: true
+}
+
+// Errors are values to test with errors.Is.
+func ExampleErrNotRunning() {
+	e, err := election.New(election.Config{
+		Name:     "n1",
+		Peers:    []election.PeerConfig{{Name: "n1", Address: "127.0.0.1:7000"}, {Name: "n2", Address: "127.0.0.1:7001"}, {Name: "n3", Address: "127.0.0.1:7002"}},
+		Insecure: true,
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	err = e.Transfer(context.Background(), "n2")
+	fmt.Println(errors.Is(err, election.ErrNotRunning))
+	// Output: true
+}
+
+// Configuration problems come back all at once, each saying what to do.
+func ExampleConfig_Validate() {
+	err := election.Config{
+		Name:              "n1",
+		Peers:             []election.PeerConfig{{Name: "n1", Address: "127.0.0.1:7000"}},
+		HeartbeatInterval: 100 * time.Millisecond,
+		ElectionTimeout:   150 * time.Millisecond,
+		Insecure:          true,
+	}.Validate()
+	fmt.Println(err)
+	// Output: election timeout 150ms must be more than twice the heartbeat interval 100ms
+}
