@@ -193,3 +193,107 @@ func TestDamagedStoreIsRefusedWithoutAPanic(t *testing.T) {
 		})
 	}
 }
+
+// copyDir copies the regular files of src into a new directory dst (the
+// data directory holds only raft.db).
+func copyDir(t *testing.T, src, dst string) {
+	t.Helper()
+	if err := os.Mkdir(dst, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ents, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func (p *proc) stop(t *testing.T) {
+	t.Helper()
+	p.signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s did not stop within 20s of SIGTERM", p.name)
+	}
+	if p.exitCode != 0 {
+		t.Fatalf("%s exited %d after SIGTERM", p.name, p.exitCode)
+	}
+}
+
+// A data directory copied from another node of the cluster is refused at
+// start (exit 2, as for a bad configuration: restarting will not help),
+// with a message naming both nodes and what to do; the node's own data
+// directory, put back, starts and rejoins.
+func TestDataDirCopiedFromAnotherNodeIsRefused(t *testing.T) {
+	c := startCluster(t)
+	n1, n2 := c.node("n1"), c.node("n2")
+	// Both stores must hold their full identity: the node name (written at
+	// start) and the cluster ID (written when the first leader's ID record
+	// is applied).
+	for _, p := range []*proc{n1, n2} {
+		eventually(t, 30*time.Second, p.name+" to record the cluster ID", func() error {
+			b, err := os.ReadFile(p.log)
+			if err != nil {
+				return err
+			}
+			if !bytes.Contains(b, []byte(`"cluster ID recorded"`)) {
+				return errors.New("not yet")
+			}
+			return nil
+		})
+	}
+	n2.stop(t)
+	n1.stop(t)
+	data := filepath.Join(c.dir, "data")
+	own := filepath.Join(data, "n2.own")
+	if err := os.Rename(filepath.Join(data, "n2"), own); err != nil {
+		t.Fatal(err)
+	}
+	copyDir(t, filepath.Join(data, "n1"), filepath.Join(data, "n2"))
+	n1.start(t) // n1 and n3: the cluster carries on without n2
+
+	r := runToExit(t, 30*time.Second, "run", "--config", n2.cfg)
+	t.Logf("n2 on n1's data directory: exit %d, stderr:\n%s", r.code, r.stderr)
+	if r.code != 2 {
+		t.Fatalf("exit code %d, want 2", r.code)
+	}
+	for _, want := range []string{`"n1"`, `"n2"`, "data_dir", "empty data directory"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q", want)
+		}
+	}
+	if strings.Contains(r.stderr, "panic") || strings.Contains(r.stderr, "goroutine ") {
+		t.Errorf("stderr shows a panic")
+	}
+
+	// The control: the same binary and configuration on n2's own state.
+	if err := os.RemoveAll(filepath.Join(data, "n2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(own, filepath.Join(data, "n2")); err != nil {
+		t.Fatal(err)
+	}
+	n2.start(t)
+	eventually(t, 30*time.Second, "n2 on its own data directory to rejoin (/readyz 200)", func() error {
+		code, body, err := n2.get("/readyz")
+		if err != nil {
+			return err
+		}
+		if code != 200 {
+			return fmt.Errorf("%d %s", code, body)
+		}
+		return nil
+	})
+}
