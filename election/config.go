@@ -25,8 +25,8 @@ const (
 
 // PeerConfig names one node of the cluster.
 type PeerConfig struct {
-	// Name is the node's identity: unique, and the CommonName of its
-	// certificate.
+	// Name is the node's name: unique, and the identity its certificate
+	// carries unless Identity is set.
 	Name string
 	// Address is host:port of its peer (gRPC) listener.
 	Address string
@@ -34,14 +34,24 @@ type PeerConfig struct {
 	// CommonName or a DNS SAN (default: Name). Set it when certificates
 	// come from a PKI with its own naming, such as
 	// "raftelect.eu-west.svc.cluster.local". Peers verify it on every
-	// connection, both ways.
+	// connection, both ways, by the same rule (see docs/operations.md): a
+	// certificate that carries the identities of two members identifies
+	// neither.
 	Identity string
+	// PublicKeyPins, if set, pin the node's public key: its certificate
+	// must also have a public key whose pin (`raftelect certs pin`,
+	// "sha256:" and the hex SHA-256 of the DER SubjectPublicKeyInfo) is one
+	// of these, so that another certificate that happens to carry its
+	// identity (a SAN added by mistake, another service's certificate from
+	// the same CA) does not pass as this node. List two during a key
+	// rotation.
+	PublicKeyPins []string
 }
 
 // TLSConfig names the PEM files for mutual TLS.
 type TLSConfig struct {
 	CAFile   string // the CA that signed every node's certificate
-	CertFile string // this node's certificate (CommonName = node name)
+	CertFile string // this node's certificate (carries its identity)
 	KeyFile  string // its private key
 }
 
@@ -197,6 +207,11 @@ func (c Config) Validate() error {
 			bad("peers[%d] (%s): identity %q is also the identity of %s; certificates must tell nodes apart", i, p.Name, identity, other)
 		} else {
 			identities[identity] = p.Name
+		}
+		for _, pin := range p.PublicKeyPins {
+			if _, err := transport.ParsePin(pin); err != nil {
+				bad("peers[%d] (%s): %v", i, p.Name, err)
+			}
 		}
 		if p.Name == c.Name {
 			self = true

@@ -253,10 +253,10 @@ func newRaftLoop(e *Elector, routines []func(context.Context, Lease) error) (*ra
 	var others []transport.Peer
 	for _, p := range cfg.Peers {
 		if p.Name == cfg.Name {
-			self.Addr = p.Address
+			self.Addr, self.Identity, self.PublicKeyPins = p.Address, p.Identity, p.PublicKeyPins
 			continue
 		}
-		others = append(others, transport.Peer{ID: NodeID(p.Name), Name: p.Name, Addr: p.Address, Identity: p.Identity})
+		others = append(others, transport.Peer{ID: NodeID(p.Name), Name: p.Name, Addr: p.Address, Identity: p.Identity, PublicKeyPins: p.PublicKeyPins})
 	}
 	if cfg.ListenAddress != "" {
 		self.Addr = cfg.ListenAddress

@@ -60,6 +60,10 @@ type Metrics struct {
 	children map[childKey]prometheus.Counter
 	hist     sync.Map // peer -> prometheus.Observer
 
+	// Expiry of our certificate and of the CA bundle (its earliest), unix
+	// nanoseconds; 0 until the transport loaded them (none without TLS).
+	certExpiry, caExpiry atomic.Int64
+
 	status   atomic.Pointer[func() election.Status]
 	termMu   sync.Mutex
 	lastTerm uint64
@@ -77,9 +81,11 @@ type childKey struct {
 type descs struct {
 	isLeader, holdsLease, term, hasLeader                  *prometheus.Desc
 	reachable, queueDepth, rtt, lastContact, drops, errors *prometheus.Desc
+	certExpiry, caExpiry                                   *prometheus.Desc
 }
 
 var _ transport.Metrics = (*Metrics)(nil)
+var _ transport.CertificateMetrics = (*Metrics)(nil)
 var _ prometheus.Collector = (*Metrics)(nil)
 
 // New makes the metrics and registers them (and itself) with reg.
@@ -116,6 +122,8 @@ func New(reg prometheus.Registerer) *Metrics {
 		lastContact: d("peer_last_contact_seconds", "Seconds since the last message to or from the peer; -1 if never.", "peer"),
 		drops:       d("peer_dropped_messages_total", "Messages to the peer dropped by the transport (queue full or expired before sending); the numbers the periodic drop log reports.", "peer"),
 		errors:      d("peer_send_failures_total", "Failed sends to the peer as the transport counts them (all classes).", "peer"),
+		certExpiry:  d("tls_certificate_expiry_timestamp_seconds", "When this node's certificate (the one in use, updated when it is reloaded) expires, in unix seconds."),
+		caExpiry:    d("tls_ca_expiry_timestamp_seconds", "When the CA bundle in use expires (its first certificate to expire), in unix seconds."),
 	}
 	reg.MustRegister(m.sent, m.received, m.queueFull, m.sendErrors, m.latency, m.leaderChanges, m.elections, m)
 	return m
@@ -124,6 +132,13 @@ func New(reg prometheus.Registerer) *Metrics {
 // Observe sets where state is read from at scrape time (Elector.Status).
 // Until it is called, only event metrics are exported.
 func (m *Metrics) Observe(status func() election.Status) { m.status.Store(&status) }
+
+// CertificatesLoaded records when our certificate and the CA bundle expire;
+// the transport calls it at start and after every reload.
+func (m *Metrics) CertificatesLoaded(cert, ca time.Time) {
+	m.certExpiry.Store(cert.UnixNano())
+	m.caExpiry.Store(ca.UnixNano())
+}
 
 // Callbacks wraps next so that leader changes and terms are counted; the
 // wrapped callbacks are called as before.
@@ -243,13 +258,20 @@ func Classify(err error) string {
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	d := m.descs
-	for _, x := range []*prometheus.Desc{d.isLeader, d.holdsLease, d.term, d.hasLeader, d.reachable, d.queueDepth, d.rtt, d.lastContact, d.drops, d.errors} {
+	for _, x := range []*prometheus.Desc{d.isLeader, d.holdsLease, d.term, d.hasLeader, d.reachable, d.queueDepth, d.rtt, d.lastContact, d.drops, d.errors, d.certExpiry, d.caExpiry} {
 		ch <- x
 	}
 }
 
 // Collect implements prometheus.Collector: state read from the elector.
 func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	// Not exported before they are known: a 0 would read as "expired".
+	if ns := m.certExpiry.Load(); ns != 0 {
+		ch <- prometheus.MustNewConstMetric(m.descs.certExpiry, prometheus.GaugeValue, float64(ns)/1e9)
+	}
+	if ns := m.caExpiry.Load(); ns != 0 {
+		ch <- prometheus.MustNewConstMetric(m.descs.caExpiry, prometheus.GaugeValue, float64(ns)/1e9)
+	}
 	f := m.status.Load()
 	if f == nil {
 		return

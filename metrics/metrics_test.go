@@ -153,3 +153,28 @@ func TestElectionsCountFromStartTerm(t *testing.T) {
 		t.Errorf("restarted node: elections = %v, want 1", g)
 	}
 }
+
+// The expiry gauges are absent until the transport reports a load (a 0
+// would read as "expired"), then show the latest load in unix seconds.
+func TestCertificateExpiryGaugesFollowTheLatestLoad(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	m := New(reg)
+	const certName, caName = "raftelect_tls_certificate_expiry_timestamp_seconds", "raftelect_tls_ca_expiry_timestamp_seconds"
+	got := gather(t, reg)
+	if _, ok := got[certName]; ok {
+		t.Errorf("%s exported before any certificate was loaded", certName)
+	}
+	if _, ok := got[caName]; ok {
+		t.Errorf("%s exported before any CA was loaded", caName)
+	}
+	cert, ca := time.Unix(1_900_000_000, 0), time.Unix(2_000_000_000, 0)
+	m.CertificatesLoaded(cert, ca)
+	m.CertificatesLoaded(cert.Add(time.Hour), ca) // a reload
+	got = gather(t, reg)
+	if g := got[certName]; g != float64(cert.Add(time.Hour).Unix()) {
+		t.Errorf("%s = %v, want %d (the reloaded certificate)", certName, g, cert.Add(time.Hour).Unix())
+	}
+	if g := got[caName]; g != float64(ca.Unix()) {
+		t.Errorf("%s = %v, want %d", caName, g, ca.Unix())
+	}
+}

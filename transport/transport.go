@@ -48,8 +48,11 @@ type Peer struct {
 	Name string
 	Addr string // host:port of its gRPC listener
 	// Identity is the name its certificate carries, as CommonName or DNS
-	// SAN; empty means Name.
+	// SAN; empty means Name. See identity.go for the rule.
 	Identity string
+	// PublicKeyPins, if any, are the pins (see PublicKeyPin) one of which
+	// its certificate's public key must match.
+	PublicKeyPins []string
 }
 
 // identity returns the name p's certificate must carry.
@@ -221,15 +224,22 @@ type Metrics interface {
 	SendLatency(peer string, d time.Duration)
 }
 
+// CertificateMetrics is implemented by Metrics that record when this node's
+// certificate and its CA bundle (the earliest certificate in it) expire. A
+// transport with credentials tells them at New and after every reload.
+type CertificateMetrics interface {
+	CertificatesLoaded(certNotAfter, caNotAfter time.Time)
+}
+
 // Transport sends and receives raft messages for one node.
 type Transport struct {
-	opts       Options
-	log        *slog.Logger
-	validator  inboundValidator
-	byName     map[string]*peer
-	byID       map[uint64]*peer
-	byIdentity map[string]*peer
-	digest     uint64
+	opts      Options
+	log       *slog.Logger
+	validator inboundValidator
+	byName    map[string]*peer
+	byID      map[uint64]*peer
+	members   *Members // every member's identity, self included
+	digest    uint64
 
 	lis    net.Listener
 	server *grpc.Server
@@ -257,13 +267,12 @@ func New(opts Options) (*Transport, error) {
 	setDefault(&opts.DataTimeout, 5*time.Second)
 	setDefault(&opts.MaxMessageAge, opts.ControlTimeout)
 	t := &Transport{
-		opts:       opts,
-		log:        opts.Logger,
-		validator:  inboundValidator{self: opts.Self.ID, peers: map[uint64]string{}},
-		byName:     map[string]*peer{},
-		byID:       map[uint64]*peer{},
-		byIdentity: map[string]*peer{},
-		digest:     labelsDigest(opts.Labels),
+		opts:      opts,
+		log:       opts.Logger,
+		validator: inboundValidator{self: opts.Self.ID, peers: map[uint64]string{}},
+		byName:    map[string]*peer{},
+		byID:      map[uint64]*peer{},
+		digest:    labelsDigest(opts.Labels),
 	}
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
@@ -275,9 +284,22 @@ func New(opts Options) (*Transport, error) {
 		}
 		pp.sendLabels.Store(true)
 		t.byName[p.Name] = pp
-		t.byIdentity[p.identity()] = pp
 		t.byID[p.ID] = pp
 		t.validator.peers[p.ID] = p.Name
+	}
+	var err error
+	if t.members, err = NewMembers(append([]Peer{opts.Self}, opts.Peers...)); err != nil {
+		return nil, fmt.Errorf("transport: %w", err)
+	}
+	if c := opts.Credentials; c != nil {
+		// Our own certificate must identify us by the rule peers apply,
+		// or every peer would refuse us: say so now, not per connection.
+		if err := c.requireIdentity(t.members, opts.Self.Name, t.log); err != nil {
+			return nil, err
+		}
+		if cm, ok := opts.Metrics.(CertificateMetrics); ok {
+			c.onLoad(cm.CertificatesLoaded)
+		}
 	}
 	return t, nil
 }
@@ -317,6 +339,10 @@ func (t *Transport) Start() error {
 		// A peer has at most two Sends in flight (one per lane) plus the
 		// odd Check or Status; anything beyond waits for a free stream.
 		grpc.MaxConcurrentStreams(16),
+		// Identify the caller once per RPC, for every service on this
+		// server (CallerMember).
+		grpc.ChainUnaryInterceptor(t.intercept),
+		grpc.ChainStreamInterceptor(t.interceptStream),
 	}
 	if t.opts.Credentials != nil {
 		sopts = append(sopts, grpc.Creds(credentials.NewTLS(t.opts.Credentials.serverConfig())))
@@ -366,7 +392,7 @@ func (t *Transport) Start() error {
 func (t *Transport) dial(p *peer) (*grpc.ClientConn, error) {
 	creds := insecure.NewCredentials()
 	if t.opts.Credentials != nil {
-		creds = credentials.NewTLS(t.opts.Credentials.clientConfig(p.identity()))
+		creds = credentials.NewTLS(t.opts.Credentials.ClientConfigFor(t.members, p.Name))
 	}
 	bo := backoff.DefaultConfig
 	// A short first delay: when a peer's process dies, the first redial

@@ -95,6 +95,12 @@ func newTestNet(t testing.TB, n int, tweak func(i int, o *Options)) *testNet {
 	t.Helper()
 	ca, err := certs.NewCA("test CA", time.Hour)
 	require.NoError(t, err)
+	return newTestNetWithCA(t, ca, n, tweak)
+}
+
+// newTestNetWithCA is newTestNet with certificates from ca.
+func newTestNetWithCA(t testing.TB, ca *certs.CA, n int, tweak func(i int, o *Options)) *testNet {
+	t.Helper()
 	dir := t.TempDir()
 	tn := &testNet{ca: ca}
 	var lis []net.Listener
@@ -264,7 +270,7 @@ func TestInbound_CallerIdentityMustMatchFrom(t *testing.T) {
 		require.NoError(t, err)
 		creds, err := LoadCredentials(f.CA, f.Cert, f.Key)
 		require.NoError(t, err)
-		conn, err := grpc.NewClient(tn.peers[0].Addr, grpc.WithTransportCredentials(credentials.NewTLS(creds.clientConfig("n1"))))
+		conn, err := grpc.NewClient(tn.peers[0].Addr, grpc.WithTransportCredentials(credentials.NewTLS(creds.ClientConfig("n1"))))
 		require.NoError(t, err)
 		t.Cleanup(func() { conn.Close() })
 		return pb.NewPeerClient(conn)
@@ -540,7 +546,7 @@ func TestInbound_ConfiguredIdentityMatchesCommonNameOrSAN(t *testing.T) {
 		require.NoError(t, err)
 		pair, err := tls.X509KeyPair(certPEM, keyPEM)
 		require.NoError(t, err)
-		cfg := tn.trs[0].opts.Credentials.clientConfig("n1")
+		cfg := tn.trs[0].opts.Credentials.ClientConfig("n1")
 		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &pair, nil }
 		conn, err := grpc.NewClient(tn.peers[0].Addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
 		require.NoError(t, err)
