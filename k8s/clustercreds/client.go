@@ -25,7 +25,7 @@ type ClientConfig struct {
 	// Peers are the nodes to fetch from (election.Config.Peers).
 	Peers []election.PeerConfig
 	// TLS is this node's certificate material (election.Config.TLS): the
-	// servers authorize the node named in the certificate.
+	// servers authorize the member the certificate identifies.
 	TLS election.TLSConfig
 	// Elector, if set, makes Get refuse (ErrNotLeader) and drop every
 	// cached payload whenever this node does not hold the lease.
@@ -45,8 +45,9 @@ type ClientConfig struct {
 // for concurrent use; concurrent Gets for one node share one fetch.
 type Client struct {
 	cfg   ClientConfig
-	creds *transport.Credentials
-	log   *slog.Logger
+	creds   *transport.Credentials
+	members *transport.Members
+	log     *slog.Logger
 	addrs map[string]string
 
 	mu    sync.Mutex
@@ -67,6 +68,16 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("clustercreds: %w", err)
 	}
+	// Servers are verified by their configured identities and pins, as
+	// the transport verifies its peers.
+	var tps []transport.Peer
+	for _, p := range cfg.Peers {
+		tps = append(tps, transport.Peer{Name: p.Name, Identity: p.Identity, PublicKeyPins: p.PublicKeyPins})
+	}
+	members, err := transport.NewMembers(tps)
+	if err != nil {
+		return nil, fmt.Errorf("clustercreds: %w", err)
+	}
 	if cfg.MaxAge <= 0 {
 		cfg.MaxAge = 5 * time.Minute
 	}
@@ -77,7 +88,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		cfg.Timeout = 10 * time.Second
 	}
 	c := &Client{
-		cfg: cfg, creds: creds, log: cfg.Logger, addrs: map[string]string{},
+		cfg: cfg, creds: creds, members: members, log: cfg.Logger, addrs: map[string]string{},
 		conns: map[string]*grpc.ClientConn{}, cache: map[string]*entry{},
 	}
 	if c.log == nil {
@@ -210,7 +221,7 @@ func (c *Client) conn(node string) (*grpc.ClientConn, error) {
 	if conn := c.conns[node]; conn != nil {
 		return conn, nil
 	}
-	conn, err := grpc.NewClient(c.addrs[node], grpc.WithTransportCredentials(credentials.NewTLS(c.creds.ClientConfig(node))))
+	conn, err := grpc.NewClient(c.addrs[node], grpc.WithTransportCredentials(credentials.NewTLS(c.creds.ClientConfigFor(c.members, node))))
 	if err != nil {
 		return nil, fmt.Errorf("clustercreds: connect to %s: %w", node, err)
 	}

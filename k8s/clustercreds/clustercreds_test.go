@@ -2,10 +2,16 @@ package clustercreds_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"os"
 	"path/filepath"
 	"sync"
@@ -235,4 +241,103 @@ func TestRogueCallersAreRefused(t *testing.T) {
 	if err := call(load(target.Certs)); err != nil {
 		t.Errorf("the leader with its own certificate: %v", err)
 	}
+}
+
+// With configured identities (certificates from a PKI with its own naming,
+// carrying the identity only as a CommonName), the servers authorize the
+// member the certificate identifies, not a CommonName equal to the node
+// name: the leader is served by every node, and a certificate carrying a
+// member's node name but not its identity is refused.
+func TestCustomIdentities_LeaderIsServedAndNodeNamesAreNotIdentities(t *testing.T) {
+	c := tc.New(t, 3)
+	identity := func(name string) string { return "raftelect-" + name + ".creds.example" }
+	peers := append([]election.PeerConfig(nil), c.Config(0).Peers...)
+	for i := range peers {
+		peers[i].Identity = identity(peers[i].Name)
+	}
+	dir := t.TempDir()
+	fetchers := map[string]*fakeFetcher{}
+	servers := map[string]*clustercreds.Server{}
+	for i, n := range c.Nodes {
+		// CommonName only, no DNS SAN: the shape Go's own server-name
+		// check would refuse.
+		certPEM, keyPEM := issueCNOnly(t, c.CA, identity(n.Name))
+		require(t, os.WriteFile(n.Certs.Key, keyPEM, 0o600))
+		require(t, os.WriteFile(n.Certs.Cert, certPEM, 0o644))
+		cfg := c.Config(i)
+		cfg.Peers = peers
+		c.SetConfig(i, cfg)
+		ff := &fakeFetcher{node: n.Name}
+		ff.ttl.Store(int64(time.Hour))
+		fetchers[n.Name] = ff
+		servers[n.Name] = clustercreds.NewServer(peers, ff, clustercreds.ServerOptions{})
+	}
+	c.Tweak = func(cfg *election.Config) { cfg.RegisterServices = servers[cfg.Name].Register }
+	c.Start()
+	for _, n := range c.Nodes {
+		servers[n.Name].Bind(n.Elector)
+	}
+	li := c.WaitLeader(10 * time.Second)
+	leader := c.Nodes[li]
+	f := &fixture{c: c, fetchers: fetchers, servers: servers}
+	cl := f.client(t, li, clustercreds.ClientConfig{})
+	all, err := cl.GetAll(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range c.Nodes {
+		if got := fetchers[n.Name].from; len(all[n.Name].Data) == 0 || len(got) != 1 || got[0] != leader.Name {
+			t.Errorf("%s served %v (payload %q), want the leader %s once", n.Name, got, all[n.Name].Data, leader.Name)
+		}
+	}
+
+	// A certificate from the CA whose CommonName is the leader's node name
+	// is not the leader: its identity is another name.
+	byName, err := c.CA.WriteNode(filepath.Join(dir, "byname"), leader.Name, []string{"127.0.0.1"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := clustercreds.NewClient(clustercreds.ClientConfig{
+		Peers: peers, TLS: election.TLSConfig{CAFile: byName.CA, CertFile: byName.Cert, KeyFile: byName.Key},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	before := f.calls()
+	for _, target := range c.Nodes {
+		if _, err := raw.Get(context.Background(), target.Name); status.Code(err) != codes.PermissionDenied {
+			t.Errorf("a certificate named %q (not its identity) fetching from %s: %v, want PermissionDenied", leader.Name, target.Name, err)
+		}
+	}
+	if got := f.calls(); got != before {
+		t.Errorf("fetchers called %d more times for a certificate without a member identity", got-before)
+	}
+}
+
+func require(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// issueCNOnly makes a certificate from ca whose only name is its CommonName.
+func issueCNOnly(t *testing.T, ca *certs.CA, cn string) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: cn},
+		NotBefore:    time.Now().Add(-time.Minute),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	require(t, err)
+	kder, err := x509.MarshalECPrivateKey(key)
+	require(t, err)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
 }

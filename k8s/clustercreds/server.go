@@ -7,8 +7,9 @@
 // The service runs on the node's peer port, registered on the same gRPC
 // server through election.Config.RegisterServices, so it is behind the same
 // mutual TLS as raft itself: a caller without a certificate from the
-// cluster's CA never reaches it. The caller's identity is the node name in
-// its certificate. A Server refuses callers that are not members of the
+// cluster's CA never reaches it. The caller is the member its certificate
+// identifies by the cluster's configured identities and pins (the rule raft
+// messages are checked by; see transport.CallerMember). A Server refuses callers that are not members of the
 // raftelect cluster and, unless AllowFollowers is set, every member but the
 // leader this node knows of: a follower never holds another cluster's
 // credentials.
@@ -140,17 +141,20 @@ func (s *Server) Fetch(ctx context.Context, _ *pb.FetchRequest) (*pb.FetchRespon
 	return resp, nil
 }
 
-// authorize returns the caller's node name if it may fetch.
+// authorize returns the caller's member name if it may fetch. The caller
+// is named by this node's transport, by the configured identities and pins
+// (transport.CallerMember), not by its certificate's CommonName: with
+// custom identities the two differ.
 func (s *Server) authorize(ctx context.Context) (string, error) {
-	caller, err := transport.CallerName(ctx)
+	caller, err := transport.CallerMember(ctx)
 	if err != nil {
-		return "", status.Errorf(codes.Unauthenticated, "no verified client certificate: %v", err)
-	}
-	if caller == "" {
-		return "", status.Error(codes.Unauthenticated, "no client certificate: cluster credentials are served over mutual TLS only")
+		return "", err
 	}
 	if !slices.Contains(s.members, caller) {
-		return caller, status.Errorf(codes.PermissionDenied, "%q is not a member of this raftelect cluster", caller)
+		// The transport's table and ours come from the same peers: a
+		// member there that is not one here means they were given
+		// different lists.
+		return caller, status.Errorf(codes.PermissionDenied, "%q is a member for the transport but not in this server's peers; give NewServer the same peers as election.Config", caller)
 	}
 	if s.opts.AllowFollowers {
 		return caller, nil
