@@ -44,11 +44,11 @@ type ClientConfig struct {
 // Client fetches and caches the payloads of the cluster's nodes. It is safe
 // for concurrent use; concurrent Gets for one node share one fetch.
 type Client struct {
-	cfg   ClientConfig
+	cfg     ClientConfig
 	creds   *transport.Credentials
 	members *transport.Members
 	log     *slog.Logger
-	addrs map[string]string
+	addrs   map[string]string
 
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn
