@@ -152,7 +152,7 @@ func (c *Credentials) load(now time.Time) (*credSet, error) {
 	}
 	if c.members != nil {
 		if err := c.members.check(leaf, c.self); err != nil {
-			return nil, bad("node certificate %s: %v; issue this node a certificate that carries its identity (or fix the identity in peers)", c.certFile, err)
+			return nil, bad("node certificate %s: %v (peers identify this node by the same rule: every one of them would refuse it); issue this node a certificate that identifies it, or fix its identity in peers", c.certFile, err)
 		}
 	}
 	return s, nil

@@ -25,6 +25,7 @@ import (
 	"github.com/raftelect/raftelect/eventlog"
 	"github.com/raftelect/raftelect/metrics"
 	"github.com/raftelect/raftelect/storage"
+	"github.com/raftelect/raftelect/transport"
 )
 
 func init() { addCommand(newRunCmd) }
@@ -222,6 +223,13 @@ func (nd *node) run(ctx context.Context) error {
 		return usageError(fmt.Errorf("data_dir %s: %w", nd.cfg.DataDir, err))
 	}
 	if err != nil {
+		// Our own certificate, key or CA cannot work (expired, another
+		// CA, not our identity...): a configuration problem, exit 2, like
+		// an invalid config file.
+		var ce *transport.CertificateError
+		if errors.As(err, &ce) {
+			return usageError(fmt.Errorf("TLS: %w", err))
+		}
 		return failure(err)
 	}
 	return nil
