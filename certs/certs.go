@@ -2,10 +2,13 @@
 // certificates for raftelect's mutual TLS, so that a demo or a first setup
 // needs no openssl.
 //
-// A node certificate carries the node name as its Subject CommonName and as a
-// DNS SAN; the transport takes the CommonName as the caller's identity and
-// checks it against the From of every message it receives. Extra host names
-// and IP addresses become SANs so the node can also be reached by address.
+// A node certificate carries the node name (or the identity configured for
+// it) as its Subject CommonName and as a DNS SAN; the transport identifies
+// the caller by it (see docs/operations.md for the rule) and checks it
+// against the From of every message it receives. Extra host names and IP
+// addresses become SANs so the node can also be reached by address; a host
+// name that is another member's identity makes the certificate identify
+// neither member.
 // Keys are ECDSA P-256. For production, use your own PKI (cert-manager, Vault)
 // with the same layout.
 package certs
@@ -36,6 +39,9 @@ type CA struct {
 
 // NewCA creates a self-signed CA valid for the given duration.
 func NewCA(commonName string, validFor time.Duration) (*CA, error) {
+	if err := checkValidity(validFor); err != nil {
+		return nil, err
+	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -90,10 +96,23 @@ func LoadCA(certFile, keyFile string) (*CA, error) {
 }
 
 // Issue creates a certificate for node name, usable as both TLS server and
-// client, with name and hosts (DNS names or IP addresses) as SANs.
+// client, with name and hosts (DNS names or IP addresses) as SANs, valid for
+// validFor but not beyond the CA's own expiry.
 func (ca *CA) Issue(name string, hosts []string, validFor time.Duration) (certPEM, keyPEM []byte, err error) {
 	if name == "" {
 		return nil, nil, errors.New("node name is empty")
+	}
+	if err := checkValidity(validFor); err != nil {
+		return nil, nil, err
+	}
+	notBefore, notAfter := time.Now().Add(-time.Minute), time.Now().Add(validFor)
+	if notAfter.After(ca.Cert.NotAfter) {
+		// Peers refuse it from the CA's expiry on anyway: do not claim a
+		// validity it cannot have.
+		notAfter = ca.Cert.NotAfter
+	}
+	if !notAfter.After(time.Now()) {
+		return nil, nil, fmt.Errorf("the CA expired at %s: make a new CA (`raftelect certs init --force`) and rotate to it", ca.Cert.NotAfter.UTC().Format(time.RFC3339))
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -102,8 +121,8 @@ func (ca *CA) Issue(name string, hosts []string, validFor time.Duration) (certPE
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
 		Subject:      pkix.Name{CommonName: name, Organization: []string{"raftelect"}},
-		NotBefore:    time.Now().Add(-time.Minute),
-		NotAfter:     time.Now().Add(validFor),
+		NotBefore:    notBefore,
+		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		DNSNames:     []string{name},
@@ -157,6 +176,17 @@ func (ca *CA) WriteNode(dir, name string, hosts []string, validFor time.Duration
 		return Files{}, err
 	}
 	return f, nil
+}
+
+// ErrValidity is returned for a validity that is zero or negative: a
+// certificate that ends before it starts.
+var ErrValidity = errors.New("validity must be positive")
+
+func checkValidity(d time.Duration) error {
+	if d <= 0 {
+		return fmt.Errorf("%w: %v would end the certificate before it starts; give a duration such as 8760h (one year)", ErrValidity, d)
+	}
+	return nil
 }
 
 func serial() *big.Int {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -11,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/raftelect/raftelect/certs"
+	"github.com/raftelect/raftelect/transport"
 )
 
 func init() { addCommand(newCertsCmd) }
@@ -27,10 +30,14 @@ first setup uses mutual TLS without openssl:
 
 Each node certificate has the node name as CommonName (the identity the
 transport checks against every message) and as a DNS name, and every --host
-as a SAN. Existing files are never overwritten without --force. For
-production, use your own PKI with the same layout.`,
+as a SAN; for a peer with a configured identity, give the identity as
+--name. A --host that is another member's name or identity would make the
+certificate identify neither member. ` + "`certs pin`" + ` prints a certificate's
+public-key pin, for public_key_pins in peers. Existing files are never
+overwritten without --force. For production, use your own PKI with the same
+layout.`,
 	}
-	cmd.AddCommand(newCertsInitCmd(), newCertsIssueCmd())
+	cmd.AddCommand(newCertsInitCmd(), newCertsIssueCmd(), newCertsPinCmd())
 	return cmd
 }
 
@@ -45,6 +52,9 @@ func newCertsInitCmd() *cobra.Command {
 		Short: "Create a CA: DIR/ca.crt and DIR/ca.key",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkValidFor(validFor); err != nil {
+				return err
+			}
 			crt, key := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
 			if err := refuseOverwrite(force, crt, key); err != nil {
 				return err
@@ -89,6 +99,9 @@ func newCertsIssueCmd() *cobra.Command {
 		Short: "Issue a node certificate: DIR/NODE.crt and DIR/NODE.key, signed by DIR/ca.*",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkValidFor(validFor); err != nil {
+				return err
+			}
 			ca, err := certs.LoadCA(filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key"))
 			if err != nil {
 				return usageError(fmt.Errorf("%w (run `raftelect certs init --dir %s` first)", err, dir))
@@ -100,18 +113,73 @@ func newCertsIssueCmd() *cobra.Command {
 			if err != nil {
 				return failure(err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s and %s for %s (hosts %v, valid for %v)\n", f.Cert, f.Key, name, hosts, validFor)
+			leaf, err := readCert(f.Cert)
+			if err != nil {
+				return failure(err)
+			}
+			capped := ""
+			if leaf.NotAfter.Equal(ca.Cert.NotAfter) {
+				capped = ", capped at the CA's expiry"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s and %s for %s (hosts %v, valid until %s%s)\npublic key pin: %s\n",
+				f.Cert, f.Key, name, hosts, leaf.NotAfter.UTC().Format(time.RFC3339), capped, transport.PublicKeyPin(leaf))
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "directory holding ca.crt and ca.key; the node files go there too")
-	cmd.Flags().StringVar(&name, "name", "", "node name: the certificate's CommonName, as in the config's name")
+	cmd.Flags().StringVar(&name, "name", "", "node name (or its configured identity): the certificate's CommonName and first DNS SAN")
 	cmd.Flags().StringArrayVar(&hosts, "host", nil, "DNS name or IP address the node is reached at (repeat)")
 	cmd.Flags().BoolVar(&force, "force", false, "overwrite existing files")
 	cmd.Flags().DurationVar(&validFor, "valid-for", 365*24*time.Hour, "validity of the node certificate")
 	_ = cmd.MarkFlagRequired("dir")
 	_ = cmd.MarkFlagRequired("name")
 	return cmd
+}
+
+func newCertsPinCmd() *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use:   "pin --cert FILE",
+		Short: "Print the public-key pin of a certificate, for public_key_pins in peers",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			leaf, err := readCert(file)
+			if err != nil {
+				return usageError(err)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), transport.PublicKeyPin(leaf))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&file, "cert", "", "PEM certificate file")
+	_ = cmd.MarkFlagRequired("cert")
+	return cmd
+}
+
+// checkValidFor refuses a validity that ends the certificate before it
+// starts (exit code 2).
+func checkValidFor(d time.Duration) error {
+	if d <= 0 {
+		return usageError(fmt.Errorf("--valid-for %v: a certificate must be valid for a positive duration (such as 8760h for a year); zero or negative would end it before it starts", d))
+	}
+	return nil
+}
+
+// readCert reads the first certificate of a PEM file.
+func readCert(path string) (*x509.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		var blk *pem.Block
+		if blk, b = pem.Decode(b); blk == nil {
+			return nil, fmt.Errorf("%s holds no PEM certificate", path)
+		}
+		if blk.Type == "CERTIFICATE" {
+			return x509.ParseCertificate(blk.Bytes)
+		}
+	}
 }
 
 // refuseOverwrite fails if any of paths exists, unless force.
