@@ -90,6 +90,10 @@ type Peer struct {
 	// Identity is the name the peer's certificate carries, as CommonName
 	// or DNS SAN; empty means the peer's name.
 	Identity string `yaml:"identity"`
+	// PublicKeyPins, if set, pin the peer's public key: "sha256:" and the
+	// hex SHA-256 of its DER SubjectPublicKeyInfo (`raftelect certs pin`).
+	// Its certificate must match one. List two while rotating its key.
+	PublicKeyPins []string `yaml:"public_key_pins"`
 }
 
 // TLS names the PEM files for mutual TLS.
@@ -185,7 +189,7 @@ func (n *Node) ElectionConfig() election.Config {
 		UnsafeSyncSend:        n.UnsafeSyncSend,
 	}
 	for _, p := range n.Peers {
-		c.Peers = append(c.Peers, election.PeerConfig{Name: p.Name, Address: p.Address, Identity: p.Identity})
+		c.Peers = append(c.Peers, election.PeerConfig{Name: p.Name, Address: p.Address, Identity: p.Identity, PublicKeyPins: p.PublicKeyPins})
 	}
 	return c
 }

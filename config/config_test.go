@@ -123,6 +123,8 @@ func TestInvalidFieldsAreNamed(t *testing.T) {
 		{"peer address empty", strings.Replace(base, "    address: 127.0.0.1:7002", "    address: ''", 1), nil, "node.yaml:6: peers[1].address: empty; give host:port"},
 		{"peer address not host:port", strings.Replace(base, "    address: 127.0.0.1:7002", "    address: x", 1), nil, `node.yaml:6: peers[1].address: "x" is not host:port`},
 		{"peer address twice", strings.Replace(base, "127.0.0.1:7003", "127.0.0.1:7002", 1), nil, "node.yaml:8: peers[2].address: 127.0.0.1:7002 is also the address of peers[1] (n2)"},
+		{"peer pin not a pin", strings.Replace(base, "    address: 127.0.0.1:7002", "    address: 127.0.0.1:7002\n    public_key_pins: [sha256:abcd]", 1), nil, `node.yaml:7: peers[1].public_key_pins[0]: public key pin "sha256:abcd" is not "sha256:" and 64 hex digits`},
+		{"peer identity twice", strings.Replace(base, "    address: 127.0.0.1:7003", "    address: 127.0.0.1:7003\n    identity: n2", 1), nil, `node.yaml:9: peers[2].identity: "n2" is also the identity of peers[1] (n2)`},
 		{"listen address", base + "listen_address: 7000\n", nil, `node.yaml:12: listen_address: "7000" is not host:port`},
 		{"heartbeat too small", strings.Replace(base, "100ms", "1ms", 1), nil, "node.yaml:9: heartbeat_interval: 1ms is below 10ms"},
 		{"heartbeat negative", strings.Replace(base, "100ms", "-1s", 1), nil, "node.yaml:9: heartbeat_interval: -1s must be positive"},
@@ -167,6 +169,23 @@ func TestAllProblemsReportedAtOnce(t *testing.T) {
 	}
 	if n := len(err.(*Error).Problems); n != 2 {
 		t.Errorf("got %d problems, want 2:\n%v", n, err)
+	}
+}
+
+// Identities and pins reach the election configuration as written.
+func TestIdentityAndPinsReachElectionConfig(t *testing.T) {
+	pin := "sha256:" + strings.Repeat("ab", 32)
+	body := strings.Replace(base, "    address: 127.0.0.1:7002", "    address: 127.0.0.1:7002\n    identity: n2.example\n    public_key_pins: ['"+pin+"']", 1)
+	n, err := Load(write(t, body), LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := n.ElectionConfig()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if p := c.Peers[1]; p.Identity != "n2.example" || len(p.PublicKeyPins) != 1 || p.PublicKeyPins[0] != pin {
+		t.Errorf("peers[1] = %+v, want identity n2.example and pin %s", p, pin)
 	}
 }
 

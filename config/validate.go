@@ -10,6 +10,7 @@ import (
 
 	"github.com/raftelect/raftelect/election"
 	"github.com/raftelect/raftelect/internal/clusterid"
+	"github.com/raftelect/raftelect/transport"
 )
 
 // validate checks every field and returns every problem, each naming its
@@ -30,6 +31,7 @@ func (n *Node) validate() []FieldError {
 	}
 	names := map[string]int{}
 	addrs := map[string]int{}
+	identities := map[string]int{}
 	ids := map[uint64]int{}
 	self := false
 	for i, p := range n.Peers {
@@ -51,6 +53,22 @@ func (n *Node) validate() []FieldError {
 		}
 		if p.Name != "" && p.Name == n.Name {
 			self = true
+		}
+		if p.Name != "" {
+			identity := p.Identity
+			if identity == "" {
+				identity = p.Name
+			}
+			if j, dup := identities[identity]; dup {
+				bad(f+".identity", "%q is also the identity of peers[%d] (%s); certificates must tell members apart", identity, j, n.Peers[j].Name)
+			} else {
+				identities[identity] = i
+			}
+		}
+		for k, pin := range p.PublicKeyPins {
+			if _, err := transport.ParsePin(pin); err != nil {
+				bad(fmt.Sprintf("%s.public_key_pins[%d]", f, k), "%v", err)
+			}
 		}
 		switch j, dup := addrs[p.Address]; {
 		case p.Address == "":
