@@ -73,7 +73,13 @@ func addTargetFlags(cmd *cobra.Command, o *statusOptions) {
 func dialNode(p config.Peer, creds *transport.Credentials) (*grpc.ClientConn, error) {
 	tc := insecure.NewCredentials()
 	if creds != nil {
-		tc = credentials.NewTLS(creds.ClientConfig(p.Name))
+		// The node's certificate carries its identity, which is its
+		// name unless the config says otherwise.
+		want := p.Name
+		if p.Identity != "" {
+			want = p.Identity
+		}
+		tc = credentials.NewTLS(creds.ClientConfig(want))
 	}
 	return grpc.NewClient(p.Address, grpc.WithTransportCredentials(tc))
 }
