@@ -793,7 +793,8 @@ func (b *Bolt) Compact(index uint64, cs *raftpb.ConfState, data []byte) error {
 	if commit := b.hardState.GetCommit(); index > commit {
 		// raft compacts only applied, so committed, entries; a snapshot
 		// above the commit index would make the store unloadable.
-		return fmt.Errorf("storage: refusing to compact at %d, beyond the commit index %d: only committed entries may be compacted", index, commit)
+		return fmt.Errorf("storage: refusing to compact at %d, beyond the commit index %d: only committed entries may be compacted: %w",
+			index, commit, ErrInconsistentState)
 	}
 	newSnap := proto.Clone(b.snap).(*raftpb.Snapshot)
 	newSnap.Data = bytes.Clone(data)
@@ -900,6 +901,11 @@ func recordSum(key, payload []byte) uint32 {
 	return crc32.Update(crc32.Update(0, castagnoli, key), castagnoli, payload)
 }
 
+// ErrChecksumMismatch is the cause (test with errors.Is) of a refusal by
+// OpenBolt, or of a failed read, when a stored record is not what was
+// written: its checksum does not match, or it has none.
+var ErrChecksumMismatch = errors.New("storage: record checksum mismatch")
+
 // checksumError says that a record is not what was written.
 type checksumError struct {
 	stored, computed uint32
@@ -913,6 +919,8 @@ func (e *checksumError) Error() string {
 	}
 	return fmt.Sprintf("checksum mismatch: stored %08x, computed %08x; the record changed on disk after it was written", e.stored, e.computed)
 }
+
+func (e *checksumError) Unwrap() error { return ErrChecksumMismatch }
 
 // openRecord verifies a record stored under key and returns its payload,
 // which aliases v.

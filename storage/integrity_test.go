@@ -188,6 +188,9 @@ func TestBoltRefusesRaftStateThatDoesNotFitTheLog(t *testing.T) {
 			dir := t.TempDir()
 			rawStore(t, dir, tc.hs, tc.snap, tc.ents)
 			err := mustRefuse(t, dir, tc.reason, "move the data directory "+dir+" away")
+			if !errors.Is(err, ErrInconsistentState) {
+				t.Errorf("errors.Is(%v, ErrInconsistentState) is false", err)
+			}
 			t.Log(err)
 		})
 	}
@@ -304,8 +307,8 @@ func TestBoltDetectsEveryBitFlipInAStoredRecord(t *testing.T) {
 					t.Fatalf("bit %d of the %d-byte record flipped: the store was accepted", i, len(stored))
 				}
 				var notStore *NotAStoreError
-				if !errors.As(err, &notStore) || !strings.Contains(err.Error(), rec.reason) {
-					t.Fatalf("bit %d flipped: error %v, want a *NotAStoreError with %q", i, err, rec.reason)
+				if !errors.As(err, &notStore) || !errors.Is(err, ErrChecksumMismatch) || !strings.Contains(err.Error(), rec.reason) {
+					t.Fatalf("bit %d flipped: error %v, want a *NotAStoreError for ErrChecksumMismatch with %q", i, err, rec.reason)
 				}
 			}
 			t.Logf("%d bit flips of the %d-byte record all refused; %d of them decode as a different valid %s (format 1 took those)",
@@ -354,7 +357,7 @@ func TestBoltReadsDetectARecordDamagedWhileOpen(t *testing.T) {
 	if got, err := b.Entries(1, 5, math.MaxUint64); err != nil || len(got) != 4 {
 		t.Errorf("Entries(1, 5) below the damage = %d entries, %v; want 4, nil", len(got), err)
 	}
-	if term, err := b.Term(5); err == nil || !strings.Contains(err.Error(), want) {
+	if term, err := b.Term(5); !errors.Is(err, ErrChecksumMismatch) || !strings.Contains(err.Error(), want) {
 		t.Errorf("Term(5) = %d, %v; want an error with %q", term, err, want)
 	}
 	if err := b.Compact(5, nil, nil); err == nil || !strings.Contains(err.Error(), want) {
@@ -598,8 +601,8 @@ func TestBoltSaveRefusesStatesRaftNeverProduces(t *testing.T) {
 				t.Fatal(err)
 			}
 			err := tc.do(b)
-			if err == nil || !strings.Contains(err.Error(), tc.reason) {
-				t.Fatalf("error %v, want one with %q", err, tc.reason)
+			if !errors.Is(err, ErrInconsistentState) || !strings.Contains(err.Error(), tc.reason) {
+				t.Fatalf("error %v, want ErrInconsistentState with %q", err, tc.reason)
 			}
 			t.Log(err)
 			check := func(when string, b *Bolt) {

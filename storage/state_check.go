@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"errors"
 	"fmt"
 
 	"go.etcd.io/raft/v3/confchange"
@@ -16,10 +17,18 @@ import (
 // store checks what it loads, and (defence in depth) what it is asked to
 // save, against the same rules.
 
+// ErrInconsistentState is the cause (test with errors.Is) of a refusal by
+// OpenBolt (inside its *NotAStoreError) or by Save or Compact of a raft
+// state that does not hold together: a commit index outside the log, a term
+// below the log's, terms falling along the log, a term, commit or vote
+// taken back.
+var ErrInconsistentState = errors.New("storage: inconsistent raft state")
+
 // inconsistentStateError says what is wrong with a raft state.
 type inconsistentStateError struct{ what string }
 
 func (e *inconsistentStateError) Error() string { return e.what }
+func (e *inconsistentStateError) Unwrap() error { return ErrInconsistentState }
 
 func inconsistent(format string, args ...any) error {
 	return &inconsistentStateError{what: fmt.Sprintf(format, args...)}
