@@ -203,3 +203,47 @@ func TestRefusedConnections_FromALiveLeader_AreNotProofByDefault(t *testing.T) {
 		require.Positive(t, r.MaxOverlap, "trusting refusals from a live leader never overlapped; the default test would not catch the bug")
 	})
 }
+
+// A brand-new cluster explicitly bootstrapped (every store marked as never
+// run) needs no vote guard, so its first election takes about an election
+// timeout, not two to three; the mark is cleared durably at the first start,
+// so a node that later loses its data is guarded again.
+func TestNewCluster_ExplicitBootstrap_SkipsTheVoteGuardOnce(t *testing.T) {
+	t.Parallel()
+	c := tc.New(t, 3)
+	c.Durable = true
+	for _, n := range c.Nodes {
+		st, err := storage.OpenBolt(n.DataDir(), storage.BoltOptions{})
+		require.NoError(t, err)
+		require.NoError(t, storage.MarkNeverRan(st, n.Name))
+		require.NoError(t, st.Close())
+	}
+	start := time.Now()
+	c.Start()
+	l := c.WaitLeader(10 * tc.ElectionTimeout)
+	c.WaitFor(10*tc.ElectionTimeout, "the first lease", func() bool { return c.Nodes[l].Elector.IsLeader() })
+	t.Logf("explicitly bootstrapped cluster: first lease %v after start (election timeout %v)", time.Since(start).Round(time.Millisecond), tc.ElectionTimeout)
+	for _, n := range c.Nodes {
+		guard, ok := election.VoteGuardLength(n.Elector)
+		require.True(t, ok)
+		require.Zero(t, guard, "%s kept a vote guard although it never ran", n.Name)
+	}
+	c.StopAll()
+	for _, n := range c.Nodes {
+		st, err := storage.OpenBolt(n.DataDir(), storage.BoltOptions{})
+		require.NoError(t, err)
+		id, err := st.Identity()
+		require.NoError(t, err)
+		require.False(t, id.NeverRan, "%s: the never-ran mark survived the first start", n.Name)
+		require.Error(t, storage.MarkNeverRan(st, n.Name), "a store that ran must not be marked as never run")
+		require.NoError(t, st.Close())
+	}
+	// Without the mark, a fresh node keeps the full guard.
+	c2 := tc.New(t, 3)
+	c2.Start()
+	c2.WaitLeader(10 * tc.ElectionTimeout)
+	for _, n := range c2.Nodes {
+		guard, _ := election.VoteGuardLength(n.Elector)
+		require.Equal(t, 2*tc.ElectionTimeout, guard, "%s: a fresh node without the mark must keep the guard", n.Name)
+	}
+}

@@ -68,6 +68,10 @@ type raftLoop struct {
 	leaderHeardAt time.Time
 	// quick: a quick campaign (campaignIfLeaderSilent) is under way.
 	quick bool
+	// firstCampaign: how long after the start a node that has heard no
+	// leader campaigns.
+	firstCampaign time.Duration
+	guardLen      time.Duration // the vote guard's length at start (tests)
 	// tickFrom: raft is not ticked before then, so it cannot campaign
 	// while a promise of our previous run (made with a longer election
 	// timeout) may still stand. Zero when timings did not shrink.
@@ -230,12 +234,21 @@ func newRaftLoop(e *Elector, routines []func(context.Context, Lease) error) (*ra
 	if fresh {
 		guard = max(guard, 2*e.electionTimeout)
 	}
+	if fresh && ident.NeverRan {
+		// Explicitly bootstrapped for a brand-new cluster: no vote cast,
+		// no promise made, nothing to guard (storage.MarkNeverRan).
+		guard = 0
+	}
 	if cfg.unsafeNoVoteGuard {
 		guard, l.tickFrom = 0, time.Time{}
 	}
 	l.guard = stepGuard{rn: l.rn, store: l.store, voteGuardUntil: now.Add(guard), liftOnLeader: liftOnLeader}
+	// If no leader is heard from meanwhile, campaign once the guard is over
+	// and an election timeout has passed (see campaignIfLeaderSilent).
+	l.firstCampaign = max(guard, e.electionTimeout)
+	l.guardLen = guard
 	l.identity = ident
-	l.identity.Node = cfg.Name
+	l.identity.Node, l.identity.NeverRan = cfg.Name, false
 	l.identity.ElectionTimeout = max(ident.ElectionTimeout, e.electionTimeout)
 	if l.identity != ident {
 		if err := l.store.SetIdentity(l.identity); err != nil {
@@ -321,6 +334,7 @@ func (l *raftLoop) run(ctx context.Context) (err error) {
 
 	ticker := time.NewTicker(l.e.tick)
 	defer ticker.Stop()
+	l.campaignTimer.Reset(l.firstCampaign + l.campaignDelay())
 	defer l.leaseTimer.Stop()
 	defer l.campaignTimer.Stop()
 
@@ -663,6 +677,11 @@ func (l *raftLoop) campaignIfLeaderSilent() {
 	case st.RaftState == raft.StateFollower && st.Lead != raft.None && st.Lead == l.goneLeader &&
 		now.Sub(l.leaderHeardAt) >= l.e.electionTimeout:
 		// The leader we follow has been silent for all of our promise.
+		l.quick = true
+	case st.RaftState == raft.StateFollower && st.Lead == raft.None && l.leaderHeardAt.IsZero() &&
+		!now.Before(l.guard.voteGuardUntil):
+		// Started, heard no leader for an election timeout, and our vote
+		// guard is over: a new cluster, or one restarting as a whole.
 		l.quick = true
 	default:
 		return // a leader was heard, or an election we did not start is under way

@@ -8,6 +8,7 @@
 package storage
 
 import (
+	"fmt"
 	"time"
 
 	"go.etcd.io/raft/v3"
@@ -60,6 +61,27 @@ type Identity struct {
 	// restarted with a shorter timeout keeps its votes back for the longer
 	// one first (docs/safety.md).
 	ElectionTimeout time.Duration `json:",omitempty"`
+	// NeverRan is set by an explicit bootstrap of a brand-new cluster
+	// (`raftelect bootstrap`, MarkNeverRan) and cleared at the node's first
+	// start: a node that never ran has cast no vote and made no promise, so
+	// it needs no vote guard, and its cluster's first election takes about
+	// one election timeout instead of two to three.
+	NeverRan bool `json:",omitempty"`
+}
+
+// MarkNeverRan records in a store that has never held raft state that its
+// node has never run, for a brand-new cluster's first start (see
+// Identity.NeverRan). It refuses a store with state or with an identity: a
+// node that ran may have voted, and marking it would let it vote twice.
+func MarkNeverRan(s Store, node string) error {
+	id, err := s.Identity()
+	if err != nil {
+		return err
+	}
+	if !s.Fresh() || !id.IsZero() {
+		return fmt.Errorf("storage: refusing to mark the store of %q as never run: it holds raft state or an identity (node %q, cluster %q), so this node has run and may have voted; start it as it is", node, id.Node, id.ClusterID)
+	}
+	return s.SetIdentity(Identity{Node: node, NeverRan: true})
 }
 
 // IsZero reports whether nothing was recorded.
