@@ -1,10 +1,13 @@
 // Command mkv1 writes a raft store in on-disk format 1 with the storage
 // package of release b6ba0a5 (the last one to write format 1), for the
-// upgrade test. Run it in a checkout of that commit:
+// upgrade test. From the repository root, with that commit's package:
 //
-//	git archive b6ba0a5 go.mod go.sum storage | tar -x -C /tmp/v1
-//	cp -r storage/testdata/mkv1 /tmp/v1/ && cd /tmp/v1 && go run ./mkv1 /tmp/v1/out
+//	mkdir /tmp/v1 && git archive b6ba0a5 go.mod go.sum storage | tar -x -C /tmp/v1
+//	cp -r storage/testdata/mkv1 /tmp/v1/ && (cd /tmp/v1 && go run ./mkv1 /tmp/v1/out)
 //	gzip -9n < /tmp/v1/out/raft.db > storage/testdata/v1.db.gz
+//
+// The output is the same byte for byte on every run (no clock, no
+// randomness), so the fixture can be checked against its source.
 //
 // The state is what a node of a 3-node cluster holds after a few elections:
 // a snapshot at 5 (voters 1, 2, 3), entries 6..12 over terms 2..4, term 4,
