@@ -161,3 +161,78 @@ func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
 }
+
+// A running node exports when its certificate and CA expire, and the
+// certificate's gauge follows a rotation in place once a handshake makes
+// the node reload (here, `raftelect status` connecting).
+func TestExpiryMetricsFollowARotation(t *testing.T) {
+	dir := t.TempDir()
+	cd := filepath.Join(dir, "certs")
+	for _, args := range [][]string{
+		{"certs", "init", "--dir", cd},
+		{"certs", "issue", "--dir", cd, "--name", "n1", "--host", "127.0.0.1", "--valid-for", "100h"},
+	} {
+		if r := raftelect(t, args...); r.code != 0 {
+			t.Fatalf("%v: %+v", args, r)
+		}
+	}
+	ports := freePorts(t, 2)
+	p := &proc{name: "n1", httpAddr: fmt.Sprintf("127.0.0.1:%d", ports[1]), cfg: filepath.Join(dir, "n1.yaml"), log: filepath.Join(dir, "n1.log")}
+	writeFile(t, p.cfg, fmt.Appendf(nil, `name: n1
+peers:
+  - {name: n1, address: 127.0.0.1:%d}
+  - {name: n2, address: 127.0.0.1:1}
+  - {name: n3, address: 127.0.0.1:2}
+heartbeat_interval: 100ms
+election_timeout: 1s
+tls: {ca_file: certs/ca.crt, cert_file: certs/n1.crt, key_file: certs/n1.key}
+http_address: %s
+`, ports[0], p.httpAddr))
+	p.start(t)
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			b, _ := os.ReadFile(p.log)
+			t.Logf("log of n1:\n%s", b)
+		}
+	})
+	notAfter := func(file string) float64 {
+		b, err := os.ReadFile(filepath.Join(cd, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		blk, _ := pem.Decode(b)
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return float64(c.NotAfter.Unix())
+	}
+	gauge := func(series string, want float64) func() error {
+		return func() error {
+			_, body, err := p.get("/metrics")
+			if err != nil {
+				return err
+			}
+			if got := metricValue(body, series); got != want {
+				return fmt.Errorf("%s = %v, want %v", series, got, want)
+			}
+			return nil
+		}
+	}
+	eventually(t, 10*time.Second, "the CA expiry gauge", gauge("raftelect_tls_ca_expiry_timestamp_seconds", notAfter("ca.crt")))
+	first := notAfter("n1.crt")
+	eventually(t, 10*time.Second, "the certificate expiry gauge", gauge("raftelect_tls_certificate_expiry_timestamp_seconds", first))
+
+	if r := raftelect(t, "certs", "issue", "--dir", cd, "--name", "n1", "--host", "127.0.0.1", "--valid-for", "200h", "--force"); r.code != 0 {
+		t.Fatalf("reissue: %+v", r)
+	}
+	second := notAfter("n1.crt")
+	if second == first {
+		t.Fatal("the reissued certificate has the same expiry")
+	}
+	eventually(t, 20*time.Second, "the certificate expiry gauge after the rotation", func() error {
+		raftelect(t, "status", "--config", p.cfg, "--timeout", "1s") // a handshake: the node reloads
+		return gauge("raftelect_tls_certificate_expiry_timestamp_seconds", second)()
+	})
+}
