@@ -131,7 +131,7 @@ type Config struct {
 
 	// RegisterServices, if set, registers more gRPC services on this node's
 	// peer server (same port, same mutual TLS); handlers can name the caller
-	// with transport.CallerName. See transport.Options.RegisterServices.
+	// with transport.CallerMember. See transport.Options.RegisterServices.
 	RegisterServices func(grpc.ServiceRegistrar)
 
 	// Hooks inject faults into this node's inbound path (tests, chaos).

@@ -182,7 +182,7 @@ type Options struct {
 	// RegisterServices, if set, registers more gRPC services on the peer
 	// server before it starts serving, so that an extension (such as the
 	// k8s module's cluster credentials) is reached on the peer port, behind
-	// the same mutual TLS, and can name its caller with CallerName.
+	// the same mutual TLS, and can name its caller with CallerMember.
 	RegisterServices func(grpc.ServiceRegistrar)
 
 	// ClusterID returns the cluster ID the node has applied, "" while it
