@@ -13,6 +13,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	grpcpeer "google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+
+	pb "github.com/raftelect/raftelect/proto/raftelect/v1"
 )
 
 // The identity rule, the same in both directions (a node accepting a
@@ -69,14 +71,34 @@ func NewMembers(peers []Peer) (*Members, error) {
 // carries no member's identity, or an error saying why a certificate that
 // carries one or more member identities identifies none of them.
 func (m *Members) Match(cert *x509.Certificate) (string, error) {
-	var named []*member
-	for _, n := range certNames(cert) {
+	// Runs on every inbound RPC: no allocation unless the certificate
+	// carries more than a few member identities.
+	var buf [4]*member
+	named := buf[:0]
+	add := func(n string) {
 		if mem := m.byIdentity[n]; mem != nil && !containsMember(named, mem) {
 			named = append(named, mem)
 		}
 	}
+	if cn := cert.Subject.CommonName; cn != "" {
+		add(cn)
+	}
+	for _, n := range cert.DNSNames {
+		add(n)
+	}
 	if len(named) == 0 {
 		return "", nil
+	}
+	var match *member
+	passed := 0
+	for _, mem := range named {
+		if mem.pinned(cert) {
+			match = mem
+			passed++
+		}
+	}
+	if passed == 1 {
+		return match.name, nil
 	}
 	var pass, pinFailed []string
 	for _, mem := range named {
@@ -87,8 +109,6 @@ func (m *Members) Match(cert *x509.Certificate) (string, error) {
 		}
 	}
 	switch len(pass) {
-	case 1:
-		return pass[0], nil
 	case 0:
 		return "", fmt.Errorf("certificate %s carries the identity of %s, but its public key %s matches none of the public_key_pins configured for %s: a certificate with this name but another key is not that member; if its key was rotated, add the new pin to every node's configuration",
 			describeCert(cert), strings.Join(pinFailed, ", "), PublicKeyPin(cert), strings.Join(pinFailed, ", "))
@@ -244,9 +264,16 @@ func (t *Transport) identify(ctx context.Context) caller {
 
 // intercept identifies the caller once per RPC, for every service on the
 // peer server (CallerMember reads it).
-func (t *Transport) intercept(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+func (t *Transport) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if strings.HasPrefix(info.FullMethod, peerServicePrefix) {
+		// The Peer service identifies its callers itself (memberName):
+		// spare its hot path the context allocation.
+		return handler(ctx, req)
+	}
 	return handler(context.WithValue(ctx, callerKey{}, t.identify(ctx)), req)
 }
+
+var peerServicePrefix = "/" + pb.Peer_ServiceDesc.ServiceName + "/"
 
 func (t *Transport) interceptStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	ctx := context.WithValue(ss.Context(), callerKey{}, t.identify(ss.Context()))
