@@ -3,6 +3,7 @@
 package chaos
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -277,6 +279,20 @@ func (c *cluster) logSince(i int, from int64) (bytes int64, lines int) {
 			return bytes, lines
 		}
 	}
+}
+
+// bootstrap marks node i's empty data directory as never run (`raftelect
+// bootstrap`), so that its first start skips the vote guard a node without
+// state keeps for 2 x election timeout: a brand-new cluster then has its
+// first lease after about one election timeout instead of two or three.
+// Only for nodes that have never run.
+func (c *cluster) bootstrap(ctx context.Context, i int) error {
+	p := c.nodes[i]
+	out, err := exec.CommandContext(ctx, c.cfg.binary, "bootstrap", "--config", p.config).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("chaos: raftelect bootstrap of %s: %w: %s", p.name, err, bytes.TrimSpace(out))
+	}
+	return nil
 }
 
 // start starts node i's process.

@@ -158,10 +158,16 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	}
 	r.logf("%d nodes in network namespaces, heartbeat %v, election timeout %v%s; files in %s",
 		len(c.nodes), r.o.HeartbeatInterval, r.o.ElectionTimeout, mode, r.o.Dir)
+	// The nodes started now are a brand-new cluster: bootstrap them, so the
+	// run does not wait out the vote guard of nodes without state. Nodes
+	// that start later join as new nodes do, guard and all.
 	started, quiet := 0, time.Duration(0)
 	for i, p := range c.nodes {
 		if len(r.s.Start) > 0 && !slices.Contains(r.s.Start, p.name) {
 			continue
+		}
+		if err := c.bootstrap(ctx, i); err != nil {
+			return nil, err
 		}
 		if err := c.start(i); err != nil {
 			return nil, err
