@@ -373,10 +373,13 @@ func TestInboundValidator_RejectsWhatRaftMustNotSee(t *testing.T) {
 	}
 }
 
+// Labels cross the wire until the peer has them, then never again: every
+// node ends up with every peer's labels, and more traffic after that does
+// not make anyone send them again.
 func TestLabels_ReachEveryPeerOnce(t *testing.T) {
 	t.Parallel()
 	tn := newTestNet(t, 3, nil)
-	for round := range 3 {
+	heartbeats := func(round int) {
 		for i, tr := range tn.trs {
 			var batch []*raftpb.Message
 			for j := range tn.trs {
@@ -387,20 +390,47 @@ func TestLabels_ReachEveryPeerOnce(t *testing.T) {
 			tr.Send(batch)
 		}
 	}
-	waitFor(t, 5*time.Second, "labels everywhere", func() bool {
-		for i, tr := range tn.trs {
+	for round := range 3 {
+		heartbeats(round)
+	}
+	// The receiver stores the labels before it answers, and the sender
+	// stops sending them only when it reads that answer: wait for both
+	// (waiting for the first alone raced with the second, about 1 run in 8).
+	waitFor(t, 5*time.Second, "labels everywhere, and every sender told so", func() bool {
+		for _, tr := range tn.trs {
 			for _, s := range tr.Stats() {
 				if s.Labels["api"] != "https://"+s.Name+".example" {
 					return false
 				}
 			}
-			_ = i
+			for _, p := range tr.byID {
+				if p.sendLabels.Load() {
+					return false
+				}
+			}
 		}
 		return true
 	})
+	// More traffic, a round at a time (queued heartbeats to one peer
+	// coalesce), each answered before the next.
+	for round := 3; round < 6; round++ {
+		before := make([]int, len(tn.recs))
+		for i, r := range tn.recs {
+			before[i] = r.count(raftpb.MsgHeartbeat)
+		}
+		heartbeats(round)
+		waitFor(t, 5*time.Second, "a later round of heartbeats", func() bool {
+			for i, r := range tn.recs {
+				if r.count(raftpb.MsgHeartbeat) < before[i]+len(tn.trs)-1 {
+					return false
+				}
+			}
+			return true
+		})
+	}
 	for _, tr := range tn.trs {
 		for _, p := range tr.byID {
-			require.False(t, p.sendLabels.Load(), "labels sent again after the peer had them")
+			require.False(t, p.sendLabels.Load(), "labels asked for again after the peer had them")
 		}
 	}
 }
