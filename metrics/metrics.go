@@ -51,6 +51,8 @@ const (
 type Metrics struct {
 	sent, received, queueFull *prometheus.CounterVec
 	sendErrors                *prometheus.CounterVec
+	rejected                  *prometheus.CounterVec
+	rejectedBy                map[string]prometheus.Counter
 	latency                   *prometheus.HistogramVec
 	leaderChanges, elections  prometheus.Counter
 
@@ -100,6 +102,8 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Messages to a peer dropped because its send queue was full, by type. raftelect_peer_dropped_messages_total also counts messages that expired in the queue."}, peerType),
 		sendErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "peer_send_errors_total",
 			Help: "Failed sends (RPCs) to a peer by class: timeout, unavailable, canceled, auth, other."}, []string{"peer", "class"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "rejected_total",
+			Help: "Connections, handshakes and inbound RPCs this node refused, by reason (see docs/operations.md)."}, []string{"reason"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "peer_send_latency_seconds",
 			Help: "Duration of successful sends (RPCs) to a peer.", Buckets: LatencyBuckets}, []string{"peer"}),
 		leaderChanges: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "leader_changes_total",
@@ -107,6 +111,12 @@ func New(reg prometheus.Registerer) *Metrics {
 		elections: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "elections_started_total",
 			Help: "Elections seen by this node since it started: the sum of the increases of the raft term it observed (each election, by any node, increases it by one)."}),
 		children: map[childKey]prometheus.Counter{},
+	}
+	// Every reason exists from the start, at zero, so that rate() and
+	// alerts see the first rejection.
+	m.rejectedBy = map[string]prometheus.Counter{}
+	for _, r := range transport.RejectReasons {
+		m.rejectedBy[r] = m.rejected.WithLabelValues(r)
 	}
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(prometheus.BuildFQName(namespace, "", name), help, labels, nil)
@@ -125,7 +135,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		certExpiry:  d("tls_certificate_expiry_timestamp_seconds", "When this node's certificate (the one in use, updated when it is reloaded) expires, in unix seconds."),
 		caExpiry:    d("tls_ca_expiry_timestamp_seconds", "When the CA bundle in use expires (its first certificate to expire), in unix seconds."),
 	}
-	reg.MustRegister(m.sent, m.received, m.queueFull, m.sendErrors, m.latency, m.leaderChanges, m.elections, m)
+	reg.MustRegister(m.sent, m.received, m.queueFull, m.sendErrors, m.rejected, m.latency, m.leaderChanges, m.elections, m)
 	return m
 }
 
@@ -214,6 +224,15 @@ func (m *Metrics) Dropped(peer string, t raftpb.MessageType) { m.child(m.queueFu
 // SendFailed implements transport.Metrics.
 func (m *Metrics) SendFailed(peer string, err error) {
 	m.sendErrors.WithLabelValues(peer, Classify(err)).Inc()
+}
+
+// Rejected implements transport.Metrics.
+func (m *Metrics) Rejected(reason string) {
+	c, ok := m.rejectedBy[reason]
+	if !ok {
+		c = m.rejected.WithLabelValues(reason)
+	}
+	c.Inc()
 }
 
 // SendLatency implements transport.Metrics.

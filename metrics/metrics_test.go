@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/raftelect/raftelect/election"
+	"github.com/raftelect/raftelect/transport"
 )
 
 func TestClassifySendErrors(t *testing.T) {
@@ -176,5 +177,29 @@ func TestCertificateExpiryGaugesFollowTheLatestLoad(t *testing.T) {
 	}
 	if g := got[caName]; g != float64(ca.Unix()) {
 		t.Errorf("%s = %v, want %d", caName, g, ca.Unix())
+	}
+}
+
+// Every rejection reason is exported from the start, at zero, and counts
+// what the transport reports.
+func TestRejectionsExportedByReasonFromZero(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	m := New(reg)
+	m.Rejected(transport.RejectNotMember)
+	m.Rejected(transport.RejectNotMember)
+	m.Rejected(transport.RejectHandshakeTimedOut)
+	got := gather(t, reg)
+	for _, r := range transport.RejectReasons {
+		want := 0.0
+		switch r {
+		case transport.RejectNotMember:
+			want = 2
+		case transport.RejectHandshakeTimedOut:
+			want = 1
+		}
+		k := fmt.Sprintf("raftelect_rejected_total{reason=%q}", r)
+		if g, ok := got[k]; !ok || g != want {
+			t.Errorf("%s = %v (present %v), want %v", k, g, ok, want)
+		}
 	}
 }

@@ -26,6 +26,7 @@ func (e *expiryRecorder) Received(string, raftpb.MessageType) {}
 func (e *expiryRecorder) Dropped(string, raftpb.MessageType)  {}
 func (e *expiryRecorder) SendFailed(string, error)            {}
 func (e *expiryRecorder) SendLatency(string, time.Duration)   {}
+func (e *expiryRecorder) Rejected(string)                     {}
 func (e *expiryRecorder) CertificatesLoaded(cert, ca time.Time) {
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -47,28 +47,37 @@ func (s *peerServer) Send(ctx context.Context, req *pb.SendRequest) (*pb.SendRes
 	}
 	p := t.byName[name]
 	if p == nil {
+		t.reject(RejectNotMember)
+		if t.isOperator(ctx) {
+			return nil, status.Errorf(codes.PermissionDenied, "caller %q is an operator: it may call Status and Check, not Send", cn)
+		}
 		return nil, status.Errorf(codes.PermissionDenied, "caller %q is not a member of this cluster", cn)
 	}
-	// A correct peer has at most one Send in flight per lane. More means a
-	// misbehaving peer: refuse at once rather than let it hold goroutines
-	// and memory here.
+	// A correct peer has at most one Send in flight per lane, on its one
+	// connection. More means a misbehaving peer: refuse at once rather than
+	// let it hold goroutines and memory here. The slots belong to the
+	// connection, not the identity: whoever else holds the same certificate
+	// cannot take the member's own connection's slots (limits.go).
+	slots := t.sendSlots(ctx)
 	select {
-	case p.inflight <- struct{}{}:
-		defer func() { <-p.inflight }()
+	case slots <- struct{}{}:
+		defer func() { <-slots }()
 	default:
-		p.refused.Add(1)
-		return nil, status.Errorf(codes.ResourceExhausted, "%s has %d Sends in flight already", name, cap(p.inflight))
+		t.reject(RejectInflight)
+		return nil, status.Errorf(codes.ResourceExhausted, "%s has %d Sends in flight on this connection already", name, cap(slots))
 	}
 	for _, m := range req.GetMessages() {
 		if err := t.validator.validate(m, p.ID); err != nil {
-			code := codes.InvalidArgument
+			code, reason := codes.InvalidArgument, RejectInvalidMessage
 			if m.GetFrom() != p.ID {
-				code = codes.PermissionDenied
+				code, reason = codes.PermissionDenied, RejectFromMismatch
 			}
+			t.reject(reason)
 			return nil, status.Errorf(code, "rejected message from %s: %v", name, err)
 		}
 	}
 	if err := checkLabels(req.GetLabels()); err != nil {
+		t.reject(RejectInvalidLabels)
 		return nil, status.Errorf(codes.InvalidArgument, "labels from %s: %v", name, err)
 	}
 	needLabels := false
@@ -108,7 +117,7 @@ func (s *peerServer) Send(ctx context.Context, req *pb.SendRequest) (*pb.SendRes
 }
 
 func (s *peerServer) Check(ctx context.Context, req *pb.CheckRequest) (*pb.CheckResponse, error) {
-	name, _, err := s.t.memberName(ctx)
+	name, err := s.t.memberOrOperator(ctx, "Check")
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +128,7 @@ func (s *peerServer) Check(ctx context.Context, req *pb.CheckRequest) (*pb.Check
 }
 
 func (s *peerServer) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
-	if _, err := callerName(ctx); err != nil {
+	if _, err := s.t.memberOrOperator(ctx, "Status"); err != nil {
 		return nil, err
 	}
 	return &pb.StatusResponse{Node: s.t.opts.Handler.Status()}, nil

@@ -178,6 +178,15 @@ type Options struct {
 	DropLogInterval time.Duration
 	// MaxMessageBytes bounds one gRPC message in either direction.
 	MaxMessageBytes int
+	// Limits bound the peer listener's connections (limits.go); zero
+	// fields take the defaults.
+	Limits Limits
+
+	// Operators are the certificate identities (CommonName or DNS SAN) of
+	// operator tools, such as `raftelect status`: they may call Status and
+	// Check, never Send. A certificate that names neither a member nor an
+	// operator gets nothing.
+	Operators []string
 
 	// RegisterServices, if set, registers more gRPC services on the peer
 	// server before it starts serving, so that an extension (such as the
@@ -207,11 +216,6 @@ const (
 	DefaultMaxReconnectBackoff = 2 * time.Second
 	DefaultDropLogInterval     = 30 * time.Second
 	DefaultMaxMessageBytes     = 4 << 20
-
-	// maxInboundSendsPerPeer bounds the Sends one peer may have in flight
-	// here. Its two lanes send one RPC at a time each; the slack covers a
-	// deadline expiring on its side before the handler here has returned.
-	maxInboundSendsPerPeer = 4
 )
 
 // Metrics receives per-peer events. Implementations must be cheap and safe
@@ -222,6 +226,10 @@ type Metrics interface {
 	Dropped(peer string, t raftpb.MessageType)
 	SendFailed(peer string, err error)
 	SendLatency(peer string, d time.Duration)
+	// Rejected counts one refused connection, handshake or inbound RPC by
+	// reason (one of the Reject constants). No peer label: a rejected
+	// caller is often no member at all.
+	Rejected(reason string)
 }
 
 // CertificateMetrics is implemented by Metrics that record when this node's
@@ -240,12 +248,16 @@ type Transport struct {
 	byID      map[uint64]*peer
 	members   *Members // every member's identity, self included
 	digest    uint64
+	operators map[string]bool
+	rejected  rejections
+	strays    chan struct{} // Send slots for RPCs on no tracked connection
 
-	lis    net.Listener
-	server *grpc.Server
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	lis     net.Listener
+	limiter *connLimiter
+	server  *grpc.Server
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 }
 
 // New checks opts and prepares a transport; Start makes it run.
@@ -266,6 +278,7 @@ func New(opts Options) (*Transport, error) {
 	setDefault(&opts.ControlTimeout, time.Second)
 	setDefault(&opts.DataTimeout, 5*time.Second)
 	setDefault(&opts.MaxMessageAge, opts.ControlTimeout)
+	opts.Limits.setDefaults()
 	t := &Transport{
 		opts:      opts,
 		log:       opts.Logger,
@@ -273,6 +286,11 @@ func New(opts Options) (*Transport, error) {
 		byName:    map[string]*peer{},
 		byID:      map[uint64]*peer{},
 		digest:    labelsDigest(opts.Labels),
+		operators: map[string]bool{},
+		strays:    make(chan struct{}, maxInboundSendsPerConn),
+	}
+	for _, o := range opts.Operators {
+		t.operators[o] = true
 	}
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
@@ -280,7 +298,6 @@ func New(opts Options) (*Transport, error) {
 	for _, p := range opts.Peers {
 		pp := &peer{
 			Peer: p, control: newSendQueue(opts.ControlQueue), data: newSendQueue(opts.DataQueue),
-			inflight: make(chan struct{}, maxInboundSendsPerPeer),
 		}
 		pp.sendLabels.Store(true)
 		t.byName[p.Name] = pp
@@ -320,7 +337,8 @@ func (t *Transport) Start() error {
 			return fmt.Errorf("listen on %s: %w", t.opts.Self.Addr, err)
 		}
 	}
-	t.lis = lis
+	t.limiter = newConnLimiter(lis, t.opts.Limits, t.reject)
+	t.lis = t.limiter
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 
 	sopts := []grpc.ServerOption{
@@ -343,10 +361,16 @@ func (t *Transport) Start() error {
 		// server (CallerMember).
 		grpc.ChainUnaryInterceptor(t.intercept),
 		grpc.ChainStreamInterceptor(t.interceptStream),
+		// The TLS handshake and the HTTP/2 preface must be done within
+		// this; gRPC's default, 120 s, lets idle connections without a
+		// certificate pile up (see limits.go).
+		grpc.ConnectionTimeout(t.opts.Limits.HandshakeTimeout),
 	}
+	creds := insecure.NewCredentials()
 	if t.opts.Credentials != nil {
-		sopts = append(sopts, grpc.Creds(credentials.NewTLS(t.opts.Credentials.serverConfig())))
+		creds = credentials.NewTLS(t.opts.Credentials.serverConfig())
 	}
+	sopts = append(sopts, grpc.Creds(limitedCreds{TransportCredentials: creds, l: t.limiter}))
 	t.server = grpc.NewServer(sopts...)
 	pb.RegisterPeerServer(t.server, &peerServer{t: t})
 	hs := health.NewServer()
@@ -368,7 +392,7 @@ func (t *Transport) Start() error {
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
-		if err := t.server.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) && t.ctx.Err() == nil {
+		if err := t.server.Serve(t.limiter); err != nil && !errors.Is(err, grpc.ErrServerStopped) && t.ctx.Err() == nil {
 			t.log.Error("gRPC server stopped", "err", err)
 			t.opts.Handler.ServeFailed(err)
 		}
@@ -629,9 +653,6 @@ type peer struct {
 	control *sendQueue
 	data    *sendQueue
 
-	inflight chan struct{} // inbound Sends from this peer being handled
-	refused  atomic.Uint64 // inbound Sends refused for exceeding it
-
 	drops       atomic.Uint64 // queue full
 	expired     atomic.Uint64 // too old to send
 	failures    atomic.Uint64
@@ -698,6 +719,25 @@ func (t *Transport) Stats() []PeerStats {
 func (t *Transport) Connected(id uint64) bool {
 	p := t.byID[id]
 	return p != nil && p.conn != nil && p.conn.GetState() == connectivity.Ready
+}
+
+// reject counts one rejection.
+func (t *Transport) reject(reason string) {
+	t.rejected.add(reason)
+	if m := t.opts.Metrics; m != nil {
+		m.Rejected(reason)
+	}
+}
+
+// Rejections returns how many rejections of the reason there were.
+func (t *Transport) Rejections(reason string) uint64 { return t.rejected.get(reason) }
+
+// ConnStats counts the peer listener's open connections now.
+func (t *Transport) ConnStats() ConnStats {
+	if t.limiter == nil {
+		return ConnStats{}
+	}
+	return t.limiter.stats()
 }
 
 // PeerClient returns the gRPC client of the named peer, for Check and

@@ -550,10 +550,10 @@ func TestInbound_PerPeerConcurrencyAndLabelBounds(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, 5*time.Second, "excess Sends to be refused", func() bool { return refused.Load() == 12-maxInboundSendsPerPeer })
+	waitFor(t, 5*time.Second, "excess Sends to be refused", func() bool { return refused.Load() == 12-maxInboundSendsPerConn })
 	close(hold)
 	wg.Wait()
-	require.Equal(t, int64(12-maxInboundSendsPerPeer), refused.Load())
+	require.Equal(t, int64(12-maxInboundSendsPerConn), refused.Load())
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

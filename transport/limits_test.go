@@ -1,0 +1,268 @@
+package transport
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/raftelect/raftelect/proto/raftelect/v1"
+)
+
+// fromSource dials from a loopback address other than 127.0.0.1 (Linux
+// routes all of 127/8 to lo), so a test can play a host other than the
+// members', which all use 127.0.0.1.
+func fromSource(ip string) grpc.DialOption {
+	return grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+		return d.DialContext(ctx, "tcp", addr)
+	})
+}
+
+// clientAs returns a client of node 0 of tn holding a fresh certificate for
+// name (with DNS SANs sans), connecting from source ip ("" for the default).
+func (tn *testNet) clientAs(t *testing.T, name string, sans []string, ip string) pb.PeerClient {
+	t.Helper()
+	certPEM, keyPEM, err := tn.ca.Issue(name, sans, time.Hour)
+	require.NoError(t, err)
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	require.NoError(t, err)
+	cfg := tn.trs[0].opts.Credentials.ClientConfig(tn.peers[0].Name)
+	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &pair, nil }
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(cfg))}
+	if ip != "" {
+		opts = append(opts, fromSource(ip))
+	}
+	conn, err := grpc.NewClient(tn.peers[0].Addr, opts...)
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	return pb.NewPeerClient(conn)
+}
+
+func rpcCodes(c pb.PeerClient) (send, check, forwarded, stat codes.Code) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := c.Send(ctx, &pb.SendRequest{Messages: []*raftpb.Message{msg(raftpb.MsgHeartbeat, 2, 1, 1)}})
+	send = status.Code(err)
+	_, err = c.Check(ctx, &pb.CheckRequest{})
+	check = status.Code(err)
+	_, err = c.Check(ctx, &pb.CheckRequest{Forwarded: true})
+	forwarded = status.Code(err)
+	_, err = c.Status(ctx, &pb.StatusRequest{})
+	stat = status.Code(err)
+	return
+}
+
+// A certificate from the cluster's CA that names no member and no operator
+// gets nothing: every RPC of the peer service is refused.
+func TestNonMemberCertificate_RefusedForEveryRPC(t *testing.T) {
+	t.Parallel()
+	tn := newTestNet(t, 2, func(i int, o *Options) { o.Operators = []string{"ops"} })
+	send, check, fwd, stat := rpcCodes(tn.clientAs(t, "mallory", nil, ""))
+	require.Equal(t, codes.PermissionDenied, send, "Send")
+	require.Equal(t, codes.PermissionDenied, check, "Check")
+	require.Equal(t, codes.PermissionDenied, fwd, "forwarded Check")
+	require.Equal(t, codes.PermissionDenied, stat, "Status")
+	require.Equal(t, uint64(4), tn.trs[0].Rejections(RejectNotMember))
+
+	// A member gets all four (the control for the above).
+	send, check, fwd, stat = rpcCodes(tn.clientAs(t, "n2", nil, ""))
+	require.Equal(t, []codes.Code{codes.OK, codes.OK, codes.OK, codes.OK}, []codes.Code{send, check, fwd, stat})
+}
+
+// An operator identity, as CommonName or DNS SAN, may call Status and
+// Check, but never Send.
+func TestOperatorCertificate_StatusAndCheckButNotSend(t *testing.T) {
+	t.Parallel()
+	tn := newTestNet(t, 2, func(i int, o *Options) { o.Operators = []string{"ops", "ops.example"} })
+	for _, c := range []pb.PeerClient{tn.clientAs(t, "ops", nil, ""), tn.clientAs(t, "alice", []string{"ops.example"}, "")} {
+		send, check, fwd, stat := rpcCodes(c)
+		require.Equal(t, codes.PermissionDenied, send, "Send")
+		require.Equal(t, codes.OK, check, "Check")
+		require.Equal(t, codes.OK, fwd, "forwarded Check")
+		require.Equal(t, codes.OK, stat, "Status")
+	}
+	require.Zero(t, tn.recs[0].count(raftpb.MsgHeartbeat), "no operator's message reached raft")
+}
+
+// holdTerm is a Handler whose Deliver blocks, until release is closed, any
+// batch whose first message has term 99: the impostor's Sends in the
+// fairness test.
+type holdTerm struct {
+	*recorder
+	release chan struct{}
+}
+
+func (h holdTerm) Deliver(ctx context.Context, from uint64, msgs []*raftpb.Message, sent Stamp) (Ack, error) {
+	if len(msgs) > 0 && msgs[0].GetTerm() == 99 {
+		select {
+		case <-h.release:
+		case <-ctx.Done():
+			return Ack{}, ctx.Err()
+		}
+	}
+	return h.recorder.Deliver(ctx, from, msgs, sent)
+}
+
+// An impostor holding a member's certificate cannot starve the member: it
+// opens many connections from another host and fills every in-flight slot
+// it gets with Sends that never finish, and the member's own Sends still
+// get through. It also gets no more than MaxConnsPerIdentity connections
+// from its host.
+func TestImpostorWithAMembersCertificate_CannotStarveTheMember(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	rec := &recorder{}
+	tn := newTestNet(t, 2, func(i int, o *Options) {
+		if i == 0 {
+			o.Handler = holdTerm{recorder: rec, release: release}
+		}
+	})
+	defer close(release)
+	const conns = 12
+	var held, exhausted, other atomic.Int64
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for range conns {
+		c := tn.clientAs(t, "n2", nil, "127.0.0.2")
+		for range 2 * maxInboundSendsPerConn {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := c.Send(ctx, &pb.SendRequest{Messages: []*raftpb.Message{msg(raftpb.MsgHeartbeat, 2, 1, 99)}})
+				switch status.Code(err) {
+				case codes.ResourceExhausted:
+					exhausted.Add(1)
+				case codes.Canceled, codes.DeadlineExceeded:
+					held.Add(1)
+				default:
+					other.Add(1)
+				}
+			}()
+		}
+	}
+	// The impostor holds every slot it can get: MaxConnsPerIdentity
+	// connections' worth, the rest refused or never connected.
+	lim := tn.trs[0].opts.Limits
+	waitFor(t, 20*time.Second, "the impostor's connections to be capped and its slots full", func() bool {
+		return tn.trs[0].Rejections(RejectConnPerIdentity) > 0 &&
+			tn.trs[0].Rejections(RejectInflight) >= uint64(lim.MaxConnsPerIdentity*maxInboundSendsPerConn)
+	})
+
+	// The member's own transport, on its own connection, still gets through.
+	for i := range 5 {
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := tn.trs[1].byID[1].client.Send(sctx, &pb.SendRequest{Messages: []*raftpb.Message{msg(raftpb.MsgHeartbeat, 2, 1, 1)}})
+		scancel()
+		require.NoError(t, err, "the member's Send %d", i)
+	}
+	require.Equal(t, 5, rec.count(raftpb.MsgHeartbeat), "the member's heartbeats reached the handler")
+	cancel()
+	wg.Wait()
+	t.Logf("impostor: %d connections tried, %d refused at the handshake; Sends: %d held in slots, %d refused as excess, %d failed otherwise (no connection)",
+		conns, tn.trs[0].Rejections(RejectConnPerIdentity), held.Load(), exhausted.Load(), other.Load())
+	require.LessOrEqual(t, held.Load(), int64(lim.MaxConnsPerIdentity*maxInboundSendsPerConn), "slots the impostor held")
+}
+
+// A flood of idle TCP connections without a certificate, from many source
+// addresses, never holds more than the caps, each costs at most the
+// handshake timeout, and a member still connects during the flood.
+func TestIdleConnectionFlood_BoundedAndMembersStillConnect(t *testing.T) {
+	t.Parallel()
+	lim := Limits{MaxPendingConns: 64, MaxPendingPerSource: 8, HandshakeTimeout: 2 * time.Second}
+	tn := newTestNet(t, 2, func(i int, o *Options) { o.Limits = lim })
+	tr := tn.trs[0]
+	lim = tr.opts.Limits // with defaults
+
+	const sources, perSource = 50, 40 // 2,000 connections
+	var mu sync.Mutex
+	var flood []net.Conn
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range flood {
+			c.Close()
+		}
+	}()
+	maxOpen, maxPending := 0, 0
+	sample := func() {
+		s := tr.ConnStats()
+		maxOpen, maxPending = max(maxOpen, s.Open), max(maxPending, s.Pending)
+	}
+	dialErrs := 0
+	for s := range sources {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 1, byte(s+1))}, Timeout: 5 * time.Second}
+		for range perSource {
+			c, err := d.Dial("tcp", tn.peers[0].Addr)
+			if err != nil {
+				dialErrs++
+				continue
+			}
+			mu.Lock()
+			flood = append(flood, c)
+			mu.Unlock()
+		}
+		sample()
+	}
+	sample()
+
+	// During the flood (the connections are all still open on our side), a
+	// member connects and is heard.
+	send, _, _, _ := rpcCodes(tn.clientAs(t, "n2", nil, ""))
+	require.Equal(t, codes.OK, send, "the member's Send during the flood")
+	sample()
+
+	// Every connection without a handshake is closed by the timeout.
+	waitFor(t, 30*time.Second, "every idle connection to be closed", func() bool {
+		sample()
+		return tr.ConnStats().Pending == 0
+	})
+	t.Logf("flood: %d connections dialled (%d dial errors); at most %d open and %d pending at once on the node; rejected: %d per source, %d evicted, %d handshake timeouts, %d failed handshakes",
+		len(flood), dialErrs, maxOpen, maxPending, tr.Rejections(RejectPendingPerSource), tr.Rejections(RejectPendingEvicted),
+		tr.Rejections(RejectHandshakeTimedOut), tr.Rejections(RejectHandshakeFailed))
+	require.LessOrEqual(t, maxPending, lim.MaxPendingConns)
+	require.LessOrEqual(t, maxOpen, lim.MaxPendingConns+4, "open: the pending cap plus the members' and the test client's connections")
+	require.Positive(t, tr.Rejections(RejectPendingPerSource))
+	require.Positive(t, tr.Rejections(RejectHandshakeTimedOut))
+}
+
+// Over MaxConnsPerSource and MaxConns, new connections are closed at once.
+func TestConnectionCaps_PerSourceAndTotal(t *testing.T) {
+	t.Parallel()
+	lim := Limits{MaxConns: 20, MaxConnsPerSource: 6, MaxPendingPerSource: 100, MaxPendingConns: 100, HandshakeTimeout: time.Minute}
+	tn := newTestNet(t, 2, func(i int, o *Options) { o.Limits = lim })
+	tr := tn.trs[0]
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for s := range 5 {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 2, byte(s+1))}}
+		for range 10 {
+			c, err := d.Dial("tcp", tn.peers[0].Addr)
+			require.NoError(t, err)
+			conns = append(conns, c)
+		}
+	}
+	waitFor(t, 10*time.Second, "every connection to be admitted or refused", func() bool {
+		return uint64(tr.ConnStats().Open)+tr.Rejections(RejectConnPerSource)+tr.Rejections(RejectConnTotal) >= 50+1
+	})
+	s := tr.ConnStats()
+	t.Logf("open %d (pending %d); refused %d per source, %d total", s.Open, s.Pending, tr.Rejections(RejectConnPerSource), tr.Rejections(RejectConnTotal))
+	require.LessOrEqual(t, s.Open, lim.MaxConns)
+	require.Positive(t, tr.Rejections(RejectConnPerSource))
+	require.Positive(t, tr.Rejections(RejectConnTotal))
+}
