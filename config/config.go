@@ -69,6 +69,12 @@ type Node struct {
 
 	Transport Transport `yaml:"transport"`
 
+	// Operators are the certificate identities (CommonName or DNS SAN) of
+	// operator tools such as `raftelect status`: they may ask any node for
+	// its status, nothing more. Certificates naming neither a member nor an
+	// operator get nothing.
+	Operators []string `yaml:"operators"`
+
 	// UnsafeSyncSend makes the raft loop send every message synchronously,
 	// as the reference system did before its fix. It exists only for the
 	// chaos repro (`raftelect chaos repro --sync-send`), to show that the
@@ -117,6 +123,15 @@ type Transport struct {
 	KeepaliveTime       Duration `yaml:"keepalive_time"`
 	KeepaliveTimeout    Duration `yaml:"keepalive_timeout"`
 	DropLogInterval     Duration `yaml:"drop_log_interval"`
+
+	// Connection bounds on the peer listener (docs/transport.md); zero
+	// takes the transport default.
+	MaxConnections            int      `yaml:"max_connections"`
+	MaxConnectionsPerSource   int      `yaml:"max_connections_per_source"`
+	MaxPendingConnections     int      `yaml:"max_pending_connections"`
+	MaxPendingPerSource       int      `yaml:"max_pending_per_source"`
+	MaxConnectionsPerIdentity int      `yaml:"max_connections_per_identity"`
+	HandshakeTimeout          Duration `yaml:"handshake_timeout"`
 }
 
 // Duration is a time.Duration written as "100ms", "1s", "1m30s" in YAML.
@@ -187,6 +202,15 @@ func (n *Node) ElectionConfig() election.Config {
 		KeepaliveTimeout:      n.Transport.KeepaliveTimeout.D(),
 		DropLogInterval:       n.Transport.DropLogInterval.D(),
 		UnsafeSyncSend:        n.UnsafeSyncSend,
+		Operators:             n.Operators,
+		ConnectionLimits: transport.Limits{
+			MaxConns:            n.Transport.MaxConnections,
+			MaxConnsPerSource:   n.Transport.MaxConnectionsPerSource,
+			MaxPendingConns:     n.Transport.MaxPendingConnections,
+			MaxPendingPerSource: n.Transport.MaxPendingPerSource,
+			MaxConnsPerIdentity: n.Transport.MaxConnectionsPerIdentity,
+			HandshakeTimeout:    n.Transport.HandshakeTimeout.D(),
+		},
 	}
 	for _, p := range n.Peers {
 		c.Peers = append(c.Peers, election.PeerConfig{Name: p.Name, Address: p.Address, Identity: p.Identity, PublicKeyPins: p.PublicKeyPins})

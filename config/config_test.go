@@ -143,6 +143,12 @@ func TestInvalidFieldsAreNamed(t *testing.T) {
 		{"negative backoff", base + "transport:\n  max_reconnect_backoff: -1s\n", nil, "node.yaml:13: transport.max_reconnect_backoff: -1s must be positive"},
 		{"negative keepalive timeout", base + "transport:\n  keepalive_timeout: -1s\n", nil, "node.yaml:13: transport.keepalive_timeout: -1s must be positive"},
 		{"drop log interval", base + "transport:\n  drop_log_interval: 10ms\n", nil, "node.yaml:13: transport.drop_log_interval: 10ms is below 1s"},
+		{"operator empty", base + "operators: ['']\n", nil, "node.yaml:12: operators[0]: empty; give the CommonName or DNS SAN"},
+		{"operator twice", base + "operators: [ops, ops]\n", nil, `node.yaml:12: operators[1]: "ops" appears twice (also operators[0])`},
+		{"operator is a member", base + "operators: [n2]\n", nil, `node.yaml:12: operators[0]: "n2" is the identity of peers[1] (n2); give operators certificates of their own`},
+		{"negative connection cap", base + "transport:\n  max_connections_per_source: -1\n", nil, "node.yaml:13: transport.max_connections_per_source: -1 must be positive"},
+		{"one connection per identity", base + "transport:\n  max_connections_per_identity: 1\n", nil, "node.yaml:13: transport.max_connections_per_identity: 1 would refuse a member's new connection"},
+		{"handshake timeout too short", base + "transport:\n  handshake_timeout: 10ms\n", nil, "node.yaml:13: transport.handshake_timeout: 10ms is below 100ms"},
 		{"bad flag value", base, map[string]string{"election-timeout": "soon"}, `election_timeout (from --election-timeout): "soon" is not a duration`},
 		{"bad flag peers", base, map[string]string{"peers": "n1=127.0.0.1:1,n2"}, `peers (from --peers): "n2" is not name=host:port`},
 		{"flag makes field invalid", base, map[string]string{"log-format": "yaml"}, `log.format (from --log-format): "yaml" is not text or json`},
@@ -205,5 +211,20 @@ func TestUnsafeSyncSendReachesElectionConfig(t *testing.T) {
 	}
 	if !n.ElectionConfig().UnsafeSyncSend {
 		t.Fatal("unsafe_sync_send: true did not reach election.Config")
+	}
+}
+
+func TestOperatorsAndConnectionLimitsReachElectionConfig(t *testing.T) {
+	n, err := Load(write(t, base+"operators: [ops, ops.example]\ntransport:\n  max_connections: 100\n  max_connections_per_source: 10\n  max_pending_connections: 50\n  max_pending_per_source: 5\n  max_connections_per_identity: 3\n  handshake_timeout: 2s\n"), LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := n.ElectionConfig()
+	if len(c.Operators) != 2 || c.Operators[0] != "ops" || c.Operators[1] != "ops.example" {
+		t.Errorf("operators = %v", c.Operators)
+	}
+	l := c.ConnectionLimits
+	if l.MaxConns != 100 || l.MaxConnsPerSource != 10 || l.MaxPendingConns != 50 || l.MaxPendingPerSource != 5 || l.MaxConnsPerIdentity != 3 || l.HandshakeTimeout != 2*time.Second {
+		t.Errorf("connection limits = %+v", l)
 	}
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
 	"net"
 	"os"
@@ -161,6 +162,46 @@ func (n *Node) validate() []FieldError {
 	} {
 		if d.v < 0 {
 			bad(d.field, "%v must be positive (0 takes the default)", d.v)
+		}
+	}
+	for _, c := range []struct {
+		field string
+		v     int
+	}{
+		{"transport.max_connections", t.MaxConnections},
+		{"transport.max_connections_per_source", t.MaxConnectionsPerSource},
+		{"transport.max_pending_connections", t.MaxPendingConnections},
+		{"transport.max_pending_per_source", t.MaxPendingPerSource},
+		{"transport.max_connections_per_identity", t.MaxConnectionsPerIdentity},
+	} {
+		if c.v < 0 {
+			bad(c.field, "%d must be positive (0 takes the default)", c.v)
+		}
+	}
+	if t.MaxConnectionsPerIdentity == 1 {
+		bad("transport.max_connections_per_identity", "1 would refuse a member's new connection while its old one is still being found dead; use at least 2 (0 takes the default)")
+	}
+	if h := t.HandshakeTimeout.D(); h < 0 {
+		bad("transport.handshake_timeout", "%v must be positive (0 takes the default)", h)
+	} else if h > 0 && h < 100*time.Millisecond {
+		bad("transport.handshake_timeout", "%v is below 100ms: members on slow links could not complete their TLS handshakes", h)
+	}
+	ops := map[string]int{}
+	for i, o := range n.Operators {
+		f := fmt.Sprintf("operators[%d]", i)
+		j, dup := ops[o]
+		switch {
+		case o == "":
+			bad(f, "empty; give the CommonName or DNS SAN of the operator's certificate")
+		case dup:
+			bad(f, "%q appears twice (also operators[%d])", o, j)
+		default:
+			ops[o] = i
+			for k, p := range n.Peers {
+				if id := cmp.Or(p.Identity, p.Name); id == o {
+					bad(f, "%q is the identity of peers[%d] (%s); give operators certificates of their own (`raftelect certs issue --operator --name NAME`)", o, k, p.Name)
+				}
+			}
 		}
 	}
 	if k := t.KeepaliveTime.D(); k > 0 && k < 10*time.Second {

@@ -129,6 +129,18 @@ type Config struct {
 	DropLogInterval     time.Duration
 	Metrics             transport.Metrics
 
+	// Operators are the certificate identities (CommonName or DNS SAN) of
+	// operator tools such as `raftelect status`: they may call Status and
+	// Check on the peer port, never Send. A certificate from the CA that
+	// names neither a member nor an operator gets nothing. An operator's
+	// identity must be no member's.
+	Operators []string
+	// ConnectionLimits bound the peer listener's connections: per source
+	// address, in total, per certificate identity, and the TLS handshake's
+	// time. Zero fields take the transport's defaults; see
+	// docs/transport.md.
+	ConnectionLimits transport.Limits
+
 	// RegisterServices, if set, registers more gRPC services on this node's
 	// peer server (same port, same mutual TLS); handlers can name the caller
 	// with transport.CallerMember. See transport.Options.RegisterServices.
@@ -254,6 +266,21 @@ func (c Config) Validate() error {
 		if c.TLS.CAFile == "" || c.TLS.CertFile == "" || c.TLS.KeyFile == "" {
 			bad("tls: CA, certificate and key files are all required (or set insecure for tests on loopback); `raftelect certs` makes a development set")
 		}
+	}
+	seenOps := map[string]bool{}
+	for i, o := range c.Operators {
+		switch {
+		case o == "":
+			bad("operators[%d]: empty; give the CommonName or DNS SAN of the operator's certificate", i)
+		case seenOps[o]:
+			bad("operators[%d]: %q appears twice", i, o)
+		case identities[o] != "":
+			bad("operators[%d]: %q is the identity of member %s; give operators certificates of their own (`raftelect certs issue --operator`)", i, o, identities[o])
+		}
+		seenOps[o] = true
+	}
+	if err := c.ConnectionLimits.Validate(); err != nil {
+		bad("connection limits: %v", err)
 	}
 	for k, v := range c.Labels {
 		if k == "" || len(k) > 63 || len(v) > 1024 {

@@ -301,6 +301,8 @@ func newRaftLoop(e *Elector, routines []func(context.Context, Lease) error) (*ra
 		SyncSend:            cfg.UnsafeSyncSend,
 		RegisterServices:    cfg.RegisterServices,
 		ClusterID:           l.currentClusterID,
+		Operators:           cfg.Operators,
+		Limits:              cfg.ConnectionLimits,
 	})
 	if err != nil {
 		return nil, err

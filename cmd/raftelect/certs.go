@@ -35,7 +35,13 @@ as a SAN; for a peer with a configured identity, give the identity as
 certificate identify neither member. ` + "`certs pin`" + ` prints a certificate's
 public-key pin, for public_key_pins in peers. Existing files are never
 overwritten without --force. For production, use your own PKI with the same
-layout.`,
+layout.
+
+An operator certificate, for raftelect status and transfer, is a
+client-only certificate for a name that is no node's; list the name in
+every node's operators:
+
+  raftelect certs issue --dir certs --operator --name ops`,
 	}
 	cmd.AddCommand(newCertsInitCmd(), newCertsIssueCmd(), newCertsPinCmd())
 	return cmd
@@ -92,11 +98,12 @@ func newCertsIssueCmd() *cobra.Command {
 		dir, name string
 		hosts     []string
 		force     bool
+		operator  bool
 		validFor  time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "issue --dir DIR --name NODE [--host HOST]...",
-		Short: "Issue a node certificate: DIR/NODE.crt and DIR/NODE.key, signed by DIR/ca.*",
+		Use:   "issue --dir DIR --name NODE [--host HOST]... | --dir DIR --operator --name NAME",
+		Short: "Issue a node (or operator) certificate: DIR/NAME.crt and DIR/NAME.key, signed by DIR/ca.*",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkValidFor(validFor); err != nil {
@@ -108,6 +115,17 @@ func newCertsIssueCmd() *cobra.Command {
 			}
 			if err := refuseOverwrite(force, filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")); err != nil {
 				return err
+			}
+			if operator {
+				if len(hosts) > 0 {
+					return usageError(errors.New("--host: an operator certificate is for a client only; it names no host"))
+				}
+				f, err := ca.WriteOperator(dir, name, validFor)
+				if err != nil {
+					return failure(err)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "wrote %s and %s for operator %s (client only, valid for %v); add %q to every node's operators\n", f.Cert, f.Key, name, validFor, name)
+				return nil
 			}
 			f, err := ca.WriteNode(dir, name, hosts, validFor)
 			if err != nil {
@@ -130,6 +148,7 @@ func newCertsIssueCmd() *cobra.Command {
 	cmd.Flags().StringVar(&name, "name", "", "node name (or its configured identity): the certificate's CommonName and first DNS SAN")
 	cmd.Flags().StringArrayVar(&hosts, "host", nil, "DNS name or IP address the node is reached at (repeat)")
 	cmd.Flags().BoolVar(&force, "force", false, "overwrite existing files")
+	cmd.Flags().BoolVar(&operator, "operator", false, "issue a client-only certificate for an operator tool (raftelect status); list --name in the nodes' operators")
 	cmd.Flags().DurationVar(&validFor, "valid-for", 365*24*time.Hour, "validity of the node certificate")
 	_ = cmd.MarkFlagRequired("dir")
 	_ = cmd.MarkFlagRequired("name")

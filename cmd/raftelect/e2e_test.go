@@ -147,6 +147,7 @@ data_dir: data/%s
 http_address: %s
 event_log: %s.events
 log: {format: json}
+operators: [ops]
 `, name, peers.String(), name, name, name, p.httpAddr, name)
 		if err := os.WriteFile(p.cfg, []byte(body), 0o644); err != nil {
 			t.Fatal(err)

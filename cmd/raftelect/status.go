@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -39,7 +40,7 @@ type statusOptions struct {
 func newStatusCmd() *cobra.Command {
 	var o statusOptions
 	cmd := &cobra.Command{
-		Use:   "status (--config node.yaml | --peers n1=host:port,... (--ca F --cert F --key F | --insecure))",
+		Use:   "status (--config node.yaml [--cert F --key F] | --peers n1=host:port,... (--ca F --cert F --key F | --insecure))",
 		Short: "Show every node's role, term, leader and links",
 		Long: `Ask every node for its status, in parallel, each with a deadline (--timeout),
 and print one row per node. The command never waits longer than the timeout
@@ -52,6 +53,11 @@ whether the leader's last send to it succeeded, how long ago the two last
 exchanged a message, the round trip of that send, how many messages wait in
 the leader's queues for it, and how many the leader dropped. A line under the
 table names the node they are seen from. -o json gives every node's full view.
+
+Nodes answer members' certificates and those of configured operators
+(operators: in their configuration; raftelect certs issue --operator makes
+one); any other certificate is refused (UNREACHABLE:auth). With --config,
+the node's own certificate is used unless --cert and --key name another.
 
 A node that does not answer shows UNREACHABLE:<class> (timeout, unavailable,
 canceled, auth, other) and the error below the table.
@@ -150,6 +156,17 @@ func statusTargets(o statusOptions) ([]config.Peer, *transport.Credentials, erro
 		n, err := config.Load(o.config, config.LoadOptions{})
 		if err != nil {
 			return nil, nil, usageError(fmt.Errorf("invalid configuration:\n%w", err))
+		}
+		if o.cert != "" || o.key != "" {
+			// The node's peers, an operator's certificate.
+			if o.cert == "" || o.key == "" {
+				return nil, nil, usageError(errors.New("--cert and --key go together"))
+			}
+			creds, err := transport.LoadCredentials(cmp.Or(o.ca, n.TLS.CAFile), o.cert, o.key)
+			if err != nil {
+				return nil, nil, usageError(err)
+			}
+			return n.Peers, creds, nil
 		}
 		creds, err := n.Credentials()
 		if err != nil {

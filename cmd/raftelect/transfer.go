@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -61,9 +62,12 @@ func addTargetFlags(cmd *cobra.Command, o *statusOptions) {
 	f := cmd.Flags()
 	f.StringVarP(&o.config, "config", "c", "", "take peers and TLS files from this node config")
 	f.StringVar(&o.peers, "peers", "", "nodes to ask: n1=host:port,n2=host:port,...")
-	f.StringVar(&o.ca, "ca", "", "CA certificate (PEM)")
-	f.StringVar(&o.cert, "cert", "", "a client certificate signed by the CA (any node's will do)")
-	f.StringVar(&o.key, "key", "", "its key")
+	// A member's certificate works, but an operator's is better: nodes
+	// answer it and never take it for a peer. Nodes refuse certificates
+	// that name neither.
+	f.StringVar(&o.ca, "ca", os.Getenv("RAFTELECT_STATUS_CA"), "CA certificate (PEM) [$RAFTELECT_STATUS_CA]")
+	f.StringVar(&o.cert, "cert", os.Getenv("RAFTELECT_STATUS_CERT"), "an operator certificate (`raftelect certs issue --operator`, listed in the nodes' operators) or a member's, signed by the CA [$RAFTELECT_STATUS_CERT]")
+	f.StringVar(&o.key, "key", os.Getenv("RAFTELECT_STATUS_KEY"), "its key [$RAFTELECT_STATUS_KEY]")
 	f.BoolVar(&o.insecure, "insecure", false, "connect without TLS (nodes run with insecure: true)")
 	f.DurationVar(&o.timeout, "timeout", 2*time.Second, "deadline for each node's answer")
 }
