@@ -130,8 +130,8 @@ type Config struct {
 	Metrics             transport.Metrics
 
 	// Operators are the certificate identities (CommonName or DNS SAN) of
-	// operator tools such as `raftelect status`: they may call Status and
-	// Check on the peer port, never Send. A certificate from the CA that
+	// operator tools such as `raftelect status`: they may call Status,
+	// Check and Transfer on the peer port, never Send. A certificate from the CA that
 	// names neither a member nor an operator gets nothing. An operator's
 	// identity must be no member's.
 	Operators []string

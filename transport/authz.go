@@ -12,7 +12,8 @@ import (
 // Who may call what on the peer service:
 //
 //	Send            members only (and every message's From must be the caller)
-//	Status, Check   members and operators (Options.Operators)
+//	Status, Check,  members and operators (Options.Operators)
+//	Transfer
 //
 // A certificate from the cluster's CA that names neither gets
 // PermissionDenied from every RPC, so a leaked or stray certificate of the

@@ -50,6 +50,19 @@ func (tn *testNet) clientAs(t *testing.T, name string, sans []string, ip string)
 }
 
 func rpcCodes(c pb.PeerClient) (send, check, forwarded, stat codes.Code) {
+	send, check, forwarded, stat, _ = rpcCodesWithTransfer(c)
+	return
+}
+
+// rpcCodesWithTransfer also calls Transfer: the test handler does not
+// transfer, so an authorized caller gets Unimplemented.
+func rpcCodesWithTransfer(c pb.PeerClient) (send, check, forwarded, stat, transfer codes.Code) {
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := c.Transfer(ctx, &pb.TransferRequest{})
+		transfer = status.Code(err)
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, err := c.Send(ctx, &pb.SendRequest{Messages: []*raftpb.Message{msg(raftpb.MsgHeartbeat, 2, 1, 1)}})
@@ -68,29 +81,32 @@ func rpcCodes(c pb.PeerClient) (send, check, forwarded, stat codes.Code) {
 func TestNonMemberCertificate_RefusedForEveryRPC(t *testing.T) {
 	t.Parallel()
 	tn := newTestNet(t, 2, func(i int, o *Options) { o.Operators = []string{"ops"} })
-	send, check, fwd, stat := rpcCodes(tn.clientAs(t, "mallory", nil, ""))
+	send, check, fwd, stat, transfer := rpcCodesWithTransfer(tn.clientAs(t, "mallory", nil, ""))
 	require.Equal(t, codes.PermissionDenied, send, "Send")
 	require.Equal(t, codes.PermissionDenied, check, "Check")
 	require.Equal(t, codes.PermissionDenied, fwd, "forwarded Check")
 	require.Equal(t, codes.PermissionDenied, stat, "Status")
-	require.Equal(t, uint64(4), tn.trs[0].Rejections(RejectNotMember))
+	require.Equal(t, codes.PermissionDenied, transfer, "Transfer")
+	require.Equal(t, uint64(5), tn.trs[0].Rejections(RejectNotMember))
 
-	// A member gets all four (the control for the above).
-	send, check, fwd, stat = rpcCodes(tn.clientAs(t, "n2", nil, ""))
-	require.Equal(t, []codes.Code{codes.OK, codes.OK, codes.OK, codes.OK}, []codes.Code{send, check, fwd, stat})
+	// A member gets all of them (the control for the above; the test
+	// handler does not transfer).
+	send, check, fwd, stat, transfer = rpcCodesWithTransfer(tn.clientAs(t, "n2", nil, ""))
+	require.Equal(t, []codes.Code{codes.OK, codes.OK, codes.OK, codes.OK, codes.Unimplemented}, []codes.Code{send, check, fwd, stat, transfer})
 }
 
-// An operator identity, as CommonName or DNS SAN, may call Status and
-// Check, but never Send.
-func TestOperatorCertificate_StatusAndCheckButNotSend(t *testing.T) {
+// An operator identity, as CommonName or DNS SAN, may call Status, Check
+// and Transfer, but never Send.
+func TestOperatorCertificate_StatusCheckTransferButNotSend(t *testing.T) {
 	t.Parallel()
 	tn := newTestNet(t, 2, func(i int, o *Options) { o.Operators = []string{"ops", "ops.example"} })
 	for _, c := range []pb.PeerClient{tn.clientAs(t, "ops", nil, ""), tn.clientAs(t, "alice", []string{"ops.example"}, "")} {
-		send, check, fwd, stat := rpcCodes(c)
+		send, check, fwd, stat, transfer := rpcCodesWithTransfer(c)
 		require.Equal(t, codes.PermissionDenied, send, "Send")
 		require.Equal(t, codes.OK, check, "Check")
 		require.Equal(t, codes.OK, fwd, "forwarded Check")
 		require.Equal(t, codes.OK, stat, "Status")
+		require.Equal(t, codes.Unimplemented, transfer, "Transfer (allowed; the test handler does not transfer)")
 	}
 	require.Zero(t, tn.recs[0].count(raftpb.MsgHeartbeat), "no operator's message reached raft")
 }

@@ -49,7 +49,7 @@ func (s *peerServer) Send(ctx context.Context, req *pb.SendRequest) (*pb.SendRes
 	if p == nil {
 		t.reject(RejectNotMember)
 		if t.isOperator(ctx) {
-			return nil, status.Errorf(codes.PermissionDenied, "caller %q is an operator: it may call Status and Check, not Send", cn)
+			return nil, status.Errorf(codes.PermissionDenied, "caller %q is an operator: it may call Status, Check and Transfer, not Send", cn)
 		}
 		return nil, status.Errorf(codes.PermissionDenied, "caller %q is not a member of this cluster", cn)
 	}

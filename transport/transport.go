@@ -183,8 +183,8 @@ type Options struct {
 	Limits Limits
 
 	// Operators are the certificate identities (CommonName or DNS SAN) of
-	// operator tools, such as `raftelect status`: they may call Status and
-	// Check, never Send. A certificate that names neither a member nor an
+	// operator tools, such as `raftelect status`: they may call Status,
+	// Check and Transfer, never Send. A certificate that names neither a member nor an
 	// operator gets nothing.
 	Operators []string
 
