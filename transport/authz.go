@@ -27,7 +27,7 @@ func (t *Transport) memberOrOperator(ctx context.Context, rpc string) (string, e
 	if err != nil {
 		return "", err
 	}
-	if name != "" || t.opts.Credentials == nil || t.isOperator(ctx) {
+	if name != "" || t.opts.Credentials == nil || t.isOperator(ctx) || t.isSelf(ctx) {
 		return name, nil
 	}
 	t.reject(RejectNotMember)
@@ -46,6 +46,18 @@ func (t *Transport) isOperator(ctx context.Context) bool {
 		return false
 	}
 	return carriesIdentity(cert, t.operators)
+}
+
+// isSelf says whether the caller holds this node's own identity: `raftelect
+// status --config node.yaml` run next to a node uses the node's certificate,
+// and a node is a member (Send still takes only peers: nobody sends raft
+// messages to itself over the network).
+func (t *Transport) isSelf(ctx context.Context) bool {
+	cert, err := callerCert(ctx)
+	if cert == nil || err != nil {
+		return false
+	}
+	return carriesIdentity(cert, map[string]bool{t.opts.Self.identity(): true})
 }
 
 func carriesIdentity(cert *x509.Certificate, ids map[string]bool) bool {

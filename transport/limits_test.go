@@ -93,6 +93,10 @@ func TestNonMemberCertificate_RefusedForEveryRPC(t *testing.T) {
 	// handler does not transfer).
 	send, check, fwd, stat, transfer = rpcCodesWithTransfer(tn.clientAs(t, "n2", nil, ""))
 	require.Equal(t, []codes.Code{codes.OK, codes.OK, codes.OK, codes.OK, codes.Unimplemented}, []codes.Code{send, check, fwd, stat, transfer})
+	// So does the node's own certificate (`raftelect status --config`
+	// beside it), but for Send: no raft message comes from ourselves.
+	send, check, fwd, stat, transfer = rpcCodesWithTransfer(tn.clientAs(t, "n1", nil, ""))
+	require.Equal(t, []codes.Code{codes.PermissionDenied, codes.OK, codes.OK, codes.OK, codes.Unimplemented}, []codes.Code{send, check, fwd, stat, transfer})
 }
 
 // An operator identity, as CommonName or DNS SAN, may call Status, Check
