@@ -2,7 +2,6 @@ package transport
 
 import (
 	"context"
-	"crypto/x509"
 
 	"google.golang.org/grpc/codes"
 	grpcpeer "google.golang.org/grpc/peer"
@@ -20,19 +19,30 @@ import (
 // same CA learns nothing about the cluster. Without TLS (tests, demos on
 // loopback) there are no identities and everything is allowed.
 
-// memberOrOperator returns the member the caller is ("" for an operator or
-// without TLS), or PermissionDenied naming the certificate's CommonName.
+// memberOrOperator returns the member the caller's certificate identifies
+// (this node included: `raftelect status --config node.yaml` beside a node
+// uses the node's own certificate), "" for an operator or without TLS, or
+// PermissionDenied saying why.
 func (t *Transport) memberOrOperator(ctx context.Context, rpc string) (string, error) {
-	name, cn, err := t.memberName(ctx)
-	if err != nil {
-		return "", err
+	if t.opts.Credentials == nil {
+		return "", nil
 	}
-	if name != "" || t.opts.Credentials == nil || t.isOperator(ctx) || t.isSelf(ctx) {
-		return name, nil
+	c := t.identify(ctx)
+	switch {
+	case c.err != nil:
+		// It carries member identities but identifies none (ambiguous, or
+		// a pin does not match): fail closed, even if it also names an
+		// operator.
+		t.reject(RejectNotMember)
+		return "", c.err
+	case c.member != "":
+		return c.member, nil
+	case t.isOperator(ctx):
+		return "", nil
 	}
 	t.reject(RejectNotMember)
 	return "", status.Errorf(codes.PermissionDenied,
-		"%s: the caller's certificate (CommonName %q) names no member of this cluster and no configured operator; use a member's or an operator's certificate (operators: in the node configuration)", rpc, cn)
+		"%s: the caller's certificate (CommonName %q) names no member of this cluster and no configured operator; use a member's or an operator's certificate (operators: in the node configuration)", rpc, c.cn)
 }
 
 // isOperator says whether the caller's verified certificate carries one of
@@ -45,27 +55,8 @@ func (t *Transport) isOperator(ctx context.Context) bool {
 	if cert == nil || err != nil {
 		return false
 	}
-	return carriesIdentity(cert, t.operators)
-}
-
-// isSelf says whether the caller holds this node's own identity: `raftelect
-// status --config node.yaml` run next to a node uses the node's certificate,
-// and a node is a member (Send still takes only peers: nobody sends raft
-// messages to itself over the network).
-func (t *Transport) isSelf(ctx context.Context) bool {
-	cert, err := callerCert(ctx)
-	if cert == nil || err != nil {
-		return false
-	}
-	return carriesIdentity(cert, map[string]bool{t.opts.Self.identity(): true})
-}
-
-func carriesIdentity(cert *x509.Certificate, ids map[string]bool) bool {
-	if ids[cert.Subject.CommonName] {
-		return true
-	}
-	for _, san := range cert.DNSNames {
-		if ids[san] {
+	for _, n := range certNames(cert) {
+		if t.operators[n] {
 			return true
 		}
 	}
