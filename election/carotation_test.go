@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/raftelect/raftelect/certs"
+	"github.com/raftelect/raftelect/election"
 	"github.com/raftelect/raftelect/eventlog"
 	tc "github.com/raftelect/raftelect/internal/testcluster"
 	pb "github.com/raftelect/raftelect/proto/raftelect/v1"
@@ -27,7 +28,13 @@ import (
 // CA), and the cluster keeps its leader throughout.
 func TestCARotation_WithoutRestartOrLeaderChange(t *testing.T) {
 	t.Parallel()
-	c, l := startCluster(t, 3)
+	// The tools below call Status: they are operators (a certificate
+	// naming neither a member nor an operator gets nothing).
+	c := tc.New(t, 3)
+	c.Tweak = func(cfg *election.Config) { cfg.Operators = []string{"tool-old", "tool-new"} }
+	t.Cleanup(c.DumpEvents)
+	c.Start()
+	l := c.WaitLeader(10 * time.Second)
 	leader := c.Nodes[l]
 	term := leader.Elector.Leader().Term
 	since := eventlog.Now()
