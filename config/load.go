@@ -61,12 +61,21 @@ type LoadOptions struct {
 // environment and flag overrides, fills defaults and validates. Every
 // problem found is reported, each naming its field; the error is an *Error.
 func Load(path string, o LoadOptions) (*Node, error) {
-	n := &Node{file: path, lines: map[string]int{}, sources: map[string]string{}}
+	var data []byte
 	if path != "" {
-		data, err := os.ReadFile(path)
-		if err != nil {
+		var err error
+		if data, err = os.ReadFile(path); err != nil {
 			return nil, fmt.Errorf("read config: %w", err)
 		}
+	}
+	return load(path, data, o)
+}
+
+// load is Load with the file's contents already read (FuzzLoad calls it
+// directly, so the fuzzer spends its time parsing, not on the disk).
+func load(path string, data []byte, o LoadOptions) (*Node, error) {
+	n := &Node{file: path, lines: map[string]int{}, sources: map[string]string{}}
+	if path != "" {
 		if err := n.decode(data); err != nil {
 			return nil, err
 		}
