@@ -187,7 +187,7 @@ func newRaftLoop(e *Elector, routines []func(context.Context, Lease) error) (*ra
 		MaxInflightMsgs: 64,
 		CheckQuorum:     true,
 		PreVote:         true,
-		Logger:          raftLogger{e.log},
+		Logger:          newRaftLogger(e),
 	}
 	l.rn, err = raft.NewRawNode(rc)
 	if err != nil {

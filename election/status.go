@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"strconv"
+	"strings"
 	"time"
 
 	"go.etcd.io/raft/v3"
@@ -145,8 +147,29 @@ func (e *Elector) check(ctx context.Context, l *raftLoop, forwarded bool) *pb.Ch
 
 // raftLogger sends raft's own logging to slog. Raft's Info messages
 // (elections, role changes) go to Debug: the election package logs those
-// transitions itself, once, and a healthy cluster stays quiet.
-type raftLogger struct{ log *slog.Logger }
+// transitions itself, once, and a healthy cluster stays quiet. Raft names
+// nodes by their IDs in hex ("8b37d07b558d826 stepped down"); names, when
+// set, turns each member's ID into its name.
+type raftLogger struct {
+	log   *slog.Logger
+	names *strings.Replacer
+}
+
+// newRaftLogger names every member of e's cluster in raft's log lines.
+func newRaftLogger(e *Elector) raftLogger {
+	var pairs []string
+	for id, name := range e.names {
+		pairs = append(pairs, strconv.FormatUint(id, 16), name)
+	}
+	return raftLogger{log: e.log, names: strings.NewReplacer(pairs...)}
+}
+
+func (r raftLogger) name(s string) string {
+	if r.names == nil {
+		return s
+	}
+	return r.names.Replace(s)
+}
 
 var _ raft.Logger = raftLogger{}
 
@@ -170,12 +193,16 @@ func (r raftLogger) logf(level slog.Level, f string, sprint func(...any) string,
 		return
 	}
 	if sprint != nil {
-		r.log.Log(ctx, level, sprint(v...))
+		r.log.Log(ctx, level, r.name(sprint(v...)))
 		return
 	}
-	r.log.Log(ctx, level, fmt.Sprintf(f, v...), logbound.KindKey, f)
+	r.log.Log(ctx, level, r.name(fmt.Sprintf(f, v...)), logbound.KindKey, f)
 }
 func (r raftLogger) Fatal(v ...any)            { r.Panic(v...) }
 func (r raftLogger) Fatalf(f string, v ...any) { r.Panicf(f, v...) }
-func (r raftLogger) Panic(v ...any)            { s := fmt.Sprint(v...); r.log.Error(s); panic(s) }
-func (r raftLogger) Panicf(f string, v ...any) { s := fmt.Sprintf(f, v...); r.log.Error(s); panic(s) }
+func (r raftLogger) Panic(v ...any)            { s := r.name(fmt.Sprint(v...)); r.log.Error(s); panic(s) }
+func (r raftLogger) Panicf(f string, v ...any) {
+	s := r.name(fmt.Sprintf(f, v...))
+	r.log.Error(s)
+	panic(s)
+}
