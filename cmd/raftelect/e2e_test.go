@@ -607,3 +607,50 @@ data_dir: data
 		t.Fatalf("stderr does not say the data directory is in use:\n%s", r.stderr)
 	}
 }
+
+// TestRunUnderGNUTimeoutStopsCleanly: GNU timeout signals its child and
+// then its whole process group, so run gets SIGTERM twice at once; that is
+// one request to stop, not the "second signal" that exits at once. Under
+// `timeout --preserve-status`, run stops cleanly and exits 0.
+func TestRunUnderGNUTimeoutStopsCleanly(t *testing.T) {
+	tpath, err := exec.LookPath("timeout")
+	if err != nil {
+		t.Skip("GNU timeout (coreutils) is not installed; skipping")
+	}
+	dir := t.TempDir()
+	lc, err := writeLocalCluster(dir, 1, 100*time.Millisecond, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := lc.nodes[0]
+	var out lockedBuffer
+	cmd := exec.Command(tpath, "--preserve-status", "600", binary, "run", "--config", n.config)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-done })
+	p := &proc{httpAddr: n.httpAddr}
+	eventually(t, 30*time.Second, "the node is ready", func() error {
+		code, body, err := p.get("/readyz")
+		if err != nil || code != 200 {
+			return fmt.Errorf("%d %s %v", code, body, err)
+		}
+		return nil
+	})
+	// SIGALRM makes timeout act as if its time were up: SIGTERM to the
+	// child, then to the process group.
+	if err := cmd.Process.Signal(syscall.SIGALRM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("run under timeout did not stop; output:\n%s", out.String())
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 0 || strings.Contains(out.String(), "second signal") || !strings.Contains(out.String(), "msg=stopped") {
+		t.Errorf("under timeout: exit %d, want 0 after a clean stop; output:\n%s", code, out.String())
+	}
+}

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -57,7 +58,12 @@ while it still holds the lease, then stops the node, which hands leadership
 to a peer, and exits 0. A second signal kills CMD and exits 1 at once. If
 exec itself dies, CMD is killed too (Linux). Exit codes: 0 clean stop, 1 run
 time failure, 2 invalid configuration or usage (no CMD, CMD not found).`,
-		Args: cobra.MinimumNArgs(1),
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usageError(errors.New("exec needs the command to run after --: raftelect exec --config node.yaml -- CMD [ARG]..."))
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if grace <= 0 {
 				return usageError(fmt.Errorf("--grace %v must be positive", grace))

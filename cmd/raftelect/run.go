@@ -287,11 +287,13 @@ func runNodeWith(n *config.Node, stderr io.Writer, work leaderWork) error {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
 	go func() {
-		s, ok := <-sigs
+		first, ok := <-sigs
 		if !ok {
 			return
 		}
-		log.Info("stopping; a leader hands over leadership first (signal again to exit at once)", "signal", s.String())
+		at := time.Now()
+		log.Info("stopping; a leader hands over leadership first (signal again to exit at once)", "signal", first.String())
+		second := laterSignal(sigs, first, at, log)
 		if work != nil {
 			// The work stops while this node still holds the lease, so no
 			// other node's work can start before it has ended.
@@ -299,18 +301,21 @@ func runNodeWith(n *config.Node, stderr io.Writer, work leaderWork) error {
 			go func() { work.stop(); close(stopped) }()
 			select {
 			case <-stopped:
-			case s = <-sigs:
+			case s := <-second:
 				secondSignal(stderr, s, work)
 			}
 		}
 		cancel()
-		if s, ok = <-sigs; ok {
+		if s, ok := <-second; ok {
 			secondSignal(stderr, s, work)
 		}
 	}()
 
 	if n.UnsafeSyncSend {
 		log.Warn("unsafe_sync_send is on: sends are synchronous as in the reference system; a silent peer will cost this cluster its leader (chaos repro only)")
+	}
+	if w := evenVotersWarning(len(n.Peers)); w != "" {
+		log.Warn(w)
 	}
 	log.Info("starting", "peers", len(n.Peers), "heartbeat_interval", n.HeartbeatInterval.D(),
 		"election_timeout", n.ElectionTimeout.D(), "data_dir", n.DataDir, "http_address", n.HTTPAddress,
@@ -320,6 +325,44 @@ func runNodeWith(n *config.Node, stderr io.Writer, work leaderWork) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// evenVotersWarning says why an even number of voters is a poor choice, or
+// "" for an odd number. A majority of 2k nodes is k+1, so 2k tolerate k-1
+// failures, as 2k-1 do: the extra node adds a machine that can fail and a
+// vote to wait for, and a partition into two halves leaves neither side a
+// majority.
+func evenVotersWarning(n int) string {
+	if n < 2 || n%2 == 1 {
+		return ""
+	}
+	return fmt.Sprintf("%d voters: a majority is %d, so the cluster survives no more failed nodes (%d) than %d voters would, and an even split leaves no side a majority; use %d or %d nodes",
+		n, n/2+1, n/2-1, n-1, n-1, n+1)
+}
+
+// duplicateSignalWindow: the same signal again this soon after the first is
+// the same request delivered twice, not an operator insisting. GNU timeout
+// (and other supervisors) signal the child and then its whole process
+// group, so the child gets two SIGTERMs microseconds apart; a person
+// pressing Ctrl-C twice is far slower than this.
+const duplicateSignalWindow = 250 * time.Millisecond
+
+// laterSignal returns a channel that yields the next signal from sigs that
+// is not a duplicate of first (received at at); it is closed if sigs is.
+func laterSignal(sigs <-chan os.Signal, first os.Signal, at time.Time, log *slog.Logger) <-chan os.Signal {
+	out := make(chan os.Signal, 1)
+	go func() {
+		defer close(out)
+		for s := range sigs {
+			if s == first && time.Since(at) < duplicateSignalWindow {
+				log.Info("same signal again at once (a supervisor signalling the process group too); still stopping cleanly", "signal", s.String())
+				continue
+			}
+			out <- s
+			return
+		}
+	}()
+	return out
 }
 
 // secondSignal exits at once, killing any leader work first.
