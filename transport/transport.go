@@ -337,6 +337,9 @@ func (t *Transport) Start() error {
 			return fmt.Errorf("listen on %s: %w", t.opts.Self.Addr, err)
 		}
 	}
+	// Our answers (and the lease acknowledgements in them) travel as thin
+	// streams too.
+	lis = thinStreamListener{lis}
 	t.limiter = newConnLimiter(lis, t.opts.Limits, t.reject)
 	t.lis = t.limiter
 	t.ctx, t.cancel = context.WithCancel(context.Background())
@@ -429,8 +432,7 @@ func (t *Transport) dial(p *peer) (*grpc.ClientConn, error) {
 	return grpc.NewClient(p.Addr,
 		grpc.WithTransportCredentials(creds),
 		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
-			var d net.Dialer
-			c, err := d.DialContext(ctx, "tcp", addr)
+			c, err := thinStreamDialer().DialContext(ctx, "tcp", addr)
 			if errors.Is(err, syscall.ECONNREFUSED) && t.opts.Handler != nil {
 				t.opts.Handler.PeerRefused(p.ID)
 			}
