@@ -27,14 +27,20 @@
 //     the node that holds client-go leadership or will hold it once its
 //     handover delay has passed.
 //
+// Get is a pure read, as on a Lease: it changes nothing about who holds
+// what (a term that ended is noticed by the next Update, and Token keeps
+// reporting it until then), and only remembers the record it returned.
 // Create always fails with AlreadyExists: the record is the raft cluster, so
 // it always exists. Update keeps the compare-and-swap meaning of the
-// LeaseLock:
+// LeaseLock, whose Update sends the resourceVersion of the Lease the last
+// Get returned: it fails with Conflict unless the record is, when Update
+// runs, exactly the one the last Get returned (after a successful Update,
+// the one it wrote), and an Update with no Get before it fails. Then:
 //
 //   - naming this node as holder, it succeeds only if this node holds the
-//     raftelect lease now, with the term that the last Get returned (or that
-//     the last successful Update was granted in), and has held it for at
-//     least HandoverDelay. Otherwise it fails with a Conflict error, at once:
+//     raftelect lease now and has held it for at least HandoverDelay (the
+//     record read was either this node's own, a renewal, or the free
+//     record with an empty holder). Otherwise it fails with a Conflict error, at once:
 //     when another node leads, when no node does, and when this node's lease
 //     of the granted term ended (even if this node has won a later term: once
 //     a granted term ends, every Update naming this node fails for

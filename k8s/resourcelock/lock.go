@@ -1,6 +1,7 @@
 package resourcelock
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	rl "k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/utils/clock"
 
 	"github.com/raftelect/raftelect/election"
 )
@@ -58,6 +60,12 @@ type Config struct {
 	RetryPeriod   time.Duration
 	// Logger receives client-go's leader election events (default: discard).
 	Logger *slog.Logger
+	// Clock is the Lock's notion of now, for the handover delay and the
+	// wait after a lost term (default: the real clock), as client-go's
+	// LeaderElectionConfig.Clock is the LeaderElector's. It must run at the
+	// rate of the real clock, with which the Elector stamps Lease.Start;
+	// tests inject a fake clock to step through the delays.
+	Clock clock.PassiveClock
 }
 
 // Lock is a client-go resource lock backed by raftelect. It is safe for
@@ -69,11 +77,12 @@ type Lock struct {
 	renew    time.Duration
 	retry    time.Duration
 	log      *slog.Logger
+	clock    clock.PassiveClock
 
 	mu sync.Mutex
-	// readTerm is the version (raft term) of the record the last Get
-	// returned: the compare half of compare-and-swap.
-	readTerm uint64
+	// read is the record the last Get returned, encoded: the compare half
+	// of compare-and-swap, as the LeaseLock keeps the Lease it last got.
+	read []byte
 	// held is the term in which client-go on this node was granted
 	// leadership, 0 if it holds none; record is what it last wrote.
 	held   uint64
@@ -125,7 +134,10 @@ func New(cfg Config) (*Lock, error) {
 	}
 	l := &Lock{
 		e: cfg.Elector, identity: cfg.Identity, leaseDur: cfg.LeaseDuration,
-		renew: cfg.RenewDeadline, retry: cfg.RetryPeriod, log: cfg.Logger,
+		renew: cfg.RenewDeadline, retry: cfg.RetryPeriod, log: cfg.Logger, clock: cfg.Clock,
+	}
+	if l.clock == nil {
+		l.clock = clock.RealClock{}
 	}
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
@@ -153,24 +165,35 @@ func (l *Lock) Token() (uint64, bool) {
 }
 
 // Get returns the record as this node sees it now; see the package
-// documentation. It never fails: a node that knows no leader reports the
-// last one it knew, or none.
+// documentation. It is a pure read: it changes nothing about who holds
+// what, and only remembers the record it returned, for the next Update to
+// compare against (as client-go's LeaseLock remembers the Lease it got). It
+// never fails: a node that knows no leader reports the last one it knew, or
+// none.
 func (l *Lock) Get(context.Context) (*rl.LeaderElectionRecord, []byte, error) {
-	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	rec, raw, err := l.view(l.clock.Now())
+	if err != nil {
+		return nil, nil, err
+	}
+	l.read = raw
+	return &rec, raw, nil
+}
+
+// view computes the record as this node sees it at now, encoded too. Its
+// only effect is to remember the last other leader it saw, for naming it
+// once this node knows none. Callers hold l.mu.
+func (l *Lock) view(now time.Time) (rl.LeaderElectionRecord, []byte, error) {
 	lease, holds := l.e.Lease()
 	leader := l.e.Leader()
-	l.checkHeld(now, lease, holds)
 	var rec rl.LeaderElectionRecord
 	switch {
 	case holds && l.held != 0 && lease.Token == l.held:
 		rec = l.record
-		l.readTerm = lease.Token
 	case holds && l.held == 0 && !now.Before(l.lostUntil) && now.Sub(lease.Start) >= l.HandoverDelay():
 		// Free for this node's client-go to take, in this term only.
 		rec = rl.LeaderElectionRecord{LeaseDurationSeconds: l.seconds(l.leaseDur), LeaderTransitions: int(lease.Token)}
-		l.readTerm = lease.Token
 	default:
 		if leader.Name != "" && leader.Name != l.e.Name() {
 			l.lastOther = l.identityOf(leader.Name)
@@ -179,13 +202,9 @@ func (l *Lock) Get(context.Context) (*rl.LeaderElectionRecord, []byte, error) {
 		if rec.HolderIdentity != "" {
 			rec.LeaseDurationSeconds = otherHolderLeaseSeconds
 		}
-		l.readTerm = leader.Term
 	}
 	raw, err := json.Marshal(rec)
-	if err != nil {
-		return nil, nil, err
-	}
-	return &rec, raw, nil
+	return rec, raw, err
 }
 
 // Create fails with AlreadyExists: the record always exists.
@@ -210,42 +229,60 @@ func (l *Lock) conflict(format string, args ...any) error {
 	return apierrors.NewConflict(groupResource, "raftelect", fmt.Errorf(format, args...))
 }
 
-// take acquires or renews leadership for this node.
+// take acquires or renews leadership for this node, if the record is the
+// one the last Get returned.
 func (l *Lock) take(ler rl.LeaderElectionRecord) error {
-	now := time.Now()
+	now := l.clock.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	lease, holds := l.e.Lease()
-	if l.held != 0 {
-		if holds && lease.Token == l.held {
-			l.record = ler // a renewal
-			return nil
-		}
-		ended := l.held
-		l.checkHeld(now, lease, holds)
-		return l.conflict("the raftelect lease of term %d that %s held has ended", ended, l.identity)
+	l.checkHeld(now, lease, holds)
+	if l.read == nil {
+		return l.conflict("%s: Update before any Get: call Get first, the update compares against the record it returned", l.identity)
 	}
+	cur, raw, err := l.view(now)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(raw, l.read) {
+		return l.conflict("the record changed since the last Get (now: holder %q, term %d): %s", cur.HolderIdentity, cur.LeaderTransitions, l.refusal(now, lease, holds))
+	}
+	switch {
+	case l.held != 0:
+		// The record read was this node's own, in a term it still holds.
+		l.record = ler // a renewal
+	case cur.HolderIdentity == "" && cur.LeaseDurationSeconds != 0:
+		l.held, l.record = lease.Token, ler
+		l.log.Info("client-go leadership granted", "identity", l.identity, "token", lease.Token)
+	default:
+		return l.conflict("%s", l.refusal(now, lease, holds))
+	}
+	// What client-go compares next is what it wrote, as with a Lease.
+	if l.read, err = json.Marshal(l.record); err != nil {
+		return err
+	}
+	return nil
+}
+
+// refusal says why this node cannot take leadership now.
+func (l *Lock) refusal(now time.Time, lease election.Lease, holds bool) string {
 	switch {
 	case !holds:
 		leader := l.e.Leader()
 		if leader.Name == "" {
-			return l.conflict("no raftelect leader (term %d): %s cannot lead", leader.Term, l.identity)
+			return fmt.Sprintf("no raftelect leader (term %d): %s cannot lead", leader.Term, l.identity)
 		}
 		if leader.Name == l.e.Name() {
-			return l.conflict("%s is raftelect leader of term %d but holds no lease (no quorum acknowledged it recently)", l.identity, leader.Term)
+			return fmt.Sprintf("%s is raftelect leader of term %d but holds no lease (no quorum acknowledged it recently)", l.identity, leader.Term)
 		}
-		return l.conflict("%s does not hold the raftelect lease; the raftelect leader is %s (term %d)", l.identity, leader.Name, leader.Term)
-	case lease.Token != l.readTerm:
-		return l.conflict("record changed since read: term %d, read in term %d", lease.Token, l.readTerm)
+		return fmt.Sprintf("%s does not hold the raftelect lease; the raftelect leader is %s (term %d)", l.identity, leader.Name, leader.Term)
 	case now.Before(l.lostUntil):
-		return l.conflict("%s lost leadership recently; waiting %v for client-go to stop", l.identity, l.lostUntil.Sub(now).Round(time.Millisecond))
+		return fmt.Sprintf("%s lost leadership recently; waiting %v for client-go to stop", l.identity, l.lostUntil.Sub(now).Round(time.Millisecond))
 	case now.Sub(lease.Start) < l.HandoverDelay():
-		return l.conflict("%s holds the raftelect lease of term %d but waits %v more (handover delay %v) for a previous holder to stop",
+		return fmt.Sprintf("%s holds the raftelect lease of term %d but waits %v more (handover delay %v) for a previous holder to stop",
 			l.identity, lease.Token, (l.HandoverDelay() - now.Sub(lease.Start)).Round(time.Millisecond), l.HandoverDelay())
 	}
-	l.held, l.record = lease.Token, ler
-	l.log.Info("client-go leadership granted", "identity", l.identity, "token", lease.Token)
-	return nil
+	return fmt.Sprintf("%s holds the raftelect lease of term %d and may take it: Get again", l.identity, lease.Token)
 }
 
 // checkHeld notices that the term granted to client-go is over. Then no

@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/tools/leaderelection"
 	rl "k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/klog/v2"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/raftelect/raftelect/checker"
 	"github.com/raftelect/raftelect/eventlog"
@@ -411,5 +412,106 @@ func TestNewChecksConfig(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("New(%+v) = %v, want an error with %q", tt.cfg, err, tt.want)
 		}
+	}
+}
+
+// fakeClockLock returns a Lock on n whose clock starts at the real now and
+// moves only when the test steps it.
+func fakeClockLock(t *testing.T, n *tc.Node) (*resourcelock.Lock, *clocktesting.FakeClock) {
+	t.Helper()
+	clk := clocktesting.NewFakeClock(time.Now())
+	l, err := resourcelock.New(resourcelock.Config{
+		Elector: n.Elector, LeaseDuration: leaseDuration, RenewDeadline: renewDeadline, RetryPeriod: retryPeriod, Clock: clk,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, clk
+}
+
+// TestUpdateComparesTheRecordLastRead: Update succeeds only if the record
+// is still the one the last Get returned. A Get within the handover delay
+// returns a record that is not free; once the (injected) clock passes the
+// delay the record is free, but an Update without a fresh Get must still
+// fail, as a LeaseLock Update with a stale resourceVersion does.
+func TestUpdateComparesTheRecordLastRead(t *testing.T) {
+	c := tc.New(t, 3)
+	c.Start()
+	li := c.WaitLeader(10 * time.Second)
+	ctx := context.Background()
+	lease, ok := c.Nodes[li].Elector.Lease()
+	if !ok {
+		t.Fatal("leader holds no lease")
+	}
+	l, clk := fakeClockLock(t, c.Nodes[li])
+	clk.SetTime(lease.Start) // the lease has just begun, on the Lock's clock
+	take := func() error {
+		return l.Update(ctx, rl.LeaderElectionRecord{HolderIdentity: l.Identity(), LeaseDurationSeconds: 2})
+	}
+	stale, _, _ := l.Get(ctx)
+	clk.Step(l.HandoverDelay())
+	if err := take(); !apierrors.IsConflict(err) {
+		t.Fatalf("Update against a record read before the handover delay (%+v): %v, want Conflict", stale, err)
+	}
+	rec, _, _ := l.Get(ctx)
+	if rec.HolderIdentity != "" || rec.LeaseDurationSeconds == 0 {
+		t.Fatalf("record after the handover delay: %+v, want the free record", rec)
+	}
+	if err := take(); err != nil {
+		t.Fatalf("Update against the record just read: %v", err)
+	}
+	// Renewals compare against what the last Update wrote.
+	for i := range 3 {
+		if _, _, err := l.Get(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := take(); err != nil {
+			t.Fatalf("renewal %d: %v", i, err)
+		}
+	}
+	if tok, ok := l.Token(); !ok || tok != lease.Token {
+		t.Errorf("Token() = %d, %v; want %d", tok, ok, lease.Token)
+	}
+}
+
+// TestGetIsAPureRead: Get changes nothing about who holds what. After the
+// holder's raftelect lease ends, any number of Gets leave the granted token
+// in place (Token keeps fencing the holder's last writes); the next Update
+// is what notices the end, fails, and ends the grant.
+func TestGetIsAPureRead(t *testing.T) {
+	c := tc.New(t, 3)
+	c.Start()
+	li := c.WaitLeader(10 * time.Second)
+	ctx := context.Background()
+	lease, _ := c.Nodes[li].Elector.Lease()
+	l, clk := fakeClockLock(t, c.Nodes[li])
+	clk.SetTime(lease.Start.Add(l.HandoverDelay()))
+	l.Get(ctx)
+	if err := l.Update(ctx, rl.LeaderElectionRecord{HolderIdentity: l.Identity()}); err != nil {
+		t.Fatalf("taking: %v", err)
+	}
+	isolate(c, li, true)
+	defer isolate(c, li, false)
+	c.WaitFor(10*time.Second, "the cut-off leader's lease to end", func() bool {
+		_, holds := c.Nodes[li].Elector.Lease()
+		return !holds
+	})
+	for range 5 {
+		rec, _, err := l.Get(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.HolderIdentity == l.Identity() {
+			t.Errorf("Get after the lease ended names this node as holder")
+		}
+	}
+	if tok, ok := l.Token(); !ok || tok != lease.Token {
+		t.Fatalf("after Gets only, Token() = %d, %v; want the granted %d: Get changed the grant", tok, ok, lease.Token)
+	}
+	if err := l.Update(ctx, rl.LeaderElectionRecord{HolderIdentity: l.Identity()}); !apierrors.IsConflict(err) {
+		t.Errorf("renewing after the lease ended: %v, want Conflict", err)
+	}
+	if _, ok := l.Token(); ok {
+		t.Error("Token still set after the failed renewal")
 	}
 }
