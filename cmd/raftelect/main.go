@@ -60,6 +60,7 @@ embeds a raft node and the nodes talk over gRPC with mutual TLS.
 Start with docs/operations.md; examples/node.yaml is a commented config.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       buildVersion(), // --version
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
