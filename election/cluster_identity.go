@@ -65,9 +65,12 @@ func (l *raftLoop) learnClusterID(data []byte) error {
 
 // proposeClusterID runs on the leader: a cluster that has no ID yet (a new
 // one, or one made by an older release) gets the configured one or a random
-// one, once per term until one is applied.
+// one, once per term until one is applied. Only once every peer has shown
+// in this term that it runs this release (its acknowledgements state a
+// promise): an older release refuses appends that carry data, and one such
+// follower would then refuse every batch with the ID in it.
 func (l *raftLoop) proposeClusterID(term uint64) {
-	if l.currentClusterID() != "" || l.idProposedTerm == term {
+	if l.currentClusterID() != "" || l.idProposedTerm == term || !l.lease.allCurrent(len(l.e.names)-1) {
 		return
 	}
 	l.idProposedTerm = term

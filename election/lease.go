@@ -29,7 +29,9 @@ import (
 // Taking each follower's own promise, not our election timeout, is what
 // keeps the lease safe while nodes run with different timings: a rolling
 // change of the election timeout, or a node started with a shorter one. A
-// peer that promises nothing (zero) gives no credit.
+// peer of an older release states no promise (zero): it is taken to run
+// with our timings, as that release assumed of every peer, so a rolling
+// upgrade keeps its leases; timings must not change during an upgrade.
 type leaseTracker struct {
 	mu        sync.Mutex
 	term      uint64
@@ -48,6 +50,7 @@ type leaseTracker struct {
 type ackCredit struct {
 	sent, until time.Time
 	promise     time.Duration
+	legacy      bool // stated no promise: an older release
 }
 
 // maxPromise bounds what a peer's promise may buy: nobody runs an election
@@ -103,11 +106,15 @@ func (l *leaseTracker) fence(notBefore time.Time) {
 func (l *leaseTracker) ack(peer, term uint64, sentAt time.Time, promise time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if term != l.term || promise <= 0 || !sentAt.After(l.acks[peer].sent) || sentAt.Before(l.notBefore) {
+	if term != l.term || promise < 0 || !sentAt.After(l.acks[peer].sent) || sentAt.Before(l.notBefore) {
 		return
 	}
+	legacy := promise == 0
+	if legacy {
+		promise = l.own
+	}
 	promise = min(promise, maxPromise)
-	l.acks[peer] = ackCredit{sent: sentAt, until: sentAt.Add(l.credit(promise)), promise: promise}
+	l.acks[peer] = ackCredit{sent: sentAt, until: sentAt.Add(l.credit(promise)), promise: promise, legacy: legacy}
 }
 
 // expiry returns when the lease for term ends, given the acknowledgements so
@@ -153,4 +160,18 @@ func (l *leaseTracker) longestPromise() time.Duration {
 		longest = max(longest, a.promise)
 	}
 	return longest
+}
+
+// allCurrent reports whether every one of peers has acknowledged us in this
+// term with a promise of its own, i.e. runs this release or a later one.
+func (l *leaseTracker) allCurrent(peers int) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, a := range l.acks {
+		if !a.legacy {
+			n++
+		}
+	}
+	return n >= peers
 }

@@ -72,17 +72,40 @@ func TestLeaseTracker_LeaseEndsWithTheFollowersOwnPromise(t *testing.T) {
 	if got, want := l.expiry(1), base.Add(910*time.Millisecond); !got.Equal(want) {
 		t.Fatalf("lease ends %v, want %v (the second latest promise end)", got.Sub(base), want.Sub(base))
 	}
-	// A peer that promises nothing gives nothing, and no promise from the
-	// network buys more than maxPromise.
+	// A negative promise gives nothing; no promise from the network buys
+	// more than maxPromise.
 	l.reset(2)
-	l.ack(2, 2, base, 0)
 	l.ack(3, 2, base, -time.Second)
 	if !l.expiry(2).IsZero() {
-		t.Fatal("a lease from acknowledgements without a promise")
+		t.Fatal("a lease from an acknowledgement with a negative promise")
 	}
 	l.ack(4, 2, base, 1<<62)
 	if got := l.expiry(2).Sub(base); got > maxPromise {
 		t.Fatalf("a promise from the network bought %v", got)
+	}
+}
+
+// A peer of an older release states no promise: it is taken to run with
+// our timings (that release's assumption), so a rolling upgrade keeps its
+// leases, and it does not count as current.
+func TestLeaseTracker_APeerWithoutAPromiseIsTakenToShareOurTimings(t *testing.T) {
+	l := newLeaseTracker(3, time.Second, 100*time.Millisecond, 0.1)
+	base := time.Now()
+	l.reset(1)
+	l.ack(2, 1, base, 0)
+	if got, want := l.expiry(1), base.Add(l.credit(900*time.Millisecond)); !got.Equal(want) {
+		t.Fatalf("lease ends %v after the ack, want %v", got.Sub(base), want.Sub(base))
+	}
+	if l.allCurrent(2) {
+		t.Fatal("a peer without a promise counted as current")
+	}
+	l.ack(3, 1, base.Add(time.Millisecond), 900*time.Millisecond)
+	if l.allCurrent(2) {
+		t.Fatal("one legacy peer of two, yet all current")
+	}
+	l.ack(2, 1, base.Add(2*time.Millisecond), 900*time.Millisecond)
+	if !l.allCurrent(2) {
+		t.Fatal("both peers state promises, yet not all current")
 	}
 }
 
