@@ -48,9 +48,11 @@ type PeerConfig struct {
 	PublicKeyPins []string
 }
 
-// TLSConfig names the PEM files for mutual TLS.
+// TLSConfig names the PEM files for mutual TLS. All three are read again
+// when they change (see transport.Credentials), so certificates and the CA
+// rotate without a restart.
 type TLSConfig struct {
-	CAFile   string // the CA that signed every node's certificate
+	CAFile   string // the CA bundle that signed every node's certificate
 	CertFile string // this node's certificate (carries its identity)
 	KeyFile  string // its private key
 }
