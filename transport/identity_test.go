@@ -99,6 +99,31 @@ func sendAs(t *testing.T, tn *testNet, addr string, pair tls.Certificate, from, 
 	return err
 }
 
+// dialServing does a TLS handshake, with the configuration a node uses to
+// dial member `name`, against a server presenting pair; it returns the
+// handshake's error.
+func dialServing(t *testing.T, creds *Credentials, members *Members, name string, pair tls.Certificate) error {
+	t.Helper()
+	lis, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequestClientCert})
+	require.NoError(t, err)
+	defer lis.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if c, err := lis.Accept(); err == nil {
+			_ = c.(*tls.Conn).Handshake()
+			c.Close()
+		}
+	}()
+	conn, err := tls.Dial("tcp", lis.Addr().String(), creds.ClientConfigFor(members, name))
+	if err == nil {
+		conn.Close()
+	}
+	lis.Close()
+	<-done
+	return err
+}
+
 func pairOf(t testing.TB, certPEM, keyPEM []byte) tls.Certificate {
 	t.Helper()
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)
@@ -153,6 +178,8 @@ func TestIdentity_CertificateNamingTwoMembersPassesAsNone(t *testing.T) {
 	// Outbound, the same rule: n1 dialling n2 refuses a server presenting it.
 	err := tn.trs[0].members.check(cert, "n2")
 	require.ErrorContains(t, err, "identifies none of them")
+	err = dialServing(t, tn.trs[0].opts.Credentials, tn.trs[0].members, "n2", pair)
+	require.ErrorContains(t, err, "identifies none of them", "a TLS handshake by n1 dialling n2")
 	// A certificate for n2 alone is n2, both ways.
 	c2, k2, cert2 := issue(t, tn.ca, leafSpec{cn: "n2", dns: []string{"n2", "n2.example"}})
 	require.NoError(t, tn.trs[0].members.check(cert2, "n2"))
@@ -189,6 +216,9 @@ func TestIdentity_PinnedMemberRefusesItsNameWithAnotherKey(t *testing.T) {
 	require.Equal(t, codes.PermissionDenied, status.Code(err), "another key carrying n2's name: %v", err)
 	require.Contains(t, status.Convert(err).Message(), "matches none of the public_key_pins")
 	require.Error(t, tn.trs[0].members.check(rogue, "n2"), "outbound, the same certificate is not n2")
+	err = dialServing(t, tn.trs[0].opts.Credentials, tn.trs[0].members, "n2", pairOf(t, rc, rk))
+	require.ErrorContains(t, err, "matches none of the public_key_pins", "a TLS handshake by n1 dialling n2")
+	require.NoError(t, dialServing(t, tn.trs[0].opts.Credentials, tn.trs[0].members, "n2", pairOf(t, c2, k2)), "n2's own certificate, pinned")
 
 	// n2's own certificate passes, both ways.
 	require.NoError(t, sendAs(t, tn, tn.peers[0].Addr, pairOf(t, c2, k2), 2, 1))
