@@ -193,13 +193,6 @@ func (c *Credentials) onLoad(fn func(cert, ca time.Time)) {
 	}
 }
 
-// Expiry returns when the certificate in use and the CA bundle (its
-// earliest certificate) expire.
-func (c *Credentials) Expiry() (cert, ca time.Time) {
-	s := c.current()
-	return s.leaf.NotAfter, s.caNotAfter
-}
-
 func (c *Credentials) setLocked(s *credSet) {
 	c.set, c.checked, c.problem = s, time.Now(), ""
 	if c.watch != nil {
