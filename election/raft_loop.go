@@ -263,13 +263,15 @@ func newRaftLoop(e *Elector, routines []func(context.Context, Lease) error) (*ra
 		}
 	}
 	self := transport.Peer{ID: e.self, Name: cfg.Name}
-	var others []transport.Peer
+	var others, members []transport.Peer
 	for _, p := range cfg.Peers {
+		tp := transport.Peer{ID: NodeID(p.Name), Name: p.Name, Addr: p.Address, Identity: p.Identity, PublicKeyPins: p.PublicKeyPins}
+		members = append(members, tp)
 		if p.Name == cfg.Name {
 			self.Addr, self.Identity, self.PublicKeyPins = p.Address, p.Identity, p.PublicKeyPins
 			continue
 		}
-		others = append(others, transport.Peer{ID: NodeID(p.Name), Name: p.Name, Addr: p.Address, Identity: p.Identity, PublicKeyPins: p.PublicKeyPins})
+		others = append(others, tp)
 	}
 	if cfg.ListenAddress != "" {
 		self.Addr = cfg.ListenAddress
@@ -282,9 +284,15 @@ func newRaftLoop(e *Elector, routines []func(context.Context, Lease) error) (*ra
 		Listener:    cfg.Listener,
 		Handler:     l,
 		Labels:      cfg.Labels,
-		Logger:      e.log,
-		Hooks:       cfg.Hooks,
-		Metrics:     cfg.Metrics,
+		// What every member must agree on, checked on every connection
+		// (transport/agreement.go).
+		Members: members,
+		Timings: transport.Timings{
+			Heartbeat: cfg.HeartbeatInterval, ElectionTimeout: e.electionTimeout, LeaseDriftMargin: cfg.LeaseDriftMargin,
+		},
+		Logger:  e.log,
+		Hooks:   cfg.Hooks,
+		Metrics: cfg.Metrics,
 		// A control message that has not arrived within half an election
 		// timeout cannot help keep a leader: give up and tell raft. This is
 		// still many round trips on a slow WAN link, so slowness is not

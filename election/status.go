@@ -43,6 +43,13 @@ type PeerStatus struct {
 	Drops       uint64        // messages dropped (queue full or expired)
 	SendErrors  uint64
 	Labels      map[string]string // the peer's labels, once it sent them
+	// ConfigMismatch lists how the peer's configuration differs from this
+	// node's: transport.MismatchClusterID, MismatchMembership and
+	// MismatchTimings; ConfigDetail says it in words, with what to do.
+	// ConfigUnknown: the peer's configuration has not been seen yet.
+	ConfigMismatch []string
+	ConfigDetail   string
+	ConfigUnknown  bool
 }
 
 // Status returns this node's current view. It never waits on a peer.
@@ -83,6 +90,7 @@ func (s Status) proto() *pb.NodeStatus {
 			Name: p.Name, Address: p.Addr, Reachable: p.Reachable,
 			LastContactAgoNs: ago, QueueDepth: uint64(p.QueueDepth), Drops: p.Drops,
 			Labels: p.Labels, RttNs: int64(p.RTT),
+			ConfigMismatch: p.ConfigMismatch, ConfigUnknown: p.ConfigUnknown, ConfigDetail: p.ConfigDetail,
 		})
 	}
 	return out

@@ -53,8 +53,17 @@ func BenchmarkEnqueue_AppendWithDrain(b *testing.B) {
 func BenchmarkInboundSend_RPC(b *testing.B) {
 	tn := newTestNet(b, 2, nil)
 	client := tn.trs[0].byID[2].client
-	req := &pb.SendRequest{Messages: []*raftpb.Message{msg(raftpb.MsgHeartbeat, 1, 2, 1)}, LabelsDigest: tn.trs[0].digest}
+	own := tn.trs[0].ownConfig()
+	req := &pb.SendRequest{Messages: []*raftpb.Message{msg(raftpb.MsgHeartbeat, 1, 2, 1)}, LabelsDigest: tn.trs[0].digest,
+		ConfigDigest: own.digest, KnownConfigDigest: tn.trs[1].ownConfig().digest}
 	ctx := context.Background()
+	// The first Send of a connection describes the configuration; the
+	// steady state carries digests only, and is what is measured.
+	req.Config = own.desc
+	if _, err := client.Send(ctx, req); err != nil {
+		b.Fatal(err)
+	}
+	req.Config = nil
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := client.Send(ctx, req); err != nil {
@@ -64,7 +73,8 @@ func BenchmarkInboundSend_RPC(b *testing.B) {
 }
 
 // BenchmarkInboundSend_Handler: the server side of one Send without the
-// network: identity, checks, labels and the hand-off to the node.
+// network: identity, checks, labels, configuration agreement and the
+// hand-off to the node.
 func BenchmarkInboundSend_Handler(b *testing.B) {
 	tr, err := New(Options{
 		Self: Peer{ID: 1, Name: "n1"}, Peers: []Peer{{ID: 2, Name: "n2", Addr: "127.0.0.1:1"}},
@@ -74,8 +84,15 @@ func BenchmarkInboundSend_Handler(b *testing.B) {
 		b.Fatal(err)
 	}
 	srv := &peerServer{t: tr}
-	req := &pb.SendRequest{Messages: []*raftpb.Message{msg(raftpb.MsgHeartbeat, 2, 1, 1)}, LabelsDigest: labelsDigest(nil)}
+	// n2's configuration is n1's: the same members and timings.
+	own := tr.ownConfig()
+	req := &pb.SendRequest{Messages: []*raftpb.Message{msg(raftpb.MsgHeartbeat, 2, 1, 1)}, LabelsDigest: labelsDigest(nil),
+		ConfigDigest: own.digest, KnownConfigDigest: own.digest, Config: own.desc}
 	ctx := context.Background()
+	if resp, err := srv.Send(ctx, req); err != nil || resp.GetRefused() != "" {
+		b.Fatal(err, resp.GetRefused())
+	}
+	req.Config = nil
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := srv.Send(ctx, req); err != nil {

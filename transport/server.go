@@ -88,6 +88,11 @@ func (s *peerServer) Send(ctx context.Context, req *pb.SendRequest) (*pb.SendRes
 		needLabels = true
 	}
 	p.mu.Unlock()
+	resp := &pb.SendResponse{NeedLabels: needLabels}
+	msgs, err := t.agreedMessages(p, req, resp)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "configuration from %s: %v", name, err)
+	}
 
 	// The peer is up: if our own connection to it is waiting out a
 	// reconnect backoff (it was down a while), try again now, so a
@@ -95,25 +100,21 @@ func (s *peerServer) Send(ctx context.Context, req *pb.SendRequest) (*pb.SendRes
 	if p.conn != nil && p.conn.GetState() == connectivity.TransientFailure {
 		p.conn.ResetConnectBackoff()
 	}
-	var ack Ack
-	if len(req.GetMessages()) > 0 {
-		var err error
-		ack, err = t.opts.Handler.Deliver(ctx, p.ID, req.GetMessages(), Stamp{At: req.GetStamp(), Incarnation: req.GetIncarnation()})
+	if len(msgs) > 0 {
+		ack, err := t.opts.Handler.Deliver(ctx, p.ID, msgs, Stamp{At: req.GetStamp(), Incarnation: req.GetIncarnation()})
 		if err != nil {
 			return nil, status.FromContextError(err).Err()
 		}
+		resp.AckTerm, resp.AckLeader, resp.AckStamp, resp.AckIncarnation = ack.Term, ack.Leader, ack.Stamp.At, ack.Stamp.Incarnation
+		resp.AckPromiseNs = int64(ack.Promise)
 	}
 	p.lastContact.Store(time.Now().UnixNano())
 	if m := t.opts.Metrics; m != nil {
-		for _, msg := range req.GetMessages() {
+		for _, msg := range msgs {
 			m.Received(p.Name, msg.GetType())
 		}
 	}
-	return &pb.SendResponse{
-		AckTerm: ack.Term, AckLeader: ack.Leader, AckStamp: ack.Stamp.At, AckIncarnation: ack.Stamp.Incarnation,
-		AckPromiseNs: int64(ack.Promise),
-		NeedLabels:   needLabels,
-	}, nil
+	return resp, nil
 }
 
 func (s *peerServer) Check(ctx context.Context, req *pb.CheckRequest) (*pb.CheckResponse, error) {

@@ -154,6 +154,14 @@ type Options struct {
 
 	Handler Handler
 	Labels  map[string]string
+
+	// What every member must agree on besides ClusterID (agreement.go).
+	// Members lists every member as the configuration names it, this node
+	// included (default: Self and Peers); Self.Addr may be a listen address
+	// that differs from it. Timings are this node's election timings.
+	Members []Peer
+	Timings Timings
+
 	Logger  *slog.Logger
 	Hooks   *FaultHooks
 	Metrics Metrics
@@ -195,7 +203,8 @@ type Options struct {
 	RegisterServices func(grpc.ServiceRegistrar)
 
 	// ClusterID returns the cluster ID the node has applied, "" while it
-	// knows none; it is carried on every connection and compared.
+	// knows none; it is carried on every connection and compared
+	// (agreement.go). Nil: never known.
 	ClusterID func() string
 
 	// SyncSend makes Send deliver every message synchronously on the
@@ -252,6 +261,9 @@ type Transport struct {
 	rejected  rejections
 	strays    chan struct{} // Send slots for RPCs on no tracked connection
 
+	local     atomic.Pointer[localConfig] // this node's configuration description
+	conflicts atomic.Int32                // peers that disagree on membership
+
 	lis     net.Listener
 	limiter *connLimiter
 	server  *grpc.Server
@@ -295,11 +307,17 @@ func New(opts Options) (*Transport, error) {
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
 	}
+	members := opts.Members
+	if len(members) == 0 {
+		members = append([]Peer{opts.Self}, opts.Peers...)
+	}
+	t.local.Store(newLocalConfig("", members, opts.Timings))
 	for _, p := range opts.Peers {
 		pp := &peer{
 			Peer: p, control: newSendQueue(opts.ControlQueue), data: newSendQueue(opts.DataQueue),
 		}
 		pp.sendLabels.Store(true)
+		pp.sendConfig.Store(true)
 		t.byName[p.Name] = pp
 		t.byID[p.ID] = pp
 		t.validator.peers[p.ID] = p.Name
@@ -479,6 +497,7 @@ func (t *Transport) watchConn(p *peer) {
 // hello tells p we are here; the answer updates reachability and RTT.
 func (t *Transport) hello(p *peer) {
 	p.sendLabels.Store(true)
+	p.sendConfig.Store(true)
 	t.send(p, nil, t.opts.ControlTimeout)
 }
 
@@ -512,6 +531,9 @@ func (t *Transport) Send(msgs []*raftpb.Message) {
 	for _, m := range msgs {
 		p := t.byID[m.GetTo()]
 		if p == nil {
+			continue
+		}
+		if !t.mayDeliver(p, m) {
 			continue
 		}
 		if t.opts.SyncSend {
@@ -567,9 +589,16 @@ func (t *Transport) runLane(p *peer, q *sendQueue, timeout time.Duration) {
 // raft.
 func (t *Transport) send(p *peer, batch []*raftpb.Message, timeout time.Duration) {
 	sent := stampNow()
-	req := &pb.SendRequest{Messages: batch, LabelsDigest: t.digest, Stamp: sent.At, Incarnation: sent.Incarnation}
+	own := t.ownConfig()
+	req := &pb.SendRequest{
+		Messages: batch, LabelsDigest: t.digest, Stamp: sent.At, Incarnation: sent.Incarnation,
+		ConfigDigest: own.digest, KnownConfigDigest: p.knownDigest.Load(),
+	}
 	if p.sendLabels.Load() {
 		req.Labels = t.opts.Labels
+	}
+	if p.sendConfig.Load() || p.sentDigest.Load() != own.digest {
+		req.Config = own.desc
 	}
 	ctx, cancel := context.WithTimeout(t.ctx, timeout)
 	start := time.Now()
@@ -603,6 +632,23 @@ func (t *Transport) send(p *peer, batch []*raftpb.Message, timeout time.Duration
 	p.rtt.Store(int64(rtt))
 	p.lastContact.Store(time.Now().UnixNano())
 	p.sendLabels.Store(resp.GetNeedLabels())
+	p.sendConfig.Store(resp.GetNeedConfig())
+	if req.Config != nil && !resp.GetNeedConfig() {
+		p.sentDigest.Store(own.digest)
+	}
+	if err := t.agreeOutbound(p, own, resp); err != nil {
+		t.log.Warn("peer sent an invalid configuration description", "peer", p.Name, "err", err)
+	}
+	if resp.GetRefused() != "" {
+		// Reachable, but it did not step the batch (the reason was logged
+		// once, when the verdict on its configuration changed).
+		for _, m := range batch {
+			if m.GetType() == raftpb.MsgSnap {
+				h.ReportSnapshot(p.ID, true)
+			}
+		}
+		return
+	}
 	if m := t.opts.Metrics; m != nil {
 		m.SendLatency(p.Name, rtt)
 		for _, msg := range batch {
@@ -663,6 +709,18 @@ type peer struct {
 	lastContact atomic.Int64 // unix nanos of the last message either way
 	sendLabels  atomic.Bool  // the peer asked for our labels
 
+	// Agreement (agreement.go). agreement is the verdict on the peer's
+	// configuration; confMu guards updating it from the peer's last full
+	// description (remoteConfig, with its digest).
+	sendConfig   atomic.Bool   // send our configuration in full
+	sentDigest   atomic.Uint64 // our digest the peer last received in full
+	knownDigest  atomic.Uint64 // the peer's digest we have in full
+	agreement    atomic.Pointer[agreement]
+	refusedOut   atomic.Uint64 // raft messages to it not sent: it disagrees
+	confMu       sync.Mutex
+	remoteConfig *pb.NodeConfig
+	remoteDigest uint64
+
 	mu     sync.Mutex
 	labels map[string]string
 	digest uint64
@@ -679,6 +737,12 @@ type PeerStats struct {
 	Drops       uint64 // queue full plus expired before sending
 	SendErrors  uint64
 	Labels      map[string]string
+	// ConfigMismatch lists how the peer's configuration differs from this
+	// node's (MismatchKinds); ConfigDetail says it in words. ConfigUnknown:
+	// the peer's configuration has not been seen yet.
+	ConfigMismatch []string
+	ConfigDetail   string
+	ConfigUnknown  bool
 }
 
 // Stats returns the state of every peer, sorted by name.
@@ -700,6 +764,11 @@ func (t *Transport) Stats() []PeerStats {
 		p.mu.Lock()
 		s.Labels = maps.Clone(p.labels)
 		p.mu.Unlock()
+		if a := p.agreement.Load(); a != nil {
+			s.ConfigMismatch, s.ConfigDetail = slices.Clone(a.kinds), a.detail
+		} else {
+			s.ConfigUnknown = true
+		}
 		out = append(out, s)
 	}
 	slices.SortFunc(out, func(a, b PeerStats) int {

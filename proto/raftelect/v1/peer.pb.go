@@ -38,10 +38,20 @@ type SendRequest struct {
 	// monotonic clock) and which run of the sender's process it was. The
 	// receiver echoes them back in a later SendResponse once it has stepped
 	// the batch.
-	Stamp         uint64 `protobuf:"varint,4,opt,name=stamp,proto3" json:"stamp,omitempty"`
-	Incarnation   uint64 `protobuf:"fixed64,5,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Stamp       uint64 `protobuf:"varint,4,opt,name=stamp,proto3" json:"stamp,omitempty"`
+	Incarnation uint64 `protobuf:"fixed64,5,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	// Agreement (docs/transport.md): the digest of the sender's configuration
+	// (cluster ID, membership, timings) on every Send, and the configuration
+	// itself on a new connection, after it changed, or when the receiver asked
+	// (SendResponse.need_config). 0 means the sender describes nothing (an
+	// older raftelect, a test tool): the receiver does not check it.
+	ConfigDigest uint64      `protobuf:"fixed64,6,opt,name=config_digest,json=configDigest,proto3" json:"config_digest,omitempty"`
+	Config       *NodeConfig `protobuf:"bytes,7,opt,name=config,proto3" json:"config,omitempty"`
+	// The digest of the receiver's configuration as the sender last received
+	// it in full; the receiver answers with its own in full when its differs.
+	KnownConfigDigest uint64 `protobuf:"fixed64,8,opt,name=known_config_digest,json=knownConfigDigest,proto3" json:"known_config_digest,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *SendRequest) Reset() {
@@ -109,6 +119,27 @@ func (x *SendRequest) GetIncarnation() uint64 {
 	return 0
 }
 
+func (x *SendRequest) GetConfigDigest() uint64 {
+	if x != nil {
+		return x.ConfigDigest
+	}
+	return 0
+}
+
+func (x *SendRequest) GetConfig() *NodeConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *SendRequest) GetKnownConfigDigest() uint64 {
+	if x != nil {
+		return x.KnownConfigDigest
+	}
+	return 0
+}
+
 type SendResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The last batch of heartbeats or appends from the caller that this node
@@ -127,7 +158,17 @@ type SendResponse struct {
 	// builds its lease on each follower's own promise, so nodes may run with
 	// different timings (a rolling change) without two lease holders. Zero
 	// (a node that promises nothing) gives no lease credit.
-	AckPromiseNs  int64 `protobuf:"varint,6,opt,name=ack_promise_ns,json=ackPromiseNs,proto3" json:"ack_promise_ns,omitempty"`
+	AckPromiseNs int64 `protobuf:"varint,6,opt,name=ack_promise_ns,json=ackPromiseNs,proto3" json:"ack_promise_ns,omitempty"`
+	// The receiver's side of the agreement: the digest of its configuration,
+	// the configuration in full when the sender's known_config_digest is not
+	// that digest, and need_config when it does not know the sender's digest.
+	ConfigDigest uint64      `protobuf:"fixed64,7,opt,name=config_digest,json=configDigest,proto3" json:"config_digest,omitempty"`
+	Config       *NodeConfig `protobuf:"bytes,8,opt,name=config,proto3" json:"config,omitempty"`
+	NeedConfig   bool        `protobuf:"varint,9,opt,name=need_config,json=needConfig,proto3" json:"need_config,omitempty"`
+	// The receiver did not step the batch's messages: the two nodes disagree
+	// on the cluster ID or the membership, or the receiver does not know the
+	// sender's configuration yet (need_config). The reason is for the log.
+	Refused       string `protobuf:"bytes,10,opt,name=refused,proto3" json:"refused,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -204,6 +245,177 @@ func (x *SendResponse) GetAckPromiseNs() int64 {
 	return 0
 }
 
+func (x *SendResponse) GetConfigDigest() uint64 {
+	if x != nil {
+		return x.ConfigDigest
+	}
+	return 0
+}
+
+func (x *SendResponse) GetConfig() *NodeConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *SendResponse) GetNeedConfig() bool {
+	if x != nil {
+		return x.NeedConfig
+	}
+	return false
+}
+
+func (x *SendResponse) GetRefused() string {
+	if x != nil {
+		return x.Refused
+	}
+	return ""
+}
+
+// NodeConfig is what every member of one cluster must agree on, as one node
+// sees it. Its digest (transport/agreement.go) crosses the wire with every
+// Send; the message itself only when the digest is new to the other side.
+type NodeConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "" while the node does not know it yet.
+	ClusterId string `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	// Every member, this node included, sorted by name.
+	Members           []*Member `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
+	HeartbeatNs       int64     `protobuf:"varint,3,opt,name=heartbeat_ns,json=heartbeatNs,proto3" json:"heartbeat_ns,omitempty"`
+	ElectionTimeoutNs int64     `protobuf:"varint,4,opt,name=election_timeout_ns,json=electionTimeoutNs,proto3" json:"election_timeout_ns,omitempty"`
+	LeaseDriftMargin  float64   `protobuf:"fixed64,5,opt,name=lease_drift_margin,json=leaseDriftMargin,proto3" json:"lease_drift_margin,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *NodeConfig) Reset() {
+	*x = NodeConfig{}
+	mi := &file_raftelect_v1_peer_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeConfig) ProtoMessage() {}
+
+func (x *NodeConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_raftelect_v1_peer_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeConfig.ProtoReflect.Descriptor instead.
+func (*NodeConfig) Descriptor() ([]byte, []int) {
+	return file_raftelect_v1_peer_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *NodeConfig) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *NodeConfig) GetMembers() []*Member {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *NodeConfig) GetHeartbeatNs() int64 {
+	if x != nil {
+		return x.HeartbeatNs
+	}
+	return 0
+}
+
+func (x *NodeConfig) GetElectionTimeoutNs() int64 {
+	if x != nil {
+		return x.ElectionTimeoutNs
+	}
+	return 0
+}
+
+func (x *NodeConfig) GetLeaseDriftMargin() float64 {
+	if x != nil {
+		return x.LeaseDriftMargin
+	}
+	return 0
+}
+
+type Member struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The name its certificate carries (CommonName or DNS SAN).
+	Identity string `protobuf:"bytes,2,opt,name=identity,proto3" json:"identity,omitempty"`
+	// host:port of its peer listener, as the configuration lists it.
+	Address       string `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Member) Reset() {
+	*x = Member{}
+	mi := &file_raftelect_v1_peer_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Member) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Member) ProtoMessage() {}
+
+func (x *Member) ProtoReflect() protoreflect.Message {
+	mi := &file_raftelect_v1_peer_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Member.ProtoReflect.Descriptor instead.
+func (*Member) Descriptor() ([]byte, []int) {
+	return file_raftelect_v1_peer_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Member) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Member) GetIdentity() string {
+	if x != nil {
+		return x.Identity
+	}
+	return ""
+}
+
+func (x *Member) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
 type CheckRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Set when one node forwards a Check to the leader; a forwarded Check is
@@ -215,7 +427,7 @@ type CheckRequest struct {
 
 func (x *CheckRequest) Reset() {
 	*x = CheckRequest{}
-	mi := &file_raftelect_v1_peer_proto_msgTypes[2]
+	mi := &file_raftelect_v1_peer_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -227,7 +439,7 @@ func (x *CheckRequest) String() string {
 func (*CheckRequest) ProtoMessage() {}
 
 func (x *CheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftelect_v1_peer_proto_msgTypes[2]
+	mi := &file_raftelect_v1_peer_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -240,7 +452,7 @@ func (x *CheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckRequest.ProtoReflect.Descriptor instead.
 func (*CheckRequest) Descriptor() ([]byte, []int) {
-	return file_raftelect_v1_peer_proto_rawDescGZIP(), []int{2}
+	return file_raftelect_v1_peer_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CheckRequest) GetForwarded() bool {
@@ -266,7 +478,7 @@ type CheckResponse struct {
 
 func (x *CheckResponse) Reset() {
 	*x = CheckResponse{}
-	mi := &file_raftelect_v1_peer_proto_msgTypes[3]
+	mi := &file_raftelect_v1_peer_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -278,7 +490,7 @@ func (x *CheckResponse) String() string {
 func (*CheckResponse) ProtoMessage() {}
 
 func (x *CheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftelect_v1_peer_proto_msgTypes[3]
+	mi := &file_raftelect_v1_peer_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -291,7 +503,7 @@ func (x *CheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckResponse.ProtoReflect.Descriptor instead.
 func (*CheckResponse) Descriptor() ([]byte, []int) {
-	return file_raftelect_v1_peer_proto_rawDescGZIP(), []int{3}
+	return file_raftelect_v1_peer_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CheckResponse) GetNode() string {
@@ -344,7 +556,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_raftelect_v1_peer_proto_msgTypes[4]
+	mi := &file_raftelect_v1_peer_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -356,7 +568,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftelect_v1_peer_proto_msgTypes[4]
+	mi := &file_raftelect_v1_peer_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -369,7 +581,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_raftelect_v1_peer_proto_rawDescGZIP(), []int{4}
+	return file_raftelect_v1_peer_proto_rawDescGZIP(), []int{6}
 }
 
 type StatusResponse struct {
@@ -381,7 +593,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_raftelect_v1_peer_proto_msgTypes[5]
+	mi := &file_raftelect_v1_peer_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -393,7 +605,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftelect_v1_peer_proto_msgTypes[5]
+	mi := &file_raftelect_v1_peer_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -406,7 +618,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_raftelect_v1_peer_proto_rawDescGZIP(), []int{5}
+	return file_raftelect_v1_peer_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *StatusResponse) GetNode() *NodeStatus {
@@ -432,7 +644,7 @@ type NodeStatus struct {
 
 func (x *NodeStatus) Reset() {
 	*x = NodeStatus{}
-	mi := &file_raftelect_v1_peer_proto_msgTypes[6]
+	mi := &file_raftelect_v1_peer_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -444,7 +656,7 @@ func (x *NodeStatus) String() string {
 func (*NodeStatus) ProtoMessage() {}
 
 func (x *NodeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_raftelect_v1_peer_proto_msgTypes[6]
+	mi := &file_raftelect_v1_peer_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -457,7 +669,7 @@ func (x *NodeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatus.ProtoReflect.Descriptor instead.
 func (*NodeStatus) Descriptor() ([]byte, []int) {
-	return file_raftelect_v1_peer_proto_rawDescGZIP(), []int{6}
+	return file_raftelect_v1_peer_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *NodeStatus) GetName() string {
@@ -527,14 +739,21 @@ type PeerStatus struct {
 	Drops            uint64            `protobuf:"varint,6,opt,name=drops,proto3" json:"drops,omitempty"`
 	Labels           map[string]string `protobuf:"bytes,7,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Round-trip time of the last successful Send to the peer, nanoseconds.
-	RttNs         int64 `protobuf:"varint,8,opt,name=rtt_ns,json=rttNs,proto3" json:"rtt_ns,omitempty"`
+	RttNs int64 `protobuf:"varint,8,opt,name=rtt_ns,json=rttNs,proto3" json:"rtt_ns,omitempty"`
+	// How the peer's configuration differs from this node's: any of
+	// "cluster-id", "membership", "timings"; empty when they agree. unknown is
+	// set while this node has not seen the peer's configuration yet.
+	ConfigMismatch []string `protobuf:"bytes,9,rep,name=config_mismatch,json=configMismatch,proto3" json:"config_mismatch,omitempty"`
+	ConfigUnknown  bool     `protobuf:"varint,10,opt,name=config_unknown,json=configUnknown,proto3" json:"config_unknown,omitempty"`
+	// The differences in words, for the operator.
+	ConfigDetail  string `protobuf:"bytes,11,opt,name=config_detail,json=configDetail,proto3" json:"config_detail,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PeerStatus) Reset() {
 	*x = PeerStatus{}
-	mi := &file_raftelect_v1_peer_proto_msgTypes[7]
+	mi := &file_raftelect_v1_peer_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -546,7 +765,7 @@ func (x *PeerStatus) String() string {
 func (*PeerStatus) ProtoMessage() {}
 
 func (x *PeerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_raftelect_v1_peer_proto_msgTypes[7]
+	mi := &file_raftelect_v1_peer_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -559,7 +778,7 @@ func (x *PeerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerStatus.ProtoReflect.Descriptor instead.
 func (*PeerStatus) Descriptor() ([]byte, []int) {
-	return file_raftelect_v1_peer_proto_rawDescGZIP(), []int{7}
+	return file_raftelect_v1_peer_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PeerStatus) GetName() string {
@@ -618,6 +837,27 @@ func (x *PeerStatus) GetRttNs() int64 {
 	return 0
 }
 
+func (x *PeerStatus) GetConfigMismatch() []string {
+	if x != nil {
+		return x.ConfigMismatch
+	}
+	return nil
+}
+
+func (x *PeerStatus) GetConfigUnknown() bool {
+	if x != nil {
+		return x.ConfigUnknown
+	}
+	return false
+}
+
+func (x *PeerStatus) GetConfigDetail() string {
+	if x != nil {
+		return x.ConfigDetail
+	}
+	return ""
+}
+
 type TransferRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The node to hand over to; empty lets the leader choose the best
@@ -629,7 +869,7 @@ type TransferRequest struct {
 
 func (x *TransferRequest) Reset() {
 	*x = TransferRequest{}
-	mi := &file_raftelect_v1_peer_proto_msgTypes[8]
+	mi := &file_raftelect_v1_peer_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -641,7 +881,7 @@ func (x *TransferRequest) String() string {
 func (*TransferRequest) ProtoMessage() {}
 
 func (x *TransferRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftelect_v1_peer_proto_msgTypes[8]
+	mi := &file_raftelect_v1_peer_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -654,7 +894,7 @@ func (x *TransferRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferRequest.ProtoReflect.Descriptor instead.
 func (*TransferRequest) Descriptor() ([]byte, []int) {
-	return file_raftelect_v1_peer_proto_rawDescGZIP(), []int{8}
+	return file_raftelect_v1_peer_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TransferRequest) GetTo() string {
@@ -675,7 +915,7 @@ type TransferResponse struct {
 
 func (x *TransferResponse) Reset() {
 	*x = TransferResponse{}
-	mi := &file_raftelect_v1_peer_proto_msgTypes[9]
+	mi := &file_raftelect_v1_peer_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -687,7 +927,7 @@ func (x *TransferResponse) String() string {
 func (*TransferResponse) ProtoMessage() {}
 
 func (x *TransferResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftelect_v1_peer_proto_msgTypes[9]
+	mi := &file_raftelect_v1_peer_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -700,7 +940,7 @@ func (x *TransferResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferResponse.ProtoReflect.Descriptor instead.
 func (*TransferResponse) Descriptor() ([]byte, []int) {
-	return file_raftelect_v1_peer_proto_rawDescGZIP(), []int{9}
+	return file_raftelect_v1_peer_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TransferResponse) GetLeader() string {
@@ -722,16 +962,19 @@ var File_raftelect_v1_peer_proto protoreflect.FileDescriptor
 const file_raftelect_v1_peer_proto_rawDesc = "" +
 	"\n" +
 	"\x17raftelect/v1/peer.proto\x12\fraftelect.v1\x1a\n" +
-	"raft.proto\"\x91\x02\n" +
+	"raft.proto\"\x98\x03\n" +
 	"\vSendRequest\x12+\n" +
 	"\bmessages\x18\x01 \x03(\v2\x0f.raftpb.MessageR\bmessages\x12#\n" +
 	"\rlabels_digest\x18\x02 \x01(\x06R\flabelsDigest\x12=\n" +
 	"\x06labels\x18\x03 \x03(\v2%.raftelect.v1.SendRequest.LabelsEntryR\x06labels\x12\x14\n" +
 	"\x05stamp\x18\x04 \x01(\x04R\x05stamp\x12 \n" +
-	"\vincarnation\x18\x05 \x01(\x06R\vincarnation\x1a9\n" +
+	"\vincarnation\x18\x05 \x01(\x06R\vincarnation\x12#\n" +
+	"\rconfig_digest\x18\x06 \x01(\x06R\fconfigDigest\x120\n" +
+	"\x06config\x18\a \x01(\v2\x18.raftelect.v1.NodeConfigR\x06config\x12.\n" +
+	"\x13known_config_digest\x18\b \x01(\x06R\x11knownConfigDigest\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd5\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe7\x02\n" +
 	"\fSendResponse\x12\x19\n" +
 	"\back_term\x18\x01 \x01(\x04R\aackTerm\x12\x1d\n" +
 	"\n" +
@@ -740,7 +983,25 @@ const file_raftelect_v1_peer_proto_rawDesc = "" +
 	"needLabels\x12\x1b\n" +
 	"\tack_stamp\x18\x04 \x01(\x04R\backStamp\x12'\n" +
 	"\x0fack_incarnation\x18\x05 \x01(\x06R\x0eackIncarnation\x12$\n" +
-	"\x0eack_promise_ns\x18\x06 \x01(\x03R\fackPromiseNs\",\n" +
+	"\x0eack_promise_ns\x18\x06 \x01(\x03R\fackPromiseNs\x12#\n" +
+	"\rconfig_digest\x18\a \x01(\x06R\fconfigDigest\x120\n" +
+	"\x06config\x18\b \x01(\v2\x18.raftelect.v1.NodeConfigR\x06config\x12\x1f\n" +
+	"\vneed_config\x18\t \x01(\bR\n" +
+	"needConfig\x12\x18\n" +
+	"\arefused\x18\n" +
+	" \x01(\tR\arefused\"\xdc\x01\n" +
+	"\n" +
+	"NodeConfig\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12.\n" +
+	"\amembers\x18\x02 \x03(\v2\x14.raftelect.v1.MemberR\amembers\x12!\n" +
+	"\fheartbeat_ns\x18\x03 \x01(\x03R\vheartbeatNs\x12.\n" +
+	"\x13election_timeout_ns\x18\x04 \x01(\x03R\x11electionTimeoutNs\x12,\n" +
+	"\x12lease_drift_margin\x18\x05 \x01(\x01R\x10leaseDriftMargin\"R\n" +
+	"\x06Member\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bidentity\x18\x02 \x01(\tR\bidentity\x12\x18\n" +
+	"\aaddress\x18\x03 \x01(\tR\aaddress\",\n" +
 	"\fCheckRequest\x12\x1c\n" +
 	"\tforwarded\x18\x01 \x01(\bR\tforwarded\"\xbb\x01\n" +
 	"\rCheckResponse\x12\x12\n" +
@@ -767,7 +1028,7 @@ const file_raftelect_v1_peer_proto_rawDesc = "" +
 	"\x05peers\x18\b \x03(\v2\x18.raftelect.v1.PeerStatusR\x05peers\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xce\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc3\x03\n" +
 	"\n" +
 	"PeerStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
@@ -778,7 +1039,11 @@ const file_raftelect_v1_peer_proto_rawDesc = "" +
 	"queueDepth\x12\x14\n" +
 	"\x05drops\x18\x06 \x01(\x04R\x05drops\x12<\n" +
 	"\x06labels\x18\a \x03(\v2$.raftelect.v1.PeerStatus.LabelsEntryR\x06labels\x12\x15\n" +
-	"\x06rtt_ns\x18\b \x01(\x03R\x05rttNs\x1a9\n" +
+	"\x06rtt_ns\x18\b \x01(\x03R\x05rttNs\x12'\n" +
+	"\x0fconfig_mismatch\x18\t \x03(\tR\x0econfigMismatch\x12%\n" +
+	"\x0econfig_unknown\x18\n" +
+	" \x01(\bR\rconfigUnknown\x12#\n" +
+	"\rconfig_detail\x18\v \x01(\tR\fconfigDetail\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"!\n" +
@@ -805,43 +1070,48 @@ func file_raftelect_v1_peer_proto_rawDescGZIP() []byte {
 	return file_raftelect_v1_peer_proto_rawDescData
 }
 
-var file_raftelect_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_raftelect_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_raftelect_v1_peer_proto_goTypes = []any{
 	(*SendRequest)(nil),      // 0: raftelect.v1.SendRequest
 	(*SendResponse)(nil),     // 1: raftelect.v1.SendResponse
-	(*CheckRequest)(nil),     // 2: raftelect.v1.CheckRequest
-	(*CheckResponse)(nil),    // 3: raftelect.v1.CheckResponse
-	(*StatusRequest)(nil),    // 4: raftelect.v1.StatusRequest
-	(*StatusResponse)(nil),   // 5: raftelect.v1.StatusResponse
-	(*NodeStatus)(nil),       // 6: raftelect.v1.NodeStatus
-	(*PeerStatus)(nil),       // 7: raftelect.v1.PeerStatus
-	(*TransferRequest)(nil),  // 8: raftelect.v1.TransferRequest
-	(*TransferResponse)(nil), // 9: raftelect.v1.TransferResponse
-	nil,                      // 10: raftelect.v1.SendRequest.LabelsEntry
-	nil,                      // 11: raftelect.v1.NodeStatus.LabelsEntry
-	nil,                      // 12: raftelect.v1.PeerStatus.LabelsEntry
-	(*raftpb.Message)(nil),   // 13: raftpb.Message
+	(*NodeConfig)(nil),       // 2: raftelect.v1.NodeConfig
+	(*Member)(nil),           // 3: raftelect.v1.Member
+	(*CheckRequest)(nil),     // 4: raftelect.v1.CheckRequest
+	(*CheckResponse)(nil),    // 5: raftelect.v1.CheckResponse
+	(*StatusRequest)(nil),    // 6: raftelect.v1.StatusRequest
+	(*StatusResponse)(nil),   // 7: raftelect.v1.StatusResponse
+	(*NodeStatus)(nil),       // 8: raftelect.v1.NodeStatus
+	(*PeerStatus)(nil),       // 9: raftelect.v1.PeerStatus
+	(*TransferRequest)(nil),  // 10: raftelect.v1.TransferRequest
+	(*TransferResponse)(nil), // 11: raftelect.v1.TransferResponse
+	nil,                      // 12: raftelect.v1.SendRequest.LabelsEntry
+	nil,                      // 13: raftelect.v1.NodeStatus.LabelsEntry
+	nil,                      // 14: raftelect.v1.PeerStatus.LabelsEntry
+	(*raftpb.Message)(nil),   // 15: raftpb.Message
 }
 var file_raftelect_v1_peer_proto_depIdxs = []int32{
-	13, // 0: raftelect.v1.SendRequest.messages:type_name -> raftpb.Message
-	10, // 1: raftelect.v1.SendRequest.labels:type_name -> raftelect.v1.SendRequest.LabelsEntry
-	6,  // 2: raftelect.v1.StatusResponse.node:type_name -> raftelect.v1.NodeStatus
-	11, // 3: raftelect.v1.NodeStatus.labels:type_name -> raftelect.v1.NodeStatus.LabelsEntry
-	7,  // 4: raftelect.v1.NodeStatus.peers:type_name -> raftelect.v1.PeerStatus
-	12, // 5: raftelect.v1.PeerStatus.labels:type_name -> raftelect.v1.PeerStatus.LabelsEntry
-	0,  // 6: raftelect.v1.Peer.Send:input_type -> raftelect.v1.SendRequest
-	2,  // 7: raftelect.v1.Peer.Check:input_type -> raftelect.v1.CheckRequest
-	4,  // 8: raftelect.v1.Peer.Status:input_type -> raftelect.v1.StatusRequest
-	8,  // 9: raftelect.v1.Peer.Transfer:input_type -> raftelect.v1.TransferRequest
-	1,  // 10: raftelect.v1.Peer.Send:output_type -> raftelect.v1.SendResponse
-	3,  // 11: raftelect.v1.Peer.Check:output_type -> raftelect.v1.CheckResponse
-	5,  // 12: raftelect.v1.Peer.Status:output_type -> raftelect.v1.StatusResponse
-	9,  // 13: raftelect.v1.Peer.Transfer:output_type -> raftelect.v1.TransferResponse
-	10, // [10:14] is the sub-list for method output_type
-	6,  // [6:10] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	15, // 0: raftelect.v1.SendRequest.messages:type_name -> raftpb.Message
+	12, // 1: raftelect.v1.SendRequest.labels:type_name -> raftelect.v1.SendRequest.LabelsEntry
+	2,  // 2: raftelect.v1.SendRequest.config:type_name -> raftelect.v1.NodeConfig
+	2,  // 3: raftelect.v1.SendResponse.config:type_name -> raftelect.v1.NodeConfig
+	3,  // 4: raftelect.v1.NodeConfig.members:type_name -> raftelect.v1.Member
+	8,  // 5: raftelect.v1.StatusResponse.node:type_name -> raftelect.v1.NodeStatus
+	13, // 6: raftelect.v1.NodeStatus.labels:type_name -> raftelect.v1.NodeStatus.LabelsEntry
+	9,  // 7: raftelect.v1.NodeStatus.peers:type_name -> raftelect.v1.PeerStatus
+	14, // 8: raftelect.v1.PeerStatus.labels:type_name -> raftelect.v1.PeerStatus.LabelsEntry
+	0,  // 9: raftelect.v1.Peer.Send:input_type -> raftelect.v1.SendRequest
+	4,  // 10: raftelect.v1.Peer.Check:input_type -> raftelect.v1.CheckRequest
+	6,  // 11: raftelect.v1.Peer.Status:input_type -> raftelect.v1.StatusRequest
+	10, // 12: raftelect.v1.Peer.Transfer:input_type -> raftelect.v1.TransferRequest
+	1,  // 13: raftelect.v1.Peer.Send:output_type -> raftelect.v1.SendResponse
+	5,  // 14: raftelect.v1.Peer.Check:output_type -> raftelect.v1.CheckResponse
+	7,  // 15: raftelect.v1.Peer.Status:output_type -> raftelect.v1.StatusResponse
+	11, // 16: raftelect.v1.Peer.Transfer:output_type -> raftelect.v1.TransferResponse
+	13, // [13:17] is the sub-list for method output_type
+	9,  // [9:13] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_raftelect_v1_peer_proto_init() }
@@ -855,7 +1125,7 @@ func file_raftelect_v1_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftelect_v1_peer_proto_rawDesc), len(file_raftelect_v1_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

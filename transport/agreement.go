@@ -1,0 +1,424 @@
+package transport
+
+// Configuration agreement: one cluster, one configuration.
+//
+// Every Send carries the digest of the sender's configuration (cluster ID,
+// membership, timings) and every response the receiver's, so each side
+// checks the other's on every connection, both ways. The configuration
+// itself crosses the wire only when the other side does not know its digest:
+// with the hello on every new connection, after it changed (the cluster ID
+// became known), or when the receiver asked (need_config). On the per-message
+// path the check is one atomic load and two integer compares.
+//
+// What differs decides what happens:
+//   - cluster ID (both known): the two nodes belong to different clusters.
+//     Raft messages are refused both ways.
+//   - membership (names, identities, addresses): the two nodes count votes
+//     over different sets, so their majorities need not intersect. Raft
+//     messages are refused both ways, and while this node knows of any member
+//     that disagrees it takes no part in elections (it neither asks for votes
+//     nor gives them; see noteConflicts for why refusing the pair is not
+//     enough).
+//   - timings (heartbeat, election timeout, lease drift margin): allowed, as
+//     in a rolling change of election_timeout; reported only.
+//
+// Every difference is reported once per peer and change: one log line, the
+// raftelect_peer_config_mismatch gauge, and the CONFIG column of status.
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/fnv"
+	"maps"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+
+	pb "github.com/raftelect/raftelect/proto/raftelect/v1"
+)
+
+// Kinds of configuration difference, as status and metrics name them.
+const (
+	MismatchClusterID  = "cluster-id"
+	MismatchMembership = "membership"
+	MismatchTimings    = "timings"
+)
+
+// MismatchKinds lists every kind, in the order they are reported.
+var MismatchKinds = []string{MismatchClusterID, MismatchMembership, MismatchTimings}
+
+// Timings are the election timings a node runs with. Members may differ in
+// them (a rolling change); a difference is reported, not refused.
+type Timings struct {
+	Heartbeat        time.Duration
+	ElectionTimeout  time.Duration
+	LeaseDriftMargin float64
+}
+
+// Bounds on a peer's configuration description: it lists the members of an
+// election, a handful of nodes, and a peer must not make us store megabytes.
+const (
+	maxConfigMembers     = 256
+	maxConfigStringBytes = 512
+)
+
+// localConfig is this node's own description and its digest. It changes
+// only when the cluster ID becomes known.
+type localConfig struct {
+	clusterID string
+	desc      *pb.NodeConfig // shared by every Send: never modified
+	digest    uint64
+}
+
+// agreement is the verdict on one peer's configuration: what it was
+// computed from, and what differs.
+type agreement struct {
+	remoteDigest uint64 // the peer's digest it judges
+	ownDigest    uint64 // ours at the time
+	kinds        []string
+	detail       string
+	refuse       bool // cluster ID or membership differ: no raft messages
+}
+
+func (a *agreement) has(kind string) bool { return a != nil && slices.Contains(a.kinds, kind) }
+
+// newLocalConfig describes this node's configuration.
+func newLocalConfig(clusterID string, members []Peer, tm Timings) *localConfig {
+	desc := &pb.NodeConfig{
+		ClusterId:         clusterID,
+		HeartbeatNs:       int64(tm.Heartbeat),
+		ElectionTimeoutNs: int64(tm.ElectionTimeout),
+		LeaseDriftMargin:  tm.LeaseDriftMargin,
+	}
+	for _, m := range members {
+		desc.Members = append(desc.Members, &pb.Member{Name: m.Name, Identity: m.identity(), Address: m.Addr})
+	}
+	slices.SortFunc(desc.Members, func(a, b *pb.Member) int { return strings.Compare(a.GetName(), b.GetName()) })
+	return &localConfig{clusterID: clusterID, desc: desc, digest: configDigest(desc)}
+}
+
+// configDigest is a stable 64-bit FNV-1a digest of a description, never 0
+// (0 on the wire means "not described"). Members are hashed in name order,
+// so the order of a peer list in a file does not matter.
+func configDigest(c *pb.NodeConfig) uint64 {
+	h := fnv.New64a()
+	str := func(s string) {
+		var n [8]byte
+		binary.LittleEndian.PutUint64(n[:], uint64(len(s)))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	num := func(v uint64) {
+		var n [8]byte
+		binary.LittleEndian.PutUint64(n[:], v)
+		h.Write(n[:])
+	}
+	str(c.GetClusterId())
+	members := slices.Clone(c.GetMembers())
+	slices.SortFunc(members, func(a, b *pb.Member) int { return strings.Compare(a.GetName(), b.GetName()) })
+	num(uint64(len(members)))
+	for _, m := range members {
+		str(m.GetName())
+		str(m.GetIdentity())
+		str(m.GetAddress())
+	}
+	num(uint64(c.GetHeartbeatNs()))
+	num(uint64(c.GetElectionTimeoutNs()))
+	num(math.Float64bits(c.GetLeaseDriftMargin()))
+	if d := h.Sum64(); d != 0 {
+		return d
+	}
+	return 1
+}
+
+// ownConfig returns this node's description, rebuilt when the cluster ID
+// changed since (it becomes known once; a string compare per call).
+func (t *Transport) ownConfig() *localConfig {
+	c := t.local.Load()
+	if t.opts.ClusterID == nil {
+		return c
+	}
+	id := t.opts.ClusterID()
+	if id == c.clusterID {
+		return c
+	}
+	n := &localConfig{clusterID: id, desc: &pb.NodeConfig{
+		ClusterId: id, Members: c.desc.Members, HeartbeatNs: c.desc.HeartbeatNs,
+		ElectionTimeoutNs: c.desc.ElectionTimeoutNs, LeaseDriftMargin: c.desc.LeaseDriftMargin,
+	}}
+	n.digest = configDigest(n.desc)
+	if !t.local.CompareAndSwap(c, n) {
+		return t.local.Load()
+	}
+	return n
+}
+
+// checkConfigBounds refuses a description no real configuration has.
+func checkConfigBounds(c *pb.NodeConfig) error {
+	if len(c.GetMembers()) > maxConfigMembers {
+		return fmt.Errorf("configuration lists %d members, at most %d", len(c.GetMembers()), maxConfigMembers)
+	}
+	if len(c.GetClusterId()) > maxConfigStringBytes {
+		return fmt.Errorf("cluster ID of %d bytes, at most %d", len(c.GetClusterId()), maxConfigStringBytes)
+	}
+	for _, m := range c.GetMembers() {
+		if len(m.GetName()) > maxConfigStringBytes || len(m.GetIdentity()) > maxConfigStringBytes || len(m.GetAddress()) > maxConfigStringBytes {
+			return fmt.Errorf("member %.40q: names, identities and addresses are at most %d bytes", m.GetName(), maxConfigStringBytes)
+		}
+	}
+	return nil
+}
+
+// agreeInbound is the receiver's half of the check, for one Send from p. It
+// fills the response's side of the exchange and returns why the batch's raft
+// messages must not be stepped ("" when they may).
+func (t *Transport) agreeInbound(p *peer, req *pb.SendRequest, resp *pb.SendResponse) (refused string, err error) {
+	own := t.ownConfig()
+	resp.ConfigDigest = own.digest
+	if req.GetKnownConfigDigest() != own.digest {
+		resp.Config = own.desc
+	}
+	d := req.GetConfigDigest()
+	if d == 0 {
+		// An older raftelect or a test tool: nothing to check against.
+		return "", nil
+	}
+	if req.GetConfig() != nil {
+		if err := checkConfigBounds(req.GetConfig()); err != nil {
+			return "", err
+		}
+	}
+	a := t.judge(p, own, d, req.GetConfig())
+	switch {
+	case a == nil:
+		resp.NeedConfig = true
+		return fmt.Sprintf("%s does not know %s's configuration yet and asked for it", t.opts.Self.Name, p.Name), nil
+	case a.refuse:
+		return a.detail, nil
+	}
+	return "", nil
+}
+
+// agreeOutbound is the sender's half: it learns p's configuration from the
+// response to a Send.
+func (t *Transport) agreeOutbound(p *peer, own *localConfig, resp *pb.SendResponse) error {
+	d := resp.GetConfigDigest()
+	if d == 0 {
+		return nil // an older raftelect: nothing to check against
+	}
+	if resp.GetConfig() != nil {
+		if err := checkConfigBounds(resp.GetConfig()); err != nil {
+			return err
+		}
+	}
+	t.judge(p, own, d, resp.GetConfig())
+	return nil
+}
+
+// judge returns the verdict on p's configuration with digest d, given in
+// full as desc when the peer sent it. It returns nil while p's description
+// for d is not known. A new verdict is reported once.
+func (t *Transport) judge(p *peer, own *localConfig, d uint64, desc *pb.NodeConfig) *agreement {
+	if a := p.agreement.Load(); a != nil && a.remoteDigest == d && a.ownDigest == own.digest && desc == nil {
+		return a // the per-message path
+	}
+	p.confMu.Lock()
+	defer p.confMu.Unlock()
+	if desc != nil {
+		p.remoteConfig, p.remoteDigest = desc, d
+	}
+	if p.remoteConfig == nil || p.remoteDigest != d {
+		return nil
+	}
+	prev := p.agreement.Load()
+	if prev != nil && prev.remoteDigest == d && prev.ownDigest == own.digest {
+		return prev
+	}
+	a := compareConfigs(t.opts.Self.Name, p.Name, own.desc, p.remoteConfig)
+	a.remoteDigest, a.ownDigest = d, own.digest
+	p.agreement.Store(a)
+	p.knownDigest.Store(d)
+	t.reportAgreement(p, prev, a)
+	return a
+}
+
+// reportAgreement logs a changed verdict once and keeps count of the peers
+// that disagree on membership.
+func (t *Transport) reportAgreement(p *peer, prev, a *agreement) {
+	if prev.has(MismatchMembership) != a.has(MismatchMembership) {
+		t.noteConflicts(p, a.has(MismatchMembership))
+	}
+	if prev != nil && slices.Equal(prev.kinds, a.kinds) && prev.detail == a.detail {
+		return
+	}
+	switch {
+	case len(a.kinds) > 0:
+		t.log.Warn("peer's configuration differs from this node's", "peer", p.Name,
+			"differs", strings.Join(a.kinds, ","), "refusing_raft_messages", a.refuse, "detail", a.detail)
+	case prev != nil && len(prev.kinds) > 0:
+		t.log.Info("peer's configuration agrees with this node's again", "peer", p.Name)
+	}
+}
+
+// noteConflicts counts the peers whose membership differs from ours. While
+// any does, this node neither asks for votes nor gives them.
+//
+// Refusing raft messages between the two nodes of a pair is not enough: if
+// n1 and n2 list {n1,n2,n3} and n3, n4 and n5 list {n1..n5}, each group agrees
+// within itself and holds a majority of its own list, so each could elect a
+// leader. Any member common to both lists (here n3) sees the difference; as
+// long as it and every other node that sees one stays out of elections, two
+// lists whose majorities might not intersect cannot both elect. A leader
+// that already leads keeps its lease from the followers that agree with it.
+func (t *Transport) noteConflicts(p *peer, conflict bool) {
+	var n int32
+	if conflict {
+		n = t.conflicts.Add(1)
+	} else {
+		n = t.conflicts.Add(-1)
+	}
+	switch {
+	case conflict && n == 1:
+		t.log.Warn("members disagree on membership: this node takes no part in elections (neither asks for votes nor gives them) until they agree",
+			"peer", p.Name)
+	case !conflict && n == 0:
+		t.log.Info("members agree on membership again: this node takes part in elections again")
+	}
+}
+
+// electionsHeld reports whether this node stays out of elections because a
+// member disagrees on membership.
+func (t *Transport) electionsHeld() bool { return t.conflicts.Load() > 0 }
+
+func isVoteRequest(mt raftpb.MessageType) bool {
+	return mt == raftpb.MsgVote || mt == raftpb.MsgPreVote
+}
+
+// withoutVoteRequests returns msgs without vote requests; msgs itself when it
+// has none (no allocation on the common path).
+func withoutVoteRequests(msgs []*raftpb.Message) []*raftpb.Message {
+	i := slices.IndexFunc(msgs, func(m *raftpb.Message) bool { return isVoteRequest(m.GetType()) })
+	if i < 0 {
+		return msgs
+	}
+	out := slices.Clone(msgs[:i])
+	for _, m := range msgs[i:] {
+		if !isVoteRequest(m.GetType()) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// compareConfigs says how remote (peer's) differs from own (self's).
+func compareConfigs(self, peer string, own, remote *pb.NodeConfig) *agreement {
+	a := &agreement{}
+	var details []string
+	if o, r := own.GetClusterId(), remote.GetClusterId(); o != "" && r != "" && o != r {
+		a.kinds = append(a.kinds, MismatchClusterID)
+		details = append(details, fmt.Sprintf("%s belongs to cluster %q, this node (%s) to cluster %q: one of the two was started "+
+			"with another cluster's data directory or peer list; give it the data directory and peers of its own cluster "+
+			"(to join this cluster instead, an empty data directory and this cluster's peers)", peer, r, self, o))
+	}
+	if d := membershipDiff(peer, own.GetMembers(), remote.GetMembers()); d != "" {
+		a.kinds = append(a.kinds, MismatchMembership)
+		details = append(details, d+"; every node must list the same peers: fix the list of the nodes that are wrong and restart them")
+	}
+	if d := timingsDiff(peer, own, remote); d != "" {
+		a.kinds = append(a.kinds, MismatchTimings)
+		details = append(details, d+" (allowed during a rolling change; finish it so that every node runs the same timings)")
+	}
+	a.refuse = a.has(MismatchClusterID) || a.has(MismatchMembership)
+	a.detail = strings.Join(details, "; ")
+	return a
+}
+
+// membershipDiff names the members only one side lists and the members
+// whose identity or address differ; "" when the lists agree.
+func membershipDiff(peer string, own, remote []*pb.Member) string {
+	index := func(ms []*pb.Member) map[string]*pb.Member {
+		out := make(map[string]*pb.Member, len(ms))
+		for _, m := range ms {
+			out[m.GetName()] = m
+		}
+		return out
+	}
+	o, r := index(own), index(remote)
+	var onlyOwn, onlyRemote, changed []string
+	for _, name := range slices.Sorted(maps.Keys(o)) {
+		rm, ok := r[name]
+		switch {
+		case !ok:
+			onlyOwn = append(onlyOwn, name)
+		case rm.GetAddress() != o[name].GetAddress():
+			changed = append(changed, fmt.Sprintf("%s's address is %s here, %s on %s", name, o[name].GetAddress(), rm.GetAddress(), peer))
+		case rm.GetIdentity() != o[name].GetIdentity():
+			changed = append(changed, fmt.Sprintf("%s's identity is %q here, %q on %s", name, o[name].GetIdentity(), rm.GetIdentity(), peer))
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(r)) {
+		if _, ok := o[name]; !ok {
+			onlyRemote = append(onlyRemote, name)
+		}
+	}
+	var parts []string
+	if len(onlyRemote) > 0 {
+		parts = append(parts, fmt.Sprintf("%s lists members this node does not: %s", peer, strings.Join(onlyRemote, ", ")))
+	}
+	if len(onlyOwn) > 0 {
+		parts = append(parts, fmt.Sprintf("this node lists members %s does not: %s", peer, strings.Join(onlyOwn, ", ")))
+	}
+	parts = append(parts, changed...)
+	return strings.Join(parts, "; ")
+}
+
+func timingsDiff(peer string, own, remote *pb.NodeConfig) string {
+	var parts []string
+	if o, r := own.GetHeartbeatNs(), remote.GetHeartbeatNs(); o != r {
+		parts = append(parts, fmt.Sprintf("heartbeat interval %v here, %v on %s", time.Duration(o), time.Duration(r), peer))
+	}
+	if o, r := own.GetElectionTimeoutNs(), remote.GetElectionTimeoutNs(); o != r {
+		parts = append(parts, fmt.Sprintf("election timeout %v here, %v on %s", time.Duration(o), time.Duration(r), peer))
+	}
+	if o, r := own.GetLeaseDriftMargin(), remote.GetLeaseDriftMargin(); o != r {
+		parts = append(parts, fmt.Sprintf("lease drift margin %v here, %v on %s", o, r, peer))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// mayDeliver decides, on the raft loop, whether m may go to p: nothing goes
+// to a peer that disagrees on the cluster ID or membership (it would refuse
+// it), and no vote request goes anywhere while elections are held.
+func (t *Transport) mayDeliver(p *peer, m *raftpb.Message) bool {
+	if a := p.agreement.Load(); a != nil && a.refuse {
+		p.refusedOut.Add(1)
+		if m.GetType() == raftpb.MsgSnap {
+			t.opts.Handler.ReportSnapshot(p.ID, true)
+		}
+		return false
+	}
+	return !isVoteRequest(m.GetType()) || !t.electionsHeld()
+}
+
+// agreedMessages is the Send handler's agreement check: it fills resp's side
+// of the exchange and returns the messages of req that may be stepped: none
+// when the two nodes disagree on the cluster ID or the membership (or this
+// node does not know the sender's configuration yet), and no vote requests
+// while elections are held.
+func (t *Transport) agreedMessages(p *peer, req *pb.SendRequest, resp *pb.SendResponse) ([]*raftpb.Message, error) {
+	refused, err := t.agreeInbound(p, req, resp)
+	if err != nil {
+		return nil, err
+	}
+	if refused != "" {
+		resp.Refused = refused
+		return nil, nil
+	}
+	if t.electionsHeld() {
+		return withoutVoteRequests(req.GetMessages()), nil
+	}
+	return req.GetMessages(), nil
+}
