@@ -24,8 +24,8 @@ type lineCounter struct {
 }
 
 func (c *lineCounter) Enabled(context.Context, slog.Level) bool { return true }
-func (c *lineCounter) WithAttrs([]slog.Attr) slog.Handler        { return c }
-func (c *lineCounter) WithGroup(string) slog.Handler             { return c }
+func (c *lineCounter) WithAttrs([]slog.Attr) slog.Handler       { return c }
+func (c *lineCounter) WithGroup(string) slog.Handler            { return c }
 func (c *lineCounter) Handle(_ context.Context, r slog.Record) error {
 	attrs := map[string]string{}
 	r.Attrs(func(a slog.Attr) bool { attrs[a.Key] = a.Value.String(); return true })
