@@ -30,6 +30,10 @@ type Status struct {
 	ClusterID string
 	Labels    map[string]string
 	Peers     []PeerStatus
+	// ElectionsHeld: this node takes no part in elections (asks for no
+	// votes, gives none) while a member disagrees with it on membership;
+	// that peer's ConfigMismatch says so.
+	ElectionsHeld bool
 }
 
 // PeerStatus is this node's view of one peer.
@@ -71,6 +75,7 @@ func (e *Elector) Status() Status {
 		for _, p := range l.tr.Stats() {
 			s.Peers = append(s.Peers, PeerStatus(p))
 		}
+		s.ElectionsHeld = l.tr.ElectionsHeld()
 	}
 	return s
 }
@@ -78,7 +83,7 @@ func (e *Elector) Status() Status {
 func (s Status) proto() *pb.NodeStatus {
 	out := &pb.NodeStatus{
 		Name: s.Name, Id: s.ID, Role: s.Role, Term: s.Term, Leader: s.Leader,
-		HoldsLease: s.HoldsLease, Labels: s.Labels,
+		HoldsLease: s.HoldsLease, Labels: s.Labels, ElectionsHeld: s.ElectionsHeld,
 	}
 	now := time.Now()
 	for _, p := range s.Peers {

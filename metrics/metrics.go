@@ -8,6 +8,11 @@
 // messages) is read from Elector.Status at scrape time by a custom
 // collector, so there is no second bookkeeping to drift from the truth.
 //
+// raftelect_peer_config_mismatch{peer,kind} is 1 for each kind of
+// difference (transport.MismatchKinds) between the peer's configuration and
+// this node's, 0 otherwise: every kind is exported for every peer, so an
+// alert on "== 1" needs no absent() clause.
+//
 // raftelect_peer_dropped_messages_total is the transport's own counter
 // (PeerStats.Drops: queue full plus expired before sending), the same number
 // the transport's periodic "dropped messages to peer" log reports the
@@ -18,6 +23,7 @@ package metrics
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -84,6 +90,7 @@ type descs struct {
 	isLeader, holdsLease, term, hasLeader                  *prometheus.Desc
 	reachable, queueDepth, rtt, lastContact, drops, errors *prometheus.Desc
 	certExpiry, caExpiry                                   *prometheus.Desc
+	configMismatch, configUnknown, electionsHeld           *prometheus.Desc
 }
 
 var _ transport.Metrics = (*Metrics)(nil)
@@ -134,6 +141,10 @@ func New(reg prometheus.Registerer) *Metrics {
 		errors:      d("peer_send_failures_total", "Failed sends to the peer as the transport counts them (all classes).", "peer"),
 		certExpiry:  d("tls_certificate_expiry_timestamp_seconds", "When this node's certificate (the one in use, updated when it is reloaded) expires, in unix seconds."),
 		caExpiry:    d("tls_ca_expiry_timestamp_seconds", "When the CA bundle in use expires (its first certificate to expire), in unix seconds."),
+		configMismatch: d("peer_config_mismatch", "1 while the peer's configuration differs from this node's in kind: cluster-id or membership (raft messages refused both ways) or timings (allowed, reported).",
+			"peer", "kind"),
+		configUnknown: d("peer_config_unknown", "1 while this node has not seen the peer's configuration (it never answered, or it refuses this node as a non-member).", "peer"),
+		electionsHeld: d("elections_held", "1 while this node takes no part in elections (asks for no votes, gives none) because a member disagrees with it on membership."),
 	}
 	reg.MustRegister(m.sent, m.received, m.queueFull, m.sendErrors, m.rejected, m.latency, m.leaderChanges, m.elections, m)
 	return m
@@ -277,7 +288,8 @@ func Classify(err error) string {
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	d := m.descs
-	for _, x := range []*prometheus.Desc{d.isLeader, d.holdsLease, d.term, d.hasLeader, d.reachable, d.queueDepth, d.rtt, d.lastContact, d.drops, d.errors, d.certExpiry, d.caExpiry} {
+	for _, x := range []*prometheus.Desc{d.isLeader, d.holdsLease, d.term, d.hasLeader, d.reachable, d.queueDepth, d.rtt, d.lastContact, d.drops, d.errors, d.certExpiry, d.caExpiry,
+		d.configMismatch, d.configUnknown, d.electionsHeld} {
 		ch <- x
 	}
 }
@@ -305,6 +317,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	gauge(d.holdsLease, b2f(s.Role == "leader"))
 	gauge(d.term, float64(s.Term))
 	gauge(d.hasLeader, b2f(s.Leader != ""))
+	gauge(d.electionsHeld, b2f(s.ElectionsHeld))
 	now := time.Now()
 	for _, p := range s.Peers {
 		gauge(d.reachable, b2f(p.Reachable), p.Name)
@@ -317,6 +330,10 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		gauge(d.lastContact, ago, p.Name)
 		ch <- prometheus.MustNewConstMetric(d.drops, prometheus.CounterValue, float64(p.Drops), p.Name)
 		ch <- prometheus.MustNewConstMetric(d.errors, prometheus.CounterValue, float64(p.SendErrors), p.Name)
+		for _, kind := range transport.MismatchKinds {
+			gauge(d.configMismatch, b2f(slices.Contains(p.ConfigMismatch, kind)), p.Name, kind)
+		}
+		gauge(d.configUnknown, b2f(p.ConfigUnknown), p.Name)
 	}
 }
 

@@ -203,3 +203,34 @@ func TestRejectionsExportedByReasonFromZero(t *testing.T) {
 		}
 	}
 }
+
+// Every kind of configuration difference is exported for every peer, 1 for
+// the kinds that differ and 0 for the others, so that an alert fires on the
+// value alone.
+func TestConfigMismatchGaugePerPeerAndKind(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	m := New(reg)
+	st := election.Status{Name: "n1", ElectionsHeld: true, Peers: []election.PeerStatus{
+		{Name: "n2", ConfigMismatch: []string{transport.MismatchMembership, transport.MismatchTimings}},
+		{Name: "n3"},
+		{Name: "n4", ConfigUnknown: true},
+	}}
+	m.Observe(func() election.Status { return st })
+	want := map[string]float64{
+		`raftelect_peer_config_mismatch{kind="cluster-id",peer="n2"}`: 0,
+		`raftelect_peer_config_mismatch{kind="membership",peer="n2"}`: 1,
+		`raftelect_peer_config_mismatch{kind="timings",peer="n2"}`:    1,
+		`raftelect_peer_config_mismatch{kind="cluster-id",peer="n3"}`: 0,
+		`raftelect_peer_config_mismatch{kind="membership",peer="n3"}`: 0,
+		`raftelect_peer_config_mismatch{kind="timings",peer="n3"}`:    0,
+		`raftelect_peer_config_unknown{peer="n3"}`:                    0,
+		`raftelect_peer_config_unknown{peer="n4"}`:                    1,
+		`raftelect_elections_held`:                                    1,
+	}
+	got := gather(t, reg)
+	for k, v := range want {
+		if g, ok := got[k]; !ok || g != v {
+			t.Errorf("%s = %v (present %v), want %v", k, g, ok, v)
+		}
+	}
+}

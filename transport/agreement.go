@@ -293,6 +293,11 @@ func (t *Transport) noteConflicts(p *peer, conflict bool) {
 // member disagrees on membership.
 func (t *Transport) electionsHeld() bool { return t.conflicts.Load() > 0 }
 
+// ElectionsHeld reports whether this node takes no part in elections (asks
+// for no votes and gives none) because a member disagrees with it on
+// membership; PeerStats says which.
+func (t *Transport) ElectionsHeld() bool { return t.electionsHeld() }
+
 func isVoteRequest(mt raftpb.MessageType) bool {
 	return mt == raftpb.MsgVote || mt == raftpb.MsgPreVote
 }

@@ -296,13 +296,16 @@ func TestThreeNodesElectReportAndFailOver(t *testing.T) {
 		t.Fatalf("status exit %d: %s", r.code, r.stderr)
 	}
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
-	if !regexp.MustCompile(`^NODE\s+ADDRESS\s+ROLE\s+TERM\s+LEADER\s+LEASE\s+REACHABLE\s+LAST-CONTACT\s+RTT\s+QUEUE\s+DROPS$`).MatchString(lines[0]) {
+	if !regexp.MustCompile(`^NODE\s+ADDRESS\s+ROLE\s+TERM\s+LEADER\s+LEASE\s+REACHABLE\s+LAST-CONTACT\s+RTT\s+QUEUE\s+DROPS\s+CONFIG$`).MatchString(lines[0]) {
 		t.Errorf("header: %q", lines[0])
 	}
 	roles := map[string]int{}
 	for _, l := range lines[1:4] {
 		f := strings.Fields(l)
 		roles[f[2]]++
+		if cfg := f[len(f)-1]; (f[2] == "leader") != (cfg == "-") || (f[2] != "leader" && cfg != "ok") {
+			t.Errorf("row %q: CONFIG %q, want ok for a follower that agrees with the leader, - for the leader", l, cfg)
+		}
 		if f[3] != strconv.FormatUint(rep.Term, 10) || f[4] != rep.Leader {
 			t.Errorf("row %q: want term %d leader %s", l, rep.Term, rep.Leader)
 		}
@@ -324,7 +327,7 @@ func TestThreeNodesElectReportAndFailOver(t *testing.T) {
 		"raftelect_peer_dropped_messages_total", "raftelect_peer_send_latency_seconds_bucket",
 		"raftelect_peer_queue_depth", "raftelect_peer_reachable", "raftelect_peer_rtt_seconds",
 		"raftelect_is_leader", "raftelect_term", "raftelect_leader_changes_total",
-		"raftelect_elections_started_total", "go_goroutines",
+		"raftelect_elections_started_total", "raftelect_peer_config_mismatch", "go_goroutines",
 	} {
 		if !strings.Contains(body, "\n"+name) {
 			t.Errorf("/metrics lacks %s", name)

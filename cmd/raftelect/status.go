@@ -47,12 +47,15 @@ and print one row per node. The command never waits longer than the timeout
 (plus a moment to connect).
 
 ROLE, TERM, LEADER and LEASE are each node's own answer. The peer columns
-(REACHABLE, LAST-CONTACT, RTT, QUEUE, DROPS) describe the link to that node as
-seen from the leader (from the first node that answered if no leader did):
-whether the leader's last send to it succeeded, how long ago the two last
+(REACHABLE, LAST-CONTACT, RTT, QUEUE, DROPS, CONFIG) describe the link to that
+node as seen from the leader (from the first node that answered if no leader
+did): whether the leader's last send to it succeeded, how long ago the two last
 exchanged a message, the round trip of that send, how many messages wait in
-the leader's queues for it, and how many the leader dropped. A line under the
-table names the node they are seen from. -o json gives every node's full view.
+the leader's queues for it, how many the leader dropped, and whether its
+configuration agrees with the leader's (ok, unknown, or what differs:
+cluster-id, membership, timings). A line under the table names the node they
+are seen from; every difference any node sees follows, in words. -o json gives
+every node's full view.
 
 Nodes answer members' certificates and those of configured operators
 (operators: in their configuration; raftelect certs issue --operator makes
@@ -99,6 +102,9 @@ type nodeReport struct {
 	Leader     string            `json:"leader,omitempty"`
 	HoldsLease bool              `json:"holds_lease"`
 	Labels     map[string]string `json:"labels,omitempty"`
+	// ElectionsHeld: the node takes no part in elections because a member
+	// disagrees with it on membership.
+	ElectionsHeld bool `json:"elections_held,omitempty"`
 	// Peers is this node's view of every other node.
 	Peers []peerReport `json:"peers,omitempty"`
 }
@@ -112,6 +118,11 @@ type peerReport struct {
 	RTTSeconds            float64 `json:"rtt_seconds"`
 	QueueDepth            uint64  `json:"queue_depth"`
 	Drops                 uint64  `json:"drops"`
+	// ConfigMismatch: how the peer's configuration differs (cluster-id,
+	// membership, timings); ConfigUnknown: not seen yet.
+	ConfigMismatch []string `json:"config_mismatch,omitempty"`
+	ConfigUnknown  bool     `json:"config_unknown,omitempty"`
+	ConfigDetail   string   `json:"config_detail,omitempty"`
 }
 
 func runStatus(ctx context.Context, out io.Writer, o statusOptions) error {
@@ -268,6 +279,7 @@ func queryConn(ctx context.Context, conn grpc.ClientConnInterface, p config.Peer
 	}
 	r.OK = true
 	r.Role, r.Term, r.Leader, r.HoldsLease, r.Labels = s.GetRole(), s.GetTerm(), s.GetLeader(), s.GetHoldsLease(), s.GetLabels()
+	r.ElectionsHeld = s.GetElectionsHeld()
 	for _, ps := range s.GetPeers() {
 		ago := -1.0
 		if ps.GetLastContactAgoNs() >= 0 {
@@ -277,6 +289,7 @@ func queryConn(ctx context.Context, conn grpc.ClientConnInterface, p config.Peer
 			Name: ps.GetName(), Address: ps.GetAddress(), Reachable: ps.GetReachable(),
 			LastContactAgoSeconds: ago, RTTSeconds: time.Duration(ps.GetRttNs()).Seconds(),
 			QueueDepth: ps.GetQueueDepth(), Drops: ps.GetDrops(),
+			ConfigMismatch: ps.GetConfigMismatch(), ConfigUnknown: ps.GetConfigUnknown(), ConfigDetail: ps.GetConfigDetail(),
 		})
 	}
 	return r
@@ -331,7 +344,7 @@ func printStatusTable(out io.Writer, r statusReport) {
 		}
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tADDRESS\tROLE\tTERM\tLEADER\tLEASE\tREACHABLE\tLAST-CONTACT\tRTT\tQUEUE\tDROPS")
+	fmt.Fprintln(tw, "NODE\tADDRESS\tROLE\tTERM\tLEADER\tLEASE\tREACHABLE\tLAST-CONTACT\tRTT\tQUEUE\tDROPS\tCONFIG")
 	for _, n := range r.Nodes {
 		if !n.OK {
 			fmt.Fprintf(tw, "%s\t%s\tUNREACHABLE:%s\t-\t-\t-", n.Name, n.Address, n.ErrorClass)
@@ -355,16 +368,16 @@ func printStatusTable(out io.Writer, r statusReport) {
 		}
 		switch {
 		case view != nil && n.Name == view.Name:
-			fmt.Fprint(tw, "\t(self)\t-\t-\t-\t-\n")
+			fmt.Fprint(tw, "\t(self)\t-\t-\t-\t-\t-\n")
 		case link == nil:
-			fmt.Fprint(tw, "\t-\t-\t-\t-\t-\n")
+			fmt.Fprint(tw, "\t-\t-\t-\t-\t-\t-\n")
 		default:
 			contact := "never"
 			if link.LastContactAgoSeconds >= 0 {
 				contact = shortDuration(time.Duration(link.LastContactAgoSeconds*float64(time.Second))) + " ago"
 			}
-			fmt.Fprintf(tw, "\t%s\t%s\t%s\t%d\t%d\n", yesNo(link.Reachable), contact,
-				shortDuration(time.Duration(link.RTTSeconds*float64(time.Second))), link.QueueDepth, link.Drops)
+			fmt.Fprintf(tw, "\t%s\t%s\t%s\t%d\t%d\t%s\n", yesNo(link.Reachable), contact,
+				shortDuration(time.Duration(link.RTTSeconds*float64(time.Second))), link.QueueDepth, link.Drops, configColumn(link))
 		}
 	}
 	tw.Flush()
@@ -381,6 +394,31 @@ func printStatusTable(out io.Writer, r statusReport) {
 			fmt.Fprintf(out, "%s: %s: %s\n", n.Name, n.ErrorClass, n.Error)
 		}
 	}
+	// Configuration differences, in words, as each node that sees one
+	// reports it: the view node's peers are not the whole story (a node
+	// whose list differs may not be in the view node's list at all).
+	for _, n := range r.Nodes {
+		if n.ElectionsHeld {
+			fmt.Fprintf(out, "%s: takes no part in elections while a member disagrees with it on membership\n", n.Name)
+		}
+		for _, p := range n.Peers {
+			if p.ConfigDetail != "" {
+				fmt.Fprintf(out, "%s about %s: %s: %s\n", n.Name, p.Name, strings.Join(p.ConfigMismatch, ","), p.ConfigDetail)
+			}
+		}
+	}
+}
+
+// configColumn says whether a peer's configuration agrees with the view
+// node's: ok, unknown (not seen yet), or the kinds that differ.
+func configColumn(p *peerReport) string {
+	switch {
+	case len(p.ConfigMismatch) > 0:
+		return strings.Join(p.ConfigMismatch, ",")
+	case p.ConfigUnknown:
+		return "unknown"
+	}
+	return "ok"
 }
 
 func yesNo(b bool) string {

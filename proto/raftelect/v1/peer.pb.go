@@ -629,15 +629,18 @@ func (x *StatusResponse) GetNode() *NodeStatus {
 }
 
 type NodeStatus struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Id            uint64                 `protobuf:"varint,2,opt,name=id,proto3" json:"id,omitempty"`
-	Role          string                 `protobuf:"bytes,3,opt,name=role,proto3" json:"role,omitempty"`
-	Term          uint64                 `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`
-	Leader        string                 `protobuf:"bytes,5,opt,name=leader,proto3" json:"leader,omitempty"`
-	HoldsLease    bool                   `protobuf:"varint,6,opt,name=holds_lease,json=holdsLease,proto3" json:"holds_lease,omitempty"`
-	Labels        map[string]string      `protobuf:"bytes,7,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Peers         []*PeerStatus          `protobuf:"bytes,8,rep,name=peers,proto3" json:"peers,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Name       string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Id         uint64                 `protobuf:"varint,2,opt,name=id,proto3" json:"id,omitempty"`
+	Role       string                 `protobuf:"bytes,3,opt,name=role,proto3" json:"role,omitempty"`
+	Term       uint64                 `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`
+	Leader     string                 `protobuf:"bytes,5,opt,name=leader,proto3" json:"leader,omitempty"`
+	HoldsLease bool                   `protobuf:"varint,6,opt,name=holds_lease,json=holdsLease,proto3" json:"holds_lease,omitempty"`
+	Labels     map[string]string      `protobuf:"bytes,7,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Peers      []*PeerStatus          `protobuf:"bytes,8,rep,name=peers,proto3" json:"peers,omitempty"`
+	// This node takes no part in elections (asks for no votes, gives none)
+	// because a member disagrees with it on membership (see config_mismatch).
+	ElectionsHeld bool `protobuf:"varint,9,opt,name=elections_held,json=electionsHeld,proto3" json:"elections_held,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -726,6 +729,13 @@ func (x *NodeStatus) GetPeers() []*PeerStatus {
 		return x.Peers
 	}
 	return nil
+}
+
+func (x *NodeStatus) GetElectionsHeld() bool {
+	if x != nil {
+		return x.ElectionsHeld
+	}
+	return false
 }
 
 type PeerStatus struct {
@@ -1014,7 +1024,7 @@ const file_raftelect_v1_peer_proto_rawDesc = "" +
 	"\x12leader_unreachable\x18\x06 \x01(\bR\x11leaderUnreachable\"\x0f\n" +
 	"\rStatusRequest\">\n" +
 	"\x0eStatusResponse\x12,\n" +
-	"\x04node\x18\x01 \x01(\v2\x18.raftelect.v1.NodeStatusR\x04node\"\xba\x02\n" +
+	"\x04node\x18\x01 \x01(\v2\x18.raftelect.v1.NodeStatusR\x04node\"\xe1\x02\n" +
 	"\n" +
 	"NodeStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
@@ -1025,7 +1035,8 @@ const file_raftelect_v1_peer_proto_rawDesc = "" +
 	"\vholds_lease\x18\x06 \x01(\bR\n" +
 	"holdsLease\x12<\n" +
 	"\x06labels\x18\a \x03(\v2$.raftelect.v1.NodeStatus.LabelsEntryR\x06labels\x12.\n" +
-	"\x05peers\x18\b \x03(\v2\x18.raftelect.v1.PeerStatusR\x05peers\x1a9\n" +
+	"\x05peers\x18\b \x03(\v2\x18.raftelect.v1.PeerStatusR\x05peers\x12%\n" +
+	"\x0eelections_held\x18\t \x01(\bR\relectionsHeld\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc3\x03\n" +

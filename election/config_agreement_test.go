@@ -1,0 +1,269 @@
+package election_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/raftelect/raftelect/election"
+	"github.com/raftelect/raftelect/eventlog"
+	tc "github.com/raftelect/raftelect/internal/testcluster"
+	"github.com/raftelect/raftelect/transport"
+)
+
+// differsLines counts, per node and peer, the log lines that report a peer's
+// configuration as different.
+type differsLines struct {
+	mu    sync.Mutex
+	count map[string]int // "node->peer"
+}
+
+func (d *differsLines) logger(node string) *slog.Logger {
+	return slog.New(&differsHandler{d: d, node: node})
+}
+
+func (d *differsLines) get() map[string]int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range d.count {
+		out[k] = v
+	}
+	return out
+}
+
+type differsHandler struct {
+	d    *differsLines
+	node string
+}
+
+func (h *differsHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *differsHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *differsHandler) WithGroup(string) slog.Handler            { return h }
+func (h *differsHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Message != "peer's configuration differs from this node's" {
+		return nil
+	}
+	peer := ""
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "peer" {
+			peer = a.Value.String()
+		}
+		return true
+	})
+	h.d.mu.Lock()
+	defer h.d.mu.Unlock()
+	if h.d.count == nil {
+		h.d.count = map[string]int{}
+	}
+	h.d.count[h.node+"->"+peer]++
+	return nil
+}
+
+// sentCounter is a transport.Metrics that counts the messages a node sent.
+type sentCounter struct{ n atomic.Int64 }
+
+func (s *sentCounter) Sent(string, raftpb.MessageType)     { s.n.Add(1) }
+func (s *sentCounter) Received(string, raftpb.MessageType) {}
+func (s *sentCounter) Dropped(string, raftpb.MessageType)  {}
+func (s *sentCounter) SendFailed(string, error)            {}
+func (s *sentCounter) SendLatency(string, time.Duration)   {}
+
+func peerStatus(e *election.Elector, peer string) election.PeerStatus {
+	for _, p := range e.Status().Peers {
+		if p.Name == peer {
+			return p
+		}
+	}
+	return election.PeerStatus{}
+}
+
+// A rolling change of election_timeout (5 s on n1, 1 s on the others) is
+// allowed: the cluster elects a leader, and each node reports the
+// difference once per peer that differs, however many messages cross.
+func TestDifferentTimings_ReportedOncePerPeerAndClusterStillElects(t *testing.T) {
+	t.Parallel()
+	c := tc.New(t, 3)
+	t.Cleanup(c.DumpEvents)
+	lines := &differsLines{}
+	sent := map[string]*sentCounter{}
+	for i := range c.Nodes {
+		cfg := c.Config(i)
+		if cfg.Name == "n1" {
+			cfg.ElectionTimeout = 5 * time.Second
+		}
+		cfg.Logger = lines.logger(cfg.Name)
+		sent[cfg.Name] = &sentCounter{}
+		cfg.Metrics = sent[cfg.Name]
+		c.SetConfig(i, cfg)
+	}
+	c.Start()
+	l := c.WaitLeader(20 * time.Second)
+	leader := c.Nodes[l].Name
+
+	want := map[string]int{"n1->n2": 1, "n1->n3": 1, "n2->n1": 1, "n3->n1": 1}
+	c.WaitFor(10*time.Second, "every difference to be reported", func() bool {
+		got := lines.get()
+		for k := range want {
+			if got[k] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	// Let plenty of messages cross after the reports: a report per message
+	// (or per heartbeat) would show now.
+	base := sent[leader].n.Load()
+	c.WaitFor(20*time.Second, "100 more messages from the leader", func() bool { return sent[leader].n.Load() >= base+100 })
+	require.Equal(t, want, lines.get())
+	require.Equal(t, []string{transport.MismatchTimings}, peerStatus(c.Nodes[0].Elector, "n2").ConfigMismatch)
+	require.Contains(t, peerStatus(c.Nodes[1].Elector, "n1").ConfigDetail, "election timeout 1s here, 5s on n1")
+	require.Empty(t, peerStatus(c.Nodes[1].Elector, "n3").ConfigMismatch)
+	t.Logf("leader %s; reports %v", leader, lines.get())
+	c.StopAll()
+	c.Check()
+}
+
+// membershipSplit starts a five-node test cluster in which the nodes of
+// first (indexes) start before the others (and elect a leader among them
+// first, if firstElects) and the nodes of short list only n1, n2 and n3. It then watches for an observation window and checks that
+// no leader was elected with the vote of a node whose member list differs
+// from the leader's, that leases never overlapped (the checker), and that
+// every node that can see a difference reports it.
+func membershipSplit(t *testing.T, short, first []int, firstElects bool) {
+	c := tc.New(t, 5)
+	t.Cleanup(c.DumpEvents)
+	lists := map[string]string{}
+	for i := range c.Nodes {
+		cfg := c.Config(i)
+		lists[cfg.Name] = "n1..n5"
+		if slices.Contains(short, i) {
+			cfg.Peers = cfg.Peers[:3]
+			lists[cfg.Name] = "n1..n3"
+		}
+		c.SetConfig(i, cfg)
+	}
+	var second []int
+	for i := range c.Nodes {
+		if !slices.Contains(first, i) {
+			second = append(second, i)
+		}
+	}
+	anyLeader := func(among []int) bool {
+		for _, i := range among {
+			if c.Nodes[i].Elector.IsLeader() {
+				return true
+			}
+		}
+		return false
+	}
+	for _, i := range first {
+		c.StartNode(i, nil)
+	}
+	if firstElects {
+		c.WaitFor(20*time.Second, "a leader in the first group", func() bool { return anyLeader(first) })
+	}
+	for _, i := range second {
+		c.StartNode(i, nil)
+	}
+	all := append(slices.Clone(first), second...)
+	c.WaitFor(20*time.Second, "a leader", func() bool { return anyLeader(all) })
+	// Every member both lists name (n1, n2, n3) sees the difference with
+	// every other of them whose list differs.
+	c.WaitFor(10*time.Second, "the differences to be reported", func() bool {
+		for a := range 3 {
+			for b := range 3 {
+				if a == b || lists[c.Nodes[a].Name] == lists[c.Nodes[b].Name] {
+					continue
+				}
+				if !slices.Contains(peerStatus(c.Nodes[a].Elector, c.Nodes[b].Name).ConfigMismatch, transport.MismatchMembership) {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	// The observation window: a second group that could elect would do so
+	// within its vote guard (2 election timeouts for a fresh node) plus an
+	// election or two. c.Leader fails the test at once on two lease holders.
+	deadline := time.Now().Add(5 * tc.ElectionTimeout)
+	for time.Now().Before(deadline) {
+		c.Leader()
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The leader there is keeps leading: holding elections costs no lease.
+	require.GreaterOrEqual(t, c.Leader(), 0, "no leader at the end of the window")
+	for a := range 3 {
+		for b := range 3 {
+			if a != b && lists[c.Nodes[a].Name] != lists[c.Nodes[b].Name] {
+				d := peerStatus(c.Nodes[a].Elector, c.Nodes[b].Name).ConfigDetail
+				require.True(t, strings.Contains(d, "n4, n5"), "%s's report on %s does not name n4, n5: %q", c.Nodes[a].Name, c.Nodes[b].Name, d)
+			}
+		}
+	}
+	c.StopAll()
+	c.Check()
+	for _, v := range helpedBy(c.Events(), lists) {
+		t.Error(v)
+	}
+}
+
+// helpedBy lists leaders elected with the vote of a node whose member list
+// differs from the leader's.
+func helpedBy(events []eventlog.Event, lists map[string]string) []string {
+	type key struct {
+		node string
+		term uint64
+	}
+	leaders := map[key]bool{}
+	for _, e := range events {
+		if e.Kind == eventlog.KindState && e.Role == "leader" {
+			leaders[key{e.Node, e.Term}] = true
+		}
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, e := range events {
+		if e.Vote == "" || e.Vote == e.Node || !leaders[key{e.Vote, e.Term}] || lists[e.Vote] == lists[e.Node] {
+			continue
+		}
+		v := fmt.Sprintf("%s (peers %s) became leader of term %d with the vote of %s (peers %s)", e.Vote, lists[e.Vote], e.Term, e.Node, lists[e.Node])
+		if !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// Peer lists that differ ({n1,n2,n3} on some nodes, {n1..n5} on others)
+// never give a leader elected with the help of a node that disagrees on
+// membership, nor two lease holders, whichever group starts first; and the
+// difference is reported. Two splits: the short list on n1..n3 (n4 and n5
+// are no members to them), and on n1, n2 only, where each group holds a
+// majority of its own list and only the election hold keeps one of them
+// from electing.
+func TestDifferentMembership_NoLeaderElectedWithHelpOfADisagreeingNode(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name         string
+		short, first []int
+		firstElects  bool
+	}{
+		{"n1-n3 short, short first", []int{0, 1, 2}, []int{0, 1, 2}, true},
+		{"n1-n3 short, long first", []int{0, 1, 2}, []int{3, 4}, false},
+		{"n1-n2 short, short first", []int{0, 1}, []int{0, 1}, true},
+		{"n1-n2 short, long first", []int{0, 1}, []int{2, 3, 4}, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) { membershipSplit(t, tt.short, tt.first, tt.firstElects) })
+	}
+}
