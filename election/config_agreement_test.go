@@ -136,7 +136,7 @@ func TestDifferentTimings_ReportedOncePerPeerAndClusterStillElects(t *testing.T)
 // membershipSplit starts a five-node test cluster in which the nodes of
 // first (indexes) start before the others (and elect a leader among them
 // first, if firstElects) and the nodes of short list only n1, n2 and n3. It then watches for an observation window and checks that
-// no leader was elected with the vote of a node whose member list differs
+// no leader was elected or followed by a node whose member list differs
 // from the leader's, that leases never overlapped (the checker), and that
 // every node that can see a difference reports it.
 func membershipSplit(t *testing.T, short, first []int, firstElects bool) {
@@ -217,8 +217,9 @@ func membershipSplit(t *testing.T, short, first []int, firstElects bool) {
 	}
 }
 
-// helpedBy lists leaders elected with the vote of a node whose member list
-// differs from the leader's.
+// helpedBy lists every leader that a node whose member list differs from
+// the leader's helped: with its vote, or by following it (a follower's
+// acknowledgements are what the leader's lease is built on).
 func helpedBy(events []eventlog.Event, lists map[string]string) []string {
 	type key struct {
 		node string
@@ -232,14 +233,18 @@ func helpedBy(events []eventlog.Event, lists map[string]string) []string {
 	}
 	var out []string
 	seen := map[string]bool{}
-	for _, e := range events {
-		if e.Vote == "" || e.Vote == e.Node || !leaders[key{e.Vote, e.Term}] || lists[e.Vote] == lists[e.Node] {
-			continue
-		}
-		v := fmt.Sprintf("%s (peers %s) became leader of term %d with the vote of %s (peers %s)", e.Vote, lists[e.Vote], e.Term, e.Node, lists[e.Node])
+	add := func(v string) {
 		if !seen[v] {
 			seen[v] = true
 			out = append(out, v)
+		}
+	}
+	for _, e := range events {
+		if e.Vote != "" && e.Vote != e.Node && leaders[key{e.Vote, e.Term}] && lists[e.Vote] != lists[e.Node] {
+			add(fmt.Sprintf("%s (peers %s) became leader of term %d with the vote of %s (peers %s)", e.Vote, lists[e.Vote], e.Term, e.Node, lists[e.Node]))
+		}
+		if e.Kind == eventlog.KindState && e.Leader != "" && e.Leader != e.Node && lists[e.Leader] != lists[e.Node] {
+			add(fmt.Sprintf("%s (peers %s) followed %s (peers %s) in term %d", e.Node, lists[e.Node], e.Leader, lists[e.Leader], e.Term))
 		}
 	}
 	return out
@@ -247,7 +252,8 @@ func helpedBy(events []eventlog.Event, lists map[string]string) []string {
 
 // Peer lists that differ ({n1,n2,n3} on some nodes, {n1..n5} on others)
 // never give a leader elected with the help of a node that disagrees on
-// membership, nor two lease holders, whichever group starts first; and the
+// membership (its vote, or its acknowledgements as a follower), nor two
+// lease holders, whichever group starts first; and the
 // difference is reported. Two splits: the short list on n1..n3 (n4 and n5
 // are no members to them), and on n1, n2 only, where each group holds a
 // majority of its own list and only the election hold keeps one of them
