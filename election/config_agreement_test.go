@@ -77,6 +77,7 @@ func (s *sentCounter) Received(string, raftpb.MessageType) {}
 func (s *sentCounter) Dropped(string, raftpb.MessageType)  {}
 func (s *sentCounter) SendFailed(string, error)            {}
 func (s *sentCounter) SendLatency(string, time.Duration)   {}
+func (s *sentCounter) Rejected(string)                     {}
 
 func peerStatus(e *election.Elector, peer string) election.PeerStatus {
 	for _, p := range e.Status().Peers {
