@@ -3,7 +3,9 @@ package transport
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -290,4 +292,37 @@ func TestConnectionCaps_PerSourceAndTotal(t *testing.T) {
 	require.LessOrEqual(t, s.Open, lim.MaxConns)
 	require.Positive(t, tr.Rejections(RejectConnPerSource))
 	require.Positive(t, tr.Rejections(RejectConnTotal))
+}
+
+// gRPC's own log lines pass through a per-kind budget: a flood of errors
+// that differ only in addresses and numbers (what a network makes gRPC
+// write) costs a few lines and a count, however many there are.
+func TestGRPCLog_BoundedPerKindAndDefaultSeverity(t *testing.T) {
+	var out syncBuffer
+	g := newGRPCLogger(&out, func(string) string { return "" }) // gRPC's default: errors only
+	const n = 10000
+	for i := range n {
+		g.Infof("[transport] handshake from 127.0.0.%d:%d failed", i%250, 40000+i)
+		g.WarningDepth(1, "[transport] stream error", i)
+		g.ErrorDepth(1, fmt.Sprintf("[transport] Client received GoAway from 10.0.%d.%d with debug data %q", i%250, i%7, "too_many_pings"))
+	}
+	lines := strings.Count(out.String(), "\n")
+	t.Logf("%d error lines (and as many info and warning lines, below the default severity) wrote %d lines, %d bytes", n, lines, len(out.String()))
+	require.Equal(t, grpcLogBurst, lines, "one kind's burst; info and warning not written")
+	require.NotContains(t, out.String(), "handshake from")
+	require.Contains(t, out.String(), "Client received GoAway")
+
+	// GRPC_GO_LOG_SEVERITY_LEVEL=info writes info lines too, bounded the
+	// same way.
+	out = syncBuffer{}
+	g = newGRPCLogger(&out, func(k string) string {
+		if k == "GRPC_GO_LOG_SEVERITY_LEVEL" {
+			return "info"
+		}
+		return ""
+	})
+	for i := range n {
+		g.Infof("[transport] handshake from 127.0.0.%d:%d failed", i%250, 40000+i)
+	}
+	require.Equal(t, grpcLogBurst, strings.Count(out.String(), "\n"))
 }
