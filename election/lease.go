@@ -29,6 +29,8 @@ import (
 // Taking each follower's own promise, not our election timeout, is what
 // keeps the lease safe while nodes run with different timings: a rolling
 // change of the election timeout, or a node started with a shorter one. A
+// promise longer than our own counts as ours: the lease is never longer
+// than a leader with our timings would hold it. A
 // peer of an older release states no promise (zero): it is taken to run
 // with our timings, as that release assumed of every peer, so a rolling
 // upgrade keeps its leases; timings must not change during an upgrade.
@@ -114,7 +116,10 @@ func (l *leaseTracker) ack(peer, term uint64, sentAt time.Time, promise time.Dur
 		promise = l.own
 	}
 	promise = min(promise, maxPromise)
-	l.acks[peer] = ackCredit{sent: sentAt, until: sentAt.Add(l.credit(promise)), promise: promise, legacy: legacy}
+	// A promise longer than our own buys no more than ours: CheckQuorum
+	// steps us down after our own election timeout anyway, and a cut-off
+	// leader should stop acting within it (it is safe either way).
+	l.acks[peer] = ackCredit{sent: sentAt, until: sentAt.Add(l.credit(min(promise, l.own))), promise: promise, legacy: legacy}
 }
 
 // expiry returns when the lease for term ends, given the acknowledgements so
