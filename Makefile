@@ -33,7 +33,7 @@ test:
 # so that the core library never pulls client-go. The control planes'
 # binaries are built once into a cache (k8s-assets); with them present the
 # tests that need them must run, not skip.
-K8S_TEST_ENV = KUBEBUILDER_ASSETS=$$assets RAFTELECT_REQUIRE_CONTROL_PLANES=1
+K8S_TEST_ENV = KUBEBUILDER_ASSETS=$$assets RAFTELECT_REQUIRE_CONTROL_PLANES=1 RAFTELECT_REQUIRE_IMAGE=1
 test-k8s:
 	assets=$$(tools/k8s-assets/build.sh) && cd k8s && go vet ./... && $(K8S_TEST_ENV) go test -race ./...
 	cd examples/controller-runtime && go vet ./... && go test -race ./...
@@ -62,6 +62,7 @@ BUILDER ?= podman
 IMAGE_CONTEXT ?= $(shell go env GOCACHE)/../raftelect-image
 
 .PHONY: image k8s-assets
+# (On hosts with hybrid cgroups, run the image with podman --runtime runc.)
 image:
 	mkdir -p $(IMAGE_CONTEXT)
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(IMAGE_CONTEXT)/raftelect ./cmd/raftelect
