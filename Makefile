@@ -4,7 +4,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 GOBIN ?= $(shell go env GOPATH)/bin
 RAFT_PROTO_DIR = $(shell go list -m -f '{{.Dir}}' go.etcd.io/raft/v3)/raftpb
 
-.PHONY: proto test test-k8s check-deploy vet fmt bench build
+.PHONY: proto test test-k8s check-deploy vet fmt bench build lean
 
 proto:
 	@command -v protoc >/dev/null || { echo "protoc not found: apt-get install protobuf-compiler"; exit 1; }
@@ -21,6 +21,19 @@ proto:
 
 build:
 	go build ./...
+
+# The executable that runs a node, as a deployment should build it:
+# - lean leaves out the chaos, bench and demo commands (and the chaos and
+#   checker packages they bring);
+# - grpcnotrace leaves out gRPC's golang.org/x/net/trace, which nothing here
+#   enables, and html/template with it;
+# - -s -w drop the symbol table and DWARF, which are never mapped: this saves
+#   disk and image size only (profiles still symbolise from the runtime's
+#   own tables).
+# docs/benchmarks.md ("Idle memory") has the figures.
+LEAN_TAGS := lean,grpcnotrace
+lean:
+	go build -tags $(LEAN_TAGS) -trimpath -ldflags='-s -w' -o raftelect ./cmd/raftelect
 
 test:
 	go test -race -timeout 15m ./...

@@ -27,8 +27,6 @@ import (
 	"github.com/raftelect/raftelect/transport"
 )
 
-func init() { addCommand(newDemoCmd) }
-
 type demoOptions struct {
 	heartbeat       time.Duration
 	electionTimeout time.Duration
@@ -291,15 +289,6 @@ func runDemo(out io.Writer, o demoOptions) error {
 	d.summary()
 	removeDir()
 	return runErr
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0 && os.Getenv("TERM") != "dumb"
 }
 
 // loop runs the demo until it is asked to stop; it returns the run's error.
