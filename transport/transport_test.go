@@ -188,9 +188,14 @@ func TestSend_SynchronousSendsBlockOnAHungPeer(t *testing.T) {
 		o.SyncSend = i == 0
 		o.ControlTimeout = 250 * time.Millisecond // sync sends wait 4x this
 	})
+	// Connect first: on a loaded machine a dial can outlast the connect
+	// timeout, and a send that fails to connect returns early, which is
+	// not the blocking this test is about.
+	tn.trs[0].Send([]*raftpb.Message{msg(raftpb.MsgHeartbeat, 1, 2, 1)})
+	waitFor(t, 10*time.Second, "the connection to n2", func() bool { return tn.recs[1].count(raftpb.MsgHeartbeat) > 0 })
 	tn.hooks[1].BlockIngress(true)
 	start := time.Now()
-	tn.trs[0].Send([]*raftpb.Message{msg(raftpb.MsgHeartbeat, 1, 2, 1), msg(raftpb.MsgHeartbeat, 1, 3, 1)})
+	tn.trs[0].Send([]*raftpb.Message{msg(raftpb.MsgHeartbeat, 1, 2, 2), msg(raftpb.MsgHeartbeat, 1, 3, 2)})
 	took := time.Since(start)
 	t.Logf("synchronous hand-off with a hung peer took %v", took)
 	require.GreaterOrEqual(t, took, time.Second)
