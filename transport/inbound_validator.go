@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/raftelect/raftelect/internal/clusterid"
+	pb "github.com/raftelect/raftelect/proto/raftelect/v1"
 )
 
 // Inbound messages come from the network and are untrusted: anyone holding a
@@ -27,6 +28,64 @@ type inboundValidator struct {
 func ValidateInbound(m *raftpb.Message, callerID, self uint64, peers map[uint64]string) error {
 	v := inboundValidator{self: self, peers: peers}
 	return v.validate(m, callerID)
+}
+
+// Bounds on the numbers a message may carry. Raft does arithmetic on terms
+// and indexes (term+1 on every campaign, index+len(entries), commit+1) and
+// trusts its peers not to send values where that overflows; a node that
+// persisted a term near 2^64 crashed on every restart. These bounds are far
+// beyond anything a correct cluster reaches and far below overflow:
+//
+//   - MaxTerm: terms grow by one per election. A cluster electing a new
+//     leader every millisecond reaches 2^48 after 8,900 years. From MaxTerm
+//     to 2^64 there is room for 2^64-2^48 more increments, so no sum raft
+//     makes of an accepted term overflows.
+//   - Indexes: in this cluster the log holds only the bootstrap
+//     configuration (one entry per node, term 1), the empty entry raft
+//     appends for each elected leader, and the cluster ID record, which a
+//     leader proposes at most once per term until one is applied (see
+//     election/cluster_identity.go). So an entry of term t sits at index at
+//     most nodes+2t, every index a correct node sends is at most that for
+//     the message's term, and MaxIndexAt allows twice as much again
+//     (IndexesPerTerm). An index is therefore only as hostile as the term
+//     that comes with it, and the term's movement is bounded too (the step
+//     guard's term budget, election/step_guard.go). Whoever makes the
+//     cluster propose more must revisit IndexesPerTerm.
+const (
+	MaxTerm        = 1 << 48
+	IndexesPerTerm = 4
+)
+
+// MaxIndexAt is the highest log index a member of a cluster of `nodes`
+// nodes may name in a message of term `term` (see MaxTerm).
+func MaxIndexAt(term uint64, nodes int) uint64 {
+	return uint64(nodes) + IndexesPerTerm*min(term, MaxTerm)
+}
+
+// Per-request caps. A correct sender never reaches them: its lanes send at
+// most MaxMessagesPerSend messages per request (transport.go, runLane), and
+// raft fills an append up to MaxAppendBytes (election sets MaxSizePerMsg to
+// it) with entries of at least MinEntryBytes each: a term and an index,
+// both non-zero. Bytes are capped by gRPC in both directions
+// (Options.MaxMessageBytes, 4 MiB).
+const (
+	MaxMessagesPerSend  = 1024
+	MaxEntriesPerAppend = 4096
+	MinEntryBytes       = 4
+	MaxAppendBytes      = MaxEntriesPerAppend * MinEntryBytes
+	// MaxContextBytes bounds a message's opaque context: raft sets one only
+	// on a vote forced by a leadership transfer ("CampaignTransfer") and
+	// on read-index heartbeats, which this cluster never sends.
+	MaxContextBytes = 64
+)
+
+// ValidateRequest checks what bounds a whole Send request rather than one
+// message.
+func ValidateRequest(req *pb.SendRequest) error {
+	if n := len(req.GetMessages()); n > MaxMessagesPerSend {
+		return fmt.Errorf("%d messages in one request, at most %d (a correct peer splits larger batches)", n, MaxMessagesPerSend)
+	}
+	return nil
 }
 
 // remoteTypes are the message types raft nodes exchange over the network in
@@ -69,6 +128,12 @@ func (v *inboundValidator) validate(m *raftpb.Message, callerID uint64) error {
 	if m.GetTerm() == 0 {
 		return fmt.Errorf("%v with term 0 (raft would treat it as local)", t)
 	}
+	if err := v.validateNumbers(m); err != nil {
+		return fmt.Errorf("%v: %w", t, err)
+	}
+	if len(m.GetContext()) > MaxContextBytes {
+		return fmt.Errorf("%v carries a %d-byte context, at most %d", t, len(m.GetContext()), MaxContextBytes)
+	}
 	if len(m.GetResponses()) > 0 {
 		return fmt.Errorf("%v carries local storage responses", t)
 	}
@@ -87,14 +152,43 @@ func (v *inboundValidator) validate(m *raftpb.Message, callerID uint64) error {
 	return nil
 }
 
+// validateNumbers applies MaxTerm and MaxIndexAt to every term and index
+// of m but the entries and the snapshot, which validateAppend and
+// validateSnapshot check. Every index must be one the sender's log could
+// hold at the message's term: the previous entry of an append, a vote
+// request's last entry, an acknowledgement's index and hint, a commit.
+func (v *inboundValidator) validateNumbers(m *raftpb.Message) error {
+	term := m.GetTerm()
+	if term > MaxTerm {
+		return fmt.Errorf("term %d above the bound %d (a correct cluster never gets there)", term, uint64(MaxTerm))
+	}
+	if m.GetLogTerm() > term {
+		return fmt.Errorf("log term %d above message term %d", m.GetLogTerm(), term)
+	}
+	limit := MaxIndexAt(term, len(v.peers)+1)
+	for _, f := range [...]struct {
+		name  string
+		value uint64
+	}{{"index", m.GetIndex()}, {"commit", m.GetCommit()}, {"reject hint", m.GetRejectHint()}} {
+		if f.value > limit {
+			return fmt.Errorf("%s %d above %d, the highest a log can reach by term %d", f.name, f.value, limit, term)
+		}
+	}
+	return nil
+}
+
 // validateAppend checks the shape of an append: entries contiguous after the
 // previous index, terms not decreasing and not above the message's term.
 // Raft assumes all of this of a leader and panics (or corrupts its log) when
 // it does not hold.
 func (v *inboundValidator) validateAppend(m *raftpb.Message) error {
 	prevTerm := m.GetLogTerm()
-	if prevTerm > m.GetTerm() {
-		return fmt.Errorf("MsgApp log term %d above message term %d", prevTerm, m.GetTerm())
+	if n := len(m.GetEntries()); n > MaxEntriesPerAppend {
+		return fmt.Errorf("MsgApp carries %d entries, at most %d", n, MaxEntriesPerAppend)
+	}
+	nodes := len(v.peers) + 1
+	if m.GetIndex() > MaxIndexAt(prevTerm, nodes) {
+		return fmt.Errorf("MsgApp previous entry at index %d with term %d: a log holds at most %d entries by term %d", m.GetIndex(), prevTerm, MaxIndexAt(prevTerm, nodes), prevTerm)
 	}
 	for i, e := range m.GetEntries() {
 		if e == nil {
@@ -105,6 +199,9 @@ func (v *inboundValidator) validateAppend(m *raftpb.Message) error {
 		}
 		if e.GetTerm() < prevTerm || e.GetTerm() > m.GetTerm() {
 			return fmt.Errorf("MsgApp entry %d has term %d outside [%d, %d]", i, e.GetTerm(), prevTerm, m.GetTerm())
+		}
+		if e.GetIndex() > MaxIndexAt(e.GetTerm(), nodes) {
+			return fmt.Errorf("MsgApp entry %d at index %d with term %d: a log holds at most %d entries by term %d", i, e.GetIndex(), e.GetTerm(), MaxIndexAt(e.GetTerm(), nodes), e.GetTerm())
 		}
 		prevTerm = e.GetTerm()
 		switch e.GetType() {
@@ -156,6 +253,9 @@ func (v *inboundValidator) validateSnapshot(m *raftpb.Message) error {
 	}
 	if md.GetTerm() == 0 || md.GetTerm() > m.GetTerm() {
 		return fmt.Errorf("MsgSnap snapshot term %d outside [1, %d]", md.GetTerm(), m.GetTerm())
+	}
+	if limit := MaxIndexAt(md.GetTerm(), len(v.peers)+1); md.GetIndex() > limit {
+		return fmt.Errorf("MsgSnap snapshot at index %d with term %d: a log holds at most %d entries by term %d", md.GetIndex(), md.GetTerm(), limit, md.GetTerm())
 	}
 	if _, ok := clusterid.Parse(s.GetData()); len(s.GetData()) > 0 && !ok {
 		return fmt.Errorf("MsgSnap carries data other than a cluster ID record")

@@ -66,6 +66,9 @@ func (s *peerServer) Send(ctx context.Context, req *pb.SendRequest) (*pb.SendRes
 		t.reject(RejectInflight)
 		return nil, status.Errorf(codes.ResourceExhausted, "%s has %d Sends in flight on this connection already", name, cap(slots))
 	}
+	if err := ValidateRequest(req); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "rejected request from %s: %v", name, err)
+	}
 	for _, m := range req.GetMessages() {
 		if err := t.validator.validate(m, p.ID); err != nil {
 			code, reason := codes.InvalidArgument, RejectInvalidMessage

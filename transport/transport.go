@@ -38,6 +38,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/protobuf/proto"
 
 	pb "github.com/raftelect/raftelect/proto/raftelect/v1"
 )
@@ -578,11 +579,33 @@ func (t *Transport) runLane(p *peer, q *sendQueue, timeout time.Duration) {
 			}
 			batch = append(batch, qm.msg)
 		}
-		if len(batch) > 0 {
-			t.send(p, batch, timeout)
+		// A lane may hold more than one request may carry (queues can be
+		// configured up to 65536): split, so that a correct sender never
+		// meets the receiver's caps (see ValidateRequest).
+		for rest := batch; len(rest) > 0; {
+			n := sendChunk(rest, t.opts.MaxMessageBytes)
+			t.send(p, rest[:n], timeout)
+			rest = rest[n:]
 		}
 		clear(batch)
 	}
+}
+
+// sendChunk returns how many of msgs (at least one) the next request
+// carries: at most MaxMessagesPerSend, and no more bytes than half the
+// gRPC message limit, which leaves the labels (at most 32 x 1 KiB) and the
+// envelope plenty of room. A single larger message goes alone and fails at
+// gRPC's check: raft makes none (MaxAppendBytes, snapshots carry no data).
+func sendChunk(msgs []*raftpb.Message, maxBytes int) int {
+	n, size := 0, 0
+	for n < len(msgs) && n < MaxMessagesPerSend {
+		size += proto.Size(msgs[n])
+		if n > 0 && size > maxBytes/2 {
+			break
+		}
+		n++
+	}
+	return n
 }
 
 // send delivers one batch to p with a deadline and reports the outcome to
