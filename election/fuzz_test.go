@@ -43,15 +43,15 @@ func fuzzLoop(t testing.TB, state byte) *raftLoop {
 			t.Fatal(err)
 		}
 		drain(t, l)
-		l.step(inboundBatch{stepped: make(chan struct{}), from: n2, msgs: []*raftpb.Message{{Type: raftpb.MsgPreVoteResp.Enum(), From: &n2, To: &e.self, Term: proto.Uint64(2)}}})
+		mustStep(t, l, inboundBatch{stepped: make(chan struct{}), from: n2, msgs: []*raftpb.Message{{Type: raftpb.MsgPreVoteResp.Enum(), From: &n2, To: &e.self, Term: proto.Uint64(2)}}})
 		drain(t, l)
-		l.step(inboundBatch{stepped: make(chan struct{}), from: n2, msgs: []*raftpb.Message{{Type: raftpb.MsgVoteResp.Enum(), From: &n2, To: &e.self, Term: proto.Uint64(2)}}})
+		mustStep(t, l, inboundBatch{stepped: make(chan struct{}), from: n2, msgs: []*raftpb.Message{{Type: raftpb.MsgVoteResp.Enum(), From: &n2, To: &e.self, Term: proto.Uint64(2)}}})
 		drain(t, l)
 		if l.rn.BasicStatus().RaftState != raft.StateLeader {
 			t.Fatalf("fuzz setup: n1 did not become leader: %+v", l.rn.BasicStatus())
 		}
 	case 2: // follower of n2 in term 5, log appended
-		l.step(inboundBatch{stepped: make(chan struct{}), from: n2, msgs: []*raftpb.Message{{
+		mustStep(t, l, inboundBatch{stepped: make(chan struct{}), from: n2, msgs: []*raftpb.Message{{
 			Type: raftpb.MsgApp.Enum(), From: &n2, To: &e.self, Term: proto.Uint64(5),
 			Index: proto.Uint64(3), LogTerm: proto.Uint64(1), Commit: proto.Uint64(4),
 			Entries: []*raftpb.Entry{{Term: proto.Uint64(5), Index: proto.Uint64(4)}},
@@ -62,6 +62,14 @@ func fuzzLoop(t testing.TB, state byte) *raftLoop {
 		}
 	}
 	return l
+}
+
+// mustStep steps b as the loop would and fails the test on a store error.
+func mustStep(t testing.TB, l *raftLoop, b inboundBatch) {
+	t.Helper()
+	if err := l.step(b); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // drain processes every pending Ready as the loop would.
@@ -107,7 +115,7 @@ func FuzzInbound(f *testing.F) {
 		if len(ok) == 0 {
 			return
 		}
-		l.step(inboundBatch{stepped: make(chan struct{}), from: ok[0].GetFrom(), msgs: ok})
+		mustStep(t, l, inboundBatch{stepped: make(chan struct{}), from: ok[0].GetFrom(), msgs: ok})
 		drain(t, l)
 	})
 }
@@ -169,7 +177,7 @@ func TestInboundSeedsDoNotPanic(t *testing.T) {
 				}
 			}
 			if len(ok) > 0 {
-				l.step(inboundBatch{stepped: make(chan struct{}), from: ok[0].GetFrom(), msgs: ok})
+				mustStep(t, l, inboundBatch{stepped: make(chan struct{}), from: ok[0].GetFrom(), msgs: ok})
 				drain(t, l)
 			}
 			l.store.Close()
@@ -194,7 +202,7 @@ func TestUnguardedRaftPanicsOnSeeds(t *testing.T) {
 	}
 	l2 := fuzzLoop(t, 2)
 	defer l2.store.Close()
-	l2.step(inboundBatch{stepped: make(chan struct{}), from: hb.GetFrom(), msgs: []*raftpb.Message{proto.Clone(hb).(*raftpb.Message)}})
+	mustStep(t, l2, inboundBatch{stepped: make(chan struct{}), from: hb.GetFrom(), msgs: []*raftpb.Message{proto.Clone(hb).(*raftpb.Message)}})
 	drain(t, l2)
 }
 

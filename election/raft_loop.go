@@ -183,7 +183,7 @@ func newRaftLoop(e *Elector, routines []func(context.Context, Lease) error) (*ra
 		HeartbeatTick:   1,
 		Storage:         l.store,
 		Applied:         l.applied,
-		MaxSizePerMsg:   1 << 20,
+		MaxSizePerMsg:   transport.MaxAppendBytes, // so appends fit the receiver's entry cap
 		MaxInflightMsgs: 64,
 		CheckQuorum:     true,
 		PreVote:         true,
@@ -369,7 +369,9 @@ func (l *raftLoop) run(ctx context.Context) (err error) {
 				return err
 			}
 		case b := <-l.inbound:
-			l.step(b)
+			if err := l.step(b); err != nil {
+				return err
+			}
 		case <-l.reports.notify:
 			if err := l.applyReports(); err != nil {
 				return err
@@ -556,29 +558,20 @@ func (l *raftLoop) fenceTransfer(now time.Time) {
 // own, less the tick that may come at once (see leaseTracker).
 func (l *raftLoop) promise() time.Duration { return l.e.electionTimeout - l.e.tick }
 
-// step hands a batch of inbound messages to raft. Messages that fail the
-// state checks are not stepped; they are logged, as the sender has long had
-// its answer.
-func (l *raftLoop) step(b inboundBatch) {
+// step hands a batch of inbound messages to raft (see stepGuard.stepBatch).
+// Messages that fail the state checks are not stepped; they are logged, as
+// the sender has long had its answer. The error is the store's: the loop
+// must stop.
+func (l *raftLoop) step(b inboundBatch) error {
+	defer close(b.stepped)
+	ready := func() error { _, err := l.handleReady(); return err }
+	rejected := func(m *raftpb.Message, err error) {
+		l.e.log.Warn("rejected message", "from", l.e.names[b.from], "type", m.GetType().String(), "err", err)
+	}
 	now := time.Now()
-	var resetBy uint64 // term of the last stepped heartbeat, append or snapshot
-	for _, m := range b.msgs {
-		skip, err := l.guard.check(m, now)
-		if err != nil {
-			l.e.log.Warn("rejected message", "from", l.e.names[b.from], "type", m.GetType().String(), "err", err)
-			continue
-		}
-		if skip {
-			continue
-		}
-		if err := l.rn.Step(m); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
-			l.e.log.Warn("raft refused message", "from", l.e.names[b.from], "type", m.GetType().String(), "err", err)
-			continue
-		}
-		switch m.GetType() {
-		case raftpb.MsgHeartbeat, raftpb.MsgApp, raftpb.MsgSnap:
-			resetBy = max(resetBy, m.GetTerm())
-		}
+	resetBy, err := l.guard.stepBatch(b.msgs, now, ready, rejected)
+	if err != nil {
+		return err
 	}
 	// Raft resets a follower's election timer on a heartbeat, append or
 	// snapshot from the leader of its current term, and on nothing else. If
@@ -589,7 +582,7 @@ func (l *raftLoop) step(b inboundBatch) {
 		l.guard.leaderHeard()
 		l.leaderHeard(now, b.from)
 	}
-	close(b.stepped)
+	return nil
 }
 
 func (l *raftLoop) applyReports() error {
@@ -609,6 +602,9 @@ func (l *raftLoop) applyReports() error {
 	}
 	clear(r.refused)
 	for id, term := range r.heartbeatResp {
+		if !l.guard.ackTerm(term) {
+			continue
+		}
 		t, from, to := term, id, l.e.self
 		if err := l.rn.Step(&raftpb.Message{Type: raftpb.MsgHeartbeatResp.Enum(), From: &from, To: &to, Term: &t}); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
 			l.e.log.Warn("step acknowledged heartbeat", "peer", l.e.names[id], "err", err)

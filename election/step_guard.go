@@ -1,6 +1,7 @@
 package election
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -13,6 +14,11 @@ import (
 // state, run on the raft loop just before Step. Raft assumes its peers are
 // correct and panics on some impossible inputs; a message that would reach
 // one of those panics is rejected here instead.
+//
+// Every check is made against raft's state as it is when the message is
+// stepped, not as it was when the batch arrived: stepBatch hands raft's
+// Ready to the loop after each message that may have changed the log, so
+// the store the checks read is raft's log.
 type stepGuard struct {
 	rn    *raft.RawNode
 	store raft.Storage
@@ -25,6 +31,53 @@ type stepGuard struct {
 	// after a start without state, where the guard also covers a vote we
 	// may have cast and forgotten.
 	liftOnLeader bool
+	// terms is the term budget (see termBurst); zero means full.
+	terms termBudget
+}
+
+// The term budget: how far messages may move our term. The transport
+// bounds every term by MaxTerm; this bounds how fast a peer can push us
+// towards it, so that one holding a member's certificate cannot bring the
+// cluster to the ceiling, where no election could happen any more. Our
+// term may rise by at most termBurst at once, and the allowance refills at
+// termRefill per second.
+//
+// A correct cluster never meets either bound. A node hears of terms one
+// election at a time, or all at once when it rejoins after a partition or
+// starts without state; 2^32 elections (one every 10 ms for 16 months) is
+// beyond any cluster's life. An election takes a disk write and a round
+// trip on every voter, so no cluster sustains 65,536 a second. A hostile
+// member that spends the whole budget at once and then all of its refill
+// takes 136 years (2^32 seconds) to bring a cluster from term 0 to
+// MaxTerm (2^48).
+const (
+	termBurst  = 1 << 32
+	termRefill = 1 << 16 // per second
+)
+
+// errTermBudget marks a message refused for moving our term too far.
+var errTermBudget = errors.New("beyond the term budget")
+
+// termBudget is a token bucket of terms.
+type termBudget struct {
+	spent uint64    // below termBurst: how much of the burst is used up
+	at    time.Time // when spent was last brought up to date
+}
+
+// available returns how far our term may rise at now.
+func (b *termBudget) available(now time.Time) uint64 {
+	if !b.at.IsZero() && now.After(b.at) {
+		refill := uint64(now.Sub(b.at) / (time.Second / termRefill))
+		b.spent -= min(b.spent, refill)
+	}
+	b.at = now
+	return termBurst - b.spent
+}
+
+// spend records that our term rose by n.
+func (b *termBudget) spend(n uint64, now time.Time) {
+	b.available(now)
+	b.spent = min(termBurst, b.spent+n)
 }
 
 // leaderHeard is called when a heartbeat, append or snapshot from the
@@ -35,10 +88,61 @@ func (g *stepGuard) leaderHeard() {
 	}
 }
 
+// stepBatch steps one inbound batch into raft, in order, checking each
+// message against raft's state right before it is stepped. A message that
+// fails a check is passed to rejected and not stepped. ready must process
+// raft's pending Ready (persist, send, advance); stepBatch calls it after a
+// log-changing message (append or snapshot) that more messages follow,
+// because an append may shorten raft's log (a conflicting suffix is
+// replaced) and the next message's checks read the store. It returns the
+// highest term of a stepped heartbeat, append or snapshot (0 if none), and
+// ready's error.
+func (g *stepGuard) stepBatch(msgs []*raftpb.Message, now time.Time, ready func() error, rejected func(*raftpb.Message, error)) (resetBy uint64, err error) {
+	// MsgTimeoutNow must come from the leader we followed before this
+	// batch: a heartbeat earlier in the batch may have made its sender our
+	// "leader" a moment ago.
+	before := g.rn.BasicStatus()
+	term := before.GetTerm()
+	for i, m := range msgs {
+		skip, err := g.check(m, before, term, now)
+		if err != nil {
+			rejected(m, err)
+			continue
+		}
+		if skip {
+			continue
+		}
+		if err := g.rn.Step(m); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
+			rejected(m, fmt.Errorf("raft refused it: %w", err))
+			continue
+		}
+		if after := g.rn.BasicStatus().GetTerm(); after > term {
+			g.terms.spend(after-term, now)
+			term = after
+		}
+		switch m.GetType() {
+		case raftpb.MsgHeartbeat, raftpb.MsgApp, raftpb.MsgSnap:
+			resetBy = max(resetBy, m.GetTerm())
+		}
+		if t := m.GetType(); (t == raftpb.MsgApp || t == raftpb.MsgSnap) && i < len(msgs)-1 && g.rn.HasReady() {
+			if err := ready(); err != nil {
+				return resetBy, err
+			}
+		}
+	}
+	return resetBy, nil
+}
+
 // check returns skip=true for a message to drop quietly (a vote request
-// during the vote guard) and an error for one that must be rejected. It may
-// lower a heartbeat's commit index (see below).
-func (g *stepGuard) check(m *raftpb.Message, now time.Time) (skip bool, err error) {
+// during the vote guard) and an error for one that must be rejected. before
+// is raft's status when the batch arrived, term our term now. It may lower
+// a heartbeat's commit index (see below).
+func (g *stepGuard) check(m *raftpb.Message, before raft.BasicStatus, term uint64, now time.Time) (skip bool, err error) {
+	if m.GetTerm() > term {
+		if jump, budget := m.GetTerm()-term, g.terms.available(now); jump > budget {
+			return false, fmt.Errorf("term %d is %d above ours (%d), more than the %d terms a peer may move us now: %w", m.GetTerm(), jump, term, budget, errTermBudget)
+		}
+	}
 	switch m.GetType() {
 	case raftpb.MsgVote, raftpb.MsgPreVote:
 		if now.Before(g.voteGuardUntil) {
@@ -68,11 +172,20 @@ func (g *stepGuard) check(m *raftpb.Message, now time.Time) (skip bool, err erro
 			return false, fmt.Errorf("MsgAppResp for index %d beyond our last index %d", m.GetIndex(), last)
 		}
 	case raftpb.MsgTimeoutNow:
-		// Only the leader we follow may hand us leadership, in its term.
-		st := g.rn.BasicStatus()
-		if m.GetFrom() != st.Lead || m.GetTerm() != st.GetTerm() {
-			return false, fmt.Errorf("MsgTimeoutNow from %x in term %d, but we follow %x in term %d", m.GetFrom(), m.GetTerm(), st.Lead, st.GetTerm())
+		// Only the leader we followed before this batch may hand us
+		// leadership, in its term.
+		if m.GetFrom() != before.Lead || m.GetTerm() != before.GetTerm() {
+			return false, fmt.Errorf("MsgTimeoutNow from %x in term %d, but we followed %x in term %d", m.GetFrom(), m.GetTerm(), before.Lead, before.GetTerm())
 		}
 	}
 	return false, nil
+}
+
+// ackTerm reports whether an acknowledgement of our heartbeats in term
+// (from a Send response, which a peer writes) may be stepped as that peer's
+// MsgHeartbeatResp: only in our own term. A correct follower acknowledges
+// us only in a term we lead, so any other term is stale or hostile, and a
+// higher one would make raft adopt it unchecked.
+func (g *stepGuard) ackTerm(term uint64) bool {
+	return term == g.rn.BasicStatus().GetTerm()
 }
