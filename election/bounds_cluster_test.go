@@ -21,8 +21,9 @@ import (
 
 // A rogue holding a member's certificate sends, to the leader and to the
 // other follower, a message of every type the network may carry in an
-// extreme term: near 2^64, just above the term bound, and just above what
-// the term budget lets a peer move us. No node crashes, the cluster keeps
+// extreme term: near 2^64, just above the term bound, and beyond what the
+// term budget lets a peer move us (2^32 plus 65,536 a second of uptime:
+// the 2^30 over it are four hours). No node crashes, the cluster keeps
 // its leader and term, and after a restart every node starts in the term
 // it had: nothing was persisted. (Before the bounds, one heartbeat in term
 // 2^64-1 killed all three nodes within two seconds, and every restart
@@ -51,7 +52,7 @@ func TestCraftedExtremeTerms_NoCrashNothingPersistedLeaderKept(t *testing.T) {
 		client := dialAs(t, rogueAs.Certs, target.Addr, target.Name)
 		to := election.NodeID(target.Name)
 		for _, typ := range types {
-			for _, mterm := range []uint64{math.MaxUint64, 1 << 63, transport.MaxTerm + 1, term + 1<<32 + 1} {
+			for _, mterm := range []uint64{math.MaxUint64, 1 << 63, transport.MaxTerm + 1, term + 1<<32 + 1<<30} {
 				m := &raftpb.Message{Type: typ.Enum(), From: &from, To: &to, Term: proto.Uint64(mterm)}
 				switch typ {
 				case raftpb.MsgApp:

@@ -38,18 +38,25 @@ type stepGuard struct {
 // The term budget: how far messages may move our term. The transport
 // bounds every term by MaxTerm; this bounds how fast a peer can push us
 // towards it, so that one holding a member's certificate cannot bring the
-// cluster to the ceiling, where no election could happen any more. Our
-// term may rise by at most termBurst at once, and the allowance refills at
-// termRefill per second.
+// cluster to the ceiling, where no election could happen any more. Since
+// the node started, messages may have raised our term by at most termBurst
+// plus termRefill per second of uptime.
 //
-// A correct cluster never meets either bound. A node hears of terms one
+// A correct cluster never meets the bound. A node hears of terms one
 // election at a time, or all at once when it rejoins after a partition or
 // starts without state; 2^32 elections (one every 10 ms for 16 months) is
-// beyond any cluster's life. An election takes a disk write and a round
-// trip on every voter, so no cluster sustains 65,536 a second. A hostile
-// member that spends the whole budget at once and then all of its refill
-// takes 136 years (2^32 seconds) to bring a cluster from term 0 to
-// MaxTerm (2^48).
+// beyond any cluster's life, and no cluster sustains 65,536 elections a
+// second (each takes a disk write and a round trip on every voter). A
+// hostile member that spends the budget as fast as it grows needs 136
+// years (2^32 seconds) of a node's uptime to bring it to MaxTerm (2^48).
+//
+// The allowance is not capped, on purpose: a cap would let a hostile
+// member split honest nodes for good, pushing one of them further ahead of
+// another than the other may ever jump. Uncapped, every node's allowance
+// grows as fast as any peer can be pushed, so honest nodes always catch up
+// with each other once the pushing stops; only a node restarted during the
+// attack (its allowance starts again from termBurst) may have to wait, at
+// most as long as the attack lasted beyond its first burst.
 const (
 	termBurst  = 1 << 32
 	termRefill = 1 << 16 // per second
@@ -58,27 +65,26 @@ const (
 // errTermBudget marks a message refused for moving our term too far.
 var errTermBudget = errors.New("beyond the term budget")
 
-// termBudget is a token bucket of terms.
+// termBudget counts what messages raised our term since start.
 type termBudget struct {
-	spent uint64    // below termBurst: how much of the burst is used up
-	at    time.Time // when spent was last brought up to date
+	start time.Time // the first check; zero until then
+	spent uint64
 }
 
 // available returns how far our term may rise at now.
 func (b *termBudget) available(now time.Time) uint64 {
-	if !b.at.IsZero() && now.After(b.at) {
-		refill := uint64(now.Sub(b.at) / (time.Second / termRefill))
-		b.spent -= min(b.spent, refill)
+	if b.start.IsZero() {
+		b.start = now
 	}
-	b.at = now
-	return termBurst - b.spent
+	allowed := uint64(termBurst)
+	if now.After(b.start) {
+		allowed += uint64(now.Sub(b.start) / (time.Second / termRefill))
+	}
+	return allowed - min(allowed, b.spent)
 }
 
 // spend records that our term rose by n.
-func (b *termBudget) spend(n uint64, now time.Time) {
-	b.available(now)
-	b.spent = min(termBurst, b.spent+n)
-}
+func (b *termBudget) spend(n uint64) { b.spent += n }
 
 // leaderHeard is called when a heartbeat, append or snapshot from the
 // leader of our term has reset raft's election timer.
@@ -117,7 +123,7 @@ func (g *stepGuard) stepBatch(msgs []*raftpb.Message, now time.Time, ready func(
 			continue
 		}
 		if after := g.rn.BasicStatus().GetTerm(); after > term {
-			g.terms.spend(after-term, now)
+			g.terms.spend(after - term)
 			term = after
 		}
 		switch m.GetType() {
