@@ -172,7 +172,7 @@ func (c *simCluster) ready(n *simNode) {
 		}
 		n.rn.Advance(rd)
 		if first, err := n.store.FirstIndex(); err == nil && n.applied > first+simCompactAbove {
-			if err := n.store.Compact(n.applied, n.confState); err != nil {
+			if err := n.store.Compact(n.applied, n.confState, nil); err != nil {
 				c.fail("%s: compact: %v", n.name, err)
 			}
 		}
