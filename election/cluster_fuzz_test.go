@@ -3,7 +3,6 @@ package election
 import (
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"slices"
@@ -76,7 +75,7 @@ func newSimCluster(t testing.TB, hostile bool) *simCluster {
 		queues: map[simPair][]*raftpb.Message{}, acks: map[simPair]uint64{},
 		leaders: map[uint64]uint64{}, committed: map[uint64]uint64{},
 	}
-	quiet := raftLogger{slog.New(slog.NewTextHandler(io.Discard, nil))}
+	quiet := raftLogger{log: slog.New(slog.DiscardHandler), names: strings.NewReplacer()}
 	var boot []raft.Peer
 	for _, name := range simNames {
 		boot = append(boot, raft.Peer{ID: NodeID(name)})
