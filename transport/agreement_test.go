@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -12,6 +13,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	pb "github.com/raftelect/raftelect/proto/raftelect/v1"
 )
@@ -293,4 +296,48 @@ func TestCompareConfigs_NamesEveryDifference(t *testing.T) {
 		Timings{Heartbeat: time.Second, ElectionTimeout: 10 * time.Second, LeaseDriftMargin: 0.1})
 	require.Equal(t, configDigest(own), shuffled.digest)
 	require.Empty(t, compareConfigs("n1", "n2", own, shuffled.desc).kinds)
+}
+
+// A Send whose configuration this node has not seen is not stepped: the
+// answer asks for the description, and the next Send, describing it, is.
+// A Send with no digest at all (an older raftelect) is not checked, and a
+// description larger than any real one is refused.
+func TestAgreement_UnknownConfigurationRefusedUntilDescribed(t *testing.T) {
+	t.Parallel()
+	n1p, n2p := Peer{ID: 1, Name: "n1", Addr: "127.0.0.1:1"}, Peer{ID: 2, Name: "n2", Addr: "127.0.0.1:2"}
+	rec := &recorder{}
+	n2, err := New(Options{Self: n2p, Peers: []Peer{n1p}, Insecure: true, Handler: rec})
+	require.NoError(t, err)
+	srv := &peerServer{t: n2}
+	own := newLocalConfig("", []Peer{n1p, n2p}, Timings{})
+	send := func(req *pb.SendRequest) *pb.SendResponse {
+		req.Messages = []*raftpb.Message{msg(raftpb.MsgHeartbeat, 1, 2, 1)}
+		resp, err := srv.Send(context.Background(), req)
+		require.NoError(t, err)
+		return resp
+	}
+	resp := send(&pb.SendRequest{ConfigDigest: own.digest})
+	require.True(t, resp.GetNeedConfig())
+	require.NotEmpty(t, resp.GetRefused())
+	require.Zero(t, rec.count(raftpb.MsgHeartbeat), "stepped a Send of an unknown configuration")
+	require.NotNil(t, resp.GetConfig(), "n2 did not describe itself to a caller that does not know it")
+
+	resp = send(&pb.SendRequest{ConfigDigest: own.digest, Config: own.desc, KnownConfigDigest: resp.GetConfigDigest()})
+	require.False(t, resp.GetNeedConfig())
+	require.Empty(t, resp.GetRefused())
+	require.Nil(t, resp.GetConfig(), "n2 described itself again to a caller that knows it")
+	send(&pb.SendRequest{ConfigDigest: own.digest})
+	require.Equal(t, 2, rec.count(raftpb.MsgHeartbeat))
+
+	send(&pb.SendRequest{})
+	require.Equal(t, 3, rec.count(raftpb.MsgHeartbeat), "a Send without a digest is not checked")
+
+	huge := &pb.NodeConfig{}
+	for i := range maxConfigMembers + 1 {
+		huge.Members = append(huge.Members, &pb.Member{Name: fmt.Sprint("m", i)})
+	}
+	_, err = srv.Send(context.Background(), &pb.SendRequest{
+		Messages: []*raftpb.Message{msg(raftpb.MsgHeartbeat, 1, 2, 1)}, ConfigDigest: 7, Config: huge,
+	})
+	require.Equal(t, codes.InvalidArgument, status.Code(err))
 }
