@@ -14,9 +14,11 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.etcd.io/raft/v3/raftpb"
 
+	"github.com/raftelect/raftelect/checker"
 	"github.com/raftelect/raftelect/election"
 	"github.com/raftelect/raftelect/eventlog"
 	tc "github.com/raftelect/raftelect/internal/testcluster"
+	"github.com/raftelect/raftelect/storage"
 	"github.com/raftelect/raftelect/transport"
 )
 
@@ -272,5 +274,66 @@ func TestDifferentMembership_NoLeaderElectedWithHelpOfADisagreeingNode(t *testin
 		{"n1-n2 short, long first", []int{0, 1}, []int{2, 3, 4}, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) { membershipSplit(t, tt.short, tt.first, tt.firstElects) })
+	}
+}
+
+// A node started with another cluster's data directory (its store names
+// another cluster ID) is refused both ways: it never follows this cluster's
+// leader nor takes part in its elections, the leader keeps its lease, and
+// both sides report the two cluster IDs.
+func TestOtherClusterID_RefusedBothWaysAndReported(t *testing.T) {
+	t.Parallel()
+	c := tc.New(t, 3)
+	t.Cleanup(c.DumpEvents)
+	c.Start()
+	l := c.WaitLeader(20 * time.Second)
+	leader := c.Nodes[l].Name
+	c.WaitFor(10*time.Second, "every node to know the cluster ID", func() bool {
+		for _, n := range c.Nodes {
+			if n.Elector.Status().ClusterID == "" {
+				return false
+			}
+		}
+		return true
+	})
+	id := c.Nodes[l].Elector.Status().ClusterID
+	other := (l + 1) % 3
+	name := c.Nodes[other].Name
+	c.StopNode(other)
+	st := storage.NewMemory()
+	require.NoError(t, st.SetIdentity(storage.Identity{Node: name, ClusterID: "another-cluster"}))
+	cfg := c.Config(other)
+	cfg.Storage = st
+	c.SetConfig(other, cfg)
+	since := eventlog.Now()
+	c.StartNode(other, nil)
+
+	c.WaitFor(10*time.Second, "both sides to see the other cluster ID", func() bool {
+		return slices.Contains(peerStatus(c.Nodes[l].Elector, name).ConfigMismatch, transport.MismatchClusterID) &&
+			slices.Contains(peerStatus(c.Nodes[other].Elector, leader).ConfigMismatch, transport.MismatchClusterID)
+	})
+	require.Contains(t, peerStatus(c.Nodes[l].Elector, name).ConfigDetail,
+		fmt.Sprintf("%s belongs to cluster %q, this node (%s) to cluster %q", name, "another-cluster", leader, id))
+	// The observation window: past the restarted node's vote guard (two
+	// election timeouts without state) and a campaign or two of its own.
+	deadline := time.Now().Add(4 * tc.ElectionTimeout)
+	for time.Now().Before(deadline) {
+		require.Equal(t, l, c.Leader(), "the leader lost its lease")
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.StopAll()
+	// After its restart the node has another cluster's history (its term
+	// starts again from that store's): check it apart from this cluster's.
+	var ours []eventlog.Event
+	for _, e := range c.Events() {
+		switch {
+		case e.Node != name || e.Mono < since:
+			ours = append(ours, e)
+		case e.Leader != "" || e.Role == "leader":
+			t.Errorf("%s (another cluster) took part: %+v", name, e)
+		}
+	}
+	if r := checker.Check(ours, checker.Options{}); !r.OK() {
+		t.Errorf("checker found violations:\n%s", r.Summary())
 	}
 }
