@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/raftelect/raftelect/certs"
 	"github.com/raftelect/raftelect/config"
@@ -36,6 +37,7 @@ type demoOptions struct {
 	failovers       int
 	plain           bool
 	keep            bool
+	fastFailover    bool
 }
 
 // Polling: every node's Status, each within pollTimeout. While a failover
@@ -64,8 +66,11 @@ Keys (type the letter, then Enter):
       the lease, as seen by polling every node's status every 20ms
   q   quit
 
---kill-every kills the leader on a schedule (a kill waits until all three
-nodes are up again and a leader holds the lease). --failovers N exits after N
+--kill-every kills the leader on a schedule. A kill (scheduled or k) waits
+until the cluster has settled: all three nodes run, answer and follow the
+lease holder in its term, the leader reaches both peers, and no node is
+within the two election timeouts a start without state refuses votes for.
+The live view fits the terminal (80x24 and up). --failovers N exits after N
 failovers; --duration bounds the whole run. When stdout is not a terminal (or
 with --plain) events are printed as lines instead of a redrawn view.
 
@@ -87,6 +92,7 @@ cluster could not start.`,
 	f.DurationVar(&o.duration, "duration", 0, "stop after this long (0: no limit)")
 	f.BoolVar(&o.plain, "plain", false, "print events as lines even on a terminal")
 	f.BoolVar(&o.keep, "keep", false, "keep the temporary directory (configs, logs, event logs, data) at exit")
+	f.BoolVar(&o.fastFailover, "fast-failover", false, "run the nodes with fast_failover_on_refusal: a killed leader is replaced in milliseconds, not about one election timeout (safe here: nodes connect directly on loopback)")
 	return cmd
 }
 
@@ -110,7 +116,8 @@ type localNode struct {
 
 // writeLocalCluster writes a CA, certificates and configs for n nodes on
 // free loopback ports into dir, and checks the configs as run would.
-func writeLocalCluster(dir string, n int, heartbeat, electionTimeout time.Duration) (*localCluster, error) {
+// extra lines of YAML go into every config.
+func writeLocalCluster(dir string, n int, heartbeat, electionTimeout time.Duration, extra ...string) (*localCluster, error) {
 	ports, err := freeLoopbackPorts(2 * n)
 	if err != nil {
 		return nil, err
@@ -147,6 +154,9 @@ data_dir: %[1]s.data
 http_address: %[5]s
 event_log: %[1]s.events
 `, nd.name, peers.String(), heartbeat, electionTimeout, nd.httpAddr)
+		for _, e := range extra {
+			body += e + "\n"
+		}
 		if err := os.WriteFile(nd.config, []byte(body), 0o600); err != nil {
 			return nil, err
 		}
@@ -195,7 +205,9 @@ type demoProc struct {
 	// restartDue: its restart delay has passed, but the failover its kill
 	// began is not yet seen.
 	restartDue bool
-	up         bool // it answered the last poll
+	up         bool      // it answered the last poll
+	started    time.Time // this run of the process
+	starts     int       // runs so far; the first starts without state
 }
 
 // failover is one measured failover: kill -> another node holds the lease.
@@ -263,7 +275,11 @@ func runDemo(out io.Writer, o demoOptions) error {
 		}
 		fmt.Fprintf(out, "removed %s\n", dir)
 	}
-	lc, err := writeLocalCluster(dir, 3, o.heartbeat, o.electionTimeout)
+	var extra []string
+	if o.fastFailover {
+		extra = append(extra, "fast_failover_on_refusal: true")
+	}
+	lc, err := writeLocalCluster(dir, 3, o.heartbeat, o.electionTimeout, extra...)
 	if err != nil {
 		os.RemoveAll(dir)
 		var ee *exitError
@@ -280,7 +296,7 @@ func runDemo(out io.Writer, o demoOptions) error {
 	for _, n := range lc.nodes {
 		d.procs = append(d.procs, &demoProc{localNode: n})
 	}
-	fmt.Fprintf(out, "raftelect demo: 3 nodes on 127.0.0.1, mutual TLS, heartbeat %v, election timeout %v\n", o.heartbeat, o.electionTimeout)
+	fmt.Fprintf(out, "raftelect demo: 3 nodes on 127.0.0.1, mutual TLS, heartbeat %v, election timeout %v, fast failover on refusal %v\n", o.heartbeat, o.electionTimeout, o.fastFailover)
 	fmt.Fprintf(out, "state, configs and node logs in %s (removed at exit unless --keep)\n", dir)
 
 	runErr := d.loop(sigs)
@@ -346,8 +362,11 @@ func (d *demo) loop(sigs <-chan os.Signal) error {
 				return nil
 			case "k":
 				d.wantKill = true
-				if !d.canKill() {
-					d.event("will kill the leader once every node is up and a leader holds the lease")
+				if why := d.unsettled(); why != "" || d.pending != nil {
+					if d.pending != nil {
+						why = "a failover is under way"
+					}
+					d.event("will kill the leader once the cluster has settled (" + why + ")")
 				}
 			default:
 				d.event(fmt.Sprintf("unknown key %q: k<Enter> kills the leader, q<Enter> quits", k))
@@ -417,6 +436,8 @@ func (d *demo) start(p *demoProc) error {
 	}
 	again := p.cmd != nil
 	p.cmd, p.running, p.killed, p.up = cmd, true, false, false
+	p.started = time.Now()
+	p.starts++
 	exited := make(chan struct{})
 	p.exited = exited
 	go func() {
@@ -514,18 +535,45 @@ func (d *demo) proc(name string) *demoProc {
 	return nil
 }
 
-// canKill: a kill now measures a failover. With a node still down, killing
-// the leader would leave no quorum.
-func (d *demo) canKill() bool {
-	if d.pending != nil || d.leader == "" {
-		return false
+// canKill: a kill now measures a failover, not a cluster still recovering
+// from the last one.
+func (d *demo) canKill() bool { return d.pending == nil && d.unsettled() == "" }
+
+// unsettled says why the cluster has not settled since the last failover,
+// or "" if it has. A kill before then measures the wrong thing: with a node
+// down no quorum is left, and a node that has not yet followed the leader
+// (restarted a moment ago) still refuses votes (its vote guard,
+// docs/safety.md), so the survivors wait for it; those were the 1-2 s
+// outliers. Settled means: every node runs and answers, all name the lease
+// holder as leader in its term, the leader reaches every peer, and every
+// node is past the guard that hearing a leader does not end (two election
+// timeouts after a start without state).
+func (d *demo) unsettled() string {
+	if d.leader == "" {
+		return "no node holds the lease"
 	}
 	for _, p := range d.procs {
 		if !p.running || !p.up {
-			return false
+			return p.name + " is not up"
+		}
+		if p.starts == 1 && time.Since(p.started) < 2*d.o.electionTimeout {
+			return p.name + " started without state less than 2 election timeouts ago"
 		}
 	}
-	return true
+	for _, n := range d.last.Nodes {
+		if !n.OK || n.Leader != d.leader || n.Term != d.term {
+			return fmt.Sprintf("%s does not follow %s in term %d yet", n.Name, d.leader, d.term)
+		}
+		if n.Name != d.leader {
+			continue
+		}
+		for _, l := range n.Peers {
+			if !l.Reachable {
+				return fmt.Sprintf("%s does not reach %s yet", d.leader, l.Name)
+			}
+		}
+	}
+	return ""
 }
 
 func (d *demo) killLeader() {
@@ -576,6 +624,7 @@ func (d *demo) stopAll(sigs <-chan os.Signal) {
 	}
 	if d.tty {
 		d.draw()
+		fmt.Fprintln(d.out) // the view's last line has no newline
 	}
 	if len(stopped) > 0 {
 		d.print("stopped " + strings.Join(stopped, ", "))
@@ -596,24 +645,29 @@ func (d *demo) event(msg string) {
 
 func (d *demo) print(msg string) { fmt.Fprintln(d.out, msg) }
 
-// draw redraws the live view from the top of the terminal.
+// draw redraws the live view from the top of the terminal. It fits the
+// terminal (80x24 at least): every line is cut to the width, the event log
+// shows as many of its latest lines as the height leaves, and the last line
+// ends without a newline, so the screen never scrolls and the title, the
+// leader line and the table header stay in place.
 func (d *demo) draw() {
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "raftelect demo: 3 nodes on loopback, mutual TLS, heartbeat %v, election timeout %v   up %v\n",
+	cols, rows := terminalSize(d.out)
+	var top bytes.Buffer
+	fmt.Fprintf(&top, "raftelect demo: 3 nodes, mutual TLS, heartbeat %v, election timeout %v, up %v\n",
 		d.o.heartbeat, d.o.electionTimeout, time.Since(d.begin).Truncate(time.Second))
 	leader := d.leader
 	if leader == "" {
 		leader = "none"
 	}
-	fmt.Fprintf(&b, "leader: %s   term: %d   failovers: %d", leader, d.term, len(d.failovers))
+	fmt.Fprintf(&top, "leader: %s   term: %d   failovers: %d", leader, d.term, len(d.failovers))
 	if n := len(d.failovers); n > 0 {
-		fmt.Fprintf(&b, " (last %v)", d.failovers[n-1].took.Round(time.Millisecond))
+		fmt.Fprintf(&top, " (last %v)", d.failovers[n-1].took.Round(time.Millisecond))
 	}
 	if d.pending != nil {
-		fmt.Fprintf(&b, "   failing over: %v since the kill", time.Since(d.pending.at).Round(time.Millisecond))
+		fmt.Fprintf(&top, "   failing over: %v", time.Since(d.pending.at).Round(time.Millisecond))
 	}
-	b.WriteString("\n\n")
-	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	top.WriteString("\n\n")
+	tw := tabwriter.NewWriter(&top, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tPID\tROLE\tTERM\tLEADER\tLEASE\tANSWERS")
 	for _, p := range d.procs {
 		pid := "-"
@@ -647,19 +701,55 @@ func (d *demo) draw() {
 		}
 	}
 	tw.Flush()
-	b.WriteString("\nevents:\n")
+	top.WriteString("\nevents:")
+	head := strings.Split(top.String(), "\n")
+	foot := []string{"", "k<Enter>: kill the leader   q<Enter> or Ctrl-C: quit   logs: " + d.lc.dir}
+	var events []string
 	for _, e := range d.events {
-		b.WriteString("  " + strings.ReplaceAll(e, "\n", "\n  ") + "\n")
+		for line := range strings.SplitSeq(e, "\n") {
+			events = append(events, "  "+line)
+		}
 	}
-	fmt.Fprintf(&b, "\nk<Enter>: kill the leader   q<Enter> or Ctrl-C: quit   (state and node logs: %s)\n", d.lc.dir)
-	// Home, each line cleared to its end, then the rest of the screen.
-	var s strings.Builder
-	s.WriteString("\x1b[H")
-	for line := range strings.SplitSeq(strings.TrimSuffix(b.String(), "\n"), "\n") {
-		s.WriteString(line + "\x1b[K\n")
+	room := max(0, rows-len(head)-len(foot))
+	events = events[max(0, len(events)-room):]
+	for len(events) < room {
+		events = append(events, "")
 	}
-	s.WriteString("\x1b[J")
-	io.WriteString(d.out, s.String())
+	lines := append(append(head, events...), foot...)
+	// Home, each line cut to the width and cleared to its end, then the
+	// rest of the screen.
+	var sb strings.Builder
+	sb.WriteString("\x1b[H")
+	for i, line := range lines {
+		sb.WriteString(cut(line, cols) + "\x1b[K")
+		if i < len(lines)-1 {
+			sb.WriteString("\n")
+		}
+	}
+	sb.WriteString("\x1b[J")
+	io.WriteString(d.out, sb.String())
+}
+
+// cut shortens s to at most width runes, marking a cut with "…".
+func cut(s string, width int) string {
+	r := []rune(s)
+	if len(r) <= width {
+		return s
+	}
+	if width < 1 {
+		return ""
+	}
+	return string(r[:width-1]) + "…"
+}
+
+// terminalSize is the size of the terminal w writes to; 80x24 if unknown.
+func terminalSize(w io.Writer) (cols, rows int) {
+	if f, ok := w.(*os.File); ok {
+		if ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ); err == nil && ws.Col > 0 && ws.Row > 0 {
+			return int(ws.Col), int(ws.Row)
+		}
+	}
+	return 80, 24
 }
 
 // summary prints the failovers and their min, median and max.

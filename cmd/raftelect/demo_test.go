@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -19,6 +20,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // demoRun is a running `raftelect demo` whose stdout is collected line by
@@ -208,6 +210,89 @@ func TestDurationStats(t *testing.T) {
 		mn, med, mx := durationStats(tt.in)
 		if mn != tt.min || med != tt.med || mx != tt.mx {
 			t.Errorf("durationStats(%v) = %v %v %v, want %v %v %v", tt.in, mn, med, mx, tt.min, tt.med, tt.mx)
+		}
+	}
+}
+
+// TestDemoViewFits80x24: the live view is at most 24 lines of at most 80
+// characters, with no newline after the last (so the terminal never
+// scrolls), and keeps its title, leader line and table header on top
+// however many and however long the events are.
+func TestDemoViewFits80x24(t *testing.T) {
+	var out strings.Builder
+	d := &demo{o: demoOptions{heartbeat: 100 * time.Millisecond, electionTimeout: time.Second},
+		out: &out, tty: true, begin: time.Now(), lc: &localCluster{dir: "/tmp/raftelect-demo-" + strings.Repeat("x", 60)},
+		leader: "n2", term: 7}
+	for _, name := range []string{"n1", "n2", "n3"} {
+		d.procs = append(d.procs, &demoProc{localNode: &localNode{name: name}})
+	}
+	for i := range 30 {
+		d.event(fmt.Sprintf("event %d: %s", i, strings.Repeat("long ", 30)))
+	}
+	d.event("n1 exited by itself; the end of its log:\n    a\n    b\n    c")
+	d.draw()
+	screen := regexp.MustCompile("\x1b\\[[0-9;]*[A-Za-z]").ReplaceAllString(out.String(), "")
+	lines := strings.Split(screen, "\n")
+	if len(lines) != 24 {
+		t.Errorf("%d lines, want 24 (no newline after the last)", len(lines))
+	}
+	for i, l := range lines {
+		if n := utf8.RuneCountInString(l); n > 80 {
+			t.Errorf("line %d has %d characters: %q", i+1, n, l)
+		}
+	}
+	if !strings.HasPrefix(lines[0], "raftelect demo:") || !strings.HasPrefix(lines[1], "leader: n2   term: 7") ||
+		!strings.HasPrefix(lines[3], "NODE") || !strings.HasPrefix(lines[len(lines)-1], "k<Enter>") {
+		t.Errorf("title, leader line, table header or key line not in place:\n%s", screen)
+	}
+	if !strings.Contains(screen, "    c") {
+		t.Errorf("the newest event's last line is not shown:\n%s", screen)
+	}
+}
+
+// TestDemoKillsOnlyASettledCluster: a scheduled kill waits until every node
+// runs, answers and follows the lease holder in its term, the leader
+// reaches every peer, and no node is within the two election timeouts a
+// stateless start refuses votes for.
+func TestDemoKillsOnlyASettledCluster(t *testing.T) {
+	d := &demo{o: demoOptions{electionTimeout: time.Second}, leader: "n1", term: 5}
+	long := time.Now().Add(-time.Minute)
+	for _, name := range []string{"n1", "n2", "n3"} {
+		d.procs = append(d.procs, &demoProc{localNode: &localNode{name: name}, running: true, up: true, started: long, starts: 2})
+	}
+	follow := func(name, leader string, term uint64) nodeReport {
+		return nodeReport{Name: name, OK: true, Leader: leader, Term: term,
+			Peers: []peerReport{{Name: "n2", Reachable: true}, {Name: "n3", Reachable: true}}}
+	}
+	d.last = statusReport{Nodes: []nodeReport{follow("n1", "n1", 5), follow("n2", "n1", 5), follow("n3", "n1", 5)}}
+	if why := d.unsettled(); why != "" || !d.canKill() {
+		t.Fatalf("settled cluster: %q", why)
+	}
+	for _, tt := range []struct {
+		name  string
+		spoil func()
+		undo  func()
+	}{
+		{"a restarted node that follows no leader yet",
+			func() { d.last.Nodes[2] = follow("n3", "", 5) }, func() { d.last.Nodes[2] = follow("n3", "n1", 5) }},
+		{"a node in an older term",
+			func() { d.last.Nodes[1] = follow("n2", "n1", 4) }, func() { d.last.Nodes[1] = follow("n2", "n1", 5) }},
+		{"a peer the leader does not reach",
+			func() { d.last.Nodes[0].Peers[1].Reachable = false }, func() { d.last.Nodes[0].Peers[1].Reachable = true }},
+		{"a node down",
+			func() { d.procs[1].up = false }, func() { d.procs[1].up = true }},
+		{"a first start a moment ago",
+			func() { d.procs[2].starts, d.procs[2].started = 1, time.Now() }, func() { d.procs[2].starts, d.procs[2].started = 2, long }},
+		{"a failover under way",
+			func() { d.pending = &failover{} }, func() { d.pending = nil }},
+	} {
+		tt.spoil()
+		if d.canKill() {
+			t.Errorf("%s: the demo would kill now", tt.name)
+		}
+		tt.undo()
+		if !d.canKill() {
+			t.Fatalf("%s: not settled after undoing it: %q", tt.name, d.unsettled())
 		}
 	}
 }
