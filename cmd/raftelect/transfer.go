@@ -39,7 +39,9 @@ log). The old leader's lease ends before the transfer starts. The command
 waits until another node leads, at most --wait (and the leader gives up
 after a few election timeouts), then prints who leads and in which term.
 
-The caller must present a member's certificate (--config uses this node's).
+The caller presents a member's certificate (--config uses this node's) or
+an operator's (raftelect certs issue --operator, listed in every node's
+operators).
 
 Exit status: 0 when another node leads, 1 when no leader was found or the
 transfer did not complete (the message says why and what to do), 2 on a

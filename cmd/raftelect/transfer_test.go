@@ -90,3 +90,27 @@ func TestTransferMovesLeadershipToTheNamedNodeOrTheBest(t *testing.T) {
 		t.Errorf("a refused transfer moved leadership: %s term %d -> %s term %d", again.Leader, again.Term, now.Leader, now.Term)
 	}
 }
+
+// TestTransferByAnOperator: an operator's certificate (certs issue
+// --operator, listed in every node's operators) may move leadership.
+func TestTransferByAnOperator(t *testing.T) {
+	c := startCluster(t) // its configs list operators: [ops]
+	certDir := c.dir + "/certs"
+	if r := raftelect(t, "certs", "issue", "--dir", certDir, "--operator", "--name", "ops"); r.code != 0 {
+		t.Fatalf("certs issue --operator: %+v", r)
+	}
+	rep := c.agreedLeader(t, 30*time.Second)
+	var peers []string
+	for _, n := range rep.Nodes {
+		peers = append(peers, n.Name+"="+n.Address)
+	}
+	r := raftelect(t, "transfer", "--peers", strings.Join(peers, ","), "--ca", certDir+"/ca.crt",
+		"--cert", certDir+"/ops.crt", "--key", certDir+"/ops.key")
+	t.Logf("raftelect transfer with the operator certificate: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "leadership moved from "+rep.Leader+" to ") {
+		t.Fatalf("operator transfer: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	}
+	if after := c.agreedLeader(t, 10*time.Second); after.Leader == rep.Leader || after.Term <= rep.Term {
+		t.Errorf("after the operator's transfer: leader %s term %d; was %s term %d", after.Leader, after.Term, rep.Leader, rep.Term)
+	}
+}
