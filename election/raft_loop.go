@@ -68,6 +68,8 @@ type raftLoop struct {
 	leaderHeardAt time.Time
 	// quick: a quick campaign (campaignIfLeaderSilent) is under way.
 	quick bool
+	// candidateSeenAt: when we last stepped a vote or pre-vote request.
+	candidateSeenAt time.Time
 	// firstCampaign: how long after the start a node that has heard no
 	// leader campaigns.
 	firstCampaign time.Duration
@@ -569,6 +571,11 @@ func (l *raftLoop) step(b inboundBatch) error {
 		l.e.log.Warn("rejected message", "from", l.e.names[b.from], "type", m.GetType().String(), "err", err)
 	}
 	now := time.Now()
+	for _, m := range b.msgs {
+		if t := m.GetType(); t == raftpb.MsgPreVote || t == raftpb.MsgVote {
+			l.candidateSeenAt = now // even if the vote guard drops it
+		}
+	}
 	resetBy, err := l.guard.stepBatch(b.msgs, now, ready, rejected)
 	if err != nil {
 		return err
@@ -691,6 +698,12 @@ func (l *raftLoop) campaignIfLeaderSilent() {
 		l.quick = true
 	default:
 		return // a leader was heard, or an election we did not start is under way
+	}
+	if now.Sub(l.candidateSeenAt) < l.e.electionTimeout/2 {
+		// Another node is campaigning: let its election finish rather
+		// than split the vote, and look again a little later.
+		l.campaignTimer.Reset(l.e.tick + l.campaignDelay())
+		return
 	}
 	l.campaigns++
 	if err := l.rn.Campaign(); err != nil {
