@@ -116,3 +116,21 @@ func TestCARotation_WithoutRestartOrLeaderChange(t *testing.T) {
 	c.StopAll()
 	c.Check()
 }
+
+// New refuses a node whose own certificate its peers would refuse (here,
+// another member's), with a transport.CertificateError, before anything
+// runs; the node's own certificate is accepted.
+func TestNew_RefusesOwnCertificateThatPeersWouldRefuse(t *testing.T) {
+	t.Parallel()
+	c := tc.New(t, 3)
+	cfg := c.Config(0)
+	_, err := election.New(cfg)
+	require.NoError(t, err, "n1 with its own certificate")
+
+	n2 := c.Nodes[1].Certs
+	cfg.TLS.CertFile, cfg.TLS.KeyFile = n2.Cert, n2.Key
+	_, err = election.New(cfg)
+	var ce *transport.CertificateError
+	require.ErrorAs(t, err, &ce)
+	require.ErrorContains(t, err, "identifies n2, not n1")
+}

@@ -82,6 +82,12 @@ func New(cfg Config) (*Elector, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid configuration: %w", err)
 	}
+	// Our own certificate now, before the caller opens anything else: a
+	// node every peer would refuse must not start (Run checks again, the
+	// files may change in between). A *transport.CertificateError.
+	if err := cfg.CheckCertificate(); err != nil {
+		return nil, err
+	}
 	cfg = cfg.withDefaults()
 	ticks := int(math.Round(float64(cfg.ElectionTimeout) / float64(cfg.HeartbeatInterval)))
 	e := &Elector{

@@ -165,6 +165,23 @@ func usageName(u x509.ExtKeyUsage) string {
 	return "client authentication"
 }
 
+// CheckCredentials loads the TLS files as LoadCredentials does and also
+// checks that the certificate identifies member self of the cluster made of
+// members (self included), as a transport made with them would at New.
+// Errors are *CertificateError. It lets a node refuse to start before it
+// opens anything else.
+func CheckCredentials(caFile, certFile, keyFile, self string, members []Peer) error {
+	c, err := LoadCredentials(caFile, certFile, keyFile)
+	if err != nil {
+		return err
+	}
+	m, err := NewMembers(members)
+	if err != nil {
+		return err
+	}
+	return c.requireIdentity(m, self, nil)
+}
+
 // requireIdentity makes the credentials check, now and on every reload,
 // that our certificate identifies self among members.
 func (c *Credentials) requireIdentity(members *Members, self string, log *slog.Logger) error {

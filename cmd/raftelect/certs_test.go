@@ -20,8 +20,8 @@ import (
 )
 
 // `raftelect run` with a certificate that cannot work exits 2 (as for a
-// bad configuration) and says what is wrong, instead of starting a node
-// every peer refuses.
+// bad configuration) and says what is wrong, before it opens the store,
+// instead of starting a node every peer refuses.
 func TestRunRefusesItsOwnBadCertificateWithExit2(t *testing.T) {
 	dir := t.TempDir()
 	cd := filepath.Join(dir, "certs")
@@ -83,10 +83,14 @@ peers:
 heartbeat_interval: 100ms
 election_timeout: 1s
 tls: {ca_file: %s, cert_file: %s, key_file: %s}
+data_dir: data
 `, tc.n1Extra, tc.ca, tc.cert, tc.key))
 			r := raftelect(t, "run", "--config", cfg)
 			if r.code != 2 || !strings.Contains(r.stderr, tc.want) {
 				t.Fatalf("exit %d, stderr:\n%s\nwant exit 2 and %q", r.code, r.stderr, tc.want)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "data")); err == nil {
+				t.Error("the store was opened (data_dir created) before the certificate was refused")
 			}
 			t.Logf("%s: %s", tc.what, lastLine(r.stderr))
 		})

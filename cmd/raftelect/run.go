@@ -135,6 +135,11 @@ func newNode(n *config.Node, log *slog.Logger, cb election.Callbacks) (nd *node,
 	}()
 	ec := n.ElectionConfig()
 	ec.Logger = log
+	// Our own certificate first: material every peer would refuse is a
+	// configuration error (exit 2), found before the store is opened.
+	if err := ec.CheckCertificate(); err != nil {
+		return nil, usageError(fmt.Errorf("TLS: %w", err))
+	}
 
 	if n.DataDir == "" {
 		log.Warn("no data_dir: raft state is kept in memory; after a restart this node will not vote for 2 election timeouts (see docs/safety.md)")
