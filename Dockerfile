@@ -3,8 +3,11 @@
 # directory holding the binary, built first with CGO_ENABLED=0, which is
 # what `make image` does:
 #
-#   CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$(cat deploy/VERSION)" \
-#       -o ctx/raftelect ./cmd/raftelect
+#   CGO_ENABLED=0 go build -tags lean,grpcnotrace -trimpath \
+#       -ldflags "-s -w -X main.version=$(cat deploy/VERSION)" -o ctx/raftelect ./cmd/raftelect
+#
+# (-tags lean,grpcnotrace: the node-only executable, without demo, chaos and
+# bench; docs/operations.md.)
 #   podman build -f Dockerfile -t ghcr.io/raftelect/raftelect:$(cat deploy/VERSION) ctx
 #
 # The manifests in deploy/ name that tag; deploy/VERSION is the one place
