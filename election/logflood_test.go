@@ -19,6 +19,7 @@ import (
 	"github.com/raftelect/raftelect/election"
 	tc "github.com/raftelect/raftelect/internal/testcluster"
 	pb "github.com/raftelect/raftelect/proto/raftelect/v1"
+	"github.com/raftelect/raftelect/transport"
 )
 
 // logSink collects every node's log, safe for concurrent writers.
@@ -46,6 +47,28 @@ var (
 	numRE = regexp.MustCompile(`[0-9a-f]{8,}|[0-9]+`)
 )
 
+// rejectCounter is a transport.Metrics that counts rejections by reason.
+type rejectCounter struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (r *rejectCounter) Sent(string, raftpb.MessageType)     {}
+func (r *rejectCounter) Received(string, raftpb.MessageType) {}
+func (r *rejectCounter) Dropped(string, raftpb.MessageType)  {}
+func (r *rejectCounter) SendFailed(string, error)            {}
+func (r *rejectCounter) SendLatency(string, time.Duration)   {}
+func (r *rejectCounter) Rejected(reason string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.n[reason]++
+}
+func (r *rejectCounter) get(reason string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.n[reason]
+}
+
 // A flood of rejected messages from a holder of a member's certificate
 // writes a bounded amount of log: each kind of line gets its budget (a
 // burst, then one per interval), so the bytes written grow with the kinds
@@ -54,9 +77,11 @@ var (
 func TestLogVolume_RejectedMessageFloodIsBoundedPerKind(t *testing.T) {
 	t.Parallel()
 	var sink logSink
+	rejects := &rejectCounter{n: map[string]int{}}
 	c := tc.New(t, 3)
 	c.Tweak = func(cfg *election.Config) {
 		cfg.Logger = slog.New(slog.NewTextHandler(&sink, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		cfg.Metrics = rejects
 	}
 	t.Cleanup(c.DumpEvents)
 	c.Start()
@@ -159,6 +184,12 @@ func TestLogVolume_RejectedMessageFloodIsBoundedPerKind(t *testing.T) {
 	}
 	require.Greater(t, sent.Load(), int64(4*3*len(lines)*perKind), "the flood was large enough to tell a bound from none")
 	require.LessOrEqual(t, len(out), 3*len(lines)*perKind*maxLine, "log bytes: at most a budget of lines per kind")
+	// What was not logged was counted, by reason.
+	t.Logf("rejections counted: invalid_message %d, from_mismatch %d, state_check %d",
+		rejects.get(transport.RejectInvalidMessage), rejects.get(transport.RejectFromMismatch), rejects.get(transport.RejectStateCheck))
+	for _, r := range []string{transport.RejectInvalidMessage, transport.RejectFromMismatch, transport.RejectStateCheck} {
+		require.Positive(t, rejects.get(r), "rejections counted as %s", r)
+	}
 	c.StopAll()
 	c.Check()
 }

@@ -569,6 +569,9 @@ func (l *raftLoop) step(b inboundBatch) error {
 	ready := func() error { _, err := l.handleReady(); return err }
 	rejected := func(m *raftpb.Message, err error) {
 		l.e.log.Warn("rejected message", "from", l.e.names[b.from], "type", m.GetType().String(), "err", err)
+		if mt := l.e.cfg.Metrics; mt != nil {
+			mt.Rejected(transport.RejectStateCheck)
+		}
 	}
 	now := time.Now()
 	for _, m := range b.msgs {

@@ -120,6 +120,10 @@ const (
 	RejectConnPerIdentity   = "conn_per_identity"  // MaxConnsPerIdentity open for that identity and address
 	RejectHandshakeFailed   = "handshake_failed"   // TLS handshake failed (no or a bad certificate, not TLS)
 	RejectHandshakeTimedOut = "handshake_timeout"  // no handshake within HandshakeTimeout
+	// RejectStateCheck is counted by the election package: a message that
+	// passed the transport's checks but failed the raft loop's state checks
+	// (step guard) or that raft refused.
+	RejectStateCheck = "state_check"
 )
 
 // RejectReasons lists every reason, for metrics to export at zero from the
@@ -127,7 +131,7 @@ const (
 var RejectReasons = []string{
 	RejectInvalidMessage, RejectFromMismatch, RejectInvalidLabels, RejectNotMember, RejectInflight,
 	RejectConnTotal, RejectConnPerSource, RejectPendingPerSource, RejectPendingEvicted,
-	RejectConnPerIdentity, RejectHandshakeFailed, RejectHandshakeTimedOut,
+	RejectConnPerIdentity, RejectHandshakeFailed, RejectHandshakeTimedOut, RejectStateCheck,
 }
 
 // ConnStats counts the peer listener's open connections.
@@ -139,8 +143,9 @@ type ConnStats struct {
 // connLimiter wraps the peer listener and enforces Limits.
 type connLimiter struct {
 	net.Listener
-	lim    Limits
-	reject func(reason string)
+	lim     Limits
+	reject  func(reason string)
+	members *Members // to key connections by member; nil: by CommonName
 
 	mu         sync.Mutex
 	open       int
@@ -359,7 +364,7 @@ func (c limitedCreds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthI
 	if !ok {
 		return conn, info, nil
 	}
-	if err := c.l.handshaken(tc, certIdentity(info)); err != nil {
+	if err := c.l.handshaken(tc, c.l.certIdentity(info)); err != nil {
 		conn.Close()
 		if errors.Is(err, errTooManyForIdentity) {
 			c.l.reject(RejectConnPerIdentity)
@@ -373,15 +378,22 @@ func (c limitedCreds) Clone() credentials.TransportCredentials {
 	return limitedCreds{TransportCredentials: c.TransportCredentials.Clone(), l: c.l}
 }
 
-// certIdentity is the CommonName of the verified client certificate in info,
-// or "" without TLS. It only keys the per-identity connection count; who the
-// caller is for authorization is decided per RPC (memberName).
-func certIdentity(info credentials.AuthInfo) string {
+// certIdentity keys the per-identity connection count: the member the
+// verified client certificate in info identifies (by the transport's
+// identity rule), else its CommonName; "" without TLS. Who the caller is
+// for authorization is decided per RPC.
+func (l *connLimiter) certIdentity(info credentials.AuthInfo) string {
 	ti, ok := info.(credentials.TLSInfo)
 	if !ok || len(ti.State.VerifiedChains) == 0 || len(ti.State.VerifiedChains[0]) == 0 {
 		return ""
 	}
-	return ti.State.VerifiedChains[0][0].Subject.CommonName
+	cert := ti.State.VerifiedChains[0][0]
+	if l.members != nil {
+		if m, err := l.members.Match(cert); err == nil && m != "" {
+			return "member " + m
+		}
+	}
+	return "cn " + cert.Subject.CommonName
 }
 
 // rejections counts rejections for tests and for Stats when no Metrics is

@@ -360,6 +360,7 @@ func (t *Transport) Start() error {
 	// streams too.
 	lis = thinStreamListener{lis}
 	t.limiter = newConnLimiter(lis, t.opts.Limits, t.reject)
+	t.limiter.members = t.members
 	t.lis = t.limiter
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 
