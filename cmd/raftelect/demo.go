@@ -653,7 +653,7 @@ func (d *demo) print(msg string) { fmt.Fprintln(d.out, msg) }
 func (d *demo) draw() {
 	cols, rows := terminalSize(d.out)
 	var top bytes.Buffer
-	fmt.Fprintf(&top, "raftelect demo: 3 nodes, mutual TLS, heartbeat %v, election timeout %v, up %v\n",
+	fmt.Fprintf(&top, "raftelect demo: 3 nodes, heartbeat %v, election timeout %v, up %v\n",
 		d.o.heartbeat, d.o.electionTimeout, time.Since(d.begin).Truncate(time.Second))
 	leader := d.leader
 	if leader == "" {
@@ -703,7 +703,7 @@ func (d *demo) draw() {
 	tw.Flush()
 	top.WriteString("\nevents:")
 	head := strings.Split(top.String(), "\n")
-	foot := []string{"", "k<Enter>: kill the leader   q<Enter> or Ctrl-C: quit   logs: " + d.lc.dir}
+	foot := []string{"", "k<Enter> kill leader  q<Enter>/Ctrl-C quit  dir: " + d.lc.dir}
 	var events []string
 	for _, e := range d.events {
 		for line := range strings.SplitSeq(e, "\n") {

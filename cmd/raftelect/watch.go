@@ -213,15 +213,8 @@ func runWatch(ctx context.Context, out io.Writer, o statusOptions, peers []confi
 			for _, ev := range events {
 				recent = append(recent, eventLine(ev))
 			}
-			recent = recent[max(0, len(recent)-10):]
-			var b strings.Builder
-			fmt.Fprintf(&b, "raftelect status --watch: every %v, Ctrl-C to stop   %s\n\n", o.interval, now.Format("15:04:05"))
-			printStatusTable(&b, rep)
-			b.WriteString("\nevents:\n")
-			for _, l := range recent {
-				b.WriteString(l + "\n")
-			}
-			fmt.Fprint(out, "\x1b[H\x1b[2J"+b.String())
+			recent = recent[max(0, len(recent)-100):]
+			fmt.Fprint(out, watchScreen(out, o.interval, now, rep, recent))
 		default:
 			if first {
 				fmt.Fprintf(out, "%s  watching %d nodes every %v (Ctrl-C to stop)\n", now.Format("15:04:05.000"), len(peers), o.interval)
@@ -253,4 +246,30 @@ func briefError(s string) string {
 		parts = parts[len(parts)-2:]
 	}
 	return strings.Join(parts, ": ")
+}
+
+// watchScreen is the terminal view: the status table and as many of the
+// latest events as fit, every line cut to the terminal's width (widen it
+// for every column), and no newline after the last line, so the screen
+// never scrolls.
+func watchScreen(out io.Writer, interval time.Duration, now time.Time, rep statusReport, recent []string) string {
+	cols, rows := terminalSize(out)
+	var b strings.Builder
+	fmt.Fprintf(&b, "raftelect status --watch: every %v, Ctrl-C to stop   %s\n\n", interval, now.Format("15:04:05"))
+	printStatusTable(&b, rep)
+	b.WriteString("\nevents:")
+	head := strings.Split(b.String(), "\n")
+	room := max(0, rows-len(head))
+	recent = recent[max(0, len(recent)-room):]
+	lines := append(head, recent...)
+	var sb strings.Builder
+	sb.WriteString("\x1b[H")
+	for i, l := range lines {
+		sb.WriteString(cut(l, cols) + "\x1b[K")
+		if i < len(lines)-1 {
+			sb.WriteString("\n")
+		}
+	}
+	sb.WriteString("\x1b[J")
+	return sb.String()
 }

@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func nodeAt(name, role, leader string, term uint64, lease bool) nodeReport {
@@ -161,5 +163,33 @@ func TestStatusWatchShowsFailoverAsEvents(t *testing.T) {
 	}
 	if n < 3 {
 		t.Errorf("json stream: %d objects, want the first status, events and a status after them", n)
+	}
+}
+
+// TestWatchScreenFits80x24: the terminal view of --watch is at most 24
+// lines of at most 80 characters with no newline after the last, whatever
+// the table's width and however many events there were; the newest event
+// is on screen.
+func TestWatchScreenFits80x24(t *testing.T) {
+	rep := summarize([]nodeReport{nodeAt("n1", "leader", "n1", 4, true), nodeAt("n2", "follower", "n1", 4, false), nodeAt("n3", "follower", "n1", 4, false)})
+	rep.Nodes[0].Address = "a-very-long-host-name.example.com:7000"
+	var recent []string
+	for i := range 40 {
+		recent = append(recent, fmt.Sprintf("event %d %s", i, strings.Repeat("x", 100)))
+	}
+	var out strings.Builder
+	screen := watchScreen(&out, time.Second, time.Now(), rep, recent)
+	screen = regexp.MustCompile("\x1b\\[[0-9;]*[A-Za-z]").ReplaceAllString(screen, "")
+	lines := strings.Split(screen, "\n")
+	if len(lines) != 24 {
+		t.Errorf("%d lines, want 24", len(lines))
+	}
+	for i, l := range lines {
+		if n := utf8.RuneCountInString(l); n > 80 {
+			t.Errorf("line %d: %d characters", i+1, n)
+		}
+	}
+	if !strings.HasPrefix(lines[len(lines)-1], "event 39 ") {
+		t.Errorf("last line %q, want the newest event", lines[len(lines)-1])
 	}
 }
