@@ -159,9 +159,13 @@ func newCluster(ctx context.Context, cc clusterConfig) (_ *cluster, err error) {
 }
 
 // peerAddr is where node from reaches node to: straight at its namespace
-// IP, or at from's local proxy towards to.
+// IP, or at from's local proxy towards to. With proxies a node lists itself
+// at its proxy port too, though it has no proxy towards itself (it listens
+// at listen_address and never dials itself): every node's peer list must
+// be the same, addresses included, or the nodes refuse each other as
+// members of different clusters.
 func (c *cluster) peerAddr(from, to int) string {
-	if c.cfg.proxy && from != to {
+	if c.cfg.proxy {
 		return fmt.Sprintf("127.0.0.1:%d", proxyPortBase+to)
 	}
 	return netip.AddrPortFrom(c.nodes[to].ip, peerPort).String()

@@ -15,6 +15,65 @@ import (
 	"github.com/raftelect/raftelect/config"
 )
 
+// fakeCluster is a cluster's configs and certificates, without a network
+// or processes.
+func fakeCluster(t *testing.T, cc clusterConfig) *cluster {
+	t.Helper()
+	c := &cluster{cfg: cc, tlsDir: filepath.Join(cc.dir, "tls")}
+	ca, err := certs.NewCA("test CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range cc.nodes {
+		p := &proc{index: i, name: nodeName(i), ip: netip.AddrFrom4([4]byte{10, 9, 9, byte(i + 1)}),
+			config: filepath.Join(cc.dir, nodeName(i)+".yaml"), events: filepath.Join(cc.dir, nodeName(i)+".events.jsonl")}
+		if i < len(cc.nodeConfig) {
+			p.conf = cc.nodeConfig[i]
+		}
+		if _, err := ca.WriteNode(c.tlsDir, p.name, []string{p.ip.String()}, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		c.nodes = append(c.nodes, p)
+	}
+	return c
+}
+
+// loadConfig writes node i's config file and loads it as `raftelect run`
+// would.
+func loadConfig(t *testing.T, c *cluster, i int) *config.Node {
+	t.Helper()
+	if err := c.writeConfig(c.nodes[i]); err != nil {
+		t.Fatal(err)
+	}
+	n, err := config.Load(c.nodes[i].config, config.LoadOptions{})
+	if err != nil {
+		t.Fatalf("%s's config does not load: %v", c.nodes[i].name, err)
+	}
+	return n
+}
+
+// TestEveryNodeListsTheSamePeers: unless a scenario changes a peer list,
+// every node's file lists the same members at the same addresses, with or
+// without latency proxies; nodes compare their lists, addresses included,
+// and refuse peers whose list differs.
+func TestEveryNodeListsTheSamePeers(t *testing.T) {
+	for _, proxy := range []bool{false, true} {
+		c := fakeCluster(t, clusterConfig{nodes: 3, dir: t.TempDir(), heartbeat: 100 * time.Millisecond, electionTimeout: time.Second, proxy: proxy})
+		var first string
+		for i := range c.nodes {
+			n := loadConfig(t, c, i)
+			list := fmt.Sprintf("%+v", n.Peers)
+			if i == 0 {
+				first = list
+				continue
+			}
+			if list != first {
+				t.Errorf("proxy=%v: %s lists %s, n1 lists %s", proxy, n.Name, list, first)
+			}
+		}
+	}
+}
+
 // TestNodeConfigFilesCarryEachNodesOverrides: the file a node starts from
 // lists exactly the peers its scenario gives it, with its own timings and
 // keepalive, is valid for `raftelect run`, and a reconfigure before a
@@ -35,30 +94,8 @@ node_config:
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &cluster{cfg: clusterConfig{nodes: 5, dir: dir, heartbeat: 100 * time.Millisecond, electionTimeout: time.Second, nodeConfig: nc}, tlsDir: filepath.Join(dir, "tls")}
-	ca, err := certs.NewCA("test CA", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 5 {
-		p := &proc{index: i, name: nodeName(i), ip: netip.AddrFrom4([4]byte{10, 9, 9, byte(i + 1)}), conf: nc[i],
-			config: filepath.Join(dir, nodeName(i)+".yaml"), events: filepath.Join(dir, nodeName(i)+".events.jsonl")}
-		if _, err := ca.WriteNode(c.tlsDir, p.name, []string{p.ip.String()}, time.Hour); err != nil {
-			t.Fatal(err)
-		}
-		c.nodes = append(c.nodes, p)
-	}
-	load := func(i int) *config.Node {
-		t.Helper()
-		if err := c.writeConfig(c.nodes[i]); err != nil {
-			t.Fatal(err)
-		}
-		n, err := config.Load(c.nodes[i].config, config.LoadOptions{})
-		if err != nil {
-			t.Fatalf("%s's config does not load: %v", c.nodes[i].name, err)
-		}
-		return n
-	}
+	c := fakeCluster(t, clusterConfig{nodes: 5, dir: dir, heartbeat: 100 * time.Millisecond, electionTimeout: time.Second, nodeConfig: nc})
+	load := func(i int) *config.Node { return loadConfig(t, c, i) }
 	peers := func(n *config.Node) []string {
 		var out []string
 		for _, p := range n.Peers {
