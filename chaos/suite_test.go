@@ -104,20 +104,19 @@ var suite = []suiteRun{
 	{"hung-peer", 3},
 	{"slow-wan", 3},
 	{"isolate-leader", 5},
+	{"rolling-timeout", 3},
 	{"rolling-timeout-up", 3},
+	{"peer-lists-3-first", 5},
+	{"peer-lists-5-first", 5},
 	{"peer-lists-minority", 5},
+	{"reject-leader", 3},
+	{"reject-leader-icmp", 3},
 }
 
 // awaitingFix lists the shipped scenarios that fail on this code and are
 // left out of the suite until the fix they wait for lands; docs/chaos.md
 // gives their figures.
-var awaitingFix = map[string]string{
-	"rolling-timeout":    "a lease bounded by the followers' own election timeouts (the leader's 5 s lease outlives their 1 s: 3.1 s overlap)",
-	"peer-lists-3-first": "configuration agreement between peers (n2 and n3 at 40 % CPU)",
-	"peer-lists-5-first": "configuration agreement between peers (79 ms overlap)",
-	"reject-leader":      "refusals no longer taken as proof that the leader is gone (765 ms overlap)",
-	"reject-leader-icmp": "refusals no longer taken as proof that the leader is gone (739 ms overlap)",
-}
+var awaitingFix = map[string]string{}
 
 // TestSuiteCoversEveryBuiltinScenario: no shipped scenario is forgotten;
 // each is run by TestShortSuite or listed, with its reason, as awaiting a
