@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
 
 	pb "github.com/raftelect/raftelect/proto/raftelect/v1"
 )
@@ -35,6 +36,11 @@ func fromSource(ip string) grpc.DialOption {
 // name (with DNS SANs sans), connecting from source ip ("" for the default).
 func (tn *testNet) clientAs(t *testing.T, name string, sans []string, ip string) pb.PeerClient {
 	t.Helper()
+	return pb.NewPeerClient(tn.connAs(t, name, sans, ip))
+}
+
+func (tn *testNet) connAs(t *testing.T, name string, sans []string, ip string) *grpc.ClientConn {
+	t.Helper()
 	certPEM, keyPEM, err := tn.ca.Issue(name, sans, time.Hour)
 	require.NoError(t, err)
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)
@@ -48,7 +54,7 @@ func (tn *testNet) clientAs(t *testing.T, name string, sans []string, ip string)
 	conn, err := grpc.NewClient(tn.peers[0].Addr, opts...)
 	require.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
-	return pb.NewPeerClient(conn)
+	return conn
 }
 
 func rpcCodes(c pb.PeerClient) (send, check, forwarded, stat codes.Code) {
@@ -90,6 +96,28 @@ func TestNonMemberCertificate_RefusedForEveryRPC(t *testing.T) {
 	require.Equal(t, codes.PermissionDenied, stat, "Status")
 	require.Equal(t, codes.PermissionDenied, transfer, "Transfer")
 	require.Equal(t, uint64(5), tn.trs[0].Rejections(RejectNotMember))
+
+	// Every method of the service, also those added later: an empty
+	// request (which decodes as any request message) gets PermissionDenied.
+	conn := tn.connAs(t, "mallory", nil, "")
+	for _, m := range pb.Peer_ServiceDesc.Methods {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := conn.Invoke(ctx, "/"+pb.Peer_ServiceDesc.ServiceName+"/"+m.MethodName, &emptypb.Empty{}, &emptypb.Empty{})
+		cancel()
+		require.Equal(t, codes.PermissionDenied, status.Code(err), "%s: %v", m.MethodName, err)
+	}
+	for _, sd := range pb.Peer_ServiceDesc.Streams {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		st, err := conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: sd.ServerStreams, ClientStreams: sd.ClientStreams},
+			"/"+pb.Peer_ServiceDesc.ServiceName+"/"+sd.StreamName)
+		if err == nil {
+			_ = st.SendMsg(&emptypb.Empty{})
+			_ = st.CloseSend()
+			err = st.RecvMsg(&emptypb.Empty{})
+		}
+		cancel()
+		require.Equal(t, codes.PermissionDenied, status.Code(err), "%s: %v", sd.StreamName, err)
+	}
 
 	// A member gets all of them (the control for the above; the test
 	// handler does not transfer).
