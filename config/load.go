@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -144,12 +145,14 @@ func (n *Node) decode(data []byte) error {
 	return nil
 }
 
-var lineRE = regexp.MustCompile(`^line (\d+): (.*)$`)
+// lineRE is compiled on the first type error, not at package
+// initialisation: a node whose config loads never needs it.
+var lineRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^line (\d+): (.*)$`) })
 
 // typeError turns one of yaml's "line N: cannot unmarshal ..." messages
 // into a FieldError naming the field on that line.
 func (n *Node) typeError(s string) FieldError {
-	m := lineRE.FindStringSubmatch(s)
+	m := lineRE().FindStringSubmatch(s)
 	if m == nil {
 		return FieldError{Msg: s}
 	}
