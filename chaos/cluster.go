@@ -210,6 +210,9 @@ func (c *cluster) writeConfig(p *proc) error {
 	if c.cfg.syncSend {
 		doc["unsafe_sync_send"] = true
 	}
+	if p.conf.FastFailoverOnRefusal {
+		doc["fast_failover_on_refusal"] = true
+	}
 	if tr := map[string]string{}; p.conf.KeepaliveTime != 0 || p.conf.KeepaliveTimeout != 0 {
 		if p.conf.KeepaliveTime != 0 {
 			tr["keepalive_time"] = p.conf.KeepaliveTime.String()

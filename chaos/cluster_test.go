@@ -85,7 +85,7 @@ nodes: 5
 duration: 10s
 config: {election_timeout: 5s}
 node_config:
-  n1: {peers: [n1, n2, n3], keepalive_time: 20s}
+  n1: {peers: [n1, n2, n3], keepalive_time: 20s, fast_failover_on_refusal: true}
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -108,12 +108,12 @@ node_config:
 	if got := peers(n1); !slices.Equal(got, []string{"n1", "n2", "n3"}) {
 		t.Errorf("n1 lists %v, want [n1 n2 n3]", got)
 	}
-	if n1.ElectionTimeout.D() != 5*time.Second || n1.HeartbeatInterval.D() != 100*time.Millisecond || n1.Transport.KeepaliveTime.D() != 20*time.Second {
-		t.Errorf("n1: election timeout %v, heartbeat %v, keepalive %v; want 5s, 100ms, 20s", n1.ElectionTimeout, n1.HeartbeatInterval, n1.Transport.KeepaliveTime)
+	if n1.ElectionTimeout.D() != 5*time.Second || n1.HeartbeatInterval.D() != 100*time.Millisecond || n1.Transport.KeepaliveTime.D() != 20*time.Second || !n1.FastFailoverOnRefusal {
+		t.Errorf("n1: election timeout %v, heartbeat %v, keepalive %v, fast failover %v; want 5s, 100ms, 20s, true", n1.ElectionTimeout, n1.HeartbeatInterval, n1.Transport.KeepaliveTime, n1.FastFailoverOnRefusal)
 	}
 	n4 := load(3)
-	if got := peers(n4); len(got) != 5 {
-		t.Errorf("n4 lists %v, want all 5", got)
+	if got := peers(n4); len(got) != 5 || n4.FastFailoverOnRefusal {
+		t.Errorf("n4 lists %v, fast failover %v; want all 5, false", got, n4.FastFailoverOnRefusal)
 	}
 
 	if err := c.reconfigure(0, NodeConfig{ElectionTimeout: config.Duration(time.Second)}); err != nil {

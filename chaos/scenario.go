@@ -70,6 +70,10 @@ type NodeConfig struct {
 	// and transport.keepalive_timeout.
 	KeepaliveTime    config.Duration `yaml:"keepalive_time"`
 	KeepaliveTimeout config.Duration `yaml:"keepalive_timeout"`
+	// FastFailoverOnRefusal sets fast_failover_on_refusal: a refused
+	// connection to the leader is taken as proof that it is gone. Only
+	// true changes anything (a restart cannot turn it off again).
+	FastFailoverOnRefusal bool `yaml:"fast_failover_on_refusal"`
 }
 
 // merge returns c with the non-zero fields of o over it.
@@ -89,6 +93,7 @@ func (c NodeConfig) merge(o NodeConfig) NodeConfig {
 	if o.KeepaliveTimeout != 0 {
 		c.KeepaliveTimeout = o.KeepaliveTimeout
 	}
+	c.FastFailoverOnRefusal = c.FastFailoverOnRefusal || o.FastFailoverOnRefusal
 	return c
 }
 
@@ -108,6 +113,9 @@ func (c NodeConfig) String() string {
 	}
 	if c.KeepaliveTimeout != 0 {
 		parts = append(parts, "keepalive_timeout "+c.KeepaliveTimeout.String())
+	}
+	if c.FastFailoverOnRefusal {
+		parts = append(parts, "fast_failover_on_refusal")
 	}
 	return strings.Join(parts, ", ")
 }
@@ -213,7 +221,7 @@ var builtin embed.FS
 // rows of docs/chaos.md's table, in that order.
 func Builtin() []string {
 	return []string{"healthy", "asym-drop", "partition-follower", "isolate-leader", "loss", "kill-leader", "stop-leader", "hung-peer", "slow-wan",
-		"rolling-timeout", "rolling-timeout-up", "peer-lists-3-first", "peer-lists-5-first", "peer-lists-minority", "reject-leader", "reject-leader-icmp"}
+		"kill-leader-fast", "rolling-timeout", "rolling-timeout-up", "peer-lists-3-first", "peer-lists-5-first", "peer-lists-minority", "reject-leader", "reject-leader-icmp"}
 }
 
 // LoadScenario reads a scenario by built-in name ("asym-drop") or from a

@@ -104,6 +104,7 @@ var suite = []suiteRun{
 	{"hung-peer", 3},
 	{"slow-wan", 3},
 	{"isolate-leader", 5},
+	{"kill-leader-fast", 3},
 	{"rolling-timeout", 3},
 	{"rolling-timeout-up", 3},
 	{"peer-lists-3-first", 5},
