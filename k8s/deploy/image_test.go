@@ -82,7 +82,7 @@ func buildImage(t *testing.T) (string, string) {
 	version := strings.TrimPrefix(image, "ghcr.io/raftelect/raftelect:")
 	ctx := t.TempDir()
 	bin := filepath.Join(ctx, "raftelect")
-	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version="+version, "-o", bin, "./cmd/raftelect")
+	build := exec.Command("go", "build", "-tags", "lean,grpcnotrace", "-trimpath", "-ldflags", "-s -w -X main.version="+version, "-o", bin, "./cmd/raftelect")
 	build.Dir = repoRoot
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
