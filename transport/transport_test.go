@@ -240,8 +240,8 @@ func TestQueue_CoalescesHeartbeatsDropsWhenFullAndExpiresStale(t *testing.T) {
 	// A stalled lane sends nothing older than MaxMessageAge when it recovers.
 	tn := newTestNet(t, 2, func(i int, o *Options) { o.MaxMessageAge = 50 * time.Millisecond })
 	tn.hooks[1].BlockIngress(true)
-	tn.trs[0].Send([]*raftpb.Message{msg(raftpb.MsgVote, 1, 2, 1)})     // stuck in flight
-	time.Sleep(10 * time.Millisecond)                                   // let the lane pick it up
+	tn.trs[0].Send([]*raftpb.Message{msg(raftpb.MsgVote, 1, 2, 1)}) // stuck in flight
+	waitFor(t, 3*time.Second, "the lane to take the vote", func() bool { return tn.trs[0].byID[2].control.len() == 0 })
 	tn.trs[0].Send([]*raftpb.Message{msg(raftpb.MsgVoteResp, 1, 2, 1)}) // waits behind it
 	waitFor(t, 3*time.Second, "the stuck RPC to time out", func() bool { return tn.recs[0].unreachable.Load() > 0 })
 	tn.hooks[1].BlockIngress(false)
