@@ -136,23 +136,37 @@ func TestDifferentTimings_ReportedOncePerPeerAndClusterStillElects(t *testing.T)
 	c.Check()
 }
 
-// membershipSplit starts a five-node test cluster in which the nodes of
-// first (indexes) start before the others (and elect a leader among them
-// first, if firstElects) and the nodes of short list only n1, n2 and n3. It then watches for an observation window and checks that
-// no leader was elected or followed by a node whose member list differs
-// from the leader's, that leases never overlapped (the checker), and that
-// every node that can see a difference reports it.
-func membershipSplit(t *testing.T, short, first []int, firstElects bool) {
-	c := tc.New(t, 5)
+// membershipSplit starts an n-node test cluster in which node i lists the
+// members lists[i] (indexes; all n if absent). The nodes of first start
+// before the others (and elect a leader among them first, if firstElects).
+// It then watches for an observation window and checks that no leader was
+// elected or followed by a node whose member list differs from the
+// leader's, that leases never overlapped (the checker), and that every node
+// reports every member it lists whose list differs.
+func membershipSplit(t *testing.T, n int, lists map[int][]int, first []int, firstElects bool) {
+	c := tc.New(t, n)
 	t.Cleanup(c.DumpEvents)
-	lists := map[string]string{}
+	all := make([]int, n)
+	for i := range all {
+		all[i] = i
+	}
+	listOf := func(i int) []int {
+		if l, ok := lists[i]; ok {
+			return l
+		}
+		return all
+	}
+	key := map[string]string{} // node name -> its list, as text
 	for i := range c.Nodes {
 		cfg := c.Config(i)
-		lists[cfg.Name] = "n1..n5"
-		if slices.Contains(short, i) {
-			cfg.Peers = cfg.Peers[:3]
-			lists[cfg.Name] = "n1..n3"
+		var peers []election.PeerConfig
+		var names []string
+		for _, j := range listOf(i) {
+			peers = append(peers, cfg.Peers[j])
+			names = append(names, cfg.Peers[j].Name)
 		}
+		cfg.Peers = peers
+		key[cfg.Name] = strings.Join(names, ",")
 		c.SetConfig(i, cfg)
 	}
 	var second []int
@@ -178,19 +192,20 @@ func membershipSplit(t *testing.T, short, first []int, firstElects bool) {
 	for _, i := range second {
 		c.StartNode(i, nil)
 	}
-	all := append(slices.Clone(first), second...)
 	c.WaitFor(20*time.Second, "a leader", func() bool { return anyLeader(all) })
-	// Every member both lists name (n1, n2, n3) sees the difference with
-	// every other of them whose list differs.
+	// differing: every (node, member it lists) whose lists differ.
+	var differing [][2]int
+	for a := range c.Nodes {
+		for _, b := range listOf(a) {
+			if a != b && key[c.Nodes[a].Name] != key[c.Nodes[b].Name] {
+				differing = append(differing, [2]int{a, b})
+			}
+		}
+	}
 	c.WaitFor(10*time.Second, "the differences to be reported", func() bool {
-		for a := range 3 {
-			for b := range 3 {
-				if a == b || lists[c.Nodes[a].Name] == lists[c.Nodes[b].Name] {
-					continue
-				}
-				if !slices.Contains(peerStatus(c.Nodes[a].Elector, c.Nodes[b].Name).ConfigMismatch, transport.MismatchMembership) {
-					return false
-				}
+		for _, d := range differing {
+			if !slices.Contains(peerStatus(c.Nodes[d[0]].Elector, c.Nodes[d[1]].Name).ConfigMismatch, transport.MismatchMembership) {
+				return false
 			}
 		}
 		return true
@@ -205,17 +220,22 @@ func membershipSplit(t *testing.T, short, first []int, firstElects bool) {
 	}
 	// The leader there is keeps leading: holding elections costs no lease.
 	require.GreaterOrEqual(t, c.Leader(), 0, "no leader at the end of the window")
-	for a := range 3 {
-		for b := range 3 {
-			if a != b && lists[c.Nodes[a].Name] != lists[c.Nodes[b].Name] {
-				d := peerStatus(c.Nodes[a].Elector, c.Nodes[b].Name).ConfigDetail
-				require.True(t, strings.Contains(d, "n4, n5"), "%s's report on %s does not name n4, n5: %q", c.Nodes[a].Name, c.Nodes[b].Name, d)
+	for _, d := range differing {
+		a, b := c.Nodes[d[0]], c.Nodes[d[1]]
+		detail := peerStatus(a.Elector, b.Name).ConfigDetail
+		if !slices.Contains(listOf(d[1]), d[0]) {
+			require.Contains(t, detail, "refuses this node ("+a.Name+") as no member", "%s about %s", a.Name, b.Name)
+			continue
+		}
+		for _, j := range all {
+			if slices.Contains(listOf(d[0]), j) != slices.Contains(listOf(d[1]), j) {
+				require.Contains(t, detail, c.Nodes[j].Name, "%s's report on %s does not name %s", a.Name, b.Name, c.Nodes[j].Name)
 			}
 		}
 	}
 	c.StopAll()
 	c.Check()
-	for _, v := range helpedBy(c.Events(), lists) {
+	for _, v := range helpedBy(c.Events(), key) {
 		t.Error(v)
 	}
 }
@@ -263,17 +283,23 @@ func helpedBy(events []eventlog.Event, lists map[string]string) []string {
 // from electing.
 func TestDifferentMembership_NoLeaderElectedWithHelpOfADisagreeingNode(t *testing.T) {
 	t.Parallel()
+	short, long := []int{0, 1, 2}, []int{0, 1, 2, 3, 4}
 	for _, tt := range []struct {
-		name         string
-		short, first []int
-		firstElects  bool
+		name        string
+		n           int
+		lists       map[int][]int
+		first       []int
+		firstElects bool
 	}{
-		{"n1-n3 short, short first", []int{0, 1, 2}, []int{0, 1, 2}, true},
-		{"n1-n3 short, long first", []int{0, 1, 2}, []int{3, 4}, false},
-		{"n1-n2 short, short first", []int{0, 1}, []int{0, 1}, true},
-		{"n1-n2 short, long first", []int{0, 1}, []int{2, 3, 4}, true},
+		{"n1-n3 short, short first", 5, map[int][]int{0: short, 1: short, 2: short}, []int{0, 1, 2}, true},
+		{"n1-n3 short, long first", 5, map[int][]int{0: short, 1: short, 2: short}, []int{3, 4}, false},
+		{"n1-n2 short, short first", 5, map[int][]int{0: short, 1: short, 2: long}, []int{0, 1}, true},
+		{"n1-n2 short, long first", 5, map[int][]int{0: short, 1: short, 2: long}, []int{2, 3, 4}, true},
+		// n4..n7 list {n3..n7}; n3 does not list them, so it refuses them
+		// as non-members and never compares lists with them.
+		{"n3 common, not listing the others", 7, map[int][]int{0: short, 1: short, 2: short, 3: {2, 3, 4, 5, 6}, 4: {2, 3, 4, 5, 6}, 5: {2, 3, 4, 5, 6}, 6: {2, 3, 4, 5, 6}}, []int{0, 1, 2}, true},
 	} {
-		t.Run(tt.name, func(t *testing.T) { membershipSplit(t, tt.short, tt.first, tt.firstElects) })
+		t.Run(tt.name, func(t *testing.T) { membershipSplit(t, tt.n, tt.lists, tt.first, tt.firstElects) })
 	}
 }
 

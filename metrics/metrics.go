@@ -143,7 +143,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		caExpiry:    d("tls_ca_expiry_timestamp_seconds", "When the CA bundle in use expires (its first certificate to expire), in unix seconds."),
 		configMismatch: d("peer_config_mismatch", "1 while the peer's configuration differs from this node's in kind: cluster-id or membership (raft messages refused both ways) or timings (allowed, reported).",
 			"peer", "kind"),
-		configUnknown: d("peer_config_unknown", "1 while this node has not seen the peer's configuration (it never answered, or it refuses this node as a non-member).", "peer"),
+		configUnknown: d("peer_config_unknown", "1 while this node has not seen the peer's configuration (it never answered).", "peer"),
 		electionsHeld: d("elections_held", "1 while this node takes no part in elections (asks for no votes, gives none) because a member disagrees with it on membership."),
 	}
 	reg.MustRegister(m.sent, m.received, m.queueFull, m.sendErrors, m.rejected, m.latency, m.leaderChanges, m.elections, m)

@@ -36,6 +36,8 @@ import (
 	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	pb "github.com/raftelect/raftelect/proto/raftelect/v1"
 )
@@ -426,4 +428,37 @@ func (t *Transport) agreedMessages(p *peer, req *pb.SendRequest, resp *pb.SendRe
 		return withoutVoteRequests(req.GetMessages()), nil
 	}
 	return req.GetMessages(), nil
+}
+
+// notMemberText ends the error with which the Send handler refuses a caller
+// whose certificate names no member; the sender recognises it by this text.
+const notMemberText = "is not a member of this cluster"
+
+// refusedAsNonMember takes a peer's refusal of this node as a non-member as
+// a membership difference: the peer is in our list, and its answer
+// (authenticated by its server certificate) says we are not in its list, or
+// not with the identity our certificate carries. It never describes its
+// configuration to a non-member, so this is all we learn; but it is enough
+// to hold elections. Without it, nodes whose list names a member that does
+// not list them ({n3..n7} against n3's {n1,n2,n3}) would see no difference
+// and could elect a second leader.
+func (t *Transport) refusedAsNonMember(p *peer, own *localConfig, err error) {
+	s, ok := status.FromError(err)
+	if !ok || s.Code() != codes.PermissionDenied || !strings.Contains(s.Message(), notMemberText) {
+		return
+	}
+	p.confMu.Lock()
+	defer p.confMu.Unlock()
+	prev := p.agreement.Load()
+	if prev != nil && prev.remoteDigest == 0 && prev.ownDigest == own.digest {
+		return // known already
+	}
+	a := &agreement{
+		ownDigest: own.digest, kinds: []string{MismatchMembership}, refuse: true,
+		detail: fmt.Sprintf("%s refuses this node (%s) as no member of its cluster: its peer list does not name %s, "+
+			"or names it with another identity than this node's certificate carries; every node must list the same peers: "+
+			"fix the lists and restart the nodes whose list is wrong", p.Name, t.opts.Self.Name, t.opts.Self.Name),
+	}
+	p.agreement.Store(a)
+	t.reportAgreement(p, prev, a)
 }

@@ -341,3 +341,27 @@ func TestAgreement_UnknownConfigurationRefusedUntilDescribed(t *testing.T) {
 	})
 	require.Equal(t, codes.InvalidArgument, status.Code(err))
 }
+
+// A member that refuses this node as no member of its cluster (its list
+// does not name this node) is a membership difference here: this node
+// reports it, sends that member no more raft messages, and holds elections.
+func TestAgreement_RefusedAsNonMemberIsAMembershipDifference(t *testing.T) {
+	t.Parallel()
+	tn := newTestNet(t, 3, func(i int, o *Options) {
+		if i == 0 { // n1 lists n1 and n3 only
+			o.Peers = []Peer{o.Peers[1]}
+		}
+	})
+	tn.trs[1].Send([]*raftpb.Message{msg(raftpb.MsgHeartbeat, 2, 1, 1)})
+	waitFor(t, 5*time.Second, "n2 to see n1 refuse it", func() bool {
+		return slices.Contains(statsOf(tn.trs[1], "n1").ConfigMismatch, MismatchMembership)
+	})
+	require.Contains(t, statsOf(tn.trs[1], "n1").ConfigDetail, "n1 refuses this node (n2) as no member of its cluster")
+	require.True(t, tn.trs[1].electionsHeld())
+	before := tn.trs[1].byName["n1"].refusedOut.Load()
+	tn.trs[1].Send([]*raftpb.Message{msg(raftpb.MsgHeartbeat, 2, 1, 2)})
+	require.Equal(t, before+1, tn.trs[1].byName["n1"].refusedOut.Load(), "n2 kept sending raft messages to n1")
+	require.Zero(t, tn.recs[0].count(raftpb.MsgHeartbeat))
+	// n3 lists the same members as n2: no difference there.
+	require.Empty(t, statsOf(tn.trs[1], "n3").ConfigMismatch)
+}

@@ -51,7 +51,7 @@ func (s *peerServer) Send(ctx context.Context, req *pb.SendRequest) (*pb.SendRes
 		if t.isOperator(ctx) {
 			return nil, status.Errorf(codes.PermissionDenied, "caller %q is an operator: it may call Status, Check and Transfer, not Send", cn)
 		}
-		return nil, status.Errorf(codes.PermissionDenied, "caller %q is not a member of this cluster", cn)
+		return nil, status.Errorf(codes.PermissionDenied, "caller %q "+notMemberText, cn)
 	}
 	// A correct peer has at most one Send in flight per lane, on its one
 	// connection. More means a misbehaving peer: refuse at once rather than

@@ -648,6 +648,7 @@ func (t *Transport) send(p *peer, batch []*raftpb.Message, timeout time.Duration
 				h.ReportSnapshot(p.ID, true)
 			}
 		}
+		t.refusedAsNonMember(p, own, err)
 		return
 	}
 	if !p.reachable.Swap(true) && p.failures.Load() > 0 {
