@@ -496,11 +496,28 @@ func (t *Transport) watchConn(p *peer) {
 	}
 }
 
-// hello tells p we are here; the answer updates reachability and RTT.
+// hello tells p we are here; the answer updates reachability and RTT, and
+// carries p's configuration for the agreement check (agreement.go). Two
+// followers exchange no raft messages, so the hello may be the only Send
+// between them: while the connection stays ready, it is sent again (every
+// ControlTimeout) until p has answered it.
 func (t *Transport) hello(p *peer) {
-	p.sendLabels.Store(true)
-	p.sendConfig.Store(true)
-	t.send(p, nil, t.opts.ControlTimeout)
+	for {
+		p.sendLabels.Store(true)
+		p.sendConfig.Store(true)
+		t.send(p, nil, t.opts.ControlTimeout)
+		if p.reachable.Load() || p.agreement.Load() != nil {
+			return
+		}
+		select {
+		case <-t.ctx.Done():
+			return
+		case <-time.After(t.opts.ControlTimeout):
+		}
+		if p.conn.GetState() != connectivity.Ready {
+			return // watchConn says hello again when it is
+		}
+	}
 }
 
 // Addr returns the address the transport listens on.
