@@ -77,7 +77,9 @@ func TestGracefulStop_NeverWaitsForAPeerThatJustStopped(t *testing.T) {
 	}
 	c.Start()
 	for round := range 10 {
-		l := c.WaitLeader(10 * time.Second)
+		// Generous: five nodes under the race detector on a loaded
+		// machine; the first round also waits out the fresh vote guard.
+		l := c.WaitLeader(30 * time.Second)
 		// Every follower acknowledges the leader before the stops begin.
 		c.WaitFor(10*time.Second, "every peer reachable from the leader", func() bool {
 			for _, p := range c.Nodes[l].Elector.Status().Peers {
@@ -93,7 +95,7 @@ func TestGracefulStop_NeverWaitsForAPeerThatJustStopped(t *testing.T) {
 		start := time.Now()
 		c.StopNode(l)
 		took := time.Since(start)
-		next := c.WaitLeader(10 * time.Second)
+		next := c.WaitLeader(30 * time.Second)
 		lines := logs[l].matching("")[before:]
 		var tos []string
 		for _, line := range lines {
