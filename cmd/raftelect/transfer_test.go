@@ -89,6 +89,30 @@ func TestTransferMovesLeadershipToTheNamedNodeOrTheBest(t *testing.T) {
 	if now := c.agreedLeader(t, 10*time.Second); now.Leader != again.Leader || now.Term != again.Term {
 		t.Errorf("a refused transfer moved leadership: %s term %d -> %s term %d", again.Leader, again.Term, now.Leader, now.Term)
 	}
+
+	// A --to that is down is refused with what to do, and nothing moves.
+	var gone string
+	for _, n := range again.Nodes {
+		if n.Name != again.Leader {
+			gone = n.Name
+			break
+		}
+	}
+	c.node(gone).kill()
+	var live *proc
+	for _, p := range c.nodes {
+		if p.name != gone {
+			live = p
+		}
+	}
+	eventually(t, 10*time.Second, "transfer to a stopped node is refused", func() error {
+		r := raftelect(t, "transfer", "--config", live.cfg, "--to", gone)
+		if r.code != 1 || !strings.Contains(r.stderr, "cannot transfer to "+gone+": it is not reachable from this leader now") {
+			return fmt.Errorf("exit %d: %s%s", r.code, r.stdout, r.stderr)
+		}
+		t.Logf("transfer --to %s (stopped): exit %d: %s", gone, r.code, r.stderr)
+		return nil
+	})
 }
 
 // TestTransferByAnOperator: an operator's certificate (certs issue
