@@ -14,6 +14,7 @@
 package certs
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -166,7 +167,7 @@ func (ca *CA) WriteNode(dir, name string, hosts []string, validFor time.Duration
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return Files{}, err
 	}
-	if err := os.WriteFile(f.CA, ca.CertPEM, 0o644); err != nil {
+	if err := writeCA(f.CA, ca.CertPEM); err != nil {
 		return Files{}, err
 	}
 	if err := os.WriteFile(f.Cert, certPEM, 0o644); err != nil {
@@ -176,6 +177,35 @@ func (ca *CA) WriteNode(dir, name string, hosts []string, validFor time.Duration
 		return Files{}, err
 	}
 	return f, nil
+}
+
+// writeCA writes the CA certificate beside a new node or operator
+// certificate. Nodes read that file while they run (at start, and when
+// they reload the CA), so it is never truncated in place: if it already
+// holds these bytes it is left alone, otherwise the new content replaces it
+// at once (a temporary file renamed over it). os.WriteFile would let a node
+// starting meanwhile read an empty file and refuse to start.
+func writeCA(path string, pem []byte) error {
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, pem) {
+		return nil
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".ca.crt.*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // after a successful rename, nothing to remove
+	if _, err := tmp.Write(pem); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }
 
 // ErrValidity is returned for a validity that is zero or negative: a

@@ -55,11 +55,14 @@ func (ca *CA) WriteOperator(dir, name string, validFor time.Duration) (Files, er
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return Files{}, err
 	}
+	if err := writeCA(f.CA, ca.CertPEM); err != nil {
+		return Files{}, err
+	}
 	for _, w := range []struct {
 		path string
 		data []byte
 		mode os.FileMode
-	}{{f.CA, ca.CertPEM, 0o644}, {f.Cert, certPEM, 0o644}, {f.Key, keyPEM, 0o600}} {
+	}{{f.Cert, certPEM, 0o644}, {f.Key, keyPEM, 0o600}} {
 		if err := os.WriteFile(w.path, w.data, w.mode); err != nil {
 			return Files{}, err
 		}
