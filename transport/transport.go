@@ -11,6 +11,11 @@
 // Inbound, the gRPC handler checks the caller's certificate against every
 // message's From, checks the message (see inbound_validator.go) and hands it
 // to the Handler, which steps it into raft.
+//
+// Both ways, every Send and its answer carry the digest of the node's
+// configuration (cluster ID, membership, timings), and nodes that disagree
+// on the cluster ID or the membership step none of each other's raft
+// messages (see agreement.go).
 package transport
 
 import (
