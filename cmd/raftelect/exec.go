@@ -56,8 +56,11 @@ running the node (and keeps leading) in both cases.
 On SIGTERM or SIGINT, exec stops CMD first (SIGTERM, SIGKILL after --grace)
 while it still holds the lease, then stops the node, which hands leadership
 to a peer, and exits 0. A second signal kills CMD and exits 1 at once. If
-exec itself dies, CMD is killed too (Linux). Exit codes: 0 clean stop, 1 run
-time failure, 2 invalid configuration or usage (no CMD, CMD not found).`,
+exec itself dies (kill -9 included), CMD's whole process group is killed
+too, by a small watchdog process exec starts from its own binary. A process
+that leaves the group (setsid) is not followed. Exit codes: 0 clean stop,
+1 run time failure, 2 invalid configuration or usage (no CMD, CMD not
+found).`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return usageError(errors.New("exec needs the command to run after --: raftelect exec --config node.yaml -- CMD [ARG]..."))
