@@ -7,8 +7,8 @@ import (
 	"testing"
 )
 
-// leanTags are the build tags of the node-only build (make lean,
-// docs/operations.md "A node-only build").
+// leanTags are the build tags of the node-only build (make lean;
+// docs/operations.md "Building the executable that runs a node").
 const leanTags = "lean,grpcnotrace"
 
 // TestLeanBuildLeavesOutChaosBenchAndDemo: the node-only build links no
@@ -35,6 +35,25 @@ func TestLeanBuildLeavesOutChaosBenchAndDemo(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-tags", leanTags, "-o", lean, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build -tags %s: %v\n%s", leanTags, err, out)
 	}
+	// demo.go is compiled into every build (the tests use its local
+	// cluster); only its registration is left out, so the linker must find
+	// none of its code reachable.
+	syms, err := exec.Command("go", "tool", "nm", lean).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go tool nm: %v\n%s", err, syms)
+	}
+	for _, line := range strings.Split(string(syms), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 {
+			continue
+		}
+		switch name := f[len(f)-1]; {
+		case name == "main.newDemoCmd", strings.HasPrefix(name, "main.(*demo)."),
+			name == "main.newChaosCmd", name == "main.newBenchCmd":
+			t.Errorf("the lean executable holds %s", name)
+		}
+	}
+
 	run := func(args ...string) (string, int) {
 		out, err := exec.Command(lean, args...).CombinedOutput()
 		code := 0
