@@ -89,7 +89,13 @@ func buildImage(t *testing.T) (string, string) {
 		t.Fatalf("building the static binary: %v\n%s", err, out)
 	}
 	t0 := time.Now()
-	mustPodman(t, "build", "--build-arg", "VERSION="+version, "-f", filepath.Join(repoRoot, "Dockerfile"), "-t", image, ctx)
+	prev, _ := podman(t, "image", "inspect", "--format", "{{.Id}}", image)
+	mustPodman(t, "build", "--layers=false", "--build-arg", "VERSION="+version, "-f", filepath.Join(repoRoot, "Dockerfile"), "-t", image, ctx)
+	// The tag moved to the new build: remove the image it left behind, so
+	// that runs do not pile up untagged images.
+	if id, _ := podman(t, "image", "inspect", "--format", "{{.Id}}", image); prev != "" && prev != id && !strings.Contains(prev, "rror") {
+		podman(t, "rmi", prev)
+	}
 	size, _ := strconv.ParseInt(mustPodman(t, "image", "inspect", "--format", "{{.Size}}", image), 10, 64)
 	user := mustPodman(t, "image", "inspect", "--format", "{{.Config.User}}", image)
 	t.Logf("built %s in %v: %.1f MB, user %q", image, time.Since(t0).Round(time.Millisecond), float64(size)/1e6, user)
