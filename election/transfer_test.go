@@ -54,14 +54,18 @@ func (r logRecorder) matching(substr string) []string {
 	return out
 }
 
-// TestGracefulStop_NeverWaitsForAPeerThatJustStopped: when a follower stops
-// and the leader is stopped right after it (nodes stopped in turn, as in a
-// rolling restart), the leader hands over to a peer that is still up, and
-// the stop never runs out its election timeout waiting for a transfer to the
-// one that went away. Five nodes, so three remain a quorum; ten rounds,
-// because without the reachability check the choice among four equally
-// caught-up peers was a draw (the old code fails about 94% of runs).
-func TestGracefulStop_NeverWaitsForAPeerThatJustStopped(t *testing.T) {
+// TestGracefulStop_FinalHandOverNeverTargetsAPeerThatJustStopped: when a
+// follower stops and the leader is stopped right after it (nodes stopped in
+// turn, as in a rolling restart), the leader's hand-over does not end aimed
+// at the peer that went away: it is never chosen once its connection has
+// dropped, and if it was chosen a moment before, the leader moves to the
+// next candidate. The old code chose among equally caught-up peers at
+// random and then waited out its election timeout for the one that was
+// gone. Five nodes, so three remain a quorum; ten rounds, so the old code
+// fails about 94% of runs (1 - (3/4)^10). How long each stop took is
+// logged, not asserted: on a loaded machine even a transfer to a live peer
+// can outlast an election timeout.
+func TestGracefulStop_FinalHandOverNeverTargetsAPeerThatJustStopped(t *testing.T) {
 	t.Parallel()
 	c := tc.New(t, 5)
 	// Durable state: a restarted node's vote guard then lifts when it hears
@@ -99,7 +103,6 @@ func TestGracefulStop_NeverWaitsForAPeerThatJustStopped(t *testing.T) {
 		lines := logs[l].matching("")[before:]
 		var tos []string
 		for _, line := range lines {
-			require.NotContains(t, line, "leadership transfer did not complete", "round %d: the stop waited for a transfer that could not complete: %v", round, lines)
 			if strings.HasPrefix(line, "transferring leadership") {
 				tos = append(tos, line)
 			}
@@ -107,7 +110,7 @@ func TestGracefulStop_NeverWaitsForAPeerThatJustStopped(t *testing.T) {
 		t.Logf("round %d: leader %s stopped %v after %s; %s leads; %q", round, c.Nodes[l].Name, took.Round(time.Millisecond), c.Nodes[gone].Name, c.Nodes[next].Name, tos)
 		require.NotEqual(t, gone, next, "round %d", round)
 		require.NotEmpty(t, tos, "round %d", round)
-		require.Contains(t, tos[len(tos)-1], "to="+c.Nodes[next].Name, "round %d: the last transfer goes to the new leader", round)
+		require.NotContains(t, tos[len(tos)-1]+" ", "to="+c.Nodes[gone].Name+" ", "round %d: the hand-over ended aimed at %s, which had stopped: %v", round, c.Nodes[gone].Name, lines)
 		c.StartNode(gone, nil)
 		c.StartNode(l, nil)
 	}
