@@ -310,24 +310,45 @@ func (r *simInput) byte() byte {
 
 func (r *simInput) done() bool { return r.i >= len(r.b) }
 
-// pick returns the i-th (mod len) of the non-empty queues, in a stable
-// order.
-func (c *simCluster) pick(b byte) (simPair, bool) {
+// links returns the links with messages in flight, in a stable order:
+// the same script takes the same path (raft's randomized election timeouts
+// aside, which it draws from crypto/rand).
+func (c *simCluster) links() []simPair {
 	var keys []simPair
 	for p, q := range c.queues {
 		if len(q) > 0 {
 			keys = append(keys, p)
 		}
 	}
-	if len(keys) == 0 {
-		return simPair{}, false
+	sortPairs(keys)
+	return keys
+}
+
+// ackPairs returns the pending acknowledgements' links in a stable order.
+func (c *simCluster) ackPairs() []simPair {
+	keys := make([]simPair, 0, len(c.acks))
+	for p := range c.acks {
+		keys = append(keys, p)
 	}
+	sortPairs(keys)
+	return keys
+}
+
+func sortPairs(keys []simPair) {
 	slices.SortFunc(keys, func(a, b simPair) int {
 		if a.from != b.from {
 			return cmpU64(a.from, b.from)
 		}
 		return cmpU64(a.to, b.to)
 	})
+}
+
+// pick returns the i-th (mod len) of the links with messages in flight.
+func (c *simCluster) pick(b byte) (simPair, bool) {
+	keys := c.links()
+	if len(keys) == 0 {
+		return simPair{}, false
+	}
 	return keys[int(b)%len(keys)], true
 }
 
@@ -372,14 +393,12 @@ func (c *simCluster) step(r *simInput) {
 			c.queues[p] = c.queues[p][1:]
 		}
 	case 7: // an acknowledgement arrives
-		for p, term := range c.acks {
-			if int(arg)%2 == 0 {
-				delete(c.acks, p)
-				c.log = append(c.log, fmt.Sprintf("ack %s->%s term %d", c.name(p.from), c.name(p.to), term))
-				c.ack(p.from, c.byID[p.to], term)
-				break
-			}
-			arg /= 2
+		if keys := c.ackPairs(); len(keys) > 0 {
+			p := keys[int(arg)%len(keys)]
+			term := c.acks[p]
+			delete(c.acks, p)
+			c.log = append(c.log, fmt.Sprintf("ack %s->%s term %d", c.name(p.from), c.name(p.to), term))
+			c.ack(p.from, c.byID[p.to], term)
 		}
 	case 8: // a campaign (a leader known gone) or a leadership transfer
 		if node.rn.BasicStatus().RaftState == raft.StateLeader {
@@ -443,17 +462,20 @@ func (c *simCluster) forgeTerm(target *simNode, r *simInput) uint64 {
 	}
 }
 
-// forgeIndex picks an index near the target's last, now and then an
-// extreme one.
+// forgeIndex picks an index near the target's last or its commit, now and
+// then an extreme one.
 func (c *simCluster) forgeIndex(target *simNode, r *simInput) uint64 {
 	last, _ := target.store.LastIndex()
+	commit := target.rn.BasicStatus().GetCommit()
 	switch b := r.byte(); b % 16 {
 	case 0:
 		return math.MaxUint64 - uint64(b/16)
 	case 1:
 		return 1<<48 + uint64(b)
-	default:
+	case 2, 3, 4, 5, 6, 7, 8:
 		return uint64(max(0, int64(last)+int64(b%8)-4))
+	default:
+		return uint64(max(0, int64(commit)+int64(b%4)-1))
 	}
 }
 
@@ -487,8 +509,11 @@ func (c *simCluster) forge(target *simNode, r *simInput) *raftpb.Message {
 		m.Commit = proto.Uint64(c.forgeIndex(target, r))
 		et := lt
 		for i := range uint64(r.byte() % 4) {
-			if b := r.byte(); b%2 == 1 {
-				et = min(term, et+uint64(b%4))
+			switch b := r.byte(); b % 4 {
+			case 1:
+				et = min(term, et+uint64(b%8))
+			case 2:
+				et = term
 			}
 			m.Entries = append(m.Entries, &raftpb.Entry{Index: proto.Uint64(idx + 1 + i), Term: proto.Uint64(max(et, 1))})
 		}
@@ -565,13 +590,14 @@ func (c *simCluster) settle() {
 			}
 		}
 		for range 4 { // messages, their answers, and theirs
-			for p, q := range c.queues {
-				if len(q) > 0 {
-					c.queues[p] = nil
-					c.deliver(p.from, c.byID[p.to], q, false)
-				}
+			for _, p := range c.links() {
+				q := c.queues[p]
+				n := min(len(q), transport.MaxMessagesPerSend) // as a sender splits
+				c.queues[p] = q[n:]
+				c.deliver(p.from, c.byID[p.to], q[:n], false)
 			}
-			for p, term := range c.acks {
+			for _, p := range c.ackPairs() {
+				term := c.acks[p]
 				delete(c.acks, p)
 				c.ack(p.from, c.byID[p.to], term)
 			}
