@@ -31,7 +31,8 @@ type stepGuard struct {
 	// after a start without state, where the guard also covers a vote we
 	// may have cast and forgotten.
 	liftOnLeader bool
-	// terms is the term budget (see termBurst); zero means full.
+	// terms is the term budget (see termBurst); the zero value has spent
+	// nothing.
 	terms termBudget
 }
 
