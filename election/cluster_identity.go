@@ -76,6 +76,9 @@ func (l *raftLoop) proposeClusterID(term uint64) {
 	l.idProposedTerm = term
 	id := l.e.cfg.ClusterID
 	if id == "" {
+		id = l.peersClusterID()
+	}
+	if id == "" {
 		id = clusterid.New()
 	}
 	if err := l.rn.Propose(clusterid.Record(id)); err != nil {
@@ -101,4 +104,45 @@ func (l *raftLoop) lowerRecordedTimeout(now time.Time) error {
 	l.lowerTimeoutAt = time.Time{}
 	l.identity.ElectionTimeout = l.e.electionTimeout
 	return l.store.SetIdentity(l.identity)
+}
+
+// peersClusterID returns the cluster ID most peers describe, "" if none
+// describes one. A leader without an ID (its data was lost, or it lagged
+// behind a snapshot) proposes the ID its cluster already has instead of a
+// new one, which would split it from every node that has the old one.
+// Peers that describe another ID than ours are refused by the transport,
+// so they rarely disagree here.
+func (l *raftLoop) peersClusterID() string {
+	count := map[string]int{}
+	best := ""
+	for id := range l.e.names {
+		if id == l.e.self {
+			continue
+		}
+		if c := l.tr.PeerClusterID(id); c != "" && clusterid.Valid(c) {
+			count[c]++
+			if count[c] > count[best] || (count[c] == count[best] && c < best) {
+				best = c
+			}
+		}
+	}
+	return best
+}
+
+// adoptLeadersClusterID runs when we step a heartbeat or append from the
+// leader we follow: a node that knows no cluster ID takes the leader's.
+// Raft never resends entries a follower acknowledged before it lost its
+// data, so a node restarted without state may never apply the entry that
+// carries the ID; the leader, which applied it, says which it is.
+func (l *raftLoop) adoptLeadersClusterID(leader uint64) {
+	if l.currentClusterID() != "" {
+		return
+	}
+	id := l.tr.PeerClusterID(leader)
+	if id == "" || !clusterid.Valid(id) {
+		return
+	}
+	if err := l.learnClusterID(clusterid.Record(id)); err != nil {
+		l.e.log.Warn("cluster ID of the leader", "leader", l.e.names[leader], "err", err)
+	}
 }

@@ -631,6 +631,7 @@ func (l *raftLoop) applyReports() error {
 // for when it has run out (see campaignIfLeaderSilent).
 func (l *raftLoop) leaderHeard(now time.Time, leader uint64) {
 	l.leaderHeardAt, l.goneLeader, l.campaigns, l.quick = now, leader, 0, false
+	l.adoptLeadersClusterID(leader)
 	l.campaignTimer.Reset(l.e.electionTimeout + l.campaignDelay())
 }
 

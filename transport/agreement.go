@@ -462,3 +462,15 @@ func (t *Transport) refusedAsNonMember(p *peer, own *localConfig, err error) {
 	p.agreement.Store(a)
 	t.reportAgreement(p, prev, a)
 }
+
+// PeerClusterID returns the cluster ID peer id last described to us, ""
+// if it described none (it knows none yet, or has not told us).
+func (t *Transport) PeerClusterID(id uint64) string {
+	p := t.byID[id]
+	if p == nil {
+		return ""
+	}
+	p.confMu.Lock()
+	defer p.confMu.Unlock()
+	return p.remoteConfig.GetClusterId()
+}
