@@ -135,6 +135,12 @@ func (ca *CA) Issue(name string, hosts []string, validFor time.Duration) (certPE
 			tmpl.DNSNames = append(tmpl.DNSNames, h)
 		}
 	}
+	return ca.sign(tmpl, key)
+}
+
+// sign issues tmpl for key with the CA and returns the certificate and key
+// as PEM.
+func (ca *CA) sign(tmpl *x509.Certificate, key *ecdsa.PrivateKey) (certPEM, keyPEM []byte, err error) {
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
 	if err != nil {
 		return nil, nil, err

@@ -33,15 +33,7 @@ func (ca *CA) IssueOperator(name string, validFor time.Duration) (certPEM, keyPE
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 		DNSNames:     []string{name},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
-	if err != nil {
-		return nil, nil, err
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	return pemBlock("CERTIFICATE", der), pemBlock("EC PRIVATE KEY", kder), nil
+	return ca.sign(tmpl, key)
 }
 
 // WriteOperator issues an operator certificate and writes ca.crt,

@@ -715,31 +715,7 @@ func (d *demo) draw() {
 	for len(events) < room {
 		events = append(events, "")
 	}
-	lines := append(append(head, events...), foot...)
-	// Home, each line cut to the width and cleared to its end, then the
-	// rest of the screen.
-	var sb strings.Builder
-	sb.WriteString("\x1b[H")
-	for i, line := range lines {
-		sb.WriteString(cut(line, cols) + "\x1b[K")
-		if i < len(lines)-1 {
-			sb.WriteString("\n")
-		}
-	}
-	sb.WriteString("\x1b[J")
-	io.WriteString(d.out, sb.String())
-}
-
-// cut shortens s to at most width runes, marking a cut with "…".
-func cut(s string, width int) string {
-	r := []rune(s)
-	if len(r) <= width {
-		return s
-	}
-	if width < 1 {
-		return ""
-	}
-	return string(r[:width-1]) + "…"
+	io.WriteString(d.out, paintScreen(append(append(head, events...), foot...), cols))
 }
 
 // terminalSize is the size of the terminal w writes to; 80x24 if unknown.

@@ -261,15 +261,5 @@ func watchScreen(out io.Writer, interval time.Duration, now time.Time, rep statu
 	head := strings.Split(b.String(), "\n")
 	room := max(0, rows-len(head))
 	recent = recent[max(0, len(recent)-room):]
-	lines := append(head, recent...)
-	var sb strings.Builder
-	sb.WriteString("\x1b[H")
-	for i, l := range lines {
-		sb.WriteString(cut(l, cols) + "\x1b[K")
-		if i < len(lines)-1 {
-			sb.WriteString("\n")
-		}
-	}
-	sb.WriteString("\x1b[J")
-	return sb.String()
+	return paintScreen(append(head, recent...), cols)
 }
