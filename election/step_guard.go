@@ -123,9 +123,13 @@ func (g *stepGuard) stepBatch(msgs []*raftpb.Message, now time.Time, ready func(
 			rejected(m, fmt.Errorf("raft refused it: %w", err))
 			continue
 		}
-		if after := g.rn.BasicStatus().GetTerm(); after > term {
-			g.terms.spend(after - term)
-			term = after
+		// Only a higher term, or a message that can start our campaign,
+		// raises our term; BasicStatus allocates, so ask only then.
+		if t := m.GetType(); m.GetTerm() > term || t == raftpb.MsgTimeoutNow || t == raftpb.MsgPreVoteResp {
+			if after := g.rn.BasicStatus().GetTerm(); after > term {
+				g.terms.spend(after - term)
+				term = after
+			}
 		}
 		switch m.GetType() {
 		case raftpb.MsgHeartbeat, raftpb.MsgApp, raftpb.MsgSnap:
