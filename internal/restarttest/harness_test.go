@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"github.com/raftelect/raftelect/certs"
 	"github.com/raftelect/raftelect/checker"
 	"github.com/raftelect/raftelect/eventlog"
+	"github.com/raftelect/raftelect/internal/testport"
 )
 
 // Test timings: heartbeat 100 ms, election timeout 1 s.
@@ -101,15 +101,15 @@ func newCluster(t testing.TB, n int, durable bool) *cluster {
 	return c
 }
 
-// freeAddr returns a loopback address with a port nobody listens on now.
-// The port is reused across restarts of the same node.
+// freeAddr returns a loopback address with a port nobody listens on now,
+// reused across restarts of the same node; from below the ephemeral range,
+// so no redial to a dead node can take it (see internal/testport).
 func freeAddr(t testing.TB) string {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := testport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer lis.Close()
-	return lis.Addr().String()
+	return addr
 }
 
 // start starts node i's process and returns the monotonic time just before.

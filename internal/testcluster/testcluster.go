@@ -19,6 +19,7 @@ import (
 	"github.com/raftelect/raftelect/checker"
 	"github.com/raftelect/raftelect/election"
 	"github.com/raftelect/raftelect/eventlog"
+	"github.com/raftelect/raftelect/internal/testport"
 	"github.com/raftelect/raftelect/storage"
 	"github.com/raftelect/raftelect/transport"
 )
@@ -93,7 +94,13 @@ func New(t testing.TB, n int) *Cluster {
 	var peers []election.PeerConfig
 	var listeners []net.Listener
 	for i := 1; i <= n; i++ {
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		// Below the ephemeral range: restarted nodes listen on the same
+		// address again (see internal/testport).
+		addr, err := testport.Addr()
+		if err != nil {
+			t.Fatal(err)
+		}
+		lis, err := net.Listen("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
