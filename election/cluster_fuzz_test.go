@@ -221,7 +221,7 @@ func (c *simCluster) deliver(from uint64, to *simNode, msgs []*raftpb.Message, f
 		}
 		c.log = append(c.log, fmt.Sprintf("  %s rejected %v: %v", to.name, m.GetType(), err))
 	}
-	resetBy, err := to.guard.stepBatch(msgs, c.now, func() error { c.ready(to); return nil }, rejected)
+	resetBy, _, err := to.guard.stepBatch(msgs, c.now, func() error { c.ready(to); return nil }, rejected)
 	if err != nil {
 		c.fail("%s: step: %v", to.name, err)
 	}

@@ -68,7 +68,8 @@ type raftLoop struct {
 	leaderHeardAt time.Time
 	// quick: a quick campaign (campaignIfLeaderSilent) is under way.
 	quick bool
-	// candidateSeenAt: when we last stepped a vote or pre-vote request.
+	// candidateSeenAt: when a vote or pre-vote request last reached us
+	// (stepped, or dropped by the vote guard).
 	candidateSeenAt time.Time
 	// firstCampaign: how long after the start a node that has heard no
 	// leader campaigns.
@@ -574,12 +575,10 @@ func (l *raftLoop) step(b inboundBatch) error {
 		}
 	}
 	now := time.Now()
-	for _, m := range b.msgs {
-		if t := m.GetType(); t == raftpb.MsgPreVote || t == raftpb.MsgVote {
-			l.candidateSeenAt = now // even if the vote guard drops it
-		}
+	resetBy, campaign, err := l.guard.stepBatch(b.msgs, now, ready, rejected)
+	if campaign {
+		l.candidateSeenAt = now
 	}
-	resetBy, err := l.guard.stepBatch(b.msgs, now, ready, rejected)
 	if err != nil {
 		return err
 	}

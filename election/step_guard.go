@@ -104,13 +104,19 @@ func (g *stepGuard) leaderHeard() {
 // replaced) and the next message's checks read the store. It returns the
 // highest term of a stepped heartbeat, append or snapshot (0 if none), and
 // ready's error.
-func (g *stepGuard) stepBatch(msgs []*raftpb.Message, now time.Time, ready func() error, rejected func(*raftpb.Message, error)) (resetBy uint64, err error) {
+//
+// It also reports whether the batch carried a vote or pre-vote request,
+// stepped or not (the vote guard may drop it): someone is campaigning.
+func (g *stepGuard) stepBatch(msgs []*raftpb.Message, now time.Time, ready func() error, rejected func(*raftpb.Message, error)) (resetBy uint64, campaign bool, err error) {
 	// MsgTimeoutNow must come from the leader we followed before this
 	// batch: a heartbeat earlier in the batch may have made its sender our
 	// "leader" a moment ago.
 	before := g.rn.BasicStatus()
 	term := before.GetTerm()
 	for i, m := range msgs {
+		if t := m.GetType(); t == raftpb.MsgPreVote || t == raftpb.MsgVote {
+			campaign = true
+		}
 		skip, err := g.check(m, before, term, now)
 		if err != nil {
 			rejected(m, err)
@@ -137,11 +143,11 @@ func (g *stepGuard) stepBatch(msgs []*raftpb.Message, now time.Time, ready func(
 		}
 		if t := m.GetType(); (t == raftpb.MsgApp || t == raftpb.MsgSnap) && i < len(msgs)-1 && g.rn.HasReady() {
 			if err := ready(); err != nil {
-				return resetBy, err
+				return resetBy, campaign, err
 			}
 		}
 	}
-	return resetBy, nil
+	return resetBy, campaign, nil
 }
 
 // check returns skip=true for a message to drop quietly (a vote request

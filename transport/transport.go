@@ -620,6 +620,9 @@ func (t *Transport) runLane(p *peer, q *sendQueue, timeout time.Duration) {
 // envelope plenty of room. A single larger message goes alone and fails at
 // gRPC's check: raft makes none (MaxAppendBytes, snapshots carry no data).
 func sendChunk(msgs []*raftpb.Message, maxBytes int) int {
+	if len(msgs) == 1 {
+		return 1 // the usual batch, one heartbeat: nothing to size
+	}
 	n, size := 0, 0
 	for n < len(msgs) && n < MaxMessagesPerSend {
 		size += proto.Size(msgs[n])
