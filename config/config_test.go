@@ -228,3 +228,47 @@ func TestOperatorsAndConnectionLimitsReachElectionConfig(t *testing.T) {
 		t.Errorf("connection limits = %+v", l)
 	}
 }
+
+// TestMarshalRoundTrips: a configuration written by Marshal loads back
+// equal, and the file holds only the fields that were set.
+func TestMarshalRoundTrips(t *testing.T) {
+	want := Node{
+		Name: "n1",
+		Peers: []Peer{
+			{Name: "n1", Address: "127.0.0.1:7001"},
+			{Name: "n2", Address: "127.0.0.1:7002", Identity: "two", PublicKeyPins: []string{"sha256:" + strings.Repeat("ab", 32)}},
+			{Name: "n3", Address: "127.0.0.1:7003"},
+		},
+		HeartbeatInterval:     Duration(50 * time.Millisecond),
+		ElectionTimeout:       Duration(1500 * time.Millisecond),
+		FastFailoverOnRefusal: true,
+		Insecure:              true,
+		Labels:                map[string]string{"url": "0"}, // a string "0" is a value, not a zero
+		Transport:             Transport{KeepaliveTime: Duration(20 * time.Second)},
+	}
+	dir := t.TempDir()
+	want.DataDir = filepath.Join(dir, "data")
+	path := filepath.Join(dir, "n1.yaml")
+	if err := want.WriteFile(path); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, absent := range []string{"listen_address", "cluster_id", "lease_drift_margin", "tls", "log", "control_queue", "operators", "pprof"} {
+		if strings.Contains(string(b), absent) {
+			t.Errorf("zero field %s written:\n%s", absent, b)
+		}
+	}
+	got, err := Load(path, LoadOptions{})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	if got.Name != want.Name || got.HeartbeatInterval != want.HeartbeatInterval || got.ElectionTimeout != want.ElectionTimeout ||
+		!got.FastFailoverOnRefusal || !got.Insecure || got.DataDir != want.DataDir || got.Labels["url"] != "0" ||
+		got.Transport.KeepaliveTime != want.Transport.KeepaliveTime || len(got.Peers) != 3 ||
+		got.Peers[1].Identity != "two" || len(got.Peers[1].PublicKeyPins) != 1 {
+		t.Errorf("loaded back %+v\nfrom:\n%s", got, b)
+	}
+}
