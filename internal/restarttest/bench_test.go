@@ -35,7 +35,7 @@ func BenchmarkRestartFollowerToLeaderKnown(b *testing.B) {
 		toStart += time.Duration(c.startEvent(victim, execAt) - execAt)
 		toLeader += time.Duration(knownAt - execAt)
 		if l := c.waitLeader(leaderWait); l != leader {
-			b.Fatalf("restarting follower %s moved leadership from %s to %s", c.nodes[victim].name, c.nodes[leader].name, c.nodes[l].name)
+			b.Fatalf("restarting follower %s moved leadership from %s to %s", c.nodes[victim].Name, c.nodes[leader].Name, c.nodes[l].Name)
 		}
 	}
 	// ns/op includes polling the log file (1 ms); these come from the

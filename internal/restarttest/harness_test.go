@@ -1,20 +1,21 @@
 package restarttest
 
 import (
-	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/raftelect/raftelect/certs"
+	"go.uber.org/goleak"
+
 	"github.com/raftelect/raftelect/checker"
+	"github.com/raftelect/raftelect/config"
 	"github.com/raftelect/raftelect/eventlog"
+	"github.com/raftelect/raftelect/internal/proccluster"
 	"github.com/raftelect/raftelect/internal/testport"
 )
 
@@ -43,105 +44,85 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 
-// node is one testnode process slot: its files persist across restarts.
-type node struct {
-	name    string
-	addr    string
-	dataDir string // "" keeps raft state in memory
-	events  string // event log file
-	stderr  string // the process's stderr, appended across restarts
-
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd has been waited for
-}
-
-// cluster is a set of testnode processes on loopback with mutual TLS.
+// cluster is a proccluster of testnode processes on loopback with mutual
+// TLS, and what the tests read back from their event logs.
 type cluster struct {
-	t      testing.TB
-	dir    string
-	tlsDir string
-	peers  string
-	nodes  []*node
+	t     testing.TB
+	pc    *proccluster.Cluster
+	nodes []*proccluster.Node
 }
 
 // newCluster prepares n nodes named n1..nN, each with a bbolt data directory
-// when durable. Every process it starts is killed in t.Cleanup.
+// when durable (otherwise raft state in memory). Every process it starts is
+// killed in t.Cleanup.
 func newCluster(t testing.TB, n int, durable bool) *cluster {
 	t.Helper()
-	c := &cluster{t: t, dir: t.TempDir()}
-	c.tlsDir = filepath.Join(c.dir, "tls")
-	ca, err := certs.NewCA("raftelect restart test CA", time.Hour)
+	pc, err := proccluster.New(proccluster.Options{
+		Nodes: n, Dir: t.TempDir(),
+		Args: func(nd *proccluster.Node) []string { return []string{testnodeBin, "--config", nd.Config} },
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var peers []string
-	for i := 1; i <= n; i++ {
-		name := fmt.Sprintf("n%d", i)
-		nd := &node{
-			name:   name,
-			addr:   freeAddr(t),
-			events: filepath.Join(c.dir, name+".events"),
-			stderr: filepath.Join(c.dir, name+".stderr"),
+	c := &cluster{t: t, pc: pc, nodes: pc.Nodes()}
+	t.Cleanup(func() {
+		c.killAll()
+		if err := pc.Close(); err != nil {
+			t.Error(err)
 		}
-		if durable {
-			nd.dataDir = filepath.Join(c.dir, name+".data")
-		}
-		if _, err := ca.WriteNode(c.tlsDir, name, []string{"127.0.0.1"}, time.Hour); err != nil {
+	})
+	t.Cleanup(c.dumpOnFailure)
+	if _, err := pc.WriteCerts(time.Hour, func(*proccluster.Node) []string { return []string{"127.0.0.1"} }); err != nil {
+		t.Fatal(err)
+	}
+	var peers []config.Peer
+	for _, nd := range c.nodes {
+		// Reused across restarts of the node; from below the ephemeral
+		// range, so no redial to a dead node can take it (internal/testport).
+		addr, err := testport.Addr()
+		if err != nil {
 			t.Fatal(err)
 		}
-		peers = append(peers, name+"="+nd.addr)
-		c.nodes = append(c.nodes, nd)
+		peers = append(peers, config.Peer{Name: nd.Name, Address: addr})
 	}
-	c.peers = strings.Join(peers, ",")
-	t.Cleanup(c.killAll)
-	t.Cleanup(c.dumpOnFailure)
+	for _, nd := range c.nodes {
+		cfg := &config.Node{
+			Name: nd.Name, Peers: peers, TLS: nd.TLS, EventLog: nd.Events,
+			HeartbeatInterval: config.Duration(heartbeat), ElectionTimeout: config.Duration(electionTimeout),
+		}
+		if durable {
+			cfg.DataDir = nd.DataDir
+		}
+		if err := pc.WriteConfig(nd, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return c
-}
-
-// freeAddr returns a loopback address with a port nobody listens on now,
-// reused across restarts of the same node; from below the ephemeral range,
-// so no redial to a dead node can take it (see internal/testport).
-func freeAddr(t testing.TB) string {
-	addr, err := testport.Addr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return addr
 }
 
 // start starts node i's process and returns the monotonic time just before.
 func (c *cluster) start(i int) int64 {
 	c.t.Helper()
-	nd := c.nodes[i]
-	if nd.cmd != nil {
-		c.t.Fatalf("%s is already running", nd.name)
-	}
-	errf, err := os.OpenFile(nd.stderr, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
+	at := eventlog.Now()
+	if _, err := c.pc.Start(i); err != nil {
 		c.t.Fatal(err)
 	}
-	defer errf.Close()
-	cmd := exec.Command(testnodeBin,
-		"--name", nd.name, "--peers", c.peers,
-		"--data-dir", nd.dataDir, "--event-log", nd.events, "--tls-dir", c.tlsDir,
-		"--heartbeat", heartbeat.String(), "--election", electionTimeout.String(), "-v")
-	cmd.Stderr = errf
-	at := eventlog.Now()
-	if err := cmd.Start(); err != nil {
-		c.t.Fatalf("start %s: %v", nd.name, err)
-	}
-	nd.cmd, nd.done = cmd, make(chan struct{})
-	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(nd.done)
 	return at
 }
 
 // startAll starts every node that is not running.
 func (c *cluster) startAll() {
-	for i, nd := range c.nodes {
-		if nd.cmd == nil {
+	for i := range c.nodes {
+		if !c.pc.Running(i) {
 			c.start(i)
 		}
 	}
@@ -152,70 +133,50 @@ func (c *cluster) startAll() {
 // the process is gone, so every event the node wrote comes before it.
 func (c *cluster) kill(i int) {
 	c.t.Helper()
-	nd := c.nodes[i]
-	if nd.cmd == nil {
+	if !c.pc.Running(i) {
 		return
 	}
-	if err := nd.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		c.t.Fatalf("kill %s (pid %d): %v", nd.name, nd.cmd.Process.Pid, err)
+	if err := c.pc.Kill(i); err != nil {
+		c.t.Fatal(err)
 	}
-	select {
-	case <-nd.done:
-	case <-time.After(10 * time.Second):
-		c.t.Fatalf("%s (pid %d) did not die within 10s of SIGKILL", nd.name, nd.cmd.Process.Pid)
+	if err := c.pc.AppendCrash(i); err != nil {
+		c.t.Fatal(err)
 	}
-	nd.cmd, nd.done = nil, nil
-	c.appendCrash(nd)
 }
 
 // killAll kills every running node at once, then records the crashes.
 func (c *cluster) killAll() {
-	var killed []*node
-	for _, nd := range c.nodes {
-		if nd.cmd != nil {
-			_ = nd.cmd.Process.Signal(syscall.SIGKILL)
-			killed = append(killed, nd)
+	var killed []int
+	for i := range c.nodes {
+		if c.pc.Running(i) {
+			killed = append(killed, i)
 		}
 	}
-	for _, nd := range killed {
-		select {
-		case <-nd.done:
-		case <-time.After(10 * time.Second):
-			c.t.Errorf("%s (pid %d) did not die within 10s of SIGKILL", nd.name, nd.cmd.Process.Pid)
-			continue
+	if err := c.pc.KillAll(); err != nil {
+		c.t.Error(err)
+	}
+	for _, i := range killed {
+		if err := c.pc.AppendCrash(i); err != nil {
+			c.t.Error(err)
 		}
-		nd.cmd, nd.done = nil, nil
-		c.appendCrash(nd)
-	}
-}
-
-func (c *cluster) appendCrash(nd *node) {
-	w, err := eventlog.Create(nd.events)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	defer w.Close()
-	if err := w.Write(eventlog.Event{Mono: eventlog.Now(), Node: nd.name, Kind: eventlog.KindCrash}); err != nil {
-		c.t.Fatal(err)
 	}
 }
 
 // wipe empties node i's data directory: the node loses its raft state.
 func (c *cluster) wipe(i int) {
 	c.t.Helper()
-	nd := c.nodes[i]
-	if nd.cmd != nil {
-		c.t.Fatalf("wipe %s while it runs", nd.name)
+	if c.pc.Running(i) {
+		c.t.Fatalf("wipe %s while it runs", c.nodes[i].Name)
 	}
-	if err := os.RemoveAll(nd.dataDir); err != nil {
+	if err := os.RemoveAll(c.nodes[i].DataDir); err != nil {
 		c.t.Fatal(err)
 	}
 }
 
 func (c *cluster) running() int {
 	n := 0
-	for _, nd := range c.nodes {
-		if nd.cmd != nil {
+	for i := range c.nodes {
+		if c.pc.Running(i) {
 			n++
 		}
 	}
@@ -225,7 +186,7 @@ func (c *cluster) running() int {
 // readEvents reads node i's event log; a missing file is an empty log.
 func (c *cluster) readEvents(i int) []eventlog.Event {
 	c.t.Helper()
-	ev, err := eventlog.ReadFile(c.nodes[i].events)
+	ev, err := eventlog.ReadFile(c.nodes[i].Events)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -238,7 +199,7 @@ func (c *cluster) readEvents(i int) []eventlog.Event {
 // current is what node i last logged since its latest start: its view of
 // the cluster. ok is false if the node is down or has logged nothing yet.
 func (c *cluster) current(i int) (e eventlog.Event, ok bool) {
-	if c.nodes[i].cmd == nil {
+	if !c.pc.Running(i) {
 		return e, false
 	}
 	ev := c.readEvents(i)
@@ -257,7 +218,7 @@ func (c *cluster) current(i int) (e eventlog.Event, ok bool) {
 func (c *cluster) agreedLeader() int {
 	lead := ""
 	for i := range c.nodes {
-		if c.nodes[i].cmd == nil {
+		if !c.pc.Running(i) {
 			continue
 		}
 		e, ok := c.current(i)
@@ -267,7 +228,7 @@ func (c *cluster) agreedLeader() int {
 		lead = e.Leader
 	}
 	for i, nd := range c.nodes {
-		if nd.name == lead {
+		if nd.Name == lead {
 			if e, ok := c.current(i); ok && e.Role == "leader" {
 				return i
 			}
@@ -280,32 +241,37 @@ func (c *cluster) agreedLeader() int {
 // leader, and returns its index.
 func (c *cluster) waitLeader(within time.Duration) int {
 	c.t.Helper()
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
-		if l := c.agreedLeader(); l >= 0 {
-			return l
+	l := -1
+	err := proccluster.Poll(context.Background(), within, 5*time.Millisecond, "a leader agreed by the running nodes", func() error {
+		if l = c.agreedLeader(); l < 0 {
+			return fmt.Errorf("%d nodes running, no agreed leader", c.running())
 		}
-		time.Sleep(5 * time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		c.t.Fatal(err)
 	}
-	c.t.Fatalf("no leader agreed by the %d running nodes within %v", c.running(), within)
-	return -1
+	return l
 }
 
 // waitKnowsLeader polls node i's event log until an event at or after mono
 // names a leader, and returns that event's time.
 func (c *cluster) waitKnowsLeader(i int, mono int64, within time.Duration) int64 {
 	c.t.Helper()
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
+	var at int64
+	err := proccluster.Poll(context.Background(), within, time.Millisecond, c.nodes[i].Name+" to know a leader after its start", func() error {
 		for _, e := range c.readEvents(i) {
 			if e.Mono >= mono && e.Leader != "" && (e.Kind == eventlog.KindState || e.Kind == eventlog.KindStart) {
-				return e.Mono
+				at = e.Mono
+				return nil
 			}
 		}
-		time.Sleep(time.Millisecond)
+		return errors.New("no event names a leader")
+	})
+	if err != nil {
+		c.t.Fatal(err)
 	}
-	c.t.Fatalf("%s knew no leader within %v of its start", c.nodes[i].name, within)
-	return 0
+	return at
 }
 
 // firstStarts returns, per node, the time of its first start event.
@@ -314,7 +280,7 @@ func (c *cluster) firstStarts() map[string]int64 {
 	for i, nd := range c.nodes {
 		for _, e := range c.readEvents(i) {
 			if e.Kind == eventlog.KindStart {
-				out[nd.name] = e.Mono
+				out[nd.Name] = e.Mono
 				break
 			}
 		}
@@ -327,7 +293,7 @@ func (c *cluster) check(opts checker.Options) checker.Report {
 	c.t.Helper()
 	var paths []string
 	for _, nd := range c.nodes {
-		paths = append(paths, nd.events)
+		paths = append(paths, nd.Events)
 	}
 	r, err := checker.CheckFiles(paths, opts)
 	if err != nil {
@@ -341,21 +307,16 @@ func (c *cluster) dumpOnFailure() {
 	if !c.t.Failed() {
 		return
 	}
-	for _, nd := range c.nodes {
-		b, _ := os.ReadFile(nd.stderr)
-		lines := bytes.Split(bytes.TrimSpace(b), []byte("\n"))
-		if len(lines) > 30 {
-			lines = lines[len(lines)-30:]
-		}
-		c.t.Logf("--- %s stderr (last %d lines; event log %s)\n%s", nd.name, len(lines), nd.events, bytes.Join(lines, []byte("\n")))
+	for i, nd := range c.nodes {
+		c.t.Logf("--- %s stderr (last 30 lines; event log %s)\n%s", nd.Name, nd.Events, c.pc.Tail(i, 30))
 	}
 	keep, err := os.MkdirTemp("", "raftelect-restart-events-")
 	if err != nil {
 		return
 	}
 	for _, nd := range c.nodes {
-		if b, err := os.ReadFile(nd.events); err == nil {
-			_ = os.WriteFile(filepath.Join(keep, filepath.Base(nd.events)), b, 0o644)
+		if b, err := os.ReadFile(nd.Events); err == nil {
+			_ = os.WriteFile(filepath.Join(keep, filepath.Base(nd.Events)), b, 0o644)
 		}
 	}
 	c.t.Logf("event logs of the failed test kept in %s", keep)

@@ -62,7 +62,7 @@ func TestNoViolations_WhenRandomNodesKilledAndRestarted(t *testing.T) {
 		// Down for 0-500 ms: sometimes back before the others notice,
 		// sometimes in the middle of the election it caused.
 		down := time.Duration(rng.IntN(6)) * 100 * time.Millisecond
-		t.Logf("cycle %d: kill -9 %s (leader %s), restart after %v", cycle+1, c.nodes[victim].name, c.nodes[leader].name, down)
+		t.Logf("cycle %d: kill -9 %s (leader %s), restart after %v", cycle+1, c.nodes[victim].Name, c.nodes[leader].Name, down)
 		c.kill(victim)
 		time.Sleep(down)
 		started := c.start(victim)
@@ -105,13 +105,13 @@ func TestNoDoubleVote_WhenNodeRestartsWithEmptiedDataDir(t *testing.T) {
 		if target == "follower" {
 			victim = (leader + 1) % len(c.nodes)
 		}
-		t.Logf("kill -9 %s (the %s), empty its data directory, restart", c.nodes[victim].name, target)
+		t.Logf("kill -9 %s (the %s), empty its data directory, restart", c.nodes[victim].Name, target)
 		c.kill(victim)
 		c.wipe(victim)
 		started := c.start(victim)
 		c.waitKnowsLeader(victim, started, leaderWait)
 		leader = c.waitLeader(leaderWait)
-		wiped[c.nodes[victim].name]++
+		wiped[c.nodes[victim].Name]++
 	}
 	// Let the cluster run on a little with the re-joined nodes, through one
 	// more leader crash, so they take part in an election.

@@ -1,10 +1,10 @@
 // Command testnode runs one raftelect node as its own process, for tests
 // that kill and restart real processes (internal/restarttest). It is
-// deliberately minimal: flags in, election.New(cfg).Run until SIGTERM or
-// SIGINT. It is not the CLI (cmd/raftelect).
+// deliberately minimal: a node config file in (the same YAML `raftelect
+// run` reads, written by internal/proccluster), election.New(cfg).Run
+// until SIGTERM or SIGINT; no HTTP server, no metrics, no CLI.
 //
-//	testnode --name n1 --peers n1=127.0.0.1:7001,n2=...,n3=... \
-//	    --data-dir /tmp/n1 --event-log /tmp/n1.events --tls-dir /tmp/certs
+//	testnode --config n1.yaml
 package main
 
 import (
@@ -15,11 +15,9 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"strings"
 	"syscall"
-	"time"
 
+	"github.com/raftelect/raftelect/config"
 	"github.com/raftelect/raftelect/election"
 	"github.com/raftelect/raftelect/eventlog"
 	"github.com/raftelect/raftelect/storage"
@@ -33,55 +31,29 @@ func main() {
 }
 
 func run() error {
-	var (
-		name      = flag.String("name", "", "this node's name (must appear in --peers)")
-		peers     = flag.String("peers", "", "every node as name=host:port, comma-separated")
-		dataDir   = flag.String("data-dir", "", "bbolt data directory; empty keeps raft state in memory")
-		eventLog  = flag.String("event-log", "", "append leadership events (JSON lines) to this file")
-		tlsDir    = flag.String("tls-dir", "", "directory with ca.crt, <name>.crt, <name>.key; empty runs without TLS")
-		heartbeat = flag.Duration("heartbeat", 100*time.Millisecond, "heartbeat interval (the raft tick)")
-		elect     = flag.Duration("election", time.Second, "election timeout")
-		verbose   = flag.Bool("v", false, "log at info level to stderr (default: warnings only)")
-	)
+	path := flag.String("config", "", "the node's YAML config file")
 	flag.Parse()
-
-	cfg := election.Config{
-		Name:              *name,
-		HeartbeatInterval: *heartbeat,
-		ElectionTimeout:   *elect,
+	n, err := config.Load(*path, config.LoadOptions{})
+	if err != nil {
+		return err
 	}
-	for _, p := range strings.Split(*peers, ",") {
-		n, addr, ok := strings.Cut(strings.TrimSpace(p), "=")
-		if !ok {
-			return fmt.Errorf("--peers: %q is not name=host:port", p)
-		}
-		cfg.Peers = append(cfg.Peers, election.PeerConfig{Name: n, Address: addr})
-	}
-	if *tlsDir == "" {
-		cfg.Insecure = true
-	} else {
-		cfg.TLS = election.TLSConfig{
-			CAFile:   filepath.Join(*tlsDir, "ca.crt"),
-			CertFile: filepath.Join(*tlsDir, *name+".crt"),
-			KeyFile:  filepath.Join(*tlsDir, *name+".key"),
-		}
-	}
-	level := slog.LevelWarn
-	if *verbose {
-		level = slog.LevelInfo
+	cfg := n.ElectionConfig()
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(n.Log.Level)); err != nil {
+		return err
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
-	if *dataDir != "" {
-		st, err := storage.OpenBolt(*dataDir, storage.BoltOptions{})
+	if n.DataDir != "" {
+		st, err := storage.OpenBolt(n.DataDir, storage.BoltOptions{})
 		if err != nil {
 			return err
 		}
 		defer st.Close()
 		cfg.Storage = st
 	}
-	if *eventLog != "" {
-		w, err := eventlog.Create(*eventLog)
+	if n.EventLog != "" {
+		w, err := eventlog.Create(n.EventLog)
 		if err != nil {
 			return err
 		}
