@@ -82,8 +82,9 @@ func TestExecCommandFailureIsRestarted(t *testing.T) {
 	}
 }
 
-// When the lease ends, the command's whole process group gets SIGTERM, and
-// SIGKILL after the grace period if it ignores SIGTERM.
+// When the lease ends, the command's processes get SIGTERM, and SIGKILL
+// after the grace period if they ignore SIGTERM: with the process group
+// alone and in a PID namespace.
 func TestExecLeaseEndTermsThenKillsProcessGroupAfterGrace(t *testing.T) {
 	for _, tt := range []struct {
 		name     string
@@ -91,55 +92,69 @@ func TestExecLeaseEndTermsThenKillsProcessGroupAfterGrace(t *testing.T) {
 		killed   bool // needs SIGKILL
 		minTaken time.Duration
 	}{
-		{"honours SIGTERM", `echo $$ > "$OUT"; sleep 1000 & wait`, false, 0},
-		{"ignores SIGTERM", `trap "" TERM; echo $$ > "$OUT"; sleep 1000 & wait; sleep 1000`, true, 500 * time.Millisecond},
+		{"honours SIGTERM", hostPid + `; echo $p > "$OUT"; sleep 1000 & wait`, false, 0},
+		{"ignores SIGTERM", `trap "" TERM; ` + hostPid + `; echo $p > "$OUT"; sleep 1000 & wait; sleep 1000`, true, 500 * time.Millisecond},
 	} {
-		t.Run(tt.name, func(t *testing.T) {
-			out := filepath.Join(t.TempDir(), "pid")
-			t.Setenv("OUT", out)
-			w := newTestExecWork(t, 500*time.Millisecond, tt.script)
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- w.run(ctx, election.Lease{Token: 1}) }()
-			var pid int
-			eventually(t, 10*time.Second, "command writes its pid", func() error {
-				b, err := os.ReadFile(out)
-				if err != nil || !strings.HasSuffix(string(b), "\n") {
-					return fmt.Errorf("%q %v", b, err)
-				}
-				pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
-				return err
+		for _, contain := range []containment{containGroup, containNamespace} {
+			t.Run(tt.name+"/"+containName(contain), func(t *testing.T) {
+				leaseEndTermsThenKills(t, contain, tt.script, tt.killed, tt.minTaken)
 			})
-			// The sleep is in the group too.
-			eventually(t, 10*time.Second, "sleep started", func() error {
-				if n := groupMembers(pid); n < 2 {
-					return fmt.Errorf("%d processes in group %d", n, pid)
-				}
-				return nil
-			})
-			ended := time.Now()
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("run after the lease ended: %v, want nil", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatal("run did not return after the lease ended")
-			}
-			if took := time.Since(ended); took < tt.minTaken || (!tt.killed && took > 400*time.Millisecond) {
-				t.Errorf("stopped %v after the lease ended; grace 500ms, needs SIGKILL: %v", took, tt.killed)
-			}
-			// SIGKILL has been sent to the group when run returns; the
-			// sleep, orphaned, dies and is reaped a moment later.
-			eventually(t, 2*time.Second, "no process left in the command's group", func() error {
-				if n := liveGroupMembers(pid); n > 0 {
-					return fmt.Errorf("%d processes still run in group %d", n, pid)
-				}
-				return nil
-			})
-		})
+		}
 	}
+}
+
+// hostPid sets $p to the shell's pid as this test sees it: in a PID
+// namespace $$ is the namespace's number, while /proc (the host's) names
+// by /proc/self the process that opens it, here the shell itself.
+const hostPid = `read -r p _ < /proc/self/stat`
+
+func leaseEndTermsThenKills(t *testing.T, contain containment, script string, killed bool, minTaken time.Duration) {
+	out := filepath.Join(t.TempDir(), "pid")
+	t.Setenv("OUT", out)
+	w := newTestExecWork(t, 500*time.Millisecond, script)
+	if contain == containNamespace {
+		inNamespace(t, w)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.run(ctx, election.Lease{Token: 1}) }()
+	var pid int
+	eventually(t, 10*time.Second, "command writes its pid", func() error {
+		b, err := os.ReadFile(out)
+		if err != nil || !strings.HasSuffix(string(b), "\n") {
+			return fmt.Errorf("%q %v", b, err)
+		}
+		pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
+		return err
+	})
+	// The sleep is in the group too.
+	eventually(t, 10*time.Second, "sleep started", func() error {
+		if n := groupMembers(pid); n < 2 {
+			return fmt.Errorf("%d processes in group %d", n, pid)
+		}
+		return nil
+	})
+	ended := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("run after the lease ended: %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return after the lease ended")
+	}
+	if took := time.Since(ended); took < minTaken || (!killed && took > 400*time.Millisecond) {
+		t.Errorf("stopped %v after the lease ended; grace 500ms, needs SIGKILL: %v", took, killed)
+	}
+	// SIGKILL has been sent to the group when run returns; the
+	// sleep, orphaned, dies and is reaped a moment later.
+	eventually(t, 2*time.Second, "no process left in the command's group", func() error {
+		if n := liveGroupMembers(pid); n > 0 {
+			return fmt.Errorf("%d processes still run in group %d", n, pid)
+		}
+		return nil
+	})
 }
 
 // groupMembers counts the processes in process group pgid, zombies too.
@@ -218,8 +233,9 @@ func TestExecRunsCommandOnlyOnLeaderAndMovesItWithLeadership(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const script = `echo "start $RAFTELECT_FENCING_TOKEN $$ $(date +%s%N) $RAFTELECT_LEADER $RAFTELECT_NODE" >> "$OUT"
-trap 'echo "stop $RAFTELECT_FENCING_TOKEN $$ $(date +%s%N) $RAFTELECT_LEADER $RAFTELECT_NODE" >> "$OUT"; exit 0' TERM
+	const script = hostPid + `
+echo "start $RAFTELECT_FENCING_TOKEN $p $(date +%s%N) $RAFTELECT_LEADER $RAFTELECT_NODE" >> "$OUT"
+trap 'echo "stop $RAFTELECT_FENCING_TOKEN $p $(date +%s%N) $RAFTELECT_LEADER $RAFTELECT_NODE" >> "$OUT"; exit 0' TERM
 sleep 1000 & wait`
 	var procs []*execProc
 	for _, n := range lc.nodes {
@@ -342,72 +358,5 @@ sleep 1000 & wait`
 		leader.name, first.token, next.name, second.token, time.Duration(second.at-stopped.at))
 	if rep := status(); rep.Leader != "" && rep.Leader != next.name {
 		t.Errorf("status names %s the leader, but %s ran the command", rep.Leader, next.name)
-	}
-}
-
-// TestExecKilledBySIGKILLTakesItsCommandsChildrenWithIt: when exec itself
-// is killed with SIGKILL, no process of its command survives, grandchildren
-// included (sh -c '...; sleep', the case the parent-death signal alone
-// missed: it reaches only the direct child). A one-node cluster leads at
-// once; its command starts two sleeps and waits.
-func TestExecKilledBySIGKILLTakesItsCommandsChildrenWithIt(t *testing.T) {
-	dir := t.TempDir()
-	lc, err := writeLocalCluster(dir, 1, 100*time.Millisecond, time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(dir, "pid")
-	logf, err := os.Create(filepath.Join(dir, "exec.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	cmd := exec.Command(binary, "exec", "--config", lc.nodes[0].config, "--", "sh", "-c",
-		`sleep 1000 & sleep 1000 & echo $$ > "$OUT"; wait`)
-	cmd.Env = append(os.Environ(), "OUT="+out)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	var pgid int
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-done
-		if pgid > 0 {
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("exec's log:\n%s", b)
-		}
-	})
-	eventually(t, 30*time.Second, "the command and its two sleeps run", func() error {
-		b, err := os.ReadFile(out)
-		if err != nil || !strings.HasSuffix(string(b), "\n") {
-			return fmt.Errorf("pid file: %q %v", b, err)
-		}
-		if pgid, err = strconv.Atoi(strings.TrimSpace(string(b))); err != nil {
-			return err
-		}
-		if n := liveGroupMembers(pgid); n < 3 {
-			return fmt.Errorf("%d live processes in group %d, want sh and two sleeps", n, pgid)
-		}
-		return nil
-	})
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	<-done
-	eventually(t, 10*time.Second, "no process of the command left", func() error {
-		if n := liveGroupMembers(pgid); n > 0 {
-			return fmt.Errorf("%d processes of the command (group %d) still run after exec was killed", n, pgid)
-		}
-		return nil
-	})
-	b, _ := os.ReadFile(logf.Name())
-	if !strings.Contains(string(b), fmt.Sprintf("killed its command's process group %d", pgid)) {
-		t.Errorf("the watchdog did not say what it did; exec's log:\n%s", b)
 	}
 }

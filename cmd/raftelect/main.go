@@ -90,8 +90,8 @@ func execute(args []string, stdout, stderr io.Writer) int {
 }
 
 func main() {
-	if len(os.Args) == 2 && os.Args[1] == watchdogArg {
-		os.Exit(runWatchdog(os.Stdin)) // exec's helper (watchdog.go)
+	if code, ok := runExecHelper(os.Args[1:]); ok {
+		os.Exit(code) // one of exec's helper processes (exec.go)
 	}
 	os.Exit(execute(os.Args[1:], os.Stdout, os.Stderr))
 }
