@@ -65,7 +65,8 @@ Which processes are "CMD's" (--contain; exec logs its choice at start):
              the namespace and reaps orphans). When CMD ends, or exec dies
              (kill -9 too), the kernel kills every process in the namespace,
              also those that called setsid or double-forked. Linux, as root
-             (CAP_SYS_ADMIN). CMD sees PIDs of its namespace ($$ is 2).
+             (CAP_SYS_ADMIN). CMD sees its namespace's PIDs ($$ is small,
+             $PPID is 1), /proc and ps the host's.
   tree       CMD runs in its own process group; exec adopts CMD's orphans
              (Linux subreaper) and signals every descendant, so a lease end
              or CMD's exit ends them all. If exec dies (kill -9 too), a
@@ -73,6 +74,7 @@ Which processes are "CMD's" (--contain; exec logs its choice at start):
              that left it (setsid): those survive a kill -9 of exec. Without
              Linux, only the process group is followed.
   auto       (default) namespace if exec can create one, otherwise tree.
+
 Exit codes: 0 clean stop, 1 run time failure (also: --contain namespace but
 no namespace can be created), 2 invalid configuration or usage (no CMD, CMD
 not found).`,
@@ -154,7 +156,7 @@ func (w *execWork) chooseContainment(flag string) error {
 		w.contain = containTree
 	case string(containNamespace):
 		if err := namespaceAvailable(w.self); err != nil {
-			return fmt.Errorf("--contain namespace: cannot run the command in a new PID namespace: %v; on Linux, run exec as root (creating one needs CAP_SYS_ADMIN), or use --contain tree", err)
+			return failure(fmt.Errorf("--contain namespace: cannot run the command in a new PID namespace: %v; on Linux, run exec as root (creating one needs CAP_SYS_ADMIN), or use --contain tree", err))
 		}
 		w.contain = containNamespace
 	default:

@@ -36,7 +36,10 @@ func namespaceAvailable(self string) error {
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("%v %s", err, bytes.TrimSpace(out.Bytes()))
+		if msg := bytes.TrimSpace(out.Bytes()); len(msg) > 0 {
+			return fmt.Errorf("%v: %s", err, msg)
+		}
+		return err
 	}
 	return nil
 }

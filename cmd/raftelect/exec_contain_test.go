@@ -408,3 +408,124 @@ func TestExecLosingLeaseEndsEveryDescendant(t *testing.T) {
 		})
 	}
 }
+
+// In a PID namespace CMD's parent is process 1 of its namespace,
+// raftelect's init, and its exit code, or 128 + the signal that killed it,
+// is what exec sees.
+func TestExecNamespaceCommandPidAndExitCodes(t *testing.T) {
+	for _, tt := range []struct {
+		script string
+		code   int // 0: run returns nil
+	}{
+		{`echo $PPID > "$OUT"`, 0},
+		{`echo $PPID > "$OUT"; exit 3`, 3},
+		{`echo $PPID > "$OUT"; kill -KILL $$`, 128 + int(syscall.SIGKILL)},
+	} {
+		out := filepath.Join(t.TempDir(), "pid")
+		t.Setenv("OUT", out)
+		w := newTestExecWork(t, time.Second, tt.script)
+		inNamespace(t, w)
+		err := runWithin(t, 30*time.Second, func() error { return w.run(context.Background(), election.Lease{Token: 1}) })
+		var ee *exec.ExitError
+		switch {
+		case tt.code == 0 && err != nil:
+			t.Errorf("%s: run returned %v, want nil", tt.script, err)
+		case tt.code != 0 && (!errors.As(err, &ee) || ee.ExitCode() != tt.code):
+			t.Errorf("%s: run returned %v, want exit status %d", tt.script, err, tt.code)
+		}
+		if b, _ := os.ReadFile(out); string(b) != "1\n" {
+			t.Errorf("%s: the command's parent is %q, want 1 (the namespace's init)", tt.script, b)
+		}
+	}
+}
+
+// TestExecWithoutPrivilegeFallsBackToTree runs exec as an unprivileged user
+// (nobody), who cannot create a PID namespace: --contain namespace refuses
+// to start and says why; auto falls back to tree, says so, and on SIGTERM
+// still stops every process of CMD, the setsid'd orphan too.
+func TestExecWithoutPrivilegeFallsBackToTree(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("runs exec as the unprivileged user 65534, which needs root to set up; CI runs as root")
+	}
+	const nobody = 65534
+	dir := t.TempDir()
+	// t.TempDir's parent is root's alone: let nobody through to dir.
+	if err := os.Chmod(filepath.Dir(dir), 0o711); err != nil {
+		t.Fatal(err)
+	}
+	lc, err := writeLocalCluster(dir, 1, 100*time.Millisecond, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The test binary's directory is root's alone: a copy nobody can run.
+	bin := filepath.Join(dir, "raftelect")
+	b, err := os.ReadFile(binary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := filepath.WalkDir(dir, func(p string, _ os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Chown(p, nobody, nobody)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	asNobody := func(args ...string) *exec.Cmd {
+		c := exec.Command(bin, args...)
+		c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+		return c
+	}
+
+	c := asNobody("exec", "--config", lc.nodes[0].config, "--contain", "namespace", "--", "true")
+	outb, err := c.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitFailure || !strings.Contains(string(outb), "cannot run the command in a new PID namespace") || !strings.Contains(string(outb), "--contain tree") {
+		t.Errorf("--contain namespace as nobody: %v, output:\n%s\nwant exit 1 saying why and what to do", err, outb)
+	}
+
+	out := filepath.Join(dir, "procs")
+	logPath := filepath.Join(dir, "exec.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &execUnderTest{cmd: asNobody("exec", "--config", lc.nodes[0].config, "--grace", "5s", "--", "sh", "-c", treeScript), done: make(chan struct{})}
+	e.cmd.Env = append(os.Environ(), treeEnv(out)...)
+	e.cmd.Stdout, e.cmd.Stderr = logf, logf
+	if err := e.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = e.cmd.Wait(); logf.Close(); close(e.done) }()
+	defer func() {
+		_ = e.cmd.Process.Kill()
+		<-e.done
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("exec's log:\n%s", b)
+		}
+	}()
+	procs := waitTree(t, out)
+	defer killLeft(procs)
+	lb, _ := os.ReadFile(logPath)
+	for _, want := range []string{"falling back to --contain tree", "command containment: tree"} {
+		if !strings.Contains(string(lb), want) {
+			t.Errorf("exec's log does not say %q", want)
+		}
+	}
+	if err := e.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-e.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("exec did not exit after SIGTERM")
+	}
+	if code := e.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("exec exit code %d after SIGTERM, want 0", code)
+	}
+	waitNoneLeft(t, procs, nil, "no process of the command left after exec stopped")
+}
