@@ -13,7 +13,7 @@ proto:
 	PATH="$(GOBIN):$$PATH" protoc -I proto -I $(RAFT_PROTO_DIR) \
 		--go_out=proto --go_opt=paths=source_relative \
 		--go-grpc_out=proto --go-grpc_opt=paths=source_relative \
-		proto/raftelect/v1/peer.proto
+		proto/raftelect/v1/peer.proto proto/raftelect/v1/node.proto
 	PATH="$(GOBIN):$$PATH" protoc -I k8s/proto \
 		--go_out=k8s/proto --go_opt=paths=source_relative \
 		--go-grpc_out=k8s/proto --go-grpc_opt=paths=source_relative \

@@ -194,7 +194,7 @@ func (sp *statusPoller) poll(ctx context.Context, timeout time.Duration) {
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
-			resp, err := pb.NewPeerClient(conn).Status(ctx, &pb.StatusRequest{})
+			resp, err := pb.NewNodeClient(conn).Status(ctx, &pb.StatusRequest{})
 			if err != nil {
 				return
 			}

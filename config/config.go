@@ -70,9 +70,10 @@ type Node struct {
 	Transport Transport `yaml:"transport"`
 
 	// Operators are the certificate identities (CommonName or DNS SAN) of
-	// operator tools such as `raftelect status`: they may ask any node for
-	// its status, nothing more. Certificates naming neither a member nor an
-	// operator get nothing.
+	// operator tools such as `raftelect status`: they may call every node's
+	// Node service (status, check, transfer, watch), never send raft
+	// messages. Certificates naming neither a member nor an operator get
+	// nothing.
 	Operators []string `yaml:"operators"`
 
 	// UnsafeSyncSend makes the raft loop send every message synchronously,

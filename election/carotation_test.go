@@ -58,7 +58,7 @@ func TestCARotation_WithoutRestartOrLeaderChange(t *testing.T) {
 		defer conn.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_, err = pb.NewPeerClient(conn).Status(ctx, &pb.StatusRequest{})
+		_, err = pb.NewNodeClient(conn).Status(ctx, &pb.StatusRequest{})
 		return err
 	}
 	issuer := func(n *tc.Node) string {

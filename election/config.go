@@ -132,10 +132,10 @@ type Config struct {
 	Metrics             transport.Metrics
 
 	// Operators are the certificate identities (CommonName or DNS SAN) of
-	// operator tools such as `raftelect status`: they may call Status,
-	// Check and Transfer on the peer port, never Send. A certificate from the CA that
-	// names neither a member nor an operator gets nothing. An operator's
-	// identity must be no member's.
+	// operator tools such as `raftelect status`: they may call the Node
+	// service on the peer port (Status, Check, Transfer, Watch), never Send.
+	// A certificate from the CA that names neither a member nor an operator
+	// gets nothing. An operator's identity must be no member's.
 	Operators []string
 	// ConnectionLimits bound the peer listener's connections: per source
 	// address, in total, per certificate identity, and the TLS handshake's
@@ -144,8 +144,9 @@ type Config struct {
 	ConnectionLimits transport.Limits
 
 	// RegisterServices, if set, registers more gRPC services on this node's
-	// peer server (same port, same mutual TLS); handlers can name the caller
-	// with transport.CallerMember. See transport.Options.RegisterServices.
+	// peer server (same port, same mutual TLS), beside the node's own Node
+	// service; handlers can name the caller with transport.CallerMember. See
+	// transport.Options.RegisterServices.
 	RegisterServices func(grpc.ServiceRegistrar)
 
 	// Hooks inject faults into this node's inbound path (tests, chaos).

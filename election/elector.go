@@ -109,6 +109,9 @@ func New(cfg Config) (*Elector, error) {
 	for _, p := range cfg.Peers {
 		e.names[NodeID(p.Name)] = p.Name
 	}
+	// The operator's surface (node_service.go) on the peer port, before
+	// the application's own services.
+	e.cfg.RegisterServices = e.registerNodeService(cfg.RegisterServices)
 	e.view.Store(&nodeView{})
 	return e, nil
 }

@@ -3,8 +3,7 @@ package election
 import "errors"
 
 // Errors the Elector returns, for errors.Is. Messages of wrapped errors say
-// more (which peer, what to do). ErrNotLeader is in operator.go and
-// ErrStoreMismatch in cluster_identity.go.
+// more (which peer, what to do). ErrStoreMismatch is in cluster_identity.go.
 var (
 	// ErrNotRunning: the call needs a running node (Run not called yet, or
 	// returned).
@@ -13,4 +12,6 @@ var (
 	ErrStopped = errors.New("election: stopped")
 	// ErrRunTwice: an Elector runs once; make a new one to start again.
 	ErrRunTwice = errors.New("election: Run called twice; make a new Elector to start again")
+	// ErrNotLeader: the operation needs the leader, and this node is not it.
+	ErrNotLeader = errors.New("election: this node is not the leader")
 )

@@ -15,7 +15,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/raftelect/raftelect/eventlog"
-	pb "github.com/raftelect/raftelect/proto/raftelect/v1"
 	"github.com/raftelect/raftelect/storage"
 	"github.com/raftelect/raftelect/transport"
 )
@@ -984,12 +983,6 @@ func withoutHeartbeatResponses(msgs []*raftpb.Message) []*raftpb.Message {
 	}
 	return out
 }
-
-func (l *raftLoop) Check(ctx context.Context, forwarded bool) *pb.CheckResponse {
-	return l.e.check(ctx, l, forwarded)
-}
-
-func (l *raftLoop) Status() *pb.NodeStatus { return l.e.Status().proto() }
 
 func roleName(s raft.StateType) string {
 	switch s {

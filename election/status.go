@@ -12,8 +12,6 @@ import (
 	"go.etcd.io/raft/v3"
 
 	"github.com/raftelect/raftelect/internal/logbound"
-
-	pb "github.com/raftelect/raftelect/proto/raftelect/v1"
 )
 
 // Status is a node's view of itself and its peers.
@@ -80,27 +78,6 @@ func (e *Elector) Status() Status {
 	return s
 }
 
-func (s Status) proto() *pb.NodeStatus {
-	out := &pb.NodeStatus{
-		Name: s.Name, Id: s.ID, Role: s.Role, Term: s.Term, Leader: s.Leader,
-		HoldsLease: s.HoldsLease, Labels: s.Labels, ElectionsHeld: s.ElectionsHeld,
-	}
-	now := time.Now()
-	for _, p := range s.Peers {
-		ago := int64(-1)
-		if !p.LastContact.IsZero() {
-			ago = int64(now.Sub(p.LastContact))
-		}
-		out.Peers = append(out.Peers, &pb.PeerStatus{
-			Name: p.Name, Address: p.Addr, Reachable: p.Reachable,
-			LastContactAgoNs: ago, QueueDepth: uint64(p.QueueDepth), Drops: p.Drops,
-			Labels: p.Labels, RttNs: int64(p.RTT),
-			ConfigMismatch: p.ConfigMismatch, ConfigUnknown: p.ConfigUnknown, ConfigDetail: p.ConfigDetail,
-		})
-	}
-	return out
-}
-
 // publish stores the loop's view for readers on other goroutines.
 func (e *Elector) publish(l *raftLoop) { e.publishLease(l, time.Time{}) }
 
@@ -114,48 +91,6 @@ func (e *Elector) publishLease(l *raftLoop, expiry time.Time) {
 		return // nothing changed: no allocation for readers to see
 	}
 	e.view.Store(v)
-}
-
-// Check tells whether this node sees a leader and, asking the leader with a
-// deadline of half an election timeout, which nodes look unhealthy from
-// there. It answers within that bound whatever the peers do.
-func (e *Elector) Check(ctx context.Context) *pb.CheckResponse {
-	l := e.loop.Load()
-	if l == nil {
-		return &pb.CheckResponse{Node: e.cfg.Name}
-	}
-	return e.check(ctx, l, false)
-}
-
-// check answers the Check RPC: does this node see a leader, and which nodes
-// look unhealthy from the leader. A follower asks the leader, with a
-// deadline, so the answer comes within a bounded time whatever peers do.
-func (e *Elector) check(ctx context.Context, l *raftLoop, forwarded bool) *pb.CheckResponse {
-	v := e.view.Load()
-	resp := &pb.CheckResponse{Node: e.cfg.Name, HasLeader: v.lead != 0, Leader: e.names[v.lead], Term: v.term}
-	switch {
-	case v.lead == e.self:
-		for id, name := range e.names {
-			if id != e.self && time.Since(l.lease.lastAck(id)) > e.electionTimeout {
-				resp.Unhealthy = append(resp.Unhealthy, name)
-			}
-		}
-	case v.lead != 0 && !forwarded:
-		client, ok := l.tr.PeerClient(e.names[v.lead])
-		if !ok {
-			resp.LeaderUnreachable = true
-			break
-		}
-		cctx, cancel := context.WithTimeout(ctx, e.electionTimeout/2)
-		defer cancel()
-		r, err := client.Check(cctx, &pb.CheckRequest{Forwarded: true})
-		if err != nil {
-			resp.LeaderUnreachable = true
-			break
-		}
-		resp.Unhealthy = r.GetUnhealthy()
-	}
-	return resp
 }
 
 // raftLogger sends raft's own logging to slog. Raft's Info messages

@@ -2,22 +2,80 @@ package transport
 
 import (
 	"context"
+	"strings"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	grpcpeer "google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
 
-// Who may call what on the peer service:
+// Who may call what on the peer port:
 //
-//	Send            members only (and every message's From must be the caller)
-//	Status, Check,  members and operators (Options.Operators)
-//	Transfer
+//	Peer service (Send)      members only (and every message's From must be
+//	                         the caller)
+//	operator services        members and operators (Options.Operators), for
+//	(the Node service:       every RPC, unary or streaming, present or added
+//	Status, Check, Transfer, later: registered with RegisterOperatorService,
+//	Watch)                   the transport's interceptors check the caller
+//	                         before the handler runs
+//	other services           whatever the service checks itself
+//	(RegisterServices)       (CallerMember)
 //
 // A certificate from the cluster's CA that names neither gets
-// PermissionDenied from every RPC, so a leaked or stray certificate of the
-// same CA learns nothing about the cluster. Without TLS (tests, demos on
-// loopback) there are no identities and everything is allowed.
+// PermissionDenied from every RPC of the Peer service and of operator
+// services, so a leaked or stray certificate of the same CA learns nothing
+// about the cluster. Without TLS (tests, demos on loopback) there are no
+// identities and everything is allowed.
+
+// RegisterOperatorService registers impl for desc on r, the registrar
+// Options.RegisterServices is given, as an operator service: the transport
+// lets only members (this node included) and configured operators call any
+// of its RPCs, and answers everyone else PermissionDenied before a handler
+// runs. The fault hooks apply to it as to Send (FaultHooks). It panics when
+// r is not that registrar: a service registered elsewhere would not be
+// authorized.
+func RegisterOperatorService(r grpc.ServiceRegistrar, desc *grpc.ServiceDesc, impl any) {
+	sr, ok := r.(serviceRegistrar)
+	if !ok {
+		panic("transport.RegisterOperatorService: register on the registrar that Options.RegisterServices is given, so that the transport authorizes the service's callers")
+	}
+	// Written before the server serves, read-only afterwards.
+	if sr.t.operatorServices == nil {
+		sr.t.operatorServices = map[string]bool{}
+	}
+	sr.t.operatorServices[desc.ServiceName] = true
+	sr.t.server.RegisterService(desc, impl)
+}
+
+// serviceRegistrar is what Options.RegisterServices is given: the peer
+// server, and the way to mark a service as an operator service.
+type serviceRegistrar struct{ t *Transport }
+
+func (r serviceRegistrar) RegisterService(desc *grpc.ServiceDesc, impl any) {
+	r.t.server.RegisterService(desc, impl)
+}
+
+// operatorRPC says whether fullMethod ("/package.Service/Method") belongs
+// to an operator service, and returns its method name.
+func (t *Transport) operatorRPC(fullMethod string) (string, bool) {
+	service, method, ok := strings.Cut(strings.TrimPrefix(fullMethod, "/"), "/")
+	return method, ok && t.operatorServices[service]
+}
+
+// authorizeOperatorRPC lets a member or an operator through; for anyone
+// else it returns PermissionDenied. A caller the fault hooks block hangs
+// until its deadline instead, as a silently unresponsive node would.
+func (t *Transport) authorizeOperatorRPC(ctx context.Context, rpc string) error {
+	name, err := t.memberOrOperator(ctx, rpc)
+	if err != nil {
+		return err
+	}
+	if t.opts.Hooks.blocks(name) {
+		return hang(ctx)
+	}
+	return nil
+}
 
 // memberOrOperator returns the member the caller's certificate identifies
 // (this node included: `raftelect status --config node.yaml` beside a node

@@ -20,12 +20,14 @@ type FaultHooks struct {
 	blockedFrom  map[string]bool // caller names whose RPCs hang
 }
 
-// BlockIngress makes every inbound Send and Check hang (true) or behave
+// BlockIngress makes every inbound Send and every RPC of operator services
+// (the Node service: Status, Check, Transfer, Watch) hang (true) or behave
 // normally (false).
 func (h *FaultHooks) BlockIngress(on bool) { h.blockIngress.Store(on) }
 
-// BlockFrom makes inbound RPCs from the named node hang (true) or pass
-// (false): one direction of one link is silently cut.
+// BlockFrom makes inbound RPCs (Send and operator services) from the named
+// node hang (true) or pass (false): one direction of one link is silently
+// cut.
 func (h *FaultHooks) BlockFrom(name string, on bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -263,20 +263,32 @@ func (t *Transport) identify(ctx context.Context) caller {
 }
 
 // intercept identifies the caller once per RPC, for every service on the
-// peer server (CallerMember reads it).
+// peer server (CallerMember reads it), and lets only members and operators
+// call operator services (RegisterOperatorService).
 func (t *Transport) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if strings.HasPrefix(info.FullMethod, peerServicePrefix) {
 		// The Peer service identifies its callers itself (memberName):
 		// spare its hot path the context allocation.
 		return handler(ctx, req)
 	}
-	return handler(context.WithValue(ctx, callerKey{}, t.identify(ctx)), req)
+	ctx = context.WithValue(ctx, callerKey{}, t.identify(ctx))
+	if rpc, ok := t.operatorRPC(info.FullMethod); ok {
+		if err := t.authorizeOperatorRPC(ctx, rpc); err != nil {
+			return nil, err
+		}
+	}
+	return handler(ctx, req)
 }
 
 var peerServicePrefix = "/" + pb.Peer_ServiceDesc.ServiceName + "/"
 
-func (t *Transport) interceptStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+func (t *Transport) interceptStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	ctx := context.WithValue(ss.Context(), callerKey{}, t.identify(ss.Context()))
+	if rpc, ok := t.operatorRPC(info.FullMethod); ok {
+		if err := t.authorizeOperatorRPC(ctx, rpc); err != nil {
+			return err
+		}
+	}
 	return handler(srv, &identifiedStream{ServerStream: ss, ctx: ctx})
 }
 

@@ -34,9 +34,18 @@ func fromSource(ip string) grpc.DialOption {
 
 // clientAs returns a client of node 0 of tn holding a fresh certificate for
 // name (with DNS SANs sans), connecting from source ip ("" for the default).
-func (tn *testNet) clientAs(t *testing.T, name string, sans []string, ip string) pb.PeerClient {
+func (tn *testNet) clientAs(t *testing.T, name string, sans []string, ip string) rpcClient {
 	t.Helper()
-	return pb.NewPeerClient(tn.connAs(t, name, sans, ip))
+	conn := tn.connAs(t, name, sans, ip)
+	return rpcClient{peer: pb.NewPeerClient(conn), node: pb.NewNodeClient(conn)}
+}
+
+// rpcClient calls both services on the peer port: the Peer service
+// (members only) and the Node service (an operator service: members and
+// operators).
+type rpcClient struct {
+	peer pb.PeerClient
+	node pb.NodeClient
 }
 
 func (tn *testNet) connAs(t *testing.T, name string, sans []string, ip string) *grpc.ClientConn {
@@ -57,92 +66,131 @@ func (tn *testNet) connAs(t *testing.T, name string, sans []string, ip string) *
 	return conn
 }
 
-func rpcCodes(c pb.PeerClient) (send, check, forwarded, stat codes.Code) {
-	send, check, forwarded, stat, _ = rpcCodesWithTransfer(c)
-	return
+// testNodeService stands in for the election package's Node service, which
+// the transport only authorizes: it answers Status, Check and Watch (one
+// status, then the end of the stream), and leaves Transfer unimplemented.
+type testNodeService struct{ pb.UnimplementedNodeServer }
+
+func (testNodeService) Status(context.Context, *pb.StatusRequest) (*pb.StatusResponse, error) {
+	return &pb.StatusResponse{Node: &pb.NodeStatus{Name: "test"}}, nil
 }
 
-// rpcCodesWithTransfer also calls Transfer: the test handler does not
-// transfer, so an authorized caller gets Unimplemented.
-func rpcCodesWithTransfer(c pb.PeerClient) (send, check, forwarded, stat, transfer codes.Code) {
-	defer func() {
+func (testNodeService) Check(context.Context, *pb.CheckRequest) (*pb.CheckResponse, error) {
+	return &pb.CheckResponse{}, nil
+}
+
+func (testNodeService) Watch(_ *pb.WatchRequest, s pb.Node_WatchServer) error {
+	return s.Send(&pb.WatchResponse{Update: &pb.WatchResponse_Status{Status: &pb.NodeStatus{Name: "test"}}})
+}
+
+func registerTestNodeService(r grpc.ServiceRegistrar) {
+	RegisterOperatorService(r, &pb.Node_ServiceDesc, testNodeService{})
+}
+
+// rpcCodes calls Send on the Peer service and every RPC of the Node
+// service, each within its own deadline, and returns the codes by name.
+// An authorized caller gets OK, and Unimplemented for Transfer.
+func rpcCodes(c rpcClient) map[string]codes.Code {
+	got := map[string]codes.Code{}
+	call := func(name string, f func(ctx context.Context) error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_, err := c.Transfer(ctx, &pb.TransferRequest{})
-		transfer = status.Code(err)
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_, err := c.Send(ctx, &pb.SendRequest{Messages: []*raftpb.Message{msg(raftpb.MsgHeartbeat, 2, 1, 1)}})
-	send = status.Code(err)
-	_, err = c.Check(ctx, &pb.CheckRequest{})
-	check = status.Code(err)
-	_, err = c.Check(ctx, &pb.CheckRequest{Forwarded: true})
-	forwarded = status.Code(err)
-	_, err = c.Status(ctx, &pb.StatusRequest{})
-	stat = status.Code(err)
-	return
+		got[name] = status.Code(f(ctx))
+	}
+	call("Send", func(ctx context.Context) error {
+		_, err := c.peer.Send(ctx, &pb.SendRequest{Messages: []*raftpb.Message{msg(raftpb.MsgHeartbeat, 2, 1, 1)}})
+		return err
+	})
+	call("Check", func(ctx context.Context) error { _, err := c.node.Check(ctx, &pb.CheckRequest{}); return err })
+	call("forwarded Check", func(ctx context.Context) error {
+		_, err := c.node.Check(ctx, &pb.CheckRequest{Forwarded: true})
+		return err
+	})
+	call("Status", func(ctx context.Context) error { _, err := c.node.Status(ctx, &pb.StatusRequest{}); return err })
+	call("Transfer", func(ctx context.Context) error { _, err := c.node.Transfer(ctx, &pb.TransferRequest{}); return err })
+	call("Watch", func(ctx context.Context) error {
+		w, err := c.node.Watch(ctx, &pb.WatchRequest{})
+		if err != nil {
+			return err
+		}
+		if _, err := w.Recv(); err != nil {
+			return err
+		}
+		return nil
+	})
+	return got
+}
+
+func codesOf(send, node codes.Code) map[string]codes.Code {
+	return map[string]codes.Code{"Send": send, "Check": node, "forwarded Check": node, "Status": node, "Transfer": node, "Watch": node}
 }
 
 // A certificate from the cluster's CA that names no member and no operator
-// gets nothing: every RPC of the peer service is refused.
+// gets nothing: every RPC of the Peer service and of the Node service (an
+// operator service) is refused.
 func TestNonMemberCertificate_RefusedForEveryRPC(t *testing.T) {
 	t.Parallel()
 	tn := newTestNet(t, 2, func(i int, o *Options) { o.Operators = []string{"ops"} })
-	send, check, fwd, stat, transfer := rpcCodesWithTransfer(tn.clientAs(t, "mallory", nil, ""))
-	require.Equal(t, codes.PermissionDenied, send, "Send")
-	require.Equal(t, codes.PermissionDenied, check, "Check")
-	require.Equal(t, codes.PermissionDenied, fwd, "forwarded Check")
-	require.Equal(t, codes.PermissionDenied, stat, "Status")
-	require.Equal(t, codes.PermissionDenied, transfer, "Transfer")
-	require.Equal(t, uint64(5), tn.trs[0].Rejections(RejectNotMember))
+	require.Equal(t, codesOf(codes.PermissionDenied, codes.PermissionDenied), rpcCodes(tn.clientAs(t, "mallory", nil, "")))
+	require.Equal(t, uint64(6), tn.trs[0].Rejections(RejectNotMember))
 
-	// Every method of the service, also those added later: an empty
-	// request (which decodes as any request message) gets PermissionDenied.
+	// Every method of both services, also those added later: an empty
+	// request (which decodes as any request message) gets PermissionDenied,
+	// before any handler runs (the test service's Watch would answer).
 	conn := tn.connAs(t, "mallory", nil, "")
-	for _, m := range pb.Peer_ServiceDesc.Methods {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := conn.Invoke(ctx, "/"+pb.Peer_ServiceDesc.ServiceName+"/"+m.MethodName, &emptypb.Empty{}, &emptypb.Empty{})
-		cancel()
-		require.Equal(t, codes.PermissionDenied, status.Code(err), "%s: %v", m.MethodName, err)
-	}
-	for _, sd := range pb.Peer_ServiceDesc.Streams {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		st, err := conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: sd.ServerStreams, ClientStreams: sd.ClientStreams},
-			"/"+pb.Peer_ServiceDesc.ServiceName+"/"+sd.StreamName)
-		if err == nil {
-			_ = st.SendMsg(&emptypb.Empty{})
-			_ = st.CloseSend()
-			err = st.RecvMsg(&emptypb.Empty{})
+	for _, desc := range []grpc.ServiceDesc{pb.Peer_ServiceDesc, pb.Node_ServiceDesc} {
+		for _, m := range desc.Methods {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := conn.Invoke(ctx, "/"+desc.ServiceName+"/"+m.MethodName, &emptypb.Empty{}, &emptypb.Empty{})
+			cancel()
+			require.Equal(t, codes.PermissionDenied, status.Code(err), "%s/%s: %v", desc.ServiceName, m.MethodName, err)
 		}
-		cancel()
-		require.Equal(t, codes.PermissionDenied, status.Code(err), "%s: %v", sd.StreamName, err)
+		for _, sd := range desc.Streams {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			st, err := conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: sd.ServerStreams, ClientStreams: sd.ClientStreams},
+				"/"+desc.ServiceName+"/"+sd.StreamName)
+			if err == nil {
+				_ = st.SendMsg(&emptypb.Empty{})
+				_ = st.CloseSend()
+				err = st.RecvMsg(&emptypb.Empty{})
+			}
+			cancel()
+			require.Equal(t, codes.PermissionDenied, status.Code(err), "%s/%s: %v", desc.ServiceName, sd.StreamName, err)
+		}
 	}
+	require.NotEmpty(t, pb.Node_ServiceDesc.Streams, "the loop above covered a streaming RPC")
 
 	// A member gets all of them (the control for the above; the test
-	// handler does not transfer).
-	send, check, fwd, stat, transfer = rpcCodesWithTransfer(tn.clientAs(t, "n2", nil, ""))
-	require.Equal(t, []codes.Code{codes.OK, codes.OK, codes.OK, codes.OK, codes.Unimplemented}, []codes.Code{send, check, fwd, stat, transfer})
+	// service does not transfer).
+	member := codesOf(codes.OK, codes.OK)
+	member["Transfer"] = codes.Unimplemented
+	require.Equal(t, member, rpcCodes(tn.clientAs(t, "n2", nil, "")))
 	// So does the node's own certificate (`raftelect status --config`
 	// beside it), but for Send: no raft message comes from ourselves.
-	send, check, fwd, stat, transfer = rpcCodesWithTransfer(tn.clientAs(t, "n1", nil, ""))
-	require.Equal(t, []codes.Code{codes.PermissionDenied, codes.OK, codes.OK, codes.OK, codes.Unimplemented}, []codes.Code{send, check, fwd, stat, transfer})
+	self := codesOf(codes.PermissionDenied, codes.OK)
+	self["Transfer"] = codes.Unimplemented
+	require.Equal(t, self, rpcCodes(tn.clientAs(t, "n1", nil, "")))
 }
 
-// An operator identity, as CommonName or DNS SAN, may call Status, Check
-// and Transfer, but never Send.
-func TestOperatorCertificate_StatusCheckTransferButNotSend(t *testing.T) {
+// An operator identity, as CommonName or DNS SAN, may call every RPC of the
+// Node service (Status, Check, Transfer, Watch), but never Send.
+func TestOperatorCertificate_NodeServiceButNotSend(t *testing.T) {
 	t.Parallel()
 	tn := newTestNet(t, 2, func(i int, o *Options) { o.Operators = []string{"ops", "ops.example"} })
-	for _, c := range []pb.PeerClient{tn.clientAs(t, "ops", nil, ""), tn.clientAs(t, "alice", []string{"ops.example"}, "")} {
-		send, check, fwd, stat, transfer := rpcCodesWithTransfer(c)
-		require.Equal(t, codes.PermissionDenied, send, "Send")
-		require.Equal(t, codes.OK, check, "Check")
-		require.Equal(t, codes.OK, fwd, "forwarded Check")
-		require.Equal(t, codes.OK, stat, "Status")
-		require.Equal(t, codes.Unimplemented, transfer, "Transfer (allowed; the test handler does not transfer)")
+	want := codesOf(codes.PermissionDenied, codes.OK)
+	want["Transfer"] = codes.Unimplemented // allowed; the test service does not transfer
+	for _, c := range []rpcClient{tn.clientAs(t, "ops", nil, ""), tn.clientAs(t, "alice", []string{"ops.example"}, "")} {
+		require.Equal(t, want, rpcCodes(c))
 	}
 	require.Zero(t, tn.recs[0].count(raftpb.MsgHeartbeat), "no operator's message reached raft")
+}
+
+// RegisterOperatorService refuses a registrar other than the transport's:
+// the service would be served without the transport's authorization.
+func TestRegisterOperatorService_OnlyOnTheTransportsRegistrar(t *testing.T) {
+	require.PanicsWithValue(t,
+		"transport.RegisterOperatorService: register on the registrar that Options.RegisterServices is given, so that the transport authorizes the service's callers",
+		func() { RegisterOperatorService(grpc.NewServer(), &pb.Node_ServiceDesc, testNodeService{}) })
 }
 
 // holdTerm is a Handler whose Deliver blocks, until release is closed, any
@@ -194,7 +242,7 @@ func TestImpostorWithAMembersCertificate_CannotStarveTheMember(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				_, err := c.Send(ctx, &pb.SendRequest{Messages: []*raftpb.Message{msg(raftpb.MsgHeartbeat, 2, 1, 99)}})
+				_, err := c.peer.Send(ctx, &pb.SendRequest{Messages: []*raftpb.Message{msg(raftpb.MsgHeartbeat, 2, 1, 99)}})
 				switch status.Code(err) {
 				case codes.ResourceExhausted:
 					exhausted.Add(1)
@@ -274,8 +322,7 @@ func TestIdleConnectionFlood_BoundedAndMembersStillConnect(t *testing.T) {
 
 	// During the flood (the connections are all still open on our side), a
 	// member connects and is heard.
-	send, _, _, _ := rpcCodes(tn.clientAs(t, "n2", nil, ""))
-	require.Equal(t, codes.OK, send, "the member's Send during the flood")
+	require.Equal(t, codes.OK, rpcCodes(tn.clientAs(t, "n2", nil, ""))["Send"], "the member's Send during the flood")
 	sample()
 
 	// Every connection without a handshake is closed by the timeout.

@@ -49,7 +49,7 @@ func (s *peerServer) Send(ctx context.Context, req *pb.SendRequest) (*pb.SendRes
 	if p == nil {
 		t.reject(RejectNotMember)
 		if t.isOperator(ctx) {
-			return nil, status.Errorf(codes.PermissionDenied, "caller %q is an operator: it may call Status, Check and Transfer, not Send", cn)
+			return nil, status.Errorf(codes.PermissionDenied, "caller %q is an operator: it may call the Node service (Status, Check, Transfer, Watch), not Send", cn)
 		}
 		return nil, status.Errorf(codes.PermissionDenied, "caller %q "+notMemberText, cn)
 	}
@@ -118,24 +118,6 @@ func (s *peerServer) Send(ctx context.Context, req *pb.SendRequest) (*pb.SendRes
 		}
 	}
 	return resp, nil
-}
-
-func (s *peerServer) Check(ctx context.Context, req *pb.CheckRequest) (*pb.CheckResponse, error) {
-	name, err := s.t.memberOrOperator(ctx, "Check")
-	if err != nil {
-		return nil, err
-	}
-	if s.t.opts.Hooks.blocks(name) {
-		return nil, hang(ctx)
-	}
-	return s.t.opts.Handler.Check(ctx, req.GetForwarded()), nil
-}
-
-func (s *peerServer) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
-	if _, err := s.t.memberOrOperator(ctx, "Status"); err != nil {
-		return nil, err
-	}
-	return &pb.StatusResponse{Node: s.t.opts.Handler.Status()}, nil
 }
 
 // Label bounds, the same as a node's own configuration allows: labels are

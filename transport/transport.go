@@ -70,7 +70,10 @@ func (p Peer) identity() string {
 }
 
 // Handler is the narrow interface from the transport back into the node.
-// Every method but Deliver and Check must return at once.
+// Every method but Deliver must return at once. What a node tells its
+// operators (status, check, transfer, watch) is not the transport's
+// business: the node registers a service of its own for that
+// (RegisterServices, RegisterOperatorService).
 type Handler interface {
 	// Deliver queues validated messages from peer `from` for raft, without
 	// waiting for them to be stepped (the raft loop may itself be busy
@@ -95,10 +98,6 @@ type Handler interface {
 	// vote for `promise` (its own clock) after that: the evidence a leader
 	// lease is built on.
 	Acked(id, term uint64, sentAt time.Time, promise time.Duration)
-	// Check answers the Check RPC within ctx.
-	Check(ctx context.Context, forwarded bool) *pb.CheckResponse
-	// Status answers the Status RPC.
-	Status() *pb.NodeStatus
 }
 
 // Stamp identifies when a batch was sent: the sender's monotonic clock
@@ -197,15 +196,17 @@ type Options struct {
 	Limits Limits
 
 	// Operators are the certificate identities (CommonName or DNS SAN) of
-	// operator tools, such as `raftelect status`: they may call Status,
-	// Check and Transfer, never Send. A certificate that names neither a member nor an
-	// operator gets nothing.
+	// operator tools, such as `raftelect status`: they may call every RPC
+	// of operator services (RegisterOperatorService), never Send. A
+	// certificate that names neither a member nor an operator gets nothing.
 	Operators []string
 
 	// RegisterServices, if set, registers more gRPC services on the peer
-	// server before it starts serving, so that an extension (such as the
-	// k8s module's cluster credentials) is reached on the peer port, behind
-	// the same mutual TLS, and can name its caller with CallerMember.
+	// server before it starts serving, so that they are reached on the peer
+	// port, behind the same mutual TLS: the node's operator surface (the
+	// Node service, with RegisterOperatorService, which the transport
+	// authorizes) and extensions such as the k8s module's cluster
+	// credentials (which name their caller with CallerMember).
 	RegisterServices func(grpc.ServiceRegistrar)
 
 	// ClusterID returns the cluster ID the node has applied, "" while it
@@ -276,6 +277,10 @@ type Transport struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
+
+	// operatorServices: services only members and operators may call
+	// (RegisterOperatorService); filled before the server serves.
+	operatorServices map[string]bool
 }
 
 // New checks opts and prepares a transport; Start makes it run.
@@ -383,7 +388,8 @@ func (t *Transport) Start() error {
 			Timeout: t.opts.KeepaliveTimeout,
 		}),
 		// A peer has at most two Sends in flight (one per lane) plus the
-		// odd Check or Status; anything beyond waits for a free stream.
+		// odd forwarded Check; an operator tool a Status or a Watch or
+		// two. Anything beyond waits for a free stream.
 		grpc.MaxConcurrentStreams(16),
 		// Identify the caller once per RPC, for every service on this
 		// server (CallerMember).
@@ -404,7 +410,7 @@ func (t *Transport) Start() error {
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(t.server, hs)
 	if t.opts.RegisterServices != nil {
-		t.opts.RegisterServices(t.server)
+		t.opts.RegisterServices(serviceRegistrar{t})
 	}
 
 	for _, p := range t.byID {
@@ -861,14 +867,14 @@ func (t *Transport) ConnStats() ConnStats {
 	return t.limiter.stats()
 }
 
-// PeerClient returns the gRPC client of the named peer, for Check and
-// Status calls between nodes.
-func (t *Transport) PeerClient(name string) (pb.PeerClient, bool) {
+// PeerConn returns the connection to the named peer, for calls of the
+// node's own services (a Check forwarded to the leader).
+func (t *Transport) PeerConn(name string) (grpc.ClientConnInterface, bool) {
 	p := t.byName[name]
-	if p == nil || p.client == nil {
+	if p == nil || p.conn == nil {
 		return nil, false
 	}
-	return p.client, true
+	return p.conn, true
 }
 
 // labelsDigest is a stable 64-bit FNV-1a digest of a label set.

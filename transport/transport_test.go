@@ -77,8 +77,6 @@ func (r *recorder) ServeFailed(error)                              {}
 func (r *recorder) ReportUnreachable(uint64)                       { r.unreachable.Add(1) }
 func (r *recorder) ReportSnapshot(uint64, bool)                    {}
 func (r *recorder) Acked(uint64, uint64, time.Time, time.Duration) {}
-func (r *recorder) Check(context.Context, bool) *pb.CheckResponse  { return &pb.CheckResponse{} }
-func (r *recorder) Status() *pb.NodeStatus                         { return &pb.NodeStatus{} }
 
 type testNet struct {
 	peers []Peer
@@ -127,7 +125,8 @@ func newTestNetWithCA(t testing.TB, ca *certs.CA, n int, tweak func(i int, o *Op
 		o := Options{
 			Self: tn.peers[i], Peers: others, Credentials: creds, Listener: lis[i],
 			Handler: rec, Hooks: hooks, ControlTimeout: time.Second, DataTimeout: 2 * time.Second,
-			Labels: map[string]string{"api": fmt.Sprintf("https://n%d.example", i+1)},
+			Labels:           map[string]string{"api": fmt.Sprintf("https://n%d.example", i+1)},
+			RegisterServices: registerTestNodeService,
 		}
 		if tweak != nil {
 			tweak(i, &o)

@@ -269,7 +269,7 @@ func queryConn(ctx context.Context, conn grpc.ClientConnInterface, p config.Peer
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	resp, err := pb.NewPeerClient(conn).Status(ctx, &pb.StatusRequest{})
+	resp, err := pb.NewNodeClient(conn).Status(ctx, &pb.StatusRequest{})
 	if err != nil {
 		return fail(err)
 	}

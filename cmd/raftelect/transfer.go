@@ -138,7 +138,7 @@ func runTransfer(ctx context.Context, out io.Writer, o transferOptions) error {
 	cctx, cancel := context.WithTimeout(ctx, o.wait)
 	defer cancel()
 	start := time.Now()
-	resp, err := pb.NewPeerClient(conn).Transfer(cctx, &pb.TransferRequest{To: o.to})
+	resp, err := pb.NewNodeClient(conn).Transfer(cctx, &pb.TransferRequest{To: o.to})
 	took := time.Since(start)
 	if err != nil {
 		if s, ok := status.FromError(err); ok {
