@@ -133,11 +133,18 @@ func waitTree(t *testing.T, out string) map[string]recorded {
 	return procs
 }
 
-// killLeft kills what survived a failed test, by the pids it recorded.
+// killLeft kills what survived (a failed test, or tree containment's
+// survivor of a kill -9), by the pids it recorded, and waits until they
+// are gone.
 func killLeft(procs map[string]recorded) {
 	for _, p := range procs {
 		if p.alive() {
 			_ = syscall.Kill(p.pid, syscall.SIGKILL)
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if len(survivors(procs)) == 0 {
+			return
 		}
 	}
 }
@@ -263,14 +270,41 @@ func startExec(t *testing.T, config, contain, logPath, out string, extra ...stri
 	}
 	go func() { _ = e.cmd.Wait(); logf.Close(); close(e.done) }()
 	t.Cleanup(func() {
-		_ = e.cmd.Process.Kill()
-		<-e.done
+		e.stop(t)
 		if t.Failed() {
 			b, _ := os.ReadFile(logPath)
 			t.Logf("log of %s:\n%s", logPath, b)
 		}
 	})
 	return e
+}
+
+// stop ends exec as an operator would, SIGTERM, which ends its command
+// (under tree containment a kill -9 would leave the setsid'd process), then
+// kills whatever a failed test left: exec after a bounded wait, and the
+// processes its command recorded, known by the OUT in their environment.
+func (e *execUnderTest) stop(t *testing.T) {
+	_ = e.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-e.done:
+	case <-time.After(30 * time.Second):
+		t.Errorf("exec (pid %d) did not exit within 30s of SIGTERM", e.cmd.Process.Pid)
+		_ = e.cmd.Process.Kill()
+		<-e.done
+	}
+	b, _ := os.ReadFile(e.out)
+	for l := range strings.Lines(string(b)) {
+		f := strings.Fields(l)
+		if len(f) != 2 {
+			continue
+		}
+		pid, _ := strconv.Atoi(f[1])
+		env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+		if state, _, ok := procState(pid); ok && state != "Z" && strings.Contains(string(env), "OUT="+e.out+"\x00") {
+			t.Errorf("%s (pid %d) of %s's command still runs after exec stopped; killed", f[0], pid, e.out)
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
 }
 
 // watchdogOf finds the pid of exec's watchdog among its children.
@@ -500,9 +534,9 @@ func TestExecWithoutPrivilegeFallsBackToTree(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() { _ = e.cmd.Wait(); logf.Close(); close(e.done) }()
+	e.out = out
 	defer func() {
-		_ = e.cmd.Process.Kill()
-		<-e.done
+		e.stop(t)
 		if t.Failed() {
 			b, _ := os.ReadFile(logPath)
 			t.Logf("exec's log:\n%s", b)
