@@ -3,7 +3,6 @@
 package chaos
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/raftelect/raftelect/checker"
 	"github.com/raftelect/raftelect/eventlog"
+	"github.com/raftelect/raftelect/internal/proccluster"
 )
 
 // BenchOptions say what `raftelect bench` measures and how often. A zero
@@ -116,7 +116,7 @@ func Bench(ctx context.Context, o BenchOptions) (*BenchResult, error) {
 	b.c, err = newCluster(setup, clusterConfig{
 		nodes: o.Nodes, binary: bin, dir: clusterDir,
 		heartbeat: o.HeartbeatInterval, electionTimeout: o.ElectionTimeout,
-		extraConfigFields: map[string]any{"pprof": true},
+		pprof: true,
 	})
 	if err != nil {
 		return nil, err
@@ -595,18 +595,20 @@ func (b *bench) idle(ctx context.Context) error {
 	b.logf("idle: measuring CPU, RSS and traffic for %v (leader %s)", b.o.Idle, b.c.nodes[li].name)
 	n := len(b.c.nodes)
 	pids := make([]int, n)
-	cpu0 := make([]uint64, n)
+	cpu0 := make([]time.Duration, n)
 	net0 := make([][2]uint64, n)
 	for i := range b.c.nodes {
 		e := b.c.running(i)
 		if e == nil {
 			return fmt.Errorf("%s is not running", b.c.nodes[i].name)
 		}
-		pids[i] = e.pid
-		if cpu0[i], err = procStat(e.pid); err != nil {
+		pids[i] = e.Pid
+		u, err := proccluster.ReadUsage(e.Pid)
+		if err != nil {
 			return err
 		}
-		if net0[i], err = procNetDev(e.pid, "eth0"); err != nil {
+		cpu0[i] = u.CPU
+		if net0[i][0], net0[i][1], err = proccluster.NetDev(e.Pid, "eth0"); err != nil {
 			return err
 		}
 	}
@@ -620,12 +622,12 @@ func (b *bench) idle(ctx context.Context) error {
 		}
 		samples++
 		for i, pid := range pids {
-			r, err := procRSS(pid)
+			u, err := proccluster.ReadUsage(pid)
 			if err != nil {
 				return fmt.Errorf("%s died while idle: %w", b.c.nodes[i].name, err)
 			}
-			rssSum[i] += r
-			rssMax[i] = max(rssMax[i], r)
+			rssSum[i] += u.RSS
+			rssMax[i] = max(rssMax[i], u.RSS)
 		}
 		if time.Since(lastLog) >= 15*time.Second {
 			lastLog = time.Now()
@@ -635,16 +637,16 @@ func (b *bench) idle(ctx context.Context) error {
 	secs := time.Since(t0).Seconds()
 	b.res.Idle = Idle{Window: Millis(time.Since(t0))}
 	for i, pid := range pids {
-		cpu1, err := procStat(pid)
+		u, err := proccluster.ReadUsage(pid)
 		if err != nil {
 			return err
 		}
-		net1, err := procNetDev(pid, "eth0")
-		if err != nil {
+		var net1 [2]uint64
+		if net1[0], net1[1], err = proccluster.NetDev(pid, "eth0"); err != nil {
 			return err
 		}
-		anon, pss := procMem(pid)
-		ms := float64(cpu1-cpu0[i]) * 1000 / clockTicks / secs
+		anon, pss := u.RSSAnon, u.PSS
+		ms := float64((u.CPU - cpu0[i]).Microseconds()) / 1000 / secs
 		role := "follower"
 		if i == li {
 			role = roleLeader
@@ -662,56 +664,6 @@ func (b *bench) idle(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// procNetDev reads the receive and transmit byte counters of iface in
-// pid's network namespace.
-func procNetDev(pid int, iface string) ([2]uint64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/net/dev", pid))
-	if err != nil {
-		return [2]uint64{}, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		name, rest, ok := strings.Cut(sc.Text(), ":")
-		if !ok || strings.TrimSpace(name) != iface {
-			continue
-		}
-		// rx: bytes packets errs drop fifo frame compressed multicast; tx: bytes ...
-		fl := strings.Fields(rest)
-		if len(fl) < 9 {
-			break
-		}
-		rx, err1 := strconv.ParseUint(fl[0], 10, 64)
-		tx, err2 := strconv.ParseUint(fl[8], 10, 64)
-		if err1 != nil || err2 != nil {
-			break
-		}
-		return [2]uint64{rx, tx}, nil
-	}
-	return [2]uint64{}, fmt.Errorf("/proc/%d/net/dev: no %s", pid, iface)
-}
-
-// procMem reads RssAnon (/proc/<pid>/status) and Pss
-// (/proc/<pid>/smaps_rollup) in bytes; 0 for what it cannot read.
-func procMem(pid int) (anon, pss uint64) {
-	kb := func(file, key string) uint64 {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, file))
-		if err != nil {
-			return 0
-		}
-		for line := range strings.SplitSeq(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, key); ok {
-				if f := strings.Fields(v); len(f) > 0 {
-					n, _ := strconv.ParseUint(f[0], 10, 64)
-					return n * 1024
-				}
-			}
-		}
-		return 0
-	}
-	return kb("status", "RssAnon:"), kb("smaps_rollup", "Pss:")
 }
 
 func kernel() string {
@@ -784,10 +736,8 @@ func (b *bench) runtimeSample(ctx context.Context, i int) (goroutines int, heapM
 	if heap < 0 || live < 0 {
 		return 0, 0, 0, 0, fmt.Errorf("/metrics of %s: no go_memstats_heap_inuse_bytes or go_memstats_heap_alloc_bytes", b.c.nodes[i].name)
 	}
-	if e := b.c.running(i); e != nil {
-		if r, err := procRSS(e.pid); err == nil {
-			rssMB = mb(r)
-		}
+	if u, err := b.c.pc.Usage(i); err == nil {
+		rssMB = mb(u.RSS)
 	}
 	return goroutines, heap / (1 << 20), live / (1 << 20), rssMB, nil
 }

@@ -7,24 +7,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
-	"github.com/raftelect/raftelect/certs"
 	"github.com/raftelect/raftelect/chaos/netns"
-	"github.com/raftelect/raftelect/eventlog"
+	"github.com/raftelect/raftelect/config"
+	"github.com/raftelect/raftelect/internal/proccluster"
 )
 
 // Ports inside every node's namespace. Each node has its own namespace, so
@@ -37,37 +31,32 @@ const (
 
 // clusterConfig is what a cluster is built from.
 type clusterConfig struct {
-	nodes             int
-	binary            string
-	dir               string
-	heartbeat         time.Duration
-	electionTimeout   time.Duration
-	syncSend          bool
-	proxy             bool
-	extraConfigFields map[string]any
+	nodes           int
+	binary          string
+	dir             string
+	heartbeat       time.Duration
+	electionTimeout time.Duration
+	syncSend        bool
+	proxy           bool
+	pprof           bool
 	// nodeConfig, when set, holds each node's overrides (by index) of the
 	// timings and the peer list.
 	nodeConfig []NodeConfig
 }
 
 // cluster is real `raftelect run` processes, one per namespace of a
-// netns.Network, with mutual TLS from a fresh development CA.
+// netns.Network, with mutual TLS from a fresh development CA. The
+// processes are a proccluster's: it starts them (inside the namespaces,
+// through netns.Command), keeps their pids, signals and kills them, and
+// reads their CPU time and memory.
 type cluster struct {
 	cfg    clusterConfig
 	nw     *netns.Network
+	pc     *proccluster.Cluster
 	nodes  []*proc
 	links  *linkTable // nil without proxies
 	tlsDir string
 	proxy  []*proxy
-
-	// starts carries cmd.Start calls to one goroutine locked to its OS
-	// thread for the cluster's life. netns.Command sets Pdeathsig, which
-	// the kernel ties to the thread that forked the child, not to the
-	// process; and netns.Do ends the threads it runs on. A node started
-	// from an arbitrary goroutine could be SIGKILLed, silently, the
-	// moment a later Do retired the thread it was forked from.
-	starts  chan func()
-	stopped chan struct{}
 }
 
 // proc is one node slot. Its files survive restarts of its process.
@@ -79,32 +68,9 @@ type proc struct {
 	events string // event log
 	stderr string // the process's stderr, appended across restarts
 
-	mu      sync.Mutex
-	conf    NodeConfig // overrides in its config file now
-	cmd     *process
-	stopped bool // SIGSTOPped and not yet continued
-	// cpuTicks sums utime+stime of earlier processes of this slot.
-	cpuTicks uint64
-	// lastTicks is the latest reading of the current process.
-	lastTicks uint64
-	rss       rssSamples
-}
-
-// process is one started process of a slot.
-type process struct {
-	pid  int
-	proc *os.Process
-	done chan struct{} // closed once waited for
-}
-
-// exited reports whether the process has ended and been waited for.
-func (e *process) exited() bool {
-	select {
-	case <-e.done:
-		return true
-	default:
-		return false
-	}
+	mu   sync.Mutex
+	conf NodeConfig // overrides in its config file now
+	rss  rssSamples
 }
 
 func nodeName(i int) string { return fmt.Sprintf("n%d", i+1) }
@@ -116,32 +82,38 @@ func newCluster(ctx context.Context, cc clusterConfig) (_ *cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &cluster{cfg: cc, nw: nw, tlsDir: filepath.Join(cc.dir, "tls"), starts: make(chan func()), stopped: make(chan struct{})}
-	go c.starter()
+	pc, err := proccluster.New(proccluster.Options{
+		Nodes: cc.nodes, Dir: cc.dir, Binary: cc.binary,
+		// Not bound to a context: the cluster kills its processes by pid.
+		Command: func(n *proccluster.Node, args []string) *exec.Cmd {
+			return nw.Command(context.Background(), n.Index, args[0], args[1:]...)
+		},
+	})
+	if err != nil {
+		return nil, errors.Join(err, nw.Close())
+	}
+	c := &cluster{cfg: cc, nw: nw, pc: pc, tlsDir: filepath.Join(cc.dir, "tls")}
 	defer func() {
 		if err != nil {
 			c.Close()
 		}
 	}()
-	ca, err := certs.NewCA("raftelect chaos CA", 24*time.Hour)
-	if err != nil {
-		return nil, err
-	}
-	tlsDir := c.tlsDir
+	ips := map[int]netip.Addr{}
 	for _, n := range nw.Nodes() {
-		p := &proc{
-			index:  n.Index,
-			name:   nodeName(n.Index),
-			ip:     n.IP,
-			config: filepath.Join(cc.dir, nodeName(n.Index)+".yaml"),
-			events: filepath.Join(cc.dir, nodeName(n.Index)+".events.jsonl"),
-			stderr: filepath.Join(cc.dir, nodeName(n.Index)+".stderr.log"),
-		}
+		ips[n.Index] = n.IP
+	}
+	if _, err := pc.WriteCerts(24*time.Hour, func(n *proccluster.Node) []string {
+		return []string{ips[n.Index].String(), "127.0.0.1"}
+	}); err != nil {
+		return nil, fmt.Errorf("chaos: certificates: %w", err)
+	}
+	for _, n := range pc.Nodes() {
+		// The names docs/chaos.md gives the files.
+		n.Events = filepath.Join(cc.dir, n.Name+".events.jsonl")
+		n.Log = filepath.Join(cc.dir, n.Name+".stderr.log")
+		p := &proc{index: n.Index, name: n.Name, ip: ips[n.Index], config: n.Config, events: n.Events, stderr: n.Log}
 		if n.Index < len(cc.nodeConfig) {
 			p.conf = cc.nodeConfig[n.Index]
-		}
-		if _, err := ca.WriteNode(tlsDir, p.name, []string{n.IP.String(), "127.0.0.1"}, 24*time.Hour); err != nil {
-			return nil, fmt.Errorf("chaos: certificates: %w", err)
 		}
 		c.nodes = append(c.nodes, p)
 	}
@@ -174,62 +146,36 @@ func (c *cluster) peerAddr(from, to int) string {
 // writeConfig writes node p's YAML config from the cluster's settings and
 // p's overrides. The caller holds p.mu or owns p alone.
 func (c *cluster) writeConfig(p *proc) error {
-	type peer struct {
-		Name    string `yaml:"name"`
-		Address string `yaml:"address"`
+	n := &config.Node{
+		Name:              p.name,
+		ListenAddress:     netip.AddrPortFrom(p.ip, peerPort).String(),
+		HeartbeatInterval: config.Duration(c.cfg.heartbeat),
+		ElectionTimeout:   config.Duration(c.cfg.electionTimeout),
+		TLS: config.TLS{
+			CAFile:   filepath.Join(c.tlsDir, "ca.crt"),
+			CertFile: filepath.Join(c.tlsDir, p.name+".crt"),
+			KeyFile:  filepath.Join(c.tlsDir, p.name+".key"),
+		},
+		DataDir:               filepath.Join(c.cfg.dir, p.name+".data"),
+		EventLog:              p.events,
+		HTTPAddress:           fmt.Sprintf("127.0.0.1:%d", httpPort),
+		UnsafeSyncSend:        c.cfg.syncSend,
+		Pprof:                 c.cfg.pprof,
+		FastFailoverOnRefusal: p.conf.FastFailoverOnRefusal,
+		Transport:             config.Transport{KeepaliveTime: p.conf.KeepaliveTime, KeepaliveTimeout: p.conf.KeepaliveTimeout},
 	}
-	var peers []peer
 	for _, q := range c.nodes {
 		if p.conf.Peers == nil || slices.Contains(p.conf.Peers, q.name) {
-			peers = append(peers, peer{Name: q.name, Address: c.peerAddr(p.index, q.index)})
+			n.Peers = append(n.Peers, config.Peer{Name: q.name, Address: c.peerAddr(p.index, q.index)})
 		}
 	}
-	heartbeat, electionTimeout := c.cfg.heartbeat, c.cfg.electionTimeout
 	if p.conf.HeartbeatInterval != 0 {
-		heartbeat = p.conf.HeartbeatInterval.D()
+		n.HeartbeatInterval = p.conf.HeartbeatInterval
 	}
 	if p.conf.ElectionTimeout != 0 {
-		electionTimeout = p.conf.ElectionTimeout.D()
+		n.ElectionTimeout = p.conf.ElectionTimeout
 	}
-	tlsDir := c.tlsDir
-	doc := map[string]any{
-		"name":               p.name,
-		"peers":              peers,
-		"listen_address":     netip.AddrPortFrom(p.ip, peerPort).String(),
-		"heartbeat_interval": heartbeat.String(),
-		"election_timeout":   electionTimeout.String(),
-		"tls": map[string]string{
-			"ca_file":   filepath.Join(tlsDir, "ca.crt"),
-			"cert_file": filepath.Join(tlsDir, p.name+".crt"),
-			"key_file":  filepath.Join(tlsDir, p.name+".key"),
-		},
-		"data_dir":     filepath.Join(c.cfg.dir, p.name+".data"),
-		"event_log":    p.events,
-		"http_address": fmt.Sprintf("127.0.0.1:%d", httpPort),
-	}
-	if c.cfg.syncSend {
-		doc["unsafe_sync_send"] = true
-	}
-	if p.conf.FastFailoverOnRefusal {
-		doc["fast_failover_on_refusal"] = true
-	}
-	if tr := map[string]string{}; p.conf.KeepaliveTime != 0 || p.conf.KeepaliveTimeout != 0 {
-		if p.conf.KeepaliveTime != 0 {
-			tr["keepalive_time"] = p.conf.KeepaliveTime.String()
-		}
-		if p.conf.KeepaliveTimeout != 0 {
-			tr["keepalive_timeout"] = p.conf.KeepaliveTimeout.String()
-		}
-		doc["transport"] = tr
-	}
-	for k, v := range c.cfg.extraConfigFields {
-		doc[k] = v
-	}
-	b, err := yaml.Marshal(doc)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(p.config, b, 0o644)
+	return n.WriteFile(p.config)
 }
 
 // reconfigure applies o over node i's overrides and rewrites its config
@@ -253,41 +199,6 @@ func (c *cluster) electionTimeout(i int) time.Duration {
 	return c.cfg.electionTimeout
 }
 
-// logSize is the size of node i's stderr (its log) now.
-func (c *cluster) logSize(i int) int64 {
-	st, err := os.Stat(c.nodes[i].stderr)
-	if err != nil {
-		return 0
-	}
-	return st.Size()
-}
-
-// logSince returns how many bytes and lines node i's log gained after
-// offset from.
-func (c *cluster) logSince(i int, from int64) (bytes int64, lines int) {
-	f, err := os.Open(c.nodes[i].stderr)
-	if err != nil {
-		return 0, 0
-	}
-	defer f.Close()
-	if _, err := f.Seek(from, io.SeekStart); err != nil {
-		return 0, 0
-	}
-	buf := make([]byte, 64<<10)
-	for {
-		n, err := f.Read(buf)
-		bytes += int64(n)
-		for _, b := range buf[:n] {
-			if b == '\n' {
-				lines++
-			}
-		}
-		if err != nil {
-			return bytes, lines
-		}
-	}
-}
-
 // bootstrap marks node i's empty data directory as never run (`raftelect
 // bootstrap`), so that its first start skips the vote guard a node without
 // state keeps for 2 x election timeout: a brand-new cluster then has its
@@ -304,156 +215,64 @@ func (c *cluster) bootstrap(ctx context.Context, i int) error {
 
 // start starts node i's process.
 func (c *cluster) start(i int) error {
+	if _, err := c.pc.Start(i); err != nil {
+		return fmt.Errorf("chaos: %w", err)
+	}
 	p := c.nodes[i]
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd != nil {
-		return fmt.Errorf("chaos: %s is already running (pid %d)", p.name, p.cmd.pid)
-	}
-	errf, err := os.OpenFile(p.stderr, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	defer errf.Close()
-	// Not bound to a context: the cluster kills its processes by pid.
-	cmd := c.nw.Command(context.Background(), i, c.cfg.binary, "run", "--config", p.config)
-	cmd.Stdout, cmd.Stderr = errf, errf
-	errc := make(chan error, 1)
-	select {
-	case c.starts <- func() { errc <- cmd.Start() }:
-	case <-c.stopped:
-		return fmt.Errorf("chaos: start %s: cluster closed", p.name)
-	}
-	if err := <-errc; err != nil {
-		return fmt.Errorf("chaos: start %s: %w", p.name, err)
-	}
-	e := &process{pid: cmd.Process.Pid, proc: cmd.Process, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(e.done) }()
-	p.cmd, p.stopped, p.lastTicks = e, false, 0
 	p.rss.restart()
+	p.mu.Unlock()
 	return nil
 }
 
-// running returns the current process of node i, or nil.
-func (c *cluster) running(i int) *process {
-	p := c.nodes[i]
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.cmd
-}
-
-// exited forgets node i's process after it died, keeping its CPU time.
-func (c *cluster) exited(i int, e *process) {
-	p := c.nodes[i]
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd == e {
-		p.cpuTicks += p.lastTicks
-		p.cmd, p.stopped, p.lastTicks = nil, false, 0
-	}
-}
+// running returns the current process of node i, or nil once the cluster
+// ended it (a process that exited by itself stays, Exited).
+func (c *cluster) running(i int) *proccluster.Process { return c.pc.Process(i) }
 
 // kill sends SIGKILL to node i and, once it is gone, appends the crash
 // event the node cannot write itself, stamped after its death so that
 // every event it wrote comes first.
 func (c *cluster) kill(i int) error {
-	e := c.running(i)
-	if e == nil {
+	if c.running(i) == nil {
 		return nil
 	}
-	c.sampleCPU(i)
-	if err := e.proc.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("chaos: kill %s (pid %d): %w", c.nodes[i].name, e.pid, err)
+	if err := c.pc.Kill(i); err != nil {
+		return fmt.Errorf("chaos: %w", err)
 	}
-	select {
-	case <-e.done:
-	case <-time.After(10 * time.Second):
-		return fmt.Errorf("chaos: %s (pid %d) still alive 10s after SIGKILL", c.nodes[i].name, e.pid)
-	}
-	c.exited(i, e)
-	return c.appendCrash(i)
-}
-
-func (c *cluster) appendCrash(i int) error {
-	w, err := eventlog.Create(c.nodes[i].events)
-	if err != nil {
-		return err
-	}
-	defer w.Close()
-	return w.Write(eventlog.Event{Mono: eventlog.Now(), Node: c.nodes[i].name, Kind: eventlog.KindCrash})
+	return c.pc.AppendCrash(i)
 }
 
 // terminate sends SIGTERM to node i and waits up to limit for a clean
-// exit (a leader hands over first); after that it kills the node.
+// exit (a leader hands over first); after that it kills the node, records
+// the crash, and returns an error.
 func (c *cluster) terminate(i int, limit time.Duration) error {
-	e := c.running(i)
-	if e == nil {
-		return nil
+	err := c.pc.Stop(i, limit)
+	if errors.Is(err, proccluster.ErrKilled) {
+		return errors.Join(fmt.Errorf("chaos: %w", err), c.pc.AppendCrash(i))
 	}
-	c.sampleCPU(i)
-	if err := e.proc.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("chaos: SIGTERM %s (pid %d): %w", c.nodes[i].name, e.pid, err)
-	}
-	t := time.NewTimer(limit)
-	defer t.Stop()
-	for {
-		select {
-		case <-e.done:
-			c.exited(i, e)
-			return nil
-		case <-t.C:
-			if err := c.kill(i); err != nil {
-				return err
-			}
-			return fmt.Errorf("chaos: %s (pid %d) did not stop within %v of SIGTERM; killed it", c.nodes[i].name, e.pid, limit)
-		case <-time.After(100 * time.Millisecond):
-			c.sampleCPU(i) // last reading before it goes
-		}
-	}
+	return err
 }
 
 // signalStop sends SIGSTOP (stop true) or SIGCONT to node i.
-func (c *cluster) signalStop(i int, stop bool) error {
-	p := c.nodes[i]
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd == nil || p.stopped == stop {
-		return nil
-	}
-	sig := syscall.SIGCONT
-	if stop {
-		sig = syscall.SIGSTOP
-	}
-	if err := p.cmd.proc.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("chaos: %v to %s (pid %d): %w", sig, p.name, p.cmd.pid, err)
-	}
-	p.stopped = stop
-	return nil
-}
+func (c *cluster) signalStop(i int, stop bool) error { return c.pc.Pause(i, stop) }
 
 // isStopped reports whether node i is SIGSTOPped.
-func (c *cluster) isStopped(i int) bool {
-	p := c.nodes[i]
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.stopped
-}
+func (c *cluster) isStopped(i int) bool { return c.pc.Paused(i) }
 
 // dumpStacks sends SIGQUIT to every running node (continuing stopped ones
 // first) and waits up to limit for them to write their goroutines and exit.
 func (c *cluster) dumpStacks(limit time.Duration) {
-	var running []*process
+	var running []*proccluster.Process
 	for i := range c.nodes {
 		_ = c.signalStop(i, false)
-		if e := c.running(i); e != nil {
-			_ = e.proc.Signal(syscall.SIGQUIT)
+		if e := c.running(i); e != nil && e.Signal(syscall.SIGQUIT) == nil {
 			running = append(running, e)
 		}
 	}
 	deadline := time.After(limit)
 	for _, e := range running {
 		select {
-		case <-e.done:
+		case <-e.Done():
 		case <-deadline:
 			return
 		}
@@ -470,34 +289,13 @@ func (c *cluster) killAll() error {
 	return errors.Join(errs...)
 }
 
-// starter runs start requests on a thread that lives until Close.
-func (c *cluster) starter() {
-	runtime.LockOSThread() // never unlocked: see cluster.starts
-	for {
-		select {
-		case f := <-c.starts:
-			f()
-		case <-c.stopped:
-			return
-		}
-	}
-}
-
 // Close kills what is left, stops the proxies and deletes the network.
 func (c *cluster) Close() error {
-	defer close(c.stopped) // after the kills: its thread's exit SIGKILLs any child left
 	var errs []error
 	for _, p := range c.proxy {
 		p.Close()
 	}
-	for i := range c.nodes {
-		if e := c.running(i); e != nil {
-			if err := e.proc.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
-				errs = append(errs, err)
-			}
-		}
-	}
-	errs = append(errs, c.nw.Close())
+	errs = append(errs, c.pc.Close(), c.nw.Close())
 	return errors.Join(errs...)
 }
 
@@ -514,14 +312,4 @@ func (c *cluster) dialIn(ctx context.Context, i int, addr string) (net.Conn, err
 }
 
 // stderrTail returns the last lines of node i's stderr, for error reports.
-func (c *cluster) stderrTail(i int, lines int) string {
-	b, err := os.ReadFile(c.nodes[i].stderr)
-	if err != nil {
-		return ""
-	}
-	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(all) > lines {
-		all = all[len(all)-lines:]
-	}
-	return strings.Join(all, "\n")
-}
+func (c *cluster) stderrTail(i int, lines int) string { return c.pc.Tail(i, lines) }

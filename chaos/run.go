@@ -197,7 +197,7 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 			quietSince = time.Time{}
 		}
 		for i, p := range c.nodes {
-			if e := c.running(i); e != nil && e.exited() {
+			if e := c.running(i); e != nil && e.Exited() {
 				return nil, fmt.Errorf("chaos: %s exited before the cluster settled; its stderr:\n%s", p.name, c.stderrTail(i, 10))
 			}
 		}
@@ -213,7 +213,7 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	logAtStart := make([]int64, len(c.nodes))
 	for i := range c.nodes {
 		cpuAtStart[i] = c.cpuTime(i)
-		logAtStart[i] = c.logSize(i)
+		logAtStart[i] = c.pc.LogSize(i)
 	}
 	leader, term := r.t.leader()
 	r.t0 = eventlog.Now()
@@ -235,7 +235,7 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	c.sampleAll()
 	stats := c.nodeStats(r.t0, end, cpuAtStart)
 	for i := range stats {
-		stats[i].LogBytes, stats[i].LogLines = c.logSince(i, logAtStart[i])
+		stats[i].LogBytes, stats[i].LogLines = c.pc.LogSince(i, logAtStart[i])
 	}
 	r.sp.mu.Lock()
 	for i := range stats {
