@@ -9,11 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
-	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -23,8 +20,9 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
-	"github.com/raftelect/raftelect/certs"
 	"github.com/raftelect/raftelect/config"
+	"github.com/raftelect/raftelect/internal/proccluster"
+	"github.com/raftelect/raftelect/internal/testport"
 	"github.com/raftelect/raftelect/transport"
 )
 
@@ -96,9 +94,11 @@ cluster could not start.`,
 	return cmd
 }
 
-// localCluster is the files of a cluster on loopback: a development CA, a
-// certificate and a config per node, in one directory.
+// localCluster is a cluster on loopback: a development CA, a certificate
+// and a config per node, in one directory, and the launcher that starts
+// its node processes.
 type localCluster struct {
+	pc    *proccluster.Cluster
 	dir   string
 	nodes []*localNode
 	peers []config.Peer
@@ -107,6 +107,7 @@ type localCluster struct {
 
 // localNode is one node's files and addresses in a localCluster.
 type localNode struct {
+	index    int
 	name     string
 	peerAddr string
 	httpAddr string
@@ -115,49 +116,54 @@ type localNode struct {
 }
 
 // writeLocalCluster writes a CA, certificates and configs for n nodes on
-// free loopback ports into dir, and checks the configs as run would.
-// extra lines of YAML go into every config.
-func writeLocalCluster(dir string, n int, heartbeat, electionTimeout time.Duration, extra ...string) (*localCluster, error) {
-	ports, err := freeLoopbackPorts(2 * n)
+// free loopback ports into dir, and checks the configs as run would; tweak
+// adjusts every node's config before it is written. The cluster's
+// processes run `raftelect run` of this executable, each in its own
+// process group, and get SIGTERM if the launcher dies. Close its pc once
+// a process was started.
+func writeLocalCluster(dir string, n int, heartbeat, electionTimeout time.Duration, tweak ...func(*config.Node)) (*localCluster, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find raftelect's own binary to start the nodes: %w", err)
+	}
+	pc, err := proccluster.New(proccluster.Options{
+		Nodes: n, Dir: dir, Binary: exe,
+		// Its own process group: a Ctrl-C on the terminal reaches the
+		// demo only, which then stops every node itself.
+		OwnGroup: true, ParentDeathSignal: syscall.SIGTERM,
+	})
 	if err != nil {
 		return nil, err
 	}
-	ca, err := certs.NewCA("raftelect demo CA", 24*time.Hour)
-	if err != nil {
+	if _, err := pc.WriteCerts(24*time.Hour, func(*proccluster.Node) []string { return []string{"127.0.0.1"} }); err != nil {
 		return nil, err
 	}
-	lc := &localCluster{dir: dir}
-	var peers strings.Builder
-	for i := range n {
-		nd := &localNode{
-			name:     fmt.Sprintf("n%d", i+1),
-			peerAddr: fmt.Sprintf("127.0.0.1:%d", ports[i]),
-			httpAddr: fmt.Sprintf("127.0.0.1:%d", ports[n+i]),
+	lc := &localCluster{pc: pc, dir: dir}
+	for _, pn := range pc.Nodes() {
+		// Below the ephemeral range: a node restarts on its ports, and a
+		// redial to it while it is down could otherwise take one
+		// (internal/testport).
+		var addrs [2]string
+		for k := range addrs {
+			if addrs[k], err = testport.Addr(); err != nil {
+				return nil, err
+			}
 		}
-		nd.config = filepath.Join(dir, nd.name+".yaml")
-		nd.log = filepath.Join(dir, nd.name+".log")
+		nd := &localNode{index: pn.Index, name: pn.Name, peerAddr: addrs[0], httpAddr: addrs[1], config: pn.Config, log: pn.Log}
 		lc.nodes = append(lc.nodes, nd)
 		lc.peers = append(lc.peers, config.Peer{Name: nd.name, Address: nd.peerAddr})
-		fmt.Fprintf(&peers, "  - {name: %s, address: %s}\n", nd.name, nd.peerAddr)
-		if _, err := ca.WriteNode(filepath.Join(dir, "certs"), nd.name, []string{"127.0.0.1"}, 24*time.Hour); err != nil {
-			return nil, err
-		}
 	}
 	for _, nd := range lc.nodes {
-		// Relative paths are relative to the config's directory.
-		body := fmt.Sprintf(`name: %[1]s
-peers:
-%[2]sheartbeat_interval: %[3]v
-election_timeout: %[4]v
-tls: {ca_file: certs/ca.crt, cert_file: certs/%[1]s.crt, key_file: certs/%[1]s.key}
-data_dir: %[1]s.data
-http_address: %[5]s
-event_log: %[1]s.events
-`, nd.name, peers.String(), heartbeat, electionTimeout, nd.httpAddr)
-		for _, e := range extra {
-			body += e + "\n"
+		pn := pc.Node(nd.index)
+		cfg := &config.Node{
+			Name: nd.name, Peers: lc.peers,
+			HeartbeatInterval: config.Duration(heartbeat), ElectionTimeout: config.Duration(electionTimeout),
+			TLS: pn.TLS, DataDir: pn.DataDir, HTTPAddress: nd.httpAddr, EventLog: pn.Events,
 		}
-		if err := os.WriteFile(nd.config, []byte(body), 0o600); err != nil {
+		for _, f := range tweak {
+			f(cfg)
+		}
+		if err := pc.WriteConfig(pn, cfg); err != nil {
 			return nil, err
 		}
 	}
@@ -181,25 +187,10 @@ event_log: %[1]s.events
 	return lc, nil
 }
 
-// freeLoopbackPorts returns n loopback ports that were free a moment ago.
-func freeLoopbackPorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close() // all held at once, so all differ
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
 // demoProc is one node process of the demo.
 type demoProc struct {
 	*localNode
-	cmd     *exec.Cmd
-	exited  chan struct{} // closed when this run of the process has exited
+	proc    *proccluster.Process // this run of the process
 	running bool
 	killed  bool // we killed it
 	// restartDue: its restart delay has passed, but the failover its kill
@@ -227,7 +218,6 @@ type demo struct {
 	o     demoOptions
 	out   io.Writer
 	tty   bool
-	exe   string
 	lc    *localCluster
 	procs []*demoProc
 	begin time.Time
@@ -252,10 +242,6 @@ func runDemo(out io.Writer, o demoOptions) error {
 	case o.killEvery < 0 || o.duration < 0 || o.restartDelay < 0:
 		return usageError(errors.New("--kill-every, --duration and --restart-delay must not be negative"))
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		return failure(fmt.Errorf("find raftelect's own binary to start the nodes: %w", err))
-	}
 	// From here on a signal stops the demo and its cleanup runs.
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
@@ -275,11 +261,7 @@ func runDemo(out io.Writer, o demoOptions) error {
 		}
 		fmt.Fprintf(out, "removed %s\n", dir)
 	}
-	var extra []string
-	if o.fastFailover {
-		extra = append(extra, "fast_failover_on_refusal: true")
-	}
-	lc, err := writeLocalCluster(dir, 3, o.heartbeat, o.electionTimeout, extra...)
+	lc, err := writeLocalCluster(dir, 3, o.heartbeat, o.electionTimeout, func(n *config.Node) { n.FastFailoverOnRefusal = o.fastFailover })
 	if err != nil {
 		os.RemoveAll(dir)
 		var ee *exitError
@@ -289,7 +271,7 @@ func runDemo(out io.Writer, o demoOptions) error {
 		return failure(err)
 	}
 	d := &demo{
-		o: o, out: out, exe: exe, lc: lc, begin: time.Now(),
+		o: o, out: out, lc: lc, begin: time.Now(),
 		tty:   !o.plain && isTerminal(out),
 		exits: make(chan *demoProc), restarts: make(chan *demoProc), quit: make(chan struct{}),
 	}
@@ -303,6 +285,9 @@ func runDemo(out io.Writer, o demoOptions) error {
 	close(d.quit)
 	d.stopAll(sigs)
 	d.summary()
+	if err := lc.pc.Close(); err != nil {
+		d.print(fmt.Sprintf("stopping the nodes: %v", err))
+	}
 	removeDir()
 	return runErr
 }
@@ -420,38 +405,25 @@ func readKeys(r io.Reader, keys chan<- string, quit <-chan struct{}) {
 
 // start starts p's process (again).
 func (d *demo) start(p *demoProc) error {
-	logf, err := os.OpenFile(p.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	proc, err := d.lc.pc.Start(p.index)
 	if err != nil {
 		return err
 	}
-	defer logf.Close() // the child has its own descriptor
-	cmd := exec.Command(d.exe, "run", "--config", p.config)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// Its own process group: a Ctrl-C on the terminal reaches the demo
-	// only, which then stops every node itself.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	setParentDeathSignal(cmd.SysProcAttr, syscall.SIGTERM)
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	again := p.cmd != nil
-	p.cmd, p.running, p.killed, p.up = cmd, true, false, false
+	again := p.proc != nil
+	p.proc, p.running, p.killed, p.up = proc, true, false, false
 	p.started = time.Now()
 	p.starts++
-	exited := make(chan struct{})
-	p.exited = exited
 	go func() {
-		_ = cmd.Wait()
-		close(exited)
+		<-proc.Done()
 		select {
 		case d.exits <- p:
 		case <-d.quit:
 		}
 	}()
 	if again {
-		d.event(fmt.Sprintf("%s restarted: pid %d", p.name, cmd.Process.Pid))
+		d.event(fmt.Sprintf("%s restarted: pid %d", p.name, proc.Pid))
 	} else {
-		d.event(fmt.Sprintf("%s started: pid %d, peer address %s, http://%s/metrics", p.name, cmd.Process.Pid, p.peerAddr, p.httpAddr))
+		d.event(fmt.Sprintf("%s started: pid %d, peer address %s, http://%s/metrics", p.name, proc.Pid, p.peerAddr, p.httpAddr))
 	}
 	return nil
 }
@@ -476,10 +448,10 @@ func (d *demo) restart(p *demoProc) {
 func (d *demo) exited(p *demoProc) {
 	p.running, p.up = false, false
 	if p.killed {
-		d.event(fmt.Sprintf("%s exited (%v); restarting it in %v", p.name, p.cmd.ProcessState, d.o.restartDelay))
+		d.event(fmt.Sprintf("%s exited (%v); restarting it in %v", p.name, p.proc.State(), d.o.restartDelay))
 	} else {
 		d.event(fmt.Sprintf("%s exited by itself (%v); restarting it in %v; the end of its log:\n%s",
-			p.name, p.cmd.ProcessState, d.o.restartDelay, tail(p.log, 5)))
+			p.name, p.proc.State(), d.o.restartDelay, tail(p.log, 5)))
 	}
 	time.AfterFunc(d.o.restartDelay, func() {
 		select {
@@ -579,10 +551,10 @@ func (d *demo) unsettled() string {
 func (d *demo) killLeader() {
 	d.wantKill = false
 	p := d.proc(d.leader)
-	d.event(fmt.Sprintf("killing the leader %s (pid %d, term %d) with SIGKILL", p.name, p.cmd.Process.Pid, d.term))
+	d.event(fmt.Sprintf("killing the leader %s (pid %d, term %d) with SIGKILL", p.name, p.proc.Pid, d.term))
 	d.pending = &failover{from: p.name, at: time.Now()}
 	p.killed = true
-	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := p.proc.Signal(syscall.SIGKILL); err != nil {
 		d.event(fmt.Sprintf("kill %s: %v", p.name, err))
 	}
 }
@@ -590,44 +562,20 @@ func (d *demo) killLeader() {
 // stopAll stops every node: SIGTERM, then SIGKILL after a grace period (or
 // at once on another signal), and waits for every process.
 func (d *demo) stopAll(sigs <-chan os.Signal) {
-	var running []*demoProc
-	for _, p := range d.procs {
-		if p.cmd == nil {
-			continue // never started
-		}
-		select {
-		case <-p.exited:
-		default:
-			running = append(running, p)
-			_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		}
-	}
 	// A leader hands over for at most one election timeout before it stops.
-	grace := time.NewTimer(d.o.electionTimeout + 5*time.Second)
-	defer grace.Stop()
-	for _, p := range running {
-		select {
-		case <-p.exited:
-			continue
-		case <-grace.C:
-		case <-sigs:
+	stopped := d.lc.pc.StopAll(d.o.electionTimeout+5*time.Second, sigs)
+	var lines []string
+	for _, p := range d.procs {
+		if proc, ok := stopped[p.index]; ok {
+			lines = append(lines, fmt.Sprintf("%s (pid %d, %v)", p.name, proc.Pid, proc.State()))
 		}
-		for _, q := range running {
-			_ = q.cmd.Process.Signal(syscall.SIGKILL)
-		}
-		<-p.exited
-	}
-	var stopped []string
-	for _, p := range running {
-		<-p.exited
-		stopped = append(stopped, fmt.Sprintf("%s (pid %d, %v)", p.name, p.cmd.Process.Pid, p.cmd.ProcessState))
 	}
 	if d.tty {
 		d.draw()
 		fmt.Fprintln(d.out) // the view's last line has no newline
 	}
-	if len(stopped) > 0 {
-		d.print("stopped " + strings.Join(stopped, ", "))
+	if len(lines) > 0 {
+		d.print("stopped " + strings.Join(lines, ", "))
 	}
 }
 
@@ -672,7 +620,7 @@ func (d *demo) draw() {
 	for _, p := range d.procs {
 		pid := "-"
 		if p.running {
-			pid = fmt.Sprint(p.cmd.Process.Pid)
+			pid = fmt.Sprint(p.proc.Pid)
 		}
 		var n *nodeReport
 		for i := range d.last.Nodes {

@@ -78,8 +78,9 @@ type Node struct {
 	Index int
 	Name  string
 	// Config, Log, Events and DataDir are the paths of its config file,
-	// its output, its event log and its data directory, all in the
-	// cluster's directory.
+	// its output, its event log and its data directory: nN.yaml, nN.log,
+	// nN.events and nN.data in the cluster's directory unless the caller
+	// sets others before the slot's first Start.
 	Config  string
 	Log     string
 	Events  string
@@ -151,11 +152,14 @@ type Cluster struct {
 	nodes   []*Node
 	starts  chan func()
 	stopped chan struct{}
+	starter sync.Once // starts the starter goroutine, at the first Start
 	once    sync.Once
 }
 
 // New makes the slots (and the directory, if Options.Dir is empty); it
-// writes no file and starts no process. Close undoes it.
+// writes no file and starts no process. Close undoes it; a cluster only
+// used to write files (no Start) needs no Close unless New made its
+// directory.
 func New(o Options) (*Cluster, error) {
 	if o.Nodes < 1 {
 		return nil, fmt.Errorf("proccluster: %d nodes", o.Nodes)
@@ -187,7 +191,6 @@ func New(o Options) (*Cluster, error) {
 			DataDir: filepath.Join(c.dir, name+".data"),
 		})
 	}
-	go c.starter()
 	return c, nil
 }
 
@@ -266,6 +269,13 @@ func (c *Cluster) Start(i int) (*Process, error) {
 	cmd.SysProcAttr.Setpgid = c.o.OwnGroup
 	setParentDeathSignal(cmd.SysProcAttr, c.o.ParentDeathSignal)
 	errc := make(chan error, 1)
+	c.starter.Do(func() {
+		select {
+		case <-c.stopped:
+		default:
+			go c.startLoop()
+		}
+	})
 	select {
 	case c.starts <- func() { errc <- cmd.Start() }:
 	case <-c.stopped:
@@ -492,8 +502,8 @@ func (c *Cluster) LogSince(i int, from int64) (n int64, lines int) {
 	}
 }
 
-// starter runs start requests on a thread that lives until Close.
-func (c *Cluster) starter() {
+// startLoop runs start requests on a thread that lives until Close.
+func (c *Cluster) startLoop() {
 	runtime.LockOSThread() // never unlocked: see the package doc
 	for {
 		select {
