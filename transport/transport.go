@@ -281,6 +281,10 @@ type Transport struct {
 	// operatorServices: services only members and operators may call
 	// (RegisterOperatorService); filled before the server serves.
 	operatorServices map[string]bool
+
+	// dropLogRounds counts the drop logger's finished rounds, so a test
+	// can wait for rounds instead of sleeping through intervals.
+	dropLogRounds atomic.Int64
 }
 
 // New checks opts and prepares a transport; Start makes it run.
@@ -746,6 +750,7 @@ func (t *Transport) runDropLogger() {
 			}
 			last[id] = now
 		}
+		t.dropLogRounds.Add(1)
 	}
 }
 

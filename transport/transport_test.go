@@ -173,8 +173,11 @@ func TestSend_NeverBlocksOnAHungPeer(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
+	// The hand-off itself is microseconds (logged here; BenchmarkEnqueue_*
+	// have the figure). What is asserted is that it never waited for the
+	// hung peer: that would cost a whole blocked send, the control timeout.
 	t.Logf("slowest hand-off of one Ready's messages with a hung peer: %v", worst)
-	require.Less(t, worst, 250*time.Millisecond, "a quarter of one blocked send; the hand-off itself is microseconds")
+	require.Less(t, worst, tn.trs[0].opts.ControlTimeout, "a hand-off as slow as one blocked send waited for the hung peer")
 	waitFor(t, 5*time.Second, "n3 to receive heartbeats", func() bool { return tn.recs[2].count(raftpb.MsgHeartbeat) > 0 })
 	waitFor(t, 5*time.Second, "n2's failures to be reported to raft", func() bool { return tn.recs[0].unreachable.Load() > 0 })
 }
@@ -518,7 +521,14 @@ func TestDropLog_SilentWhenHealthyDeltasWhenDropping(t *testing.T) {
 	for range 5 {
 		tn.trs[0].Send([]*raftpb.Message{msg(raftpb.MsgHeartbeat, 1, 2, 1)})
 	}
-	time.Sleep(350 * time.Millisecond) // three log intervals
+	// Drops are counted inside Send, expiries when a lane takes its queue:
+	// once the heartbeat arrived, three rounds of the logger that end
+	// after that have seen whatever these Sends dropped.
+	waitFor(t, 10*time.Second, "the heartbeat", func() bool { return tn.recs[1].count(raftpb.MsgHeartbeat) > 0 })
+	after := tn.trs[0].dropLogRounds.Load()
+	waitFor(t, 10*time.Second, "three drop-log rounds after the healthy sends", func() bool {
+		return tn.trs[0].dropLogRounds.Load() >= after+3
+	})
 	require.Empty(t, out.String(), "a healthy transport logged")
 
 	tn.hooks[1].BlockIngress(true)

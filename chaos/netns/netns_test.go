@@ -137,7 +137,9 @@ func mustEcho(t *testing.T, nw *Network, from int, addr netip.AddrPort) {
 }
 
 // mustTimeOut asserts the echo fails by timing out: a silent drop, not a
-// refusal or a local error.
+// refusal or a local error, silent for the whole deadline. (How long past
+// the deadline the error comes is the machine's load, not the fault's:
+// not asserted.)
 func mustTimeOut(t *testing.T, nw *Network, from int, addr netip.AddrPort) {
 	t.Helper()
 	start := time.Now()
@@ -146,8 +148,8 @@ func mustTimeOut(t *testing.T, nw *Network, from int, addr netip.AddrPort) {
 	if err == nil || !errors.As(err, &ne) || !ne.Timeout() {
 		t.Fatalf("node %d -> %v: %v, want a timeout", from, addr, err)
 	}
-	if d := time.Since(start); d > 2*blocked {
-		t.Fatalf("node %d -> %v: took %v, want about %v", from, addr, d, blocked)
+	if d := time.Since(start); d < blocked {
+		t.Fatalf("node %d -> %v: timed out after %v, before the %v deadline", from, addr, d, blocked)
 	}
 }
 

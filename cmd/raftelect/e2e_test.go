@@ -463,9 +463,12 @@ func TestThreeNodesElectReportAndFailOver(t *testing.T) {
 		time.Sleep(wait)
 	}
 	second.signal(syscall.SIGTERM)
+	// That it ended at once, not after a finished hand-over, is what the
+	// exit code 1 and the log line below show; the limit only catches a
+	// process that does not end.
 	select {
 	case <-second.done:
-	case <-time.After(5 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("second signal did not end the process")
 	}
 	b, _ := os.ReadFile(second.log)
