@@ -65,6 +65,12 @@ the node's own certificate is used unless --cert and --key name another.
 A node that does not answer shows UNREACHABLE:<class> (timeout, unavailable,
 canceled, auth, other) and the error below the table.
 
+With --watch the command keeps one stream open to every node (each dial and
+first answer within --timeout; a node that is down is asked again after
+100ms, then up to every 2s) and prints a line for every change as the nodes
+report it: leader, no-leader, role, lease, down, up, link, missed. -o json
+prints one JSON object per line instead.
+
 Exit status: 0 when every node answered and all name the same leader, 1
 otherwise, 2 on a usage error.`,
 		Args: cobra.NoArgs,
@@ -73,8 +79,8 @@ otherwise, 2 on a usage error.`,
 	f := cmd.Flags()
 	addTargetFlags(cmd, &o)
 	f.StringVarP(&o.output, "output", "o", "table", "table or json")
-	f.BoolVarP(&o.watch, "watch", "w", false, "keep watching: report every change of leader, role, lease, node and link as it happens")
-	f.DurationVar(&o.interval, "interval", time.Second, "with --watch: how often to ask every node")
+	f.BoolVarP(&o.watch, "watch", "w", false, "keep watching: stream every node's changes of leader, role, lease and links as they happen")
+	f.DurationVar(&o.interval, "interval", time.Second, "with --watch: how often each node sends its status when nothing changed (keeps LAST-CONTACT current); a node silent for this plus --timeout is reported down")
 	f.DurationVar(&o.watchFor, "watch-for", 0, "with --watch: stop after this long (default: until Ctrl-C or SIGTERM)")
 	return cmd
 }
@@ -277,7 +283,12 @@ func queryConn(ctx context.Context, conn grpc.ClientConnInterface, p config.Peer
 	if s.GetName() != p.Name {
 		return fail(fmt.Errorf("the node at %s says it is %q", p.Address, s.GetName()))
 	}
-	r.OK = true
+	return nodeFromStatus(p, s)
+}
+
+// nodeFromStatus is the report of a node that answered with status s.
+func nodeFromStatus(p config.Peer, s *pb.NodeStatus) nodeReport {
+	r := nodeReport{Name: p.Name, Address: p.Address, OK: true}
 	r.Role, r.Term, r.Leader, r.HoldsLease, r.Labels = s.GetRole(), s.GetTerm(), s.GetLeader(), s.GetHoldsLease(), s.GetLabels()
 	r.ElectionsHeld = s.GetElectionsHeld()
 	for _, ps := range s.GetPeers() {

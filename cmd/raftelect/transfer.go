@@ -76,7 +76,7 @@ func addTargetFlags(cmd *cobra.Command, o *statusOptions) {
 
 // dialNode makes a client for one node; it connects lazily, so every call
 // on it needs a deadline.
-func dialNode(p config.Peer, creds *transport.Credentials) (*grpc.ClientConn, error) {
+func dialNode(p config.Peer, creds *transport.Credentials, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
 	tc := insecure.NewCredentials()
 	if creds != nil {
 		// The node's certificate carries its identity, which is its
@@ -87,7 +87,7 @@ func dialNode(p config.Peer, creds *transport.Credentials) (*grpc.ClientConn, er
 		}
 		tc = credentials.NewTLS(creds.ClientConfig(want))
 	}
-	return grpc.NewClient(p.Address, grpc.WithTransportCredentials(tc))
+	return grpc.NewClient(p.Address, append([]grpc.DialOption{grpc.WithTransportCredentials(tc)}, opts...)...)
 }
 
 func runTransfer(ctx context.Context, out io.Writer, o transferOptions) error {

@@ -166,6 +166,97 @@ func TestStatusWatchShowsFailoverAsEvents(t *testing.T) {
 	}
 }
 
+// startWatch runs `status --watch` with args against c until the test ends.
+func startWatch(t *testing.T, c *cluster, args ...string) (*exec.Cmd, *lockedBuffer) {
+	t.Helper()
+	cmd := exec.Command(binary, append([]string{"status", "--watch", "--config", c.nodes[0].cfg}, args...)...)
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-done })
+	return cmd, out
+}
+
+// waitLine waits until out has a line containing every one of want, after
+// the first from lines, and returns its index.
+func waitLine(t *testing.T, out *lockedBuffer, from int, limit time.Duration, want ...string) int {
+	t.Helper()
+	at := -1
+	eventually(t, limit, fmt.Sprintf("a watch line with %q", want), func() error {
+		lines := strings.Split(out.String(), "\n")
+		for i := from; i < len(lines); i++ {
+			ok := true
+			for _, w := range want {
+				ok = ok && strings.Contains(lines[i], w)
+			}
+			if ok {
+				at = i
+				return nil
+			}
+		}
+		return fmt.Errorf("%s", out.String())
+	})
+	return at
+}
+
+// TestStatusWatchFollowsTransferHungNodeAndRestart: `status --watch` on
+// live streams reports a `raftelect transfer` (the old leader's lease
+// ending, the new leader) as it happens; a node that stops answering
+// without closing its connection (SIGSTOP) as down with class timeout
+// within the update interval plus the timeout, and up again after SIGCONT;
+// a node killed and restarted as down (connection refused) and up again:
+// the watch reconnects by itself.
+func TestStatusWatchFollowsTransferHungNodeAndRestart(t *testing.T) {
+	c := startCluster(t)
+	rep := c.agreedLeader(t, 30*time.Second)
+	_, out := startWatch(t, c, "--interval", "200ms", "--timeout", "500ms")
+	waitLine(t, out, 0, 10*time.Second, "peer columns:")
+
+	var to string
+	for _, n := range rep.Nodes {
+		if n.Name != rep.Leader {
+			to = n.Name
+			break
+		}
+	}
+	if r := raftelect(t, "transfer", "--config", c.nodes[0].cfg, "--to", to); r.code != 0 {
+		t.Fatalf("transfer --to %s: exit %d: %s", to, r.code, r.stderr)
+	}
+	i := waitLine(t, out, 0, 10*time.Second, "leader    "+to+" leads in term", fmt.Sprintf("(was %s, term %d)", rep.Leader, rep.Term))
+	t.Logf("status --watch during `raftelect transfer --to %s`:\n%s", to, out.String())
+	if j := waitLine(t, out, 0, time.Second, "lease     "+rep.Leader+" no longer holds the lease"); j > i {
+		t.Errorf("the old lease's end (line %d) is reported after the new leader (line %d)", j, i)
+	}
+
+	// A follower that hangs: its connection stays open, it says nothing.
+	var hung *proc
+	for _, p := range c.nodes {
+		if p.name != to {
+			hung = p
+			break
+		}
+	}
+	hung.signal(syscall.SIGSTOP)
+	t.Cleanup(func() { hung.signal(syscall.SIGCONT) })
+	stopped := time.Now()
+	i = waitLine(t, out, i, 10*time.Second, "down      "+hung.name+" does not answer: timeout")
+	t.Logf("%s hung (SIGSTOP): reported down after %v (interval 200ms + timeout 500ms)", hung.name, time.Since(stopped).Round(time.Millisecond))
+	hung.signal(syscall.SIGCONT)
+	i = waitLine(t, out, i, 10*time.Second, "up        "+hung.name+" answers")
+
+	// A follower killed and started again: the watch sees it go and come
+	// back without being restarted itself.
+	hung.kill()
+	i = waitLine(t, out, i, 10*time.Second, "down      "+hung.name+" does not answer: unavailable")
+	hung.start(t)
+	waitLine(t, out, i, 20*time.Second, "up        "+hung.name+" answers")
+	t.Logf("status --watch through a hang and a restart of %s:\n%s", hung.name, out.String())
+}
+
 // TestWatchScreenFits80x24: the terminal view of --watch is at most 24
 // lines of at most 80 characters with no newline after the last, whatever
 // the table's width and however many events there were; the newest event
@@ -178,7 +269,7 @@ func TestWatchScreenFits80x24(t *testing.T) {
 		recent = append(recent, fmt.Sprintf("event %d %s", i, strings.Repeat("x", 100)))
 	}
 	var out strings.Builder
-	screen := watchScreen(&out, time.Second, time.Now(), rep, recent)
+	screen := watchScreen(&out, time.Now(), rep, recent)
 	screen = regexp.MustCompile("\x1b\\[[0-9;]*[A-Za-z]").ReplaceAllString(screen, "")
 	lines := strings.Split(screen, "\n")
 	if len(lines) != 24 {
