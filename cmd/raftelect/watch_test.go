@@ -251,6 +251,7 @@ func TestStatusWatchFollowsTransferHungNodeAndRestart(t *testing.T) {
 	// A follower killed and started again: the watch sees it go and come
 	// back without being restarted itself.
 	hung.kill()
+	<-hung.done // its exit recorded before start makes a new one
 	i = waitLine(t, out, i, 10*time.Second, "down      "+hung.name+" does not answer: unavailable")
 	hung.start(t)
 	waitLine(t, out, i, 20*time.Second, "up        "+hung.name+" answers")
