@@ -63,10 +63,12 @@ const (
 	// preface: one or two round trips for a member, even on a slow WAN link.
 	DefaultHandshakeTimeout = 5 * time.Second
 
-	// maxInboundSendsPerConn bounds the Sends in flight on one connection. A
-	// peer's two lanes send one RPC at a time each; the slack covers a
-	// deadline expiring on its side before the handler here has returned.
-	maxInboundSendsPerConn = 4
+	// maxInboundSendsPerConn bounds the Sends in flight on one connection,
+	// an open Stream counting as one. A peer holds one stream per lane (or,
+	// falling back to unary Sends, one RPC per lane) plus its hello; the
+	// slack covers streams it tore down and re-opened (its own deadline)
+	// before the handlers here have seen the cancellation.
+	maxInboundSendsPerConn = 8
 )
 
 // Validate reports limits that would lock members out or are negative.

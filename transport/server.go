@@ -2,7 +2,9 @@ package transport
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"time"
 
@@ -31,6 +33,78 @@ func (s *peerServer) Send(ctx context.Context, req *pb.SendRequest) (*pb.SendRes
 	if err != nil {
 		return nil, err
 	}
+	// A correct peer has at most one Send in flight per lane, on its one
+	// connection. More means a misbehaving peer: refuse at once rather than
+	// let it hold goroutines and memory here. The slots belong to the
+	// connection, not the identity: whoever else holds the same certificate
+	// cannot take the member's own connection's slots (limits.go).
+	release, err := t.takeSendSlot(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	t.unarySends.Add(1)
+	return t.handleSend(ctx, name, cn, req)
+}
+
+// Stream serves one lane of a peer as a long-lived stream: every request
+// is handled as a unary Send would be (the same identity, bounds, agreement
+// and acknowledgement), and answered on the stream, in order. The caller's
+// identity is its certificate's, checked once for the stream and against
+// every message's From. The stream holds one of its connection's Send slots
+// while open. Fields a request or response leaves out because they repeat
+// the previous one (peer.proto, "stream:") are filled in and left out here.
+func (s *peerServer) Stream(stream pb.Peer_StreamServer) error {
+	t := s.t
+	ctx := stream.Context()
+	name, cn, err := t.memberName(ctx)
+	if err != nil {
+		return err
+	}
+	release, err := t.takeSendSlot(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer release()
+	t.streamsServed.Add(1)
+	var in streamRequests
+	var out streamResponses
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		in.fill(req)
+		resp, err := t.handleSend(ctx, name, cn, req)
+		if err != nil {
+			return err
+		}
+		out.elide(resp)
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+	}
+}
+
+// takeSendSlot takes one of the Send slots of the caller's connection, or
+// refuses the caller when they are all taken.
+func (t *Transport) takeSendSlot(ctx context.Context, name string) (release func(), err error) {
+	slots := t.sendSlots(ctx)
+	select {
+	case slots <- struct{}{}:
+		return func() { <-slots }, nil
+	default:
+		t.reject(RejectInflight)
+		return nil, status.Errorf(codes.ResourceExhausted, "%s has %d Sends in flight on this connection already", name, cap(slots))
+	}
+}
+
+// handleSend checks one batch from the caller named name (a member, or ""
+// for none) and hands its messages to the node; Send and Stream share it.
+func (t *Transport) handleSend(ctx context.Context, name, cn string, req *pb.SendRequest) (*pb.SendResponse, error) {
 	if t.opts.Credentials == nil && len(req.GetMessages()) > 0 {
 		// Without TLS there is no identity to check: take the claim.
 		name = t.validator.peers[req.GetMessages()[0].GetFrom()]
@@ -52,19 +126,6 @@ func (s *peerServer) Send(ctx context.Context, req *pb.SendRequest) (*pb.SendRes
 			return nil, status.Errorf(codes.PermissionDenied, "caller %q is an operator: it may call the Node service (Status, Check, Transfer, Watch), not Send", cn)
 		}
 		return nil, status.Errorf(codes.PermissionDenied, "caller %q "+notMemberText, cn)
-	}
-	// A correct peer has at most one Send in flight per lane, on its one
-	// connection. More means a misbehaving peer: refuse at once rather than
-	// let it hold goroutines and memory here. The slots belong to the
-	// connection, not the identity: whoever else holds the same certificate
-	// cannot take the member's own connection's slots (limits.go).
-	slots := t.sendSlots(ctx)
-	select {
-	case slots <- struct{}{}:
-		defer func() { <-slots }()
-	default:
-		t.reject(RejectInflight)
-		return nil, status.Errorf(codes.ResourceExhausted, "%s has %d Sends in flight on this connection already", name, cap(slots))
 	}
 	if err := ValidateRequest(req); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "rejected request from %s: %v", name, err)

@@ -7,6 +7,9 @@
 // blocks and never waits for a peer, so one silent peer cannot delay
 // messages to another, and a slow append cannot delay a heartbeat to the same
 // peer. A full queue drops the message and counts it; raft retransmits.
+// Each lane sends its batches on one long-lived gRPC stream, one request in
+// flight, each answer due within the lane's timeout by the lane's own timer
+// (stream.go).
 //
 // Inbound, the gRPC handler checks the caller's certificate against every
 // message's From, checks the message (see inbound_validator.go) and hands it
@@ -268,6 +271,9 @@ type Transport struct {
 	rejected  rejections
 	strays    chan struct{} // Send slots for RPCs on no tracked connection
 
+	// Inbound Peer calls served: unary Sends and Streams.
+	unarySends, streamsServed atomic.Uint64
+
 	local     atomic.Pointer[localConfig] // this node's configuration description
 	conflicts atomic.Int32                // peers that disagree on membership
 
@@ -503,6 +509,9 @@ func (t *Transport) watchConn(p *peer) {
 		case connectivity.Idle:
 			p.conn.Connect()
 		case connectivity.Ready:
+			// A new connection: the peer may have been upgraded to
+			// a release with streams since we fell back to unary Sends.
+			p.unary.Store(false)
 			t.hello(p)
 		}
 		if !p.conn.WaitForStateChange(t.ctx, state) {
@@ -596,6 +605,8 @@ func (t *Transport) Send(msgs []*raftpb.Message) {
 // runLane drains one lane of one peer until Stop.
 func (t *Transport) runLane(p *peer, q *sendQueue, timeout time.Duration) {
 	defer t.wg.Done()
+	var ls laneStream
+	defer ls.close()
 	var batch []*raftpb.Message
 	for {
 		select {
@@ -617,7 +628,7 @@ func (t *Transport) runLane(p *peer, q *sendQueue, timeout time.Duration) {
 		// meets the receiver's caps (see ValidateRequest).
 		for rest := batch; len(rest) > 0; {
 			n := sendChunk(rest, t.opts.MaxMessageBytes)
-			t.send(p, rest[:n], timeout)
+			t.sendOnLane(p, &ls, rest[:n], timeout)
 			rest = rest[n:]
 		}
 		clear(batch)
@@ -644,9 +655,20 @@ func sendChunk(msgs []*raftpb.Message, maxBytes int) int {
 	return n
 }
 
-// send delivers one batch to p with a deadline and reports the outcome to
-// raft.
+// send delivers one batch to p by a unary Send with a deadline and reports
+// the outcome to raft. The lanes send on their streams (sendOnLane); the
+// hello, SyncSend and lanes to a peer without Stream use this.
 func (t *Transport) send(p *peer, batch []*raftpb.Message, timeout time.Duration) {
+	req, own := t.request(p, batch)
+	ctx, cancel := context.WithTimeout(t.ctx, timeout)
+	start := time.Now()
+	resp, err := p.client.Send(ctx, req)
+	cancel()
+	t.sent(p, batch, req, own, resp, err, time.Since(start))
+}
+
+// request builds the request that carries batch to p, in full.
+func (t *Transport) request(p *peer, batch []*raftpb.Message) (*pb.SendRequest, *localConfig) {
 	sent := stampNow()
 	own := t.ownConfig()
 	req := &pb.SendRequest{
@@ -659,11 +681,12 @@ func (t *Transport) send(p *peer, batch []*raftpb.Message, timeout time.Duration
 	if p.sendConfig.Load() || p.sentDigest.Load() != own.digest {
 		req.Config = own.desc
 	}
-	ctx, cancel := context.WithTimeout(t.ctx, timeout)
-	start := time.Now()
-	resp, err := p.client.Send(ctx, req)
-	cancel()
-	rtt := time.Since(start)
+	return req, own
+}
+
+// sent reports the outcome of one request to p (its answer resp, in full,
+// or err) to raft, the lease and the agreement check.
+func (t *Transport) sent(p *peer, batch []*raftpb.Message, req *pb.SendRequest, own *localConfig, resp *pb.SendResponse, err error, rtt time.Duration) {
 	h := t.opts.Handler
 	if err != nil {
 		p.failures.Add(1)
@@ -767,8 +790,10 @@ type peer struct {
 	failures    atomic.Uint64
 	reachable   atomic.Bool
 	rtt         atomic.Int64
-	lastContact atomic.Int64 // unix nanos of the last message either way
-	sendLabels  atomic.Bool  // the peer asked for our labels
+	lastContact atomic.Int64  // unix nanos of the last message either way
+	sendLabels  atomic.Bool   // the peer asked for our labels
+	unary       atomic.Bool   // the peer has no Stream method: lanes send unary Sends
+	streams     atomic.Uint64 // lane streams opened to it
 
 	// Agreement (agreement.go). agreement is the verdict on the peer's
 	// configuration; confMu guards updating it from the peer's last full

@@ -34,23 +34,28 @@ type SendRequest struct {
 	// Digest of the sender's labels. The receiver asks for the labels
 	// (SendResponse.need_labels) when it has not seen this digest, so labels
 	// cross the wire once per change, not with every heartbeat.
+	// stream: 0 means the previous request's.
 	LabelsDigest uint64            `protobuf:"fixed64,2,opt,name=labels_digest,json=labelsDigest,proto3" json:"labels_digest,omitempty"`
 	Labels       map[string]string `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Opaque to the receiver: when the sender sent this batch (its own
 	// monotonic clock) and which run of the sender's process it was. The
 	// receiver echoes them back in a later SendResponse once it has stepped
 	// the batch.
-	Stamp       uint64 `protobuf:"varint,4,opt,name=stamp,proto3" json:"stamp,omitempty"`
+	Stamp uint64 `protobuf:"varint,4,opt,name=stamp,proto3" json:"stamp,omitempty"`
+	// stream: 0 means the previous request's.
 	Incarnation uint64 `protobuf:"fixed64,5,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
 	// Agreement (docs/transport.md): the digest of the sender's configuration
 	// (cluster ID, membership, timings) on every Send, and the configuration
 	// itself on a new connection, after it changed, or when the receiver asked
 	// (SendResponse.need_config). 0 means the sender describes nothing (an
 	// older raftelect, a test tool): the receiver does not check it.
+	// stream: 0 means the previous request's (a stream's first request
+	// always carries it, or the stream describes nothing).
 	ConfigDigest uint64      `protobuf:"fixed64,6,opt,name=config_digest,json=configDigest,proto3" json:"config_digest,omitempty"`
 	Config       *NodeConfig `protobuf:"bytes,7,opt,name=config,proto3" json:"config,omitempty"`
 	// The digest of the receiver's configuration as the sender last received
 	// it in full; the receiver answers with its own in full when its differs.
+	// stream: 0 means the previous request's.
 	KnownConfigDigest uint64 `protobuf:"fixed64,8,opt,name=known_config_digest,json=knownConfigDigest,proto3" json:"known_config_digest,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
@@ -149,10 +154,11 @@ type SendResponse struct {
 	// leader this node followed right after stepping it. The leader builds its
 	// lease on these acknowledgements (docs/safety.md). The handler answers
 	// without waiting for raft, so this is at most a batch or so behind.
-	AckTerm        uint64 `protobuf:"varint,1,opt,name=ack_term,json=ackTerm,proto3" json:"ack_term,omitempty"`
-	AckLeader      uint64 `protobuf:"varint,2,opt,name=ack_leader,json=ackLeader,proto3" json:"ack_leader,omitempty"`
-	NeedLabels     bool   `protobuf:"varint,3,opt,name=need_labels,json=needLabels,proto3" json:"need_labels,omitempty"`
-	AckStamp       uint64 `protobuf:"varint,4,opt,name=ack_stamp,json=ackStamp,proto3" json:"ack_stamp,omitempty"`
+	AckTerm    uint64 `protobuf:"varint,1,opt,name=ack_term,json=ackTerm,proto3" json:"ack_term,omitempty"`
+	AckLeader  uint64 `protobuf:"varint,2,opt,name=ack_leader,json=ackLeader,proto3" json:"ack_leader,omitempty"`
+	NeedLabels bool   `protobuf:"varint,3,opt,name=need_labels,json=needLabels,proto3" json:"need_labels,omitempty"`
+	AckStamp   uint64 `protobuf:"varint,4,opt,name=ack_stamp,json=ackStamp,proto3" json:"ack_stamp,omitempty"`
+	// stream: 0 means the previous response's.
 	AckIncarnation uint64 `protobuf:"fixed64,5,opt,name=ack_incarnation,json=ackIncarnation,proto3" json:"ack_incarnation,omitempty"`
 	// The acknowledging node's promise, in nanoseconds of its own clock: for
 	// this long after it stepped the acknowledged batch it grants no vote and
@@ -164,6 +170,7 @@ type SendResponse struct {
 	// The receiver's side of the agreement: the digest of its configuration,
 	// the configuration in full when the sender's known_config_digest is not
 	// that digest, and need_config when it does not know the sender's digest.
+	// stream: 0 means the previous response's.
 	ConfigDigest uint64      `protobuf:"fixed64,7,opt,name=config_digest,json=configDigest,proto3" json:"config_digest,omitempty"`
 	Config       *NodeConfig `protobuf:"bytes,8,opt,name=config,proto3" json:"config,omitempty"`
 	NeedConfig   bool        `protobuf:"varint,9,opt,name=need_config,json=needConfig,proto3" json:"need_config,omitempty"`
@@ -462,9 +469,10 @@ const file_raftelect_v1_peer_proto_rawDesc = "" +
 	"\x06Member\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bidentity\x18\x02 \x01(\tR\bidentity\x12\x18\n" +
-	"\aaddress\x18\x03 \x01(\tR\aaddress2E\n" +
+	"\aaddress\x18\x03 \x01(\tR\aaddress2\x8a\x01\n" +
 	"\x04Peer\x12=\n" +
-	"\x04Send\x12\x19.raftelect.v1.SendRequest\x1a\x1a.raftelect.v1.SendResponseB?Z=github.com/raftelect/raftelect/proto/raftelect/v1;raftelectv1b\x06proto3"
+	"\x04Send\x12\x19.raftelect.v1.SendRequest\x1a\x1a.raftelect.v1.SendResponse\x12C\n" +
+	"\x06Stream\x12\x19.raftelect.v1.SendRequest\x1a\x1a.raftelect.v1.SendResponse(\x010\x01B?Z=github.com/raftelect/raftelect/proto/raftelect/v1;raftelectv1b\x06proto3"
 
 var (
 	file_raftelect_v1_peer_proto_rawDescOnce sync.Once
@@ -494,9 +502,11 @@ var file_raftelect_v1_peer_proto_depIdxs = []int32{
 	2, // 3: raftelect.v1.SendResponse.config:type_name -> raftelect.v1.NodeConfig
 	3, // 4: raftelect.v1.NodeConfig.members:type_name -> raftelect.v1.Member
 	0, // 5: raftelect.v1.Peer.Send:input_type -> raftelect.v1.SendRequest
-	1, // 6: raftelect.v1.Peer.Send:output_type -> raftelect.v1.SendResponse
-	6, // [6:7] is the sub-list for method output_type
-	5, // [5:6] is the sub-list for method input_type
+	0, // 6: raftelect.v1.Peer.Stream:input_type -> raftelect.v1.SendRequest
+	1, // 7: raftelect.v1.Peer.Send:output_type -> raftelect.v1.SendResponse
+	1, // 8: raftelect.v1.Peer.Stream:output_type -> raftelect.v1.SendResponse
+	7, // [7:9] is the sub-list for method output_type
+	5, // [5:7] is the sub-list for method input_type
 	5, // [5:5] is the sub-list for extension type_name
 	5, // [5:5] is the sub-list for extension extendee
 	0, // [0:5] is the sub-list for field type_name

@@ -25,7 +25,8 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Peer_Send_FullMethodName = "/raftelect.v1.Peer/Send"
+	Peer_Send_FullMethodName   = "/raftelect.v1.Peer/Send"
+	Peer_Stream_FullMethodName = "/raftelect.v1.Peer/Stream"
 )
 
 // PeerClient is the client API for Peer service.
@@ -35,6 +36,14 @@ type PeerClient interface {
 	// Send delivers a batch of raft messages from the calling node. Every
 	// message's From must be the caller's identity and To must be this node.
 	Send(ctx context.Context, in *SendRequest, opts ...grpc.CallOption) (*SendResponse, error)
+	// Stream carries the calling node's Sends of one lane (control or data)
+	// as one long-lived stream: each SendRequest is answered by exactly one
+	// SendResponse, in order, with the same meaning as Send's. The caller
+	// enforces its deadlines with its own timers and tears the stream down
+	// when an answer is late. Within one stream, fields that would repeat the
+	// previous request's (or response's) value may be left out; see the
+	// fields marked "stream:". A node without this method is sent unary Sends.
+	Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SendRequest, SendResponse], error)
 }
 
 type peerClient struct {
@@ -55,6 +64,19 @@ func (c *peerClient) Send(ctx context.Context, in *SendRequest, opts ...grpc.Cal
 	return out, nil
 }
 
+func (c *peerClient) Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SendRequest, SendResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Peer_ServiceDesc.Streams[0], Peer_Stream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SendRequest, SendResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Peer_StreamClient = grpc.BidiStreamingClient[SendRequest, SendResponse]
+
 // PeerServer is the server API for Peer service.
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
@@ -62,6 +84,14 @@ type PeerServer interface {
 	// Send delivers a batch of raft messages from the calling node. Every
 	// message's From must be the caller's identity and To must be this node.
 	Send(context.Context, *SendRequest) (*SendResponse, error)
+	// Stream carries the calling node's Sends of one lane (control or data)
+	// as one long-lived stream: each SendRequest is answered by exactly one
+	// SendResponse, in order, with the same meaning as Send's. The caller
+	// enforces its deadlines with its own timers and tears the stream down
+	// when an answer is late. Within one stream, fields that would repeat the
+	// previous request's (or response's) value may be left out; see the
+	// fields marked "stream:". A node without this method is sent unary Sends.
+	Stream(grpc.BidiStreamingServer[SendRequest, SendResponse]) error
 	mustEmbedUnimplementedPeerServer()
 }
 
@@ -74,6 +104,9 @@ type UnimplementedPeerServer struct{}
 
 func (UnimplementedPeerServer) Send(context.Context, *SendRequest) (*SendResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Send not implemented")
+}
+func (UnimplementedPeerServer) Stream(grpc.BidiStreamingServer[SendRequest, SendResponse]) error {
+	return status.Errorf(codes.Unimplemented, "method Stream not implemented")
 }
 func (UnimplementedPeerServer) mustEmbedUnimplementedPeerServer() {}
 func (UnimplementedPeerServer) testEmbeddedByValue()              {}
@@ -114,6 +147,13 @@ func _Peer_Send_Handler(srv interface{}, ctx context.Context, dec func(interface
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Peer_Stream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(PeerServer).Stream(&grpc.GenericServerStream[SendRequest, SendResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Peer_StreamServer = grpc.BidiStreamingServer[SendRequest, SendResponse]
+
 // Peer_ServiceDesc is the grpc.ServiceDesc for Peer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -126,6 +166,13 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Peer_Send_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Stream",
+			Handler:       _Peer_Stream_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "raftelect/v1/peer.proto",
 }

@@ -1,0 +1,189 @@
+package transport
+
+// Streams: each lane of each peer sends its batches on one long-lived gRPC
+// stream (the Peer service's Stream method) instead of one unary Send per
+// batch. A unary call opens an HTTP/2 stream, sends header fields and a
+// deadline, and is answered with header fields and trailers, each in a TLS
+// record of its own; on an idle cluster (one heartbeat per peer and
+// heartbeat interval) that was most of a node's CPU and nine tenths of its
+// bytes on the wire (docs/benchmarks.md). On a stream, a batch is one
+// length-prefixed message in one HTTP/2 DATA frame, and so is its answer.
+//
+// What stays as it was:
+//   - one request in flight per lane, answered in order: the lane sends its
+//     next batch (everything queued meanwhile, coalesced) once the answer
+//     came, so heartbeats still never wait behind appends (two lanes, two
+//     streams) and nothing blocks the raft loop (the queues);
+//   - deadlines: the lane's own timer bounds every round trip by
+//     ControlTimeout or DataTimeout, as the per-call deadline did; when it
+//     fires, the stream is cancelled (torn down), raft is told the peer is
+//     unreachable, and the next batch opens a new stream;
+//   - every request and answer means what a unary Send's does (identity per
+//     message, bounds, agreement, the stamp and the acknowledgement), and
+//     the receiver handles both with the same code (handleSend);
+//   - a peer without Stream (the previous release) answers Unimplemented:
+//     the lane sends it unary Sends until the connection is re-established.
+//
+// Within one stream, the fields that never change on it (the sender's
+// incarnation, labels digest, configuration digest, and the receiver's
+// configuration digest as the sender knows it; the answer's acknowledgement
+// incarnation and configuration digest) are left out when they repeat the
+// previous message's value: 0 means "as before" there (peer.proto). None of
+// them ever changes back to 0 once set, so the elision is unambiguous.
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/raftelect/raftelect/proto/raftelect/v1"
+)
+
+// streamRequests remembers, for one stream, the fields of the last
+// SendRequest that may be left out of the next one.
+type streamRequests struct {
+	labels, incarnation, config, known uint64
+}
+
+// elide leaves out of r (to be sent) what repeats the previous request.
+func (s *streamRequests) elide(r *pb.SendRequest) {
+	elide(&r.LabelsDigest, &s.labels)
+	elide(&r.Incarnation, &s.incarnation)
+	elide(&r.ConfigDigest, &s.config)
+	elide(&r.KnownConfigDigest, &s.known)
+}
+
+// fill restores in r (as received) what the sender left out.
+func (s *streamRequests) fill(r *pb.SendRequest) {
+	fill(&r.LabelsDigest, &s.labels)
+	fill(&r.Incarnation, &s.incarnation)
+	fill(&r.ConfigDigest, &s.config)
+	fill(&r.KnownConfigDigest, &s.known)
+}
+
+// streamResponses is streamRequests for the answers.
+type streamResponses struct {
+	ackIncarnation, config uint64
+}
+
+func (s *streamResponses) elide(r *pb.SendResponse) {
+	if r.AckStamp != 0 {
+		elide(&r.AckIncarnation, &s.ackIncarnation)
+	}
+	elide(&r.ConfigDigest, &s.config)
+}
+
+func (s *streamResponses) fill(r *pb.SendResponse) {
+	if r.AckStamp != 0 {
+		fill(&r.AckIncarnation, &s.ackIncarnation)
+	}
+	fill(&r.ConfigDigest, &s.config)
+}
+
+func elide(v, prev *uint64) {
+	if *v == *prev {
+		*v = 0
+		return
+	}
+	*prev = *v
+}
+
+func fill(v, prev *uint64) {
+	if *v == 0 {
+		*v = *prev
+		return
+	}
+	*prev = *v
+}
+
+// laneStream is one lane's stream to one peer. Only the lane's goroutine
+// uses it.
+type laneStream struct {
+	stream pb.Peer_StreamClient // nil: none open
+	cancel context.CancelFunc
+	timer  *time.Timer // cancels the stream when an answer is late
+	out    streamRequests
+	in     streamResponses
+}
+
+// close tears the stream down, if one is open.
+func (ls *laneStream) close() {
+	if ls.stream == nil {
+		return
+	}
+	ls.timer.Stop()
+	ls.cancel()
+	*ls = laneStream{}
+}
+
+// roundTrip sends req on the lane's stream, opening one if none is open,
+// and returns the answer, in full. The answer must come within timeout, or
+// the stream is torn down and the error says so; any error tears it down.
+func (ls *laneStream) roundTrip(t *Transport, p *peer, req *pb.SendRequest, timeout time.Duration) (*pb.SendResponse, error) {
+	if ls.stream == nil {
+		ctx, cancel := context.WithCancel(t.ctx)
+		// Armed before opening: opening waits for a connection that is
+		// still being made.
+		timer := time.AfterFunc(timeout, cancel)
+		st, err := p.client.Stream(ctx)
+		if err != nil {
+			timer.Stop()
+			cancel()
+			return nil, err
+		}
+		*ls = laneStream{stream: st, cancel: cancel, timer: timer}
+		p.streams.Add(1)
+	} else {
+		ls.timer.Reset(timeout)
+	}
+	ls.out.elide(req)
+	err := ls.stream.Send(req)
+	var resp *pb.SendResponse
+	if err == nil || errors.Is(err, io.EOF) {
+		// After io.EOF from Send, Recv returns the stream's status.
+		resp, err = ls.stream.Recv()
+	}
+	late := !ls.timer.Stop()
+	switch {
+	case err != nil:
+		if late {
+			err = status.Errorf(codes.DeadlineExceeded, "no answer on the stream within %v", timeout)
+		}
+		ls.close()
+		return nil, err
+	}
+	ls.in.fill(resp)
+	if late {
+		// The answer came as the timer fired: take it, but the stream
+		// is being cancelled.
+		ls.close()
+	}
+	return resp, nil
+}
+
+// sendOnLane delivers one batch to p on the lane's stream and reports the
+// outcome as send does.
+func (t *Transport) sendOnLane(p *peer, ls *laneStream, batch []*raftpb.Message, timeout time.Duration) {
+	if p.unary.Load() {
+		t.send(p, batch, timeout)
+		return
+	}
+	req, own := t.request(p, batch)
+	start := time.Now()
+	resp, err := ls.roundTrip(t, p, req, timeout)
+	if status.Code(err) == codes.Unimplemented {
+		// The previous release: unary Sends until the connection is
+		// re-established (the peer may be upgraded by then).
+		if !p.unary.Swap(true) {
+			t.log.Info("peer has no streams: sending it unary Sends", "peer", p.Name)
+		}
+		t.send(p, batch, timeout)
+		return
+	}
+	t.sent(p, batch, req, own, resp, err, time.Since(start))
+}

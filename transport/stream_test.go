@@ -1,0 +1,198 @@
+package transport
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+
+	"github.com/raftelect/raftelect/certs"
+	pb "github.com/raftelect/raftelect/proto/raftelect/v1"
+)
+
+// Each lane keeps one stream for as long as it works: many batches of
+// heartbeats, votes and appends open two streams (control and data) and
+// make no unary Send but the hello.
+func TestLanes_OneLongLivedStreamPerLane(t *testing.T) {
+	t.Parallel()
+	tn := newTestNet(t, 2, nil)
+	for i := range 30 {
+		tn.trs[0].Send([]*raftpb.Message{msg(raftpb.MsgHeartbeat, 1, 2, 1), msg(raftpb.MsgApp, 1, 2, 1)})
+		want := i + 1
+		waitFor(t, 10*time.Second, "the batch", func() bool {
+			return tn.recs[1].count(raftpb.MsgApp) == want && tn.recs[1].count(raftpb.MsgHeartbeat) >= want
+		})
+	}
+	require.Equal(t, uint64(2), tn.trs[0].byID[2].streams.Load(), "lane streams opened by n1")
+	require.Equal(t, uint64(2), tn.trs[1].streamsServed.Load(), "streams n2 served")
+	// n1's hellos (until answered) are n2's only unary Sends; none carries
+	// a raft message (the recorder counted every one above exactly).
+	require.LessOrEqual(t, tn.trs[1].unarySends.Load(), uint64(3))
+	require.Equal(t, 30, tn.recs[1].count(raftpb.MsgApp))
+}
+
+// A stream whose answer does not come within the lane's timeout is torn
+// down and raft is told the peer is unreachable; once the peer answers
+// again, the next batch goes on a new stream. Without the tear-down the
+// next batch would wait behind the hung one forever.
+func TestLanes_StalledStreamTornDownReportedAndReopened(t *testing.T) {
+	t.Parallel()
+	tn := newTestNet(t, 2, func(i int, o *Options) { o.ControlTimeout = 300 * time.Millisecond })
+	tn.trs[0].Send([]*raftpb.Message{msg(raftpb.MsgHeartbeat, 1, 2, 1)})
+	waitFor(t, 10*time.Second, "the first heartbeat", func() bool { return tn.recs[1].count(raftpb.MsgHeartbeat) == 1 })
+	require.Equal(t, uint64(1), tn.trs[0].byID[2].streams.Load())
+
+	tn.hooks[1].BlockFrom("n1", true)
+	tn.trs[0].Send([]*raftpb.Message{msg(raftpb.MsgHeartbeat, 1, 2, 2)})
+	waitFor(t, 10*time.Second, "the stall to be reported to raft", func() bool { return tn.recs[0].unreachable.Load() > 0 })
+	require.False(t, tn.trs[0].Stats()[0].Reachable)
+	tn.hooks[1].BlockFrom("n1", false)
+
+	waitFor(t, 10*time.Second, "a heartbeat after the stall", func() bool {
+		tn.trs[0].Send([]*raftpb.Message{msg(raftpb.MsgHeartbeat, 1, 2, 3)})
+		time.Sleep(20 * time.Millisecond) // pacing the retries, not synchronisation
+		return tn.recs[1].count(raftpb.MsgHeartbeat) >= 2
+	})
+	require.GreaterOrEqual(t, tn.trs[0].byID[2].streams.Load(), uint64(2), "a new stream after the tear-down")
+	waitFor(t, 10*time.Second, "n2's handler of the torn-down stream to end", func() bool {
+		return tn.trs[1].limiter.stats().Open > 0 // the connection itself stays up
+	})
+	require.True(t, tn.trs[0].Stats()[0].Reachable)
+}
+
+// unaryOnlyPeer is a node of the previous release: a Peer service without
+// Stream.
+type unaryOnlyPeer struct {
+	pb.UnimplementedPeerServer
+	inner   *peerServer
+	streams atomic.Int64
+}
+
+func (u *unaryOnlyPeer) Send(ctx context.Context, req *pb.SendRequest) (*pb.SendResponse, error) {
+	return u.inner.Send(ctx, req)
+}
+
+func (u *unaryOnlyPeer) Stream(s pb.Peer_StreamServer) error {
+	u.streams.Add(1)
+	return u.UnimplementedPeerServer.Stream(s)
+}
+
+// A peer without the Stream method (the previous release) is sent unary
+// Sends: nothing is lost, and the lanes stop asking for streams until the
+// connection is re-established.
+func TestLanes_PeerWithoutStreamsGetsUnarySends(t *testing.T) {
+	t.Parallel()
+	ca, err := certs.NewCA("test CA", time.Hour)
+	require.NoError(t, err)
+	var lis [2]net.Listener
+	var peers [2]Peer
+	var creds [2]*Credentials
+	for i := range 2 {
+		lis[i], err = net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		name := fmt.Sprintf("n%d", i+1)
+		peers[i] = Peer{ID: uint64(i + 1), Name: name, Addr: lis[i].Addr().String()}
+		f, err := ca.WriteNode(filepath.Join(t.TempDir(), name), name, []string{"127.0.0.1"}, time.Hour)
+		require.NoError(t, err)
+		creds[i], err = LoadCredentials(f.CA, f.Cert, f.Key)
+		require.NoError(t, err)
+	}
+	rec1, rec2 := &recorder{}, &recorder{}
+	tr1, err := New(Options{Self: peers[0], Peers: peers[1:], Credentials: creds[0], Handler: rec1, Listener: lis[0]})
+	require.NoError(t, err)
+	require.NoError(t, tr1.Start())
+	t.Cleanup(tr1.Stop)
+	// n2 runs the previous release's server: the same Send, no Stream.
+	tr2, err := New(Options{Self: peers[1], Peers: peers[:1], Credentials: creds[1], Handler: rec2})
+	require.NoError(t, err)
+	old := &unaryOnlyPeer{inner: &peerServer{t: tr2}}
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(creds[1].serverConfig())))
+	pb.RegisterPeerServer(srv, old)
+	go srv.Serve(lis[1])
+	t.Cleanup(srv.Stop)
+
+	for i := range 10 {
+		tr1.Send([]*raftpb.Message{msg(raftpb.MsgHeartbeat, 1, 2, 1), msg(raftpb.MsgApp, 1, 2, 1)})
+		want := i + 1
+		waitFor(t, 10*time.Second, "the batch", func() bool { return rec2.count(raftpb.MsgApp) == want })
+	}
+	require.GreaterOrEqual(t, rec2.count(raftpb.MsgHeartbeat), 1)
+	require.True(t, tr1.byID[2].unary.Load())
+	require.LessOrEqual(t, old.streams.Load(), int64(2), "asked for a stream at most once per lane")
+	require.True(t, tr1.Stats()[0].Reachable)
+}
+
+// Fields a stream leaves out come back as they were, including after a
+// change, and a stream's first message carries every field.
+func TestStreamElision_FillRestoresWhatElideLeftOut(t *testing.T) {
+	var out, in streamRequests
+	reqs := []*pb.SendRequest{
+		{LabelsDigest: 7, Incarnation: 9, ConfigDigest: 11, KnownConfigDigest: 0},
+		{LabelsDigest: 7, Incarnation: 9, ConfigDigest: 11, KnownConfigDigest: 13},
+		{LabelsDigest: 7, Incarnation: 9, ConfigDigest: 11, KnownConfigDigest: 13},
+		{LabelsDigest: 7, Incarnation: 9, ConfigDigest: 12, KnownConfigDigest: 13},
+		{LabelsDigest: 7, Incarnation: 9, ConfigDigest: 12, KnownConfigDigest: 13},
+	}
+	for i, r := range reqs {
+		want := &pb.SendRequest{LabelsDigest: r.LabelsDigest, Incarnation: r.Incarnation, ConfigDigest: r.ConfigDigest, KnownConfigDigest: r.KnownConfigDigest}
+		out.elide(r)
+		if i == 0 {
+			require.Equal(t, uint64(11), r.ConfigDigest, "the first request carries every field")
+		}
+		if i == 2 {
+			require.Zero(t, r.LabelsDigest+r.Incarnation+r.ConfigDigest+r.KnownConfigDigest, "a repeat carries none")
+		}
+		in.fill(r)
+		require.Equal(t, want.String(), r.String(), "request %d", i)
+	}
+	var sOut, sIn streamResponses
+	resps := []*pb.SendResponse{
+		{ConfigDigest: 5},
+		{ConfigDigest: 5, AckStamp: 100, AckIncarnation: 3},
+		{ConfigDigest: 5, AckStamp: 200, AckIncarnation: 3},
+		{ConfigDigest: 5},
+		{ConfigDigest: 6, AckStamp: 300, AckIncarnation: 3},
+	}
+	for i, r := range resps {
+		want := &pb.SendResponse{ConfigDigest: r.ConfigDigest, AckStamp: r.AckStamp, AckIncarnation: r.AckIncarnation}
+		sOut.elide(r)
+		if i == 2 {
+			require.Zero(t, r.ConfigDigest+r.AckIncarnation, "a repeat carries neither")
+		}
+		sIn.fill(r)
+		require.Equal(t, want.String(), r.String(), "response %d", i)
+	}
+}
+
+// A stream's errors come back to the sender as the unary Send's did: a
+// message whose From is not the caller ends the stream with
+// PermissionDenied, and the next batch opens a new stream.
+func TestStream_RefusesAForgedFromAndEndsTheStream(t *testing.T) {
+	t.Parallel()
+	tn := newTestNet(t, 3, nil)
+	p := tn.trs[1].byID[1] // n2's view of n1
+	var ls laneStream
+	defer ls.close()
+	req, _ := tn.trs[1].request(p, []*raftpb.Message{msg(raftpb.MsgHeartbeat, 2, 1, 1)})
+	_, err := ls.roundTrip(tn.trs[1], p, req, 5*time.Second)
+	require.NoError(t, err)
+	req, _ = tn.trs[1].request(p, []*raftpb.Message{msg(raftpb.MsgHeartbeat, 3, 1, 1)}) // n2 posing as n3
+	_, err = ls.roundTrip(tn.trs[1], p, req, 5*time.Second)
+	require.Equal(t, codes.PermissionDenied, status.Code(err), "%v", err)
+	require.Nil(t, ls.stream, "torn down")
+	req, _ = tn.trs[1].request(p, []*raftpb.Message{msg(raftpb.MsgHeartbeat, 2, 1, 1)})
+	_, err = ls.roundTrip(tn.trs[1], p, req, 5*time.Second)
+	require.NoError(t, err)
+	require.Equal(t, 2, tn.recs[0].count(raftpb.MsgHeartbeat), "only n2's own heartbeats reached n1")
+	require.Equal(t, uint64(1), tn.trs[0].Rejections(RejectFromMismatch))
+}
