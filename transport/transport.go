@@ -401,6 +401,9 @@ func (t *Transport) Start() error {
 		// odd forwarded Check; an operator tool a Status or a Watch or
 		// two. Anything beyond waits for a free stream.
 		grpc.MaxConcurrentStreams(16),
+		// Fixed flow-control windows (see windowSize).
+		grpc.StaticStreamWindowSize(windowSize),
+		grpc.StaticConnWindowSize(windowSize),
 		// Identify the caller once per RPC, for every service on this
 		// server (CallerMember).
 		grpc.ChainUnaryInterceptor(t.intercept),
@@ -457,6 +460,16 @@ func (t *Transport) Start() error {
 	return nil
 }
 
+// windowSize is the HTTP/2 flow-control window of every stream and
+// connection, both ways: HTTP/2's default, but fixed. With gRPC's default,
+// dynamic windows, each side estimates the bandwidth-delay product by
+// answering data with a PING of its own (bdpEstimator), which on an idle
+// cluster is a PING and its ack per heartbeat each way: ~80 of the ~180
+// bytes a heartbeat and its answer cost on a stream
+// (BenchmarkLane_Heartbeat). Nothing here needs a larger window: appends
+// are at most MaxAppendBytes, snapshots carry no data.
+const windowSize = 64 << 10
+
 func (t *Transport) dial(p *peer) (*grpc.ClientConn, error) {
 	creds := insecure.NewCredentials()
 	if t.opts.Credentials != nil {
@@ -490,6 +503,8 @@ func (t *Transport) dial(p *peer) (*grpc.ClientConn, error) {
 			grpc.MaxCallSendMsgSize(t.opts.MaxMessageBytes),
 		),
 		grpc.WithUserAgent("raftelect/"+t.opts.Self.Name),
+		grpc.WithStaticStreamWindowSize(windowSize),
+		grpc.WithStaticConnWindowSize(windowSize),
 	)
 }
 
