@@ -84,20 +84,22 @@ func TestExecCommandFailureIsRestarted(t *testing.T) {
 
 // When the lease ends, the command's processes get SIGTERM, and SIGKILL
 // after the grace period if they ignore SIGTERM: with the process group
-// alone and in a PID namespace.
+// alone and in a PID namespace. No timing target: a command that honours
+// SIGTERM gets a grace (60s) far longer than the limit it must end within
+// (30s); one that ignores it cannot end before its grace (500ms).
 func TestExecLeaseEndTermsThenKillsProcessGroupAfterGrace(t *testing.T) {
 	for _, tt := range []struct {
-		name     string
-		script   string
-		killed   bool // needs SIGKILL
-		minTaken time.Duration
+		name   string
+		script string
+		grace  time.Duration
+		killed bool // needs SIGKILL
 	}{
-		{"honours SIGTERM", hostPid + `; echo $p > "$OUT"; sleep 1000 & wait`, false, 0},
-		{"ignores SIGTERM", `trap "" TERM; ` + hostPid + `; echo $p > "$OUT"; sleep 1000 & wait; sleep 1000`, true, 500 * time.Millisecond},
+		{"honours SIGTERM", hostPid + `; echo $p > "$OUT"; sleep 1000 & wait`, time.Minute, false},
+		{"ignores SIGTERM", `trap "" TERM; ` + hostPid + `; echo $p > "$OUT"; sleep 1000 & wait; sleep 1000`, 500 * time.Millisecond, true},
 	} {
 		for _, contain := range []containment{containGroup, containNamespace} {
 			t.Run(tt.name+"/"+containName(contain), func(t *testing.T) {
-				leaseEndTermsThenKills(t, contain, tt.script, tt.killed, tt.minTaken)
+				leaseEndTermsThenKills(t, contain, tt.script, tt.grace, tt.killed)
 			})
 		}
 	}
@@ -108,10 +110,10 @@ func TestExecLeaseEndTermsThenKillsProcessGroupAfterGrace(t *testing.T) {
 // by /proc/self the process that opens it, here the shell itself.
 const hostPid = `read -r p _ < /proc/self/stat`
 
-func leaseEndTermsThenKills(t *testing.T, contain containment, script string, killed bool, minTaken time.Duration) {
+func leaseEndTermsThenKills(t *testing.T, contain containment, script string, grace time.Duration, killed bool) {
 	out := filepath.Join(t.TempDir(), "pid")
 	t.Setenv("OUT", out)
-	w := newTestExecWork(t, 500*time.Millisecond, script)
+	w := newTestExecWork(t, grace, script)
 	if contain == containNamespace {
 		inNamespace(t, w)
 	}
@@ -141,15 +143,15 @@ func leaseEndTermsThenKills(t *testing.T, contain containment, script string, ki
 		if err != nil {
 			t.Errorf("run after the lease ended: %v, want nil", err)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("run did not return after the lease ended")
+	case <-time.After(30 * time.Second):
+		t.Fatalf("run did not return within 30s after the lease ended (grace %v): SIGTERM did not end the command", grace)
 	}
-	if took := time.Since(ended); took < minTaken || (!killed && took > 400*time.Millisecond) {
-		t.Errorf("stopped %v after the lease ended; grace 500ms, needs SIGKILL: %v", took, killed)
+	if took := time.Since(ended); killed && took < grace {
+		t.Errorf("stopped %v after the lease ended, before its grace of %v: the command ignores SIGTERM and needed SIGKILL", took, grace)
 	}
 	// SIGKILL has been sent to the group when run returns; the
 	// sleep, orphaned, dies and is reaped a moment later.
-	eventually(t, 2*time.Second, "no process left in the command's group", func() error {
+	eventually(t, 10*time.Second, "no process left in the command's group", func() error {
 		if n := liveGroupMembers(pid); n > 0 {
 			return fmt.Errorf("%d processes still run in group %d", n, pid)
 		}
