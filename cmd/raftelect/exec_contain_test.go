@@ -284,9 +284,16 @@ func startExec(t *testing.T, config, contain, logPath, out string, extra ...stri
 // kills whatever a failed test left: exec after a bounded wait, and the
 // processes its command recorded, known by the OUT in their environment.
 func (e *execUnderTest) stop(t *testing.T) {
-	_ = e.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-e.done: // killed by the test
+	default:
+		_ = e.cmd.Process.Signal(syscall.SIGTERM)
+	}
 	select {
 	case <-e.done:
+		if st := e.cmd.ProcessState; !st.Success() && st.String() != "signal: killed" {
+			t.Errorf("exec (pid %d) ended with %v after SIGTERM, want exit 0", e.cmd.Process.Pid, st)
+		}
 	case <-time.After(30 * time.Second):
 		t.Errorf("exec (pid %d) did not exit within 30s of SIGTERM", e.cmd.Process.Pid)
 		_ = e.cmd.Process.Kill()
