@@ -241,20 +241,36 @@ type execWork struct {
 
 // execChild is one run of the command.
 type execChild struct {
-	cmd     *exec.Cmd // the command, or under containNamespace its init
-	pgid    int
-	contain containment
-	wdPid   int           // the watchdog, not the command's: tree walks skip it
-	exited  chan struct{} // closed when the command's process has exited
-	err     error         // cmd.Wait's result, set before exited closes
-	once    sync.Once
-	gone    chan struct{} // closed when terminate has finished
+	cmd      *exec.Cmd // the command, or under containNamespace its init
+	pgid     int
+	contain  containment
+	wdPid    int           // the watchdog, not the command's: tree walks skip it
+	exited   chan struct{} // closed when the command's process has exited
+	err      error         // cmd.Wait's result, set before exited closes
+	once     sync.Once
+	gone     chan struct{} // closed when terminate has finished
+	released chan struct{} // closed when its run has let go of it
 }
 
 // run is the RunWhileLeader routine: start the command and wait for it to
 // exit or the lease to end. An error asks RunWhileLeader to start it again.
 func (w *execWork) run(ctx context.Context, lease election.Lease) error {
+	// The next lease can begin while the last command is still in its
+	// grace period (RunWhileLeader does not wait for it): wait until it is
+	// gone, so that one node never runs two copies, and current (which stop
+	// and the watchdog follow) names the one that runs.
 	w.mu.Lock()
+	for w.current != nil && !w.stopping {
+		released := w.current.released
+		w.mu.Unlock()
+		w.log.Info("lease started; waiting for the last command to end first", "token", lease.Token)
+		select {
+		case <-released:
+		case <-ctx.Done():
+			return nil
+		}
+		w.mu.Lock()
+	}
 	if w.stopping {
 		w.mu.Unlock()
 		return nil
@@ -271,10 +287,11 @@ func (w *execWork) run(ctx context.Context, lease election.Lease) error {
 		w.mu.Lock()
 		w.current = nil
 		if w.wd != nil {
-			// The group is gone: nothing for the watchdog to kill.
+			// Nothing of it is left: nothing for the watchdog to kill.
 			_ = w.wd.guard(0)
 		}
 		w.mu.Unlock()
+		close(c.released)
 	}()
 	w.log.Info("command started", "pid", c.cmd.Process.Pid, "token", lease.Token)
 
@@ -336,7 +353,9 @@ func (w *execWork) start(lease election.Lease) (*execChild, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	c := &execChild{cmd: cmd, pgid: cmd.Process.Pid, contain: w.contain, exited: make(chan struct{}), gone: make(chan struct{})}
+	c := &execChild{cmd: cmd, pgid: cmd.Process.Pid, contain: w.contain,
+		exited: make(chan struct{}), gone: make(chan struct{}), released: make(chan struct{}),
+	}
 	if w.wd != nil {
 		c.wdPid = w.wd.cmd.Process.Pid
 		if err := w.wd.guard(cmd.Process.Pid); err != nil {

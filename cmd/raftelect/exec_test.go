@@ -362,3 +362,73 @@ sleep 1000 & wait`
 		t.Errorf("status names %s the leader, but %s ran the command", rep.Leader, next.name)
 	}
 }
+
+// A lease can end and the next begin (the same term, after late
+// heartbeat acknowledgements, or a new one) while the last command is
+// still in its grace period: RunWhileLeader starts the new run at once.
+// The new command must wait until the old one is gone (never two copies
+// on one node), and stop must still find and end it.
+func TestExecNextLeaseWaitsForTheLastCommandAndStopEndsIt(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "runs")
+	t.Setenv("OUT", out)
+	// Ignores SIGTERM (its sleep too, as ignored signals are inherited), so
+	// only SIGKILL after the grace ends it.
+	w := newTestExecWork(t, time.Second, `trap "" TERM; `+hostPid+`; echo "$RAFTELECT_FENCING_TOKEN $p" >> "$OUT"; sleep 1000`)
+	pidOf := func(token string) int {
+		b, _ := os.ReadFile(out)
+		for l := range strings.Lines(string(b)) {
+			if f := strings.Fields(l); len(f) == 2 && f[0] == token && strings.HasSuffix(l, "\n") {
+				pid, _ := strconv.Atoi(f[1])
+				return pid
+			}
+		}
+		return 0
+	}
+	alive := func(pid int) bool {
+		state, _, ok := procState(pid)
+		return ok && state != "Z"
+	}
+	ctx1, cancel1 := context.WithCancel(context.Background())
+	done1 := make(chan error, 1)
+	go func() { done1 <- w.run(ctx1, election.Lease{Token: 1}) }()
+	var pid1 int
+	eventually(t, 10*time.Second, "the first command runs", func() error {
+		if pid1 = pidOf("1"); pid1 == 0 {
+			return errors.New("not recorded yet")
+		}
+		return nil
+	})
+	cancel1()
+	done2 := make(chan error, 1)
+	go func() { done2 <- w.run(context.Background(), election.Lease{Token: 2}) }()
+	var pid2 int
+	eventually(t, 30*time.Second, "the second command runs", func() error {
+		if pid2 = pidOf("2"); pid2 == 0 {
+			return errors.New("not recorded yet")
+		}
+		return nil
+	})
+	defer func() { _ = syscall.Kill(-pid2, syscall.SIGKILL) }()
+	if alive(pid1) {
+		_ = syscall.Kill(-pid1, syscall.SIGKILL)
+		t.Errorf("the second command (pid %d) started while the first (pid %d) still ran", pid2, pid1)
+	}
+	if err := runWithin(t, 30*time.Second, func() error { return <-done1 }); err != nil {
+		t.Errorf("first run: %v, want nil", err)
+	}
+	stopped := make(chan struct{})
+	go func() { w.stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(30 * time.Second):
+		t.Fatal("stop did not return")
+	}
+	// stop waits for the command: it has exited when stop returns (reaped,
+	// as os/exec waits for it before stop returns).
+	if alive(pid2) {
+		t.Errorf("stop returned while the second command (pid %d) still ran", pid2)
+	}
+	if err := runWithin(t, 30*time.Second, func() error { return <-done2 }); err != nil {
+		t.Errorf("second run: %v, want nil", err)
+	}
+}
