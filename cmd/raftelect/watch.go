@@ -327,8 +327,13 @@ func runWatch(ctx context.Context, out io.Writer, o statusOptions, peers []confi
 	updates := make(chan nodeUpdate)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	fctx, cancel := context.WithCancel(ctx)
+	// The streams end when ctx does, but do not inherit its deadline
+	// (--watch-for): gRPC would send it to the nodes, whose end of the
+	// stream would then fail a moment before ctx does here, and the watch
+	// would report every node down as it ends.
+	fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
+	defer context.AfterFunc(ctx, cancel)()
 	for i := range peers {
 		wg.Go(func() { w.follow(fctx, i, updates) })
 	}
