@@ -570,3 +570,12 @@ func TestExecWithoutPrivilegeFallsBackToTree(t *testing.T) {
 	}
 	waitNoneLeft(t, procs, nil, "no process of the command left after exec stopped")
 }
+
+// An unknown --contain is a usage error (exit 2) that lists the choices,
+// found before any configuration is read.
+func TestExecUnknownContainIsUsageError(t *testing.T) {
+	r := raftelect(t, "exec", "--config", "/nonexistent.yaml", "--contain", "cgroup", "--", "true")
+	if r.code != exitUsage || !strings.Contains(r.stderr, `--contain "cgroup": want auto, namespace or tree`) {
+		t.Errorf("--contain cgroup: exit %d, stderr %q; want exit 2 naming the choices", r.code, r.stderr)
+	}
+}
