@@ -154,7 +154,7 @@ func (nw *Network) Prefix() netip.Prefix { return nw.prefix }
 // therefore be SIGKILLed, silently, by a later Do anywhere in the process.
 // A caller that also uses Do must call Start from a goroutine locked to its
 // thread (runtime.LockOSThread) for as long as the child should live, as
-// package chaos does.
+// internal/proccluster does for package chaos.
 func (nw *Network) Command(ctx context.Context, node int, name string, args ...string) *exec.Cmd {
 	ns := ""
 	rangeErr := nw.check(node)
