@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/raftelect/raftelect/internal/proccluster"
 )
 
 // binary is raftelect, built once by TestMain for the scenario tests.
@@ -23,19 +25,13 @@ func TestMain(m *testing.M) {
 		if Available() != nil {
 			return m.Run() // the scenario tests skip and say why
 		}
-		dir, err := os.MkdirTemp("", "raftelect-chaos-bin-")
+		bin, remove, err := proccluster.Build("github.com/raftelect/raftelect/cmd/raftelect", "raftelect")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		defer os.RemoveAll(dir)
-		binary = filepath.Join(dir, "raftelect")
-		build := exec.Command("go", "build", "-o", binary, "github.com/raftelect/raftelect/cmd/raftelect")
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "build raftelect:", err)
-			return 1
-		}
+		defer remove()
+		binary = bin
 		return m.Run()
 	}()
 	os.Exit(code)

@@ -552,3 +552,22 @@ func Poll(ctx context.Context, limit, interval time.Duration, what string, cond 
 		}
 	}
 }
+
+// Build compiles the main package pkg (an import path, or a directory
+// such as ".") into a new temporary directory, once per test binary, for
+// the clusters a package's tests start. remove deletes the directory.
+func Build(pkg, name string) (path string, remove func(), err error) {
+	dir, err := os.MkdirTemp("", "raftelect-bin-")
+	if err != nil {
+		return "", nil, err
+	}
+	remove = func() { os.RemoveAll(dir) }
+	path = filepath.Join(dir, name)
+	cmd := exec.Command("go", "build", "-o", path, pkg)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		remove()
+		return "", nil, fmt.Errorf("proccluster: go build %s: %w", pkg, err)
+	}
+	return path, remove, nil
+}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -29,21 +28,14 @@ const (
 var testnodeBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "raftelect-testnode-")
+	bin, remove, err := proccluster.Build("github.com/raftelect/raftelect/internal/testnode", "testnode")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	testnodeBin = filepath.Join(dir, "testnode")
-	build := exec.Command("go", "build", "-o", testnodeBin, "github.com/raftelect/raftelect/internal/testnode")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build testnode:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
+	testnodeBin = bin
 	code := m.Run()
-	os.RemoveAll(dir)
+	remove()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak:", err)
