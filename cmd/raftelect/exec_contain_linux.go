@@ -70,14 +70,17 @@ func readProc(pid int) (procInfo, bool) {
 		return procInfo{}, false
 	}
 	f := bytes.Fields(b[i+1:])
-	if len(f) < 2 {
+	if len(f) < 18 {
 		return procInfo{}, false
 	}
 	ppid, err := strconv.Atoi(string(f[1]))
 	if err != nil {
 		return procInfo{}, false
 	}
-	return procInfo{ppid: ppid, zombie: string(f[0]) == "Z"}, true
+	// A process whose main thread has exited shows Z while its other
+	// threads run on (num_threads > 1): it is alive and must be killed.
+	threads, _ := strconv.Atoi(string(f[17]))
+	return procInfo{ppid: ppid, zombie: string(f[0]) == "Z" && threads <= 1}, true
 }
 
 // processTree lists the live descendants of root other than the processes

@@ -250,14 +250,13 @@ type execUnderTest struct {
 	out  string // where its command's processes record themselves
 }
 
-func startExec(t *testing.T, config, contain, logPath, out string, extra ...string) *execUnderTest {
+func startExec(t *testing.T, config, contain, logPath, out, script string) *execUnderTest {
 	t.Helper()
 	args := []string{"exec", "--config", config, "--grace", "5s"}
 	if contain != "" {
 		args = append(args, "--contain", contain)
 	}
-	args = append(args, extra...)
-	args = append(args, "--", "sh", "-c", treeScript)
+	args = append(args, "--", "sh", "-c", script)
 	logf, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
@@ -361,7 +360,7 @@ func TestExecKilledBySIGKILLEndsEveryDescendant(t *testing.T) {
 				t.Fatal(err)
 			}
 			out := filepath.Join(dir, "procs")
-			e := startExec(t, lc.nodes[0].config, tc.contain, filepath.Join(dir, "exec.log"), out)
+			e := startExec(t, lc.nodes[0].config, tc.contain, filepath.Join(dir, "exec.log"), out, treeScript)
 			procs := waitTree(t, out)
 			defer killLeft(procs)
 			b, _ := os.ReadFile(e.log)
@@ -415,7 +414,7 @@ func TestExecLosingLeaseEndsEveryDescendant(t *testing.T) {
 			}
 			var execs []*execUnderTest
 			for _, n := range lc.nodes {
-				execs = append(execs, startExec(t, n.config, contain, n.log, filepath.Join(dir, n.name+".procs")))
+				execs = append(execs, startExec(t, n.config, contain, n.log, filepath.Join(dir, n.name+".procs"), treeScript))
 			}
 			var leader *execUnderTest
 			var leaderConfig string
@@ -578,4 +577,89 @@ func TestExecUnknownContainIsUsageError(t *testing.T) {
 	if r.code != exitUsage || !strings.Contains(r.stderr, `--contain "cgroup": want auto, namespace or tree`) {
 		t.Errorf("--contain cgroup: exit %d, stderr %q; want exit 2 naming the choices", r.code, r.stderr)
 	}
+}
+
+// threadedHelper records its pid in $OUT, starts a thread that sleeps, and
+// ends its main thread: /proc then shows the process as a zombie (Z) with
+// two threads, though it runs on.
+const threadedHelper = `#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+static void *sleeper(void *arg) { sleep(1000); return arg; }
+int main(void) {
+	FILE *f = fopen(getenv("OUT"), "a");
+	if (!f) return 1;
+	fprintf(f, "threaded %d\n", getpid());
+	fclose(f);
+	pthread_t t;
+	if (pthread_create(&t, 0, sleeper, 0)) return 1;
+	pthread_exit(0);
+}
+`
+
+// TestExecTreeEndsAProcessWhoseMainThreadExited: under tree containment
+// exec finds CMD's processes in /proc, where one whose main thread has
+// exited shows Z although its other threads run. Started with setsid (out
+// of CMD's process group, so only the walk can reach it), it must still
+// end when exec stops.
+func TestExecTreeEndsAProcessWhoseMainThreadExited(t *testing.T) {
+	cc, err := exec.LookPath("cc")
+	if err != nil {
+		t.Skip("needs a C compiler (cc) to build a process whose main thread exits before its others; none here:", err)
+	}
+	dir := t.TempDir()
+	src, helper := filepath.Join(dir, "threaded.c"), filepath.Join(dir, "threaded")
+	if err := os.WriteFile(src, []byte(threadedHelper), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := exec.Command(cc, "-o", helper, src, "-lpthread").CombinedOutput(); err != nil {
+		t.Fatalf("cc: %v\n%s", err, b)
+	}
+	lc, err := writeLocalCluster(dir, 1, 100*time.Millisecond, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "procs")
+	t.Setenv("HELPER", helper)
+	e := startExec(t, lc.nodes[0].config, "tree", filepath.Join(dir, "exec.log"), out,
+		`setsid "$HELPER" & `+hostPid+`; echo "main $p" >> "$OUT"; wait`)
+	threads := func(pid int) (state string, n int) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return "", 0
+		}
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		n, _ = strconv.Atoi(f[17])
+		return f[0], n
+	}
+	var pid int
+	eventually(t, 30*time.Second, "the helper runs with its main thread ended", func() error {
+		b, _ := os.ReadFile(out)
+		for l := range strings.Lines(string(b)) {
+			if f := strings.Fields(l); len(f) == 2 && f[0] == "threaded" {
+				pid, _ = strconv.Atoi(f[1])
+			}
+		}
+		if pid == 0 {
+			return errors.New("not recorded yet")
+		}
+		if st, n := threads(pid); st != "Z" || n != 2 {
+			return fmt.Errorf("helper %d: state %q, %d threads; want Z with 2", pid, st, n)
+		}
+		return nil
+	})
+	defer func() {
+		if st, n := threads(pid); st != "" && n > 1 {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}()
+	e.stop(t)
+	eventually(t, 10*time.Second, "the helper ended with exec's stop", func() error {
+		if st, n := threads(pid); st != "" && (st != "Z" || n > 1) {
+			return fmt.Errorf("helper %d still runs: state %s, %d threads", pid, st, n)
+		}
+		return nil
+	})
 }
