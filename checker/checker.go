@@ -38,6 +38,10 @@ type Options struct {
 	// (a state event with role leader) within this long, unless the
 	// observation ends first. 0 disables.
 	RecoveryBound time.Duration
+	// LostStateRestarts: the run restarts nodes without their state on
+	// purpose (the simulator does), so a start in term 0 is not a
+	// regression. Votes are still checked across such restarts.
+	LostStateRestarts bool
 }
 
 // Violation is one broken promise.
@@ -116,7 +120,7 @@ func Check(events []eventlog.Event, opts Options) Report {
 	r := Report{Events: len(events), Nodes: len(h.nodes)}
 	r.Violations = append(r.Violations, h.violations...)
 
-	r.Violations = append(r.Violations, checkTerms(h, &r)...)
+	r.Violations = append(r.Violations, checkTerms(h, &r, opts.LostStateRestarts)...)
 	r.Violations = append(r.Violations, checkLeaders(h, &r)...)
 	r.Violations = append(r.Violations, checkOverlap(h, &r)...)
 	r.Violations = append(r.Violations, checkTokens(h)...)
@@ -254,7 +258,7 @@ func (w *nodeWalker) closeLease(mono int64) {
 // checkTerms: per node, the term never decreases across events and restarts,
 // and a vote cast in a term is never replaced by another name in that term,
 // even after a restart that lost the node's state.
-func checkTerms(h history, r *Report) []Violation {
+func checkTerms(h history, r *Report, allowLostState bool) []Violation {
 	var out []Violation
 	lastTerm := map[string]uint64{}
 	votes := map[string]map[uint64]string{} // node -> term -> first vote
@@ -272,6 +276,12 @@ func checkTerms(h history, r *Report) []Violation {
 		}
 		if e.Term > 0 {
 			terms[e.Term] = true
+		}
+		if allowLostState && e.Kind == eventlog.KindStart && e.Term == 0 {
+			// A node that lost its state (an emptied data directory, an
+			// in-memory store) starts again from term 0 by design; what it
+			// must not do is vote twice in a term (below).
+			delete(lastTerm, e.Node)
 		}
 		if last, ok := lastTerm[e.Node]; ok && e.Term < last {
 			out = append(out, Violation{

@@ -352,3 +352,23 @@ func TestCheckFiles(t *testing.T) {
 	_, err = CheckFiles([]string{filepath.Join(dir, "missing.jsonl")}, Options{})
 	require.Error(t, err)
 }
+
+// With LostStateRestarts (the simulator), a start in term 0 is a node that
+// lost its state, not a term that went back; a vote it then changes in a
+// term it already voted in is still caught.
+func TestCheckerLostStateRestarts(t *testing.T) {
+	lost := cat(boot(), failover(), []eventlog.Event{
+		crash(7000, "c"),
+		start(7100, "c", 0, ""),
+	})
+	if r := Check(lost, Options{LostStateRestarts: true}); !r.OK() {
+		t.Fatalf("a restart without state was reported: %v", kinds(r))
+	}
+	if r := Check(lost, Options{}); len(kinds(r)) != 1 || kinds(r)[0] != TermRegressed {
+		t.Fatalf("without the option the regressed term must be reported, got %v", kinds(r))
+	}
+	revote := append(lost, state(7200, "c", 2, "a", "follower"))
+	if r := Check(revote, Options{LostStateRestarts: true}); len(kinds(r)) != 1 || kinds(r)[0] != VoteChanged {
+		t.Fatalf("a second vote in term 2 after losing state: got %v, want %s", kinds(r), VoteChanged)
+	}
+}

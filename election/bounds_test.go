@@ -9,6 +9,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/raftelect/raftelect/internal/core"
 	"github.com/raftelect/raftelect/transport"
 )
 
@@ -85,14 +86,14 @@ func TestExtremeTerm_InAnyMessageType_IsNeitherSteppedNorPersisted(t *testing.T)
 	for state := range byte(3) {
 		for _, typ := range remoteTypes {
 			probe := fuzzLoop(t, state)
-			ours := probe.rn.BasicStatus().GetTerm()
+			ours := probe.raft().BasicStatus().GetTerm()
 			probe.store.Close()
 			for _, term := range []uint64{math.MaxUint64, 1 << 63, transport.MaxTerm + 1, ours + termBurst + 1<<30} {
 				l := fuzzLoop(t, state)
-				st := l.rn.BasicStatus()
+				st := l.raft().BasicStatus()
 				pTerm, pLast := persisted(t, l)
 				deliver(t, l, remoteMessage(typ, term))
-				after := l.rn.BasicStatus()
+				after := l.raft().BasicStatus()
 				aTerm, aLast := persisted(t, l)
 				if after.GetTerm() != st.GetTerm() || after.Lead != st.Lead || after.RaftState != st.RaftState {
 					t.Errorf("state %d: %v in term %d moved raft from term %d (%v, lead %x) to term %d (%v, lead %x)",
@@ -114,22 +115,22 @@ func TestTermBudget_CorrectJumpsPassAndTheBudgetGrows(t *testing.T) {
 	l := fuzzLoop(t, 2) // follower of n2 in term 5
 	defer l.store.Close()
 	// Setting up spent 4 terms (1 to 5): the rest of the burst, at once.
-	high := 5 + l.guard.terms.available(time.Now())
+	high := 5 + l.node.TermBudget(time.Now())
 	if high < termBurst {
 		t.Fatalf("setup spent more than it moved: budget %d", high-5)
 	}
 	deliver(t, l, remoteMessage(raftpb.MsgHeartbeat, high))
-	if got := l.rn.BasicStatus().GetTerm(); got != high {
+	if got := l.raft().BasicStatus().GetTerm(); got != high {
 		t.Fatalf("a jump of the whole remaining budget was not taken: term %d, want %d", got, high)
 	}
 	deliver(t, l, remoteMessage(raftpb.MsgHeartbeat, high+termRefill))
-	if got := l.rn.BasicStatus().GetTerm(); got != high {
+	if got := l.raft().BasicStatus().GetTerm(); got != high {
 		t.Fatalf("a jump beyond the spent budget was taken: term %d", got)
 	}
 	// The budget grows with uptime: a second later, termRefill terms more.
-	l.guard.terms.start = l.guard.terms.start.Add(-time.Second - time.Millisecond)
+	l.node.AgeTermBudget(time.Second + time.Millisecond)
 	deliver(t, l, remoteMessage(raftpb.MsgHeartbeat, high+termRefill))
-	if got := l.rn.BasicStatus().GetTerm(); got != high+termRefill {
+	if got := l.raft().BasicStatus().GetTerm(); got != high+termRefill {
 		t.Fatalf("the grown budget was not available: term %d", got)
 	}
 }
@@ -142,7 +143,7 @@ func TestExtremeSnapshotIndex_IsNeitherSteppedNorPersisted(t *testing.T) {
 		for _, index := range []uint64{math.MaxUint64, math.MaxUint64 - 1, 1 << 63, transport.MaxIndexAt(6, 3) + 1} {
 			l := fuzzLoop(t, state)
 			pTerm, pLast := persisted(t, l)
-			st := l.rn.BasicStatus()
+			st := l.raft().BasicStatus()
 			m := remoteMessage(raftpb.MsgSnap, 6)
 			m.Snapshot.Metadata.Index = proto.Uint64(index)
 			rejected := deliver(t, l, m)
@@ -150,7 +151,7 @@ func TestExtremeSnapshotIndex_IsNeitherSteppedNorPersisted(t *testing.T) {
 			if len(rejected) != 1 {
 				t.Errorf("state %d: snapshot at index %d was not rejected", state, index)
 			}
-			if aTerm != pTerm || aLast != pLast || l.rn.BasicStatus().GetCommit() != st.GetCommit() {
+			if aTerm != pTerm || aLast != pLast || l.raft().BasicStatus().GetCommit() != st.GetCommit() {
 				t.Errorf("state %d: snapshot at index %d changed the node: store term %d->%d, last %d->%d", state, index, pTerm, aTerm, pLast, aLast)
 			}
 			l.store.Close()
@@ -189,7 +190,7 @@ func TestBatch_LaterChecksSeeTheLogEarlierMessagesShortened(t *testing.T) {
 	if rejected := deliver(t, l, app, hb); len(rejected) > 0 {
 		t.Fatalf("the transport rejected the batch: %v", rejected)
 	}
-	st := l.rn.BasicStatus()
+	st := l.raft().BasicStatus()
 	if _, last := persisted(t, l); last != 5 || st.GetCommit() > last || st.Lead != n3 {
 		t.Fatalf("after the batch: last index %d, commit %d, leader %x; want 5, at most 5, n3", last, st.GetCommit(), st.Lead)
 	}
@@ -206,12 +207,12 @@ func TestTimeoutNow_OnlyFromTheLeaderFollowedBeforeTheBatch(t *testing.T) {
 	hb := &raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), From: &n3, To: &n1, Term: proto.Uint64(6), Commit: proto.Uint64(4)}
 	tn := &raftpb.Message{Type: raftpb.MsgTimeoutNow.Enum(), From: &n3, To: &n1, Term: proto.Uint64(6)}
 	deliver(t, l, hb, tn)
-	if st := l.rn.BasicStatus(); st.RaftState != raft.StateFollower || st.GetTerm() != 6 {
+	if st := l.raft().BasicStatus(); st.RaftState != raft.StateFollower || st.GetTerm() != 6 {
 		t.Fatalf("a MsgTimeoutNow from a leader of one heartbeat forced an election: %v in term %d", st.RaftState, st.GetTerm())
 	}
 	// The leader we follow may still hand over: n3 now, in term 6.
 	deliver(t, l, &raftpb.Message{Type: raftpb.MsgTimeoutNow.Enum(), From: &n3, To: &n1, Term: proto.Uint64(6)})
-	if st := l.rn.BasicStatus(); st.RaftState != raft.StateCandidate || st.GetTerm() != 7 {
+	if st := l.raft().BasicStatus(); st.RaftState != raft.StateCandidate || st.GetTerm() != 7 {
 		t.Fatalf("the leader we followed could not hand over: %v in term %d", st.RaftState, st.GetTerm())
 	}
 }
@@ -223,12 +224,12 @@ func TestAckTerm_OnlyOurOwnIsStepped(t *testing.T) {
 	l := fuzzLoop(t, 1) // leader of term 2
 	defer l.store.Close()
 	for _, term := range []uint64{math.MaxUint64, 3} {
-		l.reports.heartbeatResp[NodeID("n2")] = term
-		if err := l.applyReports(); err != nil {
+		ack := core.Ack{Term: term, Leader: NodeID("n1"), Promise: 900 * time.Millisecond}
+		if err := l.node.Acked(time.Now(), NodeID("n2"), ack, time.Now()); err != nil {
 			t.Fatal(err)
 		}
 		drain(t, l)
-		if st := l.rn.BasicStatus(); st.RaftState != raft.StateLeader || st.GetTerm() != 2 {
+		if st := l.raft().BasicStatus(); st.RaftState != raft.StateLeader || st.GetTerm() != 2 {
 			t.Fatalf("an acknowledgement in term %d moved the leader to %v in term %d", term, st.RaftState, st.GetTerm())
 		}
 		if pTerm, _ := persisted(t, l); pTerm != 2 {
@@ -244,7 +245,7 @@ func TestLeaderAppends_FitTheEntryCap(t *testing.T) {
 	l := fuzzLoop(t, 1) // leader of term 2
 	defer l.store.Close()
 	for range 3 * transport.MaxEntriesPerAppend {
-		if err := l.rn.Propose(nil); err != nil {
+		if err := l.raft().Propose(nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -253,9 +254,9 @@ func TestLeaderAppends_FitTheEntryCap(t *testing.T) {
 	last, _ := l.store.LastIndex()
 	// n2 says its log ends at 3 (bootstrap): the leader must send all the
 	// rest, and sends at most the cap.
-	rd := l.rn.Ready()
-	for pr := l.rn.Status().Progress[n2]; pr.Match == 0; pr = l.rn.Status().Progress[n2] {
-		if err := l.rn.Step(&raftpb.Message{Type: raftpb.MsgAppResp.Enum(), From: &n2, To: &n1, Term: proto.Uint64(2),
+	rd := l.raft().Ready()
+	for pr := l.raft().Status().Progress[n2]; pr.Match == 0; pr = l.raft().Status().Progress[n2] {
+		if err := l.raft().Step(&raftpb.Message{Type: raftpb.MsgAppResp.Enum(), From: &n2, To: &n1, Term: proto.Uint64(2),
 			Index: proto.Uint64(pr.Next - 1), Reject: proto.Bool(true), RejectHint: proto.Uint64(3), LogTerm: proto.Uint64(1)}); err != nil {
 			t.Fatal(err)
 		}
@@ -266,8 +267,8 @@ func TestLeaderAppends_FitTheEntryCap(t *testing.T) {
 	if last < 3+transport.MaxEntriesPerAppend {
 		t.Fatalf("setup: last index %d", last)
 	}
-	l.rn.Advance(rd)
-	rd = l.rn.Ready()
+	l.raft().Advance(rd)
+	rd = l.raft().Ready()
 	var apps int
 	for _, m := range rd.Messages {
 		if m.GetType() == raftpb.MsgApp && m.GetTo() == n2 {
@@ -280,7 +281,7 @@ func TestLeaderAppends_FitTheEntryCap(t *testing.T) {
 	if apps == 0 {
 		t.Fatal("the leader sent no append to the follower that is behind")
 	}
-	l.rn.Advance(rd)
+	l.raft().Advance(rd)
 }
 
 // The smallest entry raft makes is MinEntryBytes long: the entry cap rests

@@ -3,7 +3,6 @@ package election
 import (
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"net"
 	"time"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/raftelect/raftelect/eventlog"
 	"github.com/raftelect/raftelect/internal/clusterid"
+	"github.com/raftelect/raftelect/internal/core"
 	"github.com/raftelect/raftelect/storage"
 	"github.com/raftelect/raftelect/transport"
 )
@@ -167,11 +167,7 @@ type Config struct {
 // the name's bytes. It is stable across restarts, versions and machines, so
 // nodes need no ID in their configuration. Validate rejects names whose IDs
 // collide (or hash to 0, which raft reserves).
-func NodeID(name string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(name))
-	return h.Sum64()
-}
+func NodeID(name string) uint64 { return core.NodeID(name) }
 
 // withDefaults returns a copy with zero fields set to their defaults.
 func (c Config) withDefaults() Config {

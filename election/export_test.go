@@ -1,36 +1,59 @@
 package election
 
-import "time"
+import (
+	"time"
 
-// SetLeaseLengthForTest replaces how long a quorum's acknowledgement keeps
-// the running node's lease, for tests that show the checker catches an
-// unsafe lease. It reports false if the node is not running.
-func SetLeaseLengthForTest(e *Elector, d time.Duration) bool {
+	"go.etcd.io/raft/v3"
+
+	"github.com/raftelect/raftelect/internal/core"
+)
+
+// The term budget's constants, for the bound tests.
+const (
+	termBurst  = core.TermBurst
+	termRefill = core.TermRefill
+)
+
+// raft is the loop's RawNode, for tests that set raft up directly.
+func (l *raftLoop) raft() *raft.RawNode { return l.node.RawNode() }
+
+// onLoop runs f on e's raft loop, between two inputs, and reports false if
+// the node is not running.
+func onLoop(e *Elector, f func(l *raftLoop)) bool {
 	l := e.loop.Load()
 	if l == nil {
 		return false
 	}
-	l.lease.mu.Lock()
-	l.lease.override = d
-	l.lease.mu.Unlock()
-	return true
-}
-
-// LeaseLength returns the lease length an acknowledgement from a peer with
-// this node's own timings buys on the running node, 0 if it is not running.
-func LeaseLength(e *Elector) time.Duration {
-	l := e.loop.Load()
-	if l == nil {
-		return 0
+	done := make(chan struct{})
+	select {
+	case l.calls <- func() { f(l); close(done) }:
+	case <-l.stopped:
+		return false
 	}
-	l.lease.mu.Lock()
-	defer l.lease.mu.Unlock()
-	return l.lease.credit(l.lease.own)
+	select {
+	case <-done:
+		return true
+	case <-l.stopped:
+		return false
+	}
 }
 
-// ReportRefusedForTest tells the running node that a connection to peer
-// was refused, as its transport does when a dial gets ECONNREFUSED. It
-// reports false if the node is not running.
+// SetLeaseLengthForTest makes e's lease last d after each acknowledgement,
+// whatever its peers promised: only to show that the checker catches an
+// unsafe lease. It reports false if the node is not running.
+func SetLeaseLengthForTest(e *Elector, d time.Duration) bool {
+	return onLoop(e, func(l *raftLoop) { l.node.SetLeaseLength(d) })
+}
+
+// LeaseLength is how long one acknowledgement keeps e's lease.
+func LeaseLength(e *Elector) time.Duration {
+	var d time.Duration
+	onLoop(e, func(l *raftLoop) { d = l.node.LeaseLength() })
+	return d
+}
+
+// ReportRefusedForTest reports a refused connection to peer, as the
+// transport would.
 func ReportRefusedForTest(e *Elector, peer string) bool {
 	l := e.loop.Load()
 	if l == nil {

@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -34,12 +33,12 @@ func fuzzLoop(t testing.TB, state byte) *raftLoop {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.guard.voteGuardUntil = l.guard.voteGuardUntil.Add(-1e18) // no guard: reach raft
+	l.node.LiftVoteGuard() // no guard: reach raft
 	drain(t, l)
 	n2 := NodeID("n2")
 	switch state % 3 {
 	case 1: // leader of term 2 with a committed entry
-		if err := l.rn.Campaign(); err != nil {
+		if err := l.raft().Campaign(); err != nil {
 			t.Fatal(err)
 		}
 		drain(t, l)
@@ -47,8 +46,8 @@ func fuzzLoop(t testing.TB, state byte) *raftLoop {
 		drain(t, l)
 		mustStep(t, l, inboundBatch{stepped: make(chan struct{}), from: n2, msgs: []*raftpb.Message{{Type: raftpb.MsgVoteResp.Enum(), From: &n2, To: &e.self, Term: proto.Uint64(2)}}})
 		drain(t, l)
-		if l.rn.BasicStatus().RaftState != raft.StateLeader {
-			t.Fatalf("fuzz setup: n1 did not become leader: %+v", l.rn.BasicStatus())
+		if l.raft().BasicStatus().RaftState != raft.StateLeader {
+			t.Fatalf("fuzz setup: n1 did not become leader: %+v", l.raft().BasicStatus())
 		}
 	case 2: // follower of n2 in term 5, log appended
 		mustStep(t, l, inboundBatch{stepped: make(chan struct{}), from: n2, msgs: []*raftpb.Message{{
@@ -57,7 +56,7 @@ func fuzzLoop(t testing.TB, state byte) *raftLoop {
 			Entries: []*raftpb.Entry{{Term: proto.Uint64(5), Index: proto.Uint64(4)}},
 		}}})
 		drain(t, l)
-		if st := l.rn.BasicStatus(); st.Lead != n2 || st.Commit == nil || *st.Commit != 4 {
+		if st := l.raft().BasicStatus(); st.Lead != n2 || st.Commit == nil || *st.Commit != 4 {
 			t.Fatalf("fuzz setup: n1 does not follow n2 with commit 4: %+v", st)
 		}
 	}
@@ -78,7 +77,6 @@ func drain(t testing.TB, l *raftLoop) {
 		if _, err := l.handleReady(); err != nil {
 			t.Fatal(err)
 		}
-		l.observe(time.Now())
 	}
 }
 
@@ -194,7 +192,7 @@ func TestUnguardedRaftPanicsOnSeeds(t *testing.T) {
 	hb := inboundSeeds()[0].GetMessages()[0] // heartbeat, commit 1<<40
 	panicked := func() (p bool) {
 		defer func() { p = recover() != nil }()
-		_ = l.rn.Step(proto.Clone(hb).(*raftpb.Message))
+		_ = l.raft().Step(proto.Clone(hb).(*raftpb.Message))
 		return false
 	}()
 	if !panicked {

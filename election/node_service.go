@@ -237,7 +237,7 @@ func (e *Elector) check(ctx context.Context, forwarded bool) CheckResult {
 	switch {
 	case v.lead == e.self:
 		for id, name := range e.names {
-			if id != e.self && time.Since(l.lease.lastAck(id)) > e.electionTimeout {
+			if id != e.self && time.Since(l.ackedAt.get(id)) > e.electionTimeout {
 				r.Unhealthy = append(r.Unhealthy, name)
 			}
 		}

@@ -79,12 +79,10 @@ func (e *Elector) Status() Status {
 }
 
 // publish stores the loop's view for readers on other goroutines.
-func (e *Elector) publish(l *raftLoop) { e.publishLease(l, time.Time{}) }
-
-func (e *Elector) publishLease(l *raftLoop, expiry time.Time) {
+func (e *Elector) publish(l *raftLoop) {
 	v := &nodeView{role: l.role, term: l.term, vote: l.vote, lead: l.lead, lease: l.current}
 	if l.current != nil {
-		v.leaseExpiry = expiry
+		_, _, _, v.leaseExpiry = l.node.Lease()
 	}
 	old := e.view.Load()
 	if *old == *v {

@@ -96,11 +96,10 @@ type Handler interface {
 	ServeFailed(err error)
 	// ReportSnapshot tells raft whether a snapshot reached peer id.
 	ReportSnapshot(id uint64, failed bool)
-	// Acked says that peer id stepped heartbeats or appends we sent at
-	// sentAt and then followed us as leader of term, promising to grant no
-	// vote for `promise` (its own clock) after that: the evidence a leader
-	// lease is built on.
-	Acked(id, term uint64, sentAt time.Time, promise time.Duration)
+	// Acked passes on peer id's acknowledgement from the answer to a Send
+	// (see Ack), as the peer wrote it: the transport does not interpret
+	// it. The node checks whose stamp and which leader it names.
+	Acked(id uint64, ack Ack)
 }
 
 // Stamp identifies when a batch was sent: the sender's monotonic clock
@@ -139,8 +138,9 @@ func stampNow() Stamp {
 	return Stamp{At: uint64(time.Since(monoBase)), Incarnation: incarnation}
 }
 
-// time converts a stamp of this process back to a time.
-func (s Stamp) time() (time.Time, bool) {
+// Time converts a stamp this process wrote back to the time it was sent;
+// false for a stamp of another process (or of an earlier run of this one).
+func (s Stamp) Time() (time.Time, bool) {
 	if s.Incarnation != incarnation || s.At == 0 {
 		return time.Time{}, false
 	}
@@ -758,9 +758,11 @@ func (t *Transport) sent(p *peer, batch []*raftpb.Message, req *pb.SendRequest, 
 			h.ReportSnapshot(p.ID, false)
 		}
 	}
-	ack := Stamp{At: resp.GetAckStamp(), Incarnation: resp.GetAckIncarnation()}
-	if at, ok := ack.time(); ok && resp.GetAckLeader() == t.opts.Self.ID {
-		h.Acked(p.ID, resp.GetAckTerm(), at, time.Duration(resp.GetAckPromiseNs()))
+	if resp.GetAckStamp() != 0 {
+		h.Acked(p.ID, Ack{
+			Stamp: Stamp{At: resp.GetAckStamp(), Incarnation: resp.GetAckIncarnation()},
+			Term:  resp.GetAckTerm(), Leader: resp.GetAckLeader(), Promise: time.Duration(resp.GetAckPromiseNs()),
+		})
 	}
 }
 

@@ -72,11 +72,11 @@ func (r *recorder) count(t raftpb.MessageType) int {
 	defer r.mu.Unlock()
 	return r.got[t]
 }
-func (r *recorder) PeerRefused(uint64)                             { r.refused.Add(1) }
-func (r *recorder) ServeFailed(error)                              {}
-func (r *recorder) ReportUnreachable(uint64)                       { r.unreachable.Add(1) }
-func (r *recorder) ReportSnapshot(uint64, bool)                    {}
-func (r *recorder) Acked(uint64, uint64, time.Time, time.Duration) {}
+func (r *recorder) PeerRefused(uint64)          { r.refused.Add(1) }
+func (r *recorder) ServeFailed(error)           {}
+func (r *recorder) ReportUnreachable(uint64)    { r.unreachable.Add(1) }
+func (r *recorder) ReportSnapshot(uint64, bool) {}
+func (r *recorder) Acked(uint64, Ack)           {}
 
 type testNet struct {
 	peers []Peer

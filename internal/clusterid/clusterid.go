@@ -9,6 +9,7 @@ package clusterid
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 )
 
@@ -23,6 +24,13 @@ const idBytes = 16
 func New() string {
 	b := make([]byte, idBytes)
 	_, _ = rand.Read(b) // never fails on the platforms Go supports
+	return hex.EncodeToString(b)
+}
+
+// FromBits returns the cluster ID made of 128 bits a caller drew (the
+// deterministic core draws them from its own seeded source).
+func FromBits(hi, lo uint64) string {
+	b := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, hi), lo)
 	return hex.EncodeToString(b)
 }
 

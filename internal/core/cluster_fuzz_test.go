@@ -1,9 +1,8 @@
-package election
+package core
 
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"math"
 	"slices"
 	"strings"
@@ -75,7 +74,7 @@ func newSimCluster(t testing.TB, hostile bool) *simCluster {
 		queues: map[simPair][]*raftpb.Message{}, acks: map[simPair]uint64{},
 		leaders: map[uint64]uint64{}, committed: map[uint64]uint64{},
 	}
-	quiet := raftLogger{log: slog.New(slog.DiscardHandler), names: strings.NewReplacer()}
+	quiet := discardRaftLogger{}
 	var boot []raft.Peer
 	for _, name := range simNames {
 		boot = append(boot, raft.Peer{ID: NodeID(name)})
@@ -146,7 +145,7 @@ func (c *simCluster) ready(n *simNode) {
 		}
 		// Heartbeat responses travel as the Send answer's acknowledgement
 		// (see deliver), as in the real transport.
-		for _, m := range withoutHeartbeatResponses(rd.Messages) {
+		for _, m := range WithoutHeartbeatResponses(rd.Messages) {
 			if c.silent && (m.GetTo() == NodeID("n3") || n.name == "n3") {
 				continue
 			}

@@ -1,4 +1,4 @@
-package election
+package core
 
 import (
 	"errors"
@@ -34,6 +34,10 @@ type stepGuard struct {
 	// terms is the term budget (see termBurst); the zero value has spent
 	// nothing.
 	terms termBudget
+	// againstBatchStart puts a fixed bug back (Bugs.ChecksAgainstBatchStart):
+	// no Ready is processed inside a batch, so the checks read the log as it
+	// was before the batch.
+	againstBatchStart bool
 }
 
 // The term budget: how far messages may move our term. The transport
@@ -58,9 +62,16 @@ type stepGuard struct {
 // with each other once the pushing stops; only a node restarted during the
 // attack (its allowance starts again from termBurst) may have to wait, at
 // most as long as the attack lasted beyond its first burst.
+// TermBurst and TermRefill are the term budget's burst and refill per
+// second (exported for tests that probe the bound).
 const (
-	termBurst  = 1 << 32
-	termRefill = 1 << 16 // per second
+	TermBurst  = 1 << 32
+	TermRefill = 1 << 16
+)
+
+const (
+	termBurst  = TermBurst
+	termRefill = TermRefill
 )
 
 // errTermBudget marks a message refused for moving our term too far.
@@ -141,7 +152,7 @@ func (g *stepGuard) stepBatch(msgs []*raftpb.Message, now time.Time, ready func(
 		case raftpb.MsgHeartbeat, raftpb.MsgApp, raftpb.MsgSnap:
 			resetBy = max(resetBy, m.GetTerm())
 		}
-		if t := m.GetType(); (t == raftpb.MsgApp || t == raftpb.MsgSnap) && i < len(msgs)-1 && g.rn.HasReady() {
+		if t := m.GetType(); (t == raftpb.MsgApp || t == raftpb.MsgSnap) && i < len(msgs)-1 && !g.againstBatchStart && g.rn.HasReady() {
 			if err := ready(); err != nil {
 				return resetBy, campaign, err
 			}

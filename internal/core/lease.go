@@ -1,8 +1,7 @@
-package election
+package core
 
 import (
 	"slices"
-	"sync"
 	"time"
 )
 
@@ -35,7 +34,6 @@ import (
 // with our timings, as that release assumed of every peer, so a rolling
 // upgrade keeps its leases; timings must not change during an upgrade.
 type leaseTracker struct {
-	mu        sync.Mutex
 	term      uint64
 	notBefore time.Time            // acks of batches sent earlier do not count
 	acks      map[uint64]ackCredit // peer -> its latest ack in term
@@ -80,13 +78,11 @@ func (l *leaseTracker) credit(promise time.Duration) time.Duration {
 // reset forgets every acknowledgement and starts collecting for term. The
 // raft loop calls it when this node becomes leader.
 func (l *leaseTracker) reset(term uint64) {
-	l.mu.Lock()
 	l.term = term
 	// A fence guards the term of the transfer that set it: a stale
 	// MsgTimeoutNow of an older term is refused by raft and by stepGuard.
 	l.notBefore = time.Time{}
 	clear(l.acks)
-	l.mu.Unlock()
 }
 
 // fence discards every acknowledgement and counts only those of batches sent
@@ -95,19 +91,13 @@ func (l *leaseTracker) reset(term uint64) {
 // so an acknowledgement from before the transfer proves nothing afterwards,
 // until no forced vote can still be cast (see raftLoop.transfer).
 func (l *leaseTracker) fence(notBefore time.Time) {
-	l.mu.Lock()
 	l.notBefore = notBefore
 	clear(l.acks)
-	l.mu.Unlock()
 }
 
 // ack records that peer followed us in term after stepping what we sent at
-// sentAt, and promised no vote for promise after that. Called from the
-// transport's sender goroutines; never blocks. The caller wakes the raft
-// loop, which recomputes the lease.
+// sentAt, and promised no vote for promise after that.
 func (l *leaseTracker) ack(peer, term uint64, sentAt time.Time, promise time.Duration) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	if term != l.term || promise < 0 || !sentAt.After(l.acks[peer].sent) || sentAt.Before(l.notBefore) {
 		return
 	}
@@ -124,15 +114,13 @@ func (l *leaseTracker) ack(peer, term uint64, sentAt time.Time, promise time.Dur
 
 // expiry returns when the lease for term ends, given the acknowledgements so
 // far; the zero time if a quorum has not acknowledged us in term.
-func (l *leaseTracker) expiry(term uint64) time.Time {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+func (l *leaseTracker) expiry(term uint64, now time.Time) time.Time {
 	need := l.quorum - 1 // we count ourselves
 	if term != l.term {
 		return time.Time{}
 	}
 	if need == 0 {
-		return time.Now().Add(l.credit(l.own)) // a cluster of one
+		return now.Add(l.credit(l.own)) // a cluster of one
 	}
 	if len(l.acks) < need {
 		return time.Time{}
@@ -149,8 +137,6 @@ func (l *leaseTracker) expiry(term uint64) time.Time {
 // lastAck returns when we sent what peer last acknowledged in the current
 // term (zero if nothing).
 func (l *leaseTracker) lastAck(peer uint64) time.Time {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	return l.acks[peer].sent
 }
 
@@ -158,8 +144,6 @@ func (l *leaseTracker) lastAck(peer uint64) time.Time {
 // our own if longer: a peer's timeouts, and so how long its forced votes
 // after a transfer may still be on their way, scale with it.
 func (l *leaseTracker) longestPromise() time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	longest := l.own
 	for _, a := range l.acks {
 		longest = max(longest, a.promise)
@@ -170,8 +154,6 @@ func (l *leaseTracker) longestPromise() time.Duration {
 // allCurrent reports whether every one of peers has acknowledged us in this
 // term with a promise of its own, i.e. runs this release or a later one.
 func (l *leaseTracker) allCurrent(peers int) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	n := 0
 	for _, a := range l.acks {
 		if !a.legacy {

@@ -1,0 +1,102 @@
+package core
+
+import (
+	"time"
+
+	"go.etcd.io/raft/v3"
+)
+
+// The gone-leader logic: when the leader we follow falls silent for all of
+// our promise to it (or, with FastFailoverOnRefusal, its connections are
+// refused), campaign at once, staggered by rank, instead of waiting out
+// raft's randomized election timeout.
+
+// maxQuickCampaigns bounds the quick campaigns after a leader went silent.
+const maxQuickCampaigns = 5
+
+// leaderHeard renews our promise to the leader: the campaign timer is set
+// for when it has run out (see campaignIfLeaderSilent).
+func (n *Node) leaderHeard(now time.Time, leader uint64) {
+	n.leaderHeardAt, n.goneLeader, n.campaigns, n.quick = now, leader, 0, false
+	n.adoptLeadersClusterID(now, leader)
+	n.campaignAt = now.Add(n.electionTimeout + n.campaignDelay())
+}
+
+// PeerRefused acts on a refused connection to peer. Only the leader we
+// follow matters, and only when Config.FastFailoverOnRefusal says that a
+// refusal proves the leader's process is gone (docs/safety.md, "A leader
+// that is gone"): then there is no lease to wait out. Forget it, so we grant
+// (pre-)votes at once, and campaign soon (see campaignDelay). Without that
+// option a refusal is only a hint: firewalls with reject rules, Service
+// proxies and load balancers refuse connections for a leader that is alive
+// and acting.
+func (n *Node) PeerRefused(now time.Time, id uint64) error {
+	st := n.rn.BasicStatus()
+	if !n.cfg.FastFailoverOnRefusal || st.RaftState != raft.StateFollower || st.Lead != id || id == n.cfg.ID {
+		return nil
+	}
+	n.log.Info("leader's connections refused: taking its process as gone (fast_failover_on_refusal)", "leader", n.cfg.Names[id], "term", st.GetTerm())
+	if err := n.rn.ForgetLeader(); err != nil {
+		n.log.Warn("forget leader", "err", err)
+	}
+	n.goneLeader, n.campaigns, n.quick = id, 0, true
+	n.campaignAt = now.Add(n.campaignDelay())
+	return n.afterInput(now)
+}
+
+// campaignDelay staggers the followers of a leader that is gone, so they
+// rarely split the vote: each waits its rank among the surviving nodes (by
+// name, the same order everywhere) times half a heartbeat, plus up to a
+// quarter heartbeat at random. A campaign that did not produce a leader is
+// tried again the same way, a few times, before raft's election timeout
+// takes over.
+func (n *Node) campaignDelay() time.Duration {
+	rank := 0
+	for id, name := range n.cfg.Names {
+		if id != n.goneLeader && id != n.cfg.ID && name < n.cfg.Name {
+			rank++
+		}
+	}
+	return time.Duration(rank)*n.cfg.Tick/2 + time.Duration(n.rand.Int64N(int64(n.cfg.Tick/4)+1))
+}
+
+// campaignIfLeaderSilent runs when the campaign timer fires: one election
+// timeout (plus our rank's stagger) after we last heard the leader, or soon
+// after it was taken as gone. Raft alone would wait a random 1-2 election
+// timeouts; campaigning as soon as our promise to the old leader has run
+// out is as safe (its lease counted on that promise, no longer) and,
+// staggered by rank, rarely splits the vote. Peers still bound by their own
+// promises refuse the pre-vote, and we try again a few times.
+func (n *Node) campaignIfLeaderSilent(now time.Time) {
+	st := n.rn.BasicStatus()
+	if st.RaftState == raft.StateLeader || n.campaigns >= maxQuickCampaigns || now.Before(n.tickFrom) {
+		return
+	}
+	switch {
+	case n.quick && st.Lead == raft.None:
+		// Our quick campaign (or the refusal fast path) is under way and
+		// no leader has come of it yet: try again.
+	case st.RaftState == raft.StateFollower && st.Lead != raft.None && st.Lead == n.goneLeader &&
+		now.Sub(n.leaderHeardAt) >= n.electionTimeout:
+		// The leader we follow has been silent for all of our promise.
+		n.quick = true
+	case st.RaftState == raft.StateFollower && st.Lead == raft.None && n.leaderHeardAt.IsZero() &&
+		!now.Before(n.guard.voteGuardUntil):
+		// Started, heard no leader for an election timeout, and our vote
+		// guard is over: a new cluster, or one restarting as a whole.
+		n.quick = true
+	default:
+		return // a leader was heard, or an election we did not start is under way
+	}
+	if now.Sub(n.candidateSeenAt) < n.electionTimeout/2 {
+		// Another node is campaigning: let its election finish rather
+		// than split the vote, and look again a little later.
+		n.campaignAt = now.Add(n.cfg.Tick + n.campaignDelay())
+		return
+	}
+	n.campaigns++
+	if err := n.rn.Campaign(); err != nil {
+		n.log.Warn("campaign", "err", err)
+	}
+	n.campaignAt = now.Add(n.cfg.Tick + n.campaignDelay())
+}
