@@ -199,6 +199,18 @@ func (g *stepGuard) check(m *raftpb.Message, before raft.BasicStatus, term uint6
 		if m.GetIndex() > last {
 			return false, fmt.Errorf("MsgAppResp for index %d beyond our last index %d", m.GetIndex(), last)
 		}
+		// A refusal of entries the peer acknowledged before means it lost
+		// its state (an emptied data directory, an in-memory store). Raft
+		// never lowers what it knows a peer holds, so it would answer
+		// every such refusal with the same append, at the round-trip rate,
+		// for as long as it leads (the simulator found the storm). Drop it:
+		// raft can do nothing with it, and the peer catches up from the
+		// next leader, which starts from what the peer really holds.
+		if m.GetReject() && before.RaftState == raft.StateLeader {
+			if pr, ok := g.rn.Status().Progress[m.GetFrom()]; ok && pr.Match >= m.GetIndex() {
+				return true, nil
+			}
+		}
 	case raftpb.MsgTimeoutNow:
 		// Only the leader we followed before this batch may hand us
 		// leadership, in its term.
