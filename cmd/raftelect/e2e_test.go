@@ -83,6 +83,33 @@ func freePorts(t *testing.T, n int) []int {
 	return ports
 }
 
+// loneNodeConfig writes dir/n1.yaml: n1 of a three-node cluster whose
+// peers do not run (n2's port is free, n3's is 1), test timings, no TLS,
+// its data in dir/data; tweak, if set, adjusts it. It returns the path
+// and the ports of n1 and n2.
+func loneNodeConfig(t *testing.T, dir string, tweak func(*config.Node)) (string, []int) {
+	t.Helper()
+	ports := freePorts(t, 2)
+	n := &config.Node{
+		Name: "n1",
+		Peers: []config.Peer{
+			{Name: "n1", Address: fmt.Sprintf("127.0.0.1:%d", ports[0])},
+			{Name: "n2", Address: fmt.Sprintf("127.0.0.1:%d", ports[1])},
+			{Name: "n3", Address: "127.0.0.1:1"},
+		},
+		HeartbeatInterval: config.Duration(100 * time.Millisecond), ElectionTimeout: config.Duration(time.Second),
+		Insecure: true, DataDir: "data",
+	}
+	if tweak != nil {
+		tweak(n)
+	}
+	path := filepath.Join(dir, "n1.yaml")
+	if err := n.WriteFile(path); err != nil {
+		t.Fatal(err)
+	}
+	return path, ports
+}
+
 // eventually polls cond every 50ms until it returns nil or limit passes.
 func eventually(t *testing.T, limit time.Duration, what string, cond func() error) {
 	t.Helper()
@@ -595,21 +622,7 @@ func TestCertsRefuseToOverwrite(t *testing.T) {
 // with exit code 1 and says why; it never panics.
 func TestDataDirInUseFailsCleanly(t *testing.T) {
 	dir := t.TempDir()
-	ports := freePorts(t, 2)
-	cfg := filepath.Join(dir, "n1.yaml")
-	body := fmt.Sprintf(`name: n1
-peers:
-  - {name: n1, address: 127.0.0.1:%d}
-  - {name: n2, address: 127.0.0.1:%d}
-  - {name: n3, address: 127.0.0.1:1}
-heartbeat_interval: 100ms
-election_timeout: 1s
-insecure: true
-data_dir: data
-`, ports[0], ports[1])
-	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfg, ports := loneNodeConfig(t, dir, nil)
 	first := &proc{name: "n1", cfg: cfg, log: filepath.Join(dir, "first.log")}
 	first.start(t)
 	t.Cleanup(first.kill)

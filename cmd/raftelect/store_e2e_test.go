@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftelect/raftelect/config"
 	bolt "go.etcd.io/bbolt"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
@@ -50,23 +51,8 @@ func runToExit(t *testing.T, limit time.Duration, args ...string) result {
 func oneNodeWithState(t *testing.T) (cfg, db string) {
 	t.Helper()
 	dir := t.TempDir()
-	ports := freePorts(t, 2)
-	cfg = filepath.Join(dir, "n1.yaml")
 	events := filepath.Join(dir, "n1.events")
-	body := fmt.Sprintf(`name: n1
-peers:
-  - {name: n1, address: 127.0.0.1:%d}
-  - {name: n2, address: 127.0.0.1:%d}
-  - {name: n3, address: 127.0.0.1:1}
-heartbeat_interval: 100ms
-election_timeout: 1s
-insecure: true
-data_dir: data
-event_log: %s
-`, ports[0], ports[1], events)
-	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfg, _ = loneNodeConfig(t, dir, func(n *config.Node) { n.EventLog = events })
 	p := &proc{name: "n1", cfg: cfg, log: filepath.Join(dir, "n1.log")}
 	p.start(t)
 	t.Cleanup(p.kill)
