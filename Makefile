@@ -4,7 +4,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 GOBIN ?= $(shell go env GOPATH)/bin
 RAFT_PROTO_DIR = $(shell go list -m -f '{{.Dir}}' go.etcd.io/raft/v3)/raftpb
 
-.PHONY: proto test test-k8s check-deploy vet fmt bench build lean
+.PHONY: sim proto test test-k8s check-deploy vet fmt bench build lean
 
 proto:
 	@command -v protoc >/dev/null || { echo "protoc not found: apt-get install protobuf-compiler"; exit 1; }
@@ -68,6 +68,12 @@ vet:
 
 fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# 100,000 schedules of the deterministic core under simulated faults, one
+# process per core (tools/sim.sh); `make test` runs a few hundred.
+SIM_SCHEDULES ?= 100000
+sim:
+	tools/sim.sh $(SIM_SCHEDULES)
 
 bench:
 	go test -run '^$$' -bench . -benchmem ./transport/ ./storage/

@@ -192,6 +192,7 @@ type sim struct {
 	hostile int // -1: none
 	events  []eventlog.Event
 	hash    uint64
+	buf     []byte // trace's scratch
 	steps   int
 	bad     []string
 	faults  []string
@@ -279,18 +280,45 @@ func (s *sim) violation(v string) {
 	s.bad = append(s.bad, fmt.Sprintf("at %v: %s", s.now, v))
 }
 
-// trace folds a step into the trace hash (FNV-1a), and hands it to
-// Options.Trace.
+// trace folds a step into the trace hash (FNV-1a over the time and every
+// argument's value), and, with Options.Trace, formats it as a line. Only
+// then is anything formatted: tracing costs a few hashes per step.
 func (s *sim) trace(format string, args ...any) {
-	line := fmt.Sprintf("%12v ", s.now) + fmt.Sprintf(format, args...)
+	b := s.buf[:0]
+	b = strconv.AppendInt(b, int64(s.now), 10)
+	b = append(b, format...)
+	for _, a := range args {
+		switch v := a.(type) {
+		case string:
+			b = append(b, v...)
+		case uint64:
+			b = strconv.AppendUint(b, v, 10)
+		case int:
+			b = strconv.AppendInt(b, int64(v), 10)
+		case time.Duration:
+			b = strconv.AppendInt(b, int64(v), 10)
+		case bool:
+			b = strconv.AppendBool(b, v)
+		case []*raftpb.Message:
+			b = appendMessages(b, v)
+		default:
+			b = fmt.Append(b, v)
+		}
+		b = append(b, 0)
+	}
 	h := s.hash
-	for i := 0; i < len(line); i++ {
-		h ^= uint64(line[i])
+	for _, c := range b {
+		h ^= uint64(c)
 		h *= fnvPrime
 	}
-	s.hash = h
+	s.hash, s.buf = h, b
 	if s.opts.Trace != nil {
-		s.opts.Trace(line)
+		for i, a := range args {
+			if m, ok := a.([]*raftpb.Message); ok {
+				args[i] = string(appendMessages(nil, m))
+			}
+		}
+		s.opts.Trace(fmt.Sprintf("%12v ", s.now) + fmt.Sprintf(format, args...))
 	}
 }
 
@@ -366,24 +394,24 @@ func (s *sim) handle(e *event) {
 	}
 	switch e.kind {
 	case evTick:
-		s.input(nd, "tick", func(now time.Time) error { return nd.core.Tick(now) })
+		s.input(nd, func(now time.Time) error { return nd.core.Tick(now) }, "tick")
 		s.push(&event{at: s.now + time.Duration(float64(Tick)/nd.rate), kind: evTick, node: nd.idx, inc: nd.inc})
 	case evWake:
 		if w := nd.core.NextWake(); w.IsZero() || nd.local(s.now).Before(w) {
 			return // moved since it was scheduled
 		}
-		s.input(nd, "wake", func(now time.Time) error { return nd.core.Wake(now) })
+		s.input(nd, func(now time.Time) error { return nd.core.Wake(now) }, "wake")
 	case evDeliver:
 		from := s.nodes[e.from]
 		if e.from == s.hostile && !s.validate(from, nd, e.msgs) {
 			return
 		}
 		var ack core.Ack
-		s.input(nd, fmt.Sprintf("deliver from %s %s", from.name, describe(e.msgs)), func(now time.Time) error {
+		s.input(nd, func(now time.Time) error {
 			var err error
 			ack, err = nd.core.Step(now, from.id, e.msgs, e.stamp, nil)
 			return err
-		})
+		}, "deliver from %s %s", from.name, e.msgs)
 		if ack.Stamp != (core.Stamp{}) && nd.up {
 			s.sendAck(nd, from, ack)
 		}
@@ -393,26 +421,26 @@ func (s *sim) handle(e *event) {
 			return // an echo of an earlier process's stamp proves nothing
 		}
 		sentAt := base.Add(time.Duration(e.ack.Stamp.At))
-		s.input(nd, fmt.Sprintf("ack from %s term=%d", from.name, e.ack.Term), func(now time.Time) error {
+		s.input(nd, func(now time.Time) error {
 			return nd.core.Acked(now, from.id, e.ack, sentAt)
-		})
+		}, "ack from %s term=%d", from.name, e.ack.Term)
 	case evUnreachable:
-		s.input(nd, "unreachable "+s.nodes[e.from].name, func(now time.Time) error {
+		s.input(nd, func(now time.Time) error {
 			return nd.core.ReportUnreachable(now, s.nodes[e.from].id)
-		})
+		}, "unreachable %s", s.nodes[e.from].name)
 	case evRefused:
-		s.input(nd, "refused "+s.nodes[e.from].name, func(now time.Time) error {
+		s.input(nd, func(now time.Time) error {
 			if err := nd.core.PeerRefused(now, s.nodes[e.from].id); err != nil {
 				return err
 			}
 			return nd.core.ReportUnreachable(now, s.nodes[e.from].id)
-		})
+		}, "refused %s", s.nodes[e.from].name)
 	}
 }
 
 // input hands one input to nd's core at the current time and does what it
 // answers.
-func (s *sim) input(nd *node, what string, f func(now time.Time) error) {
+func (s *sim) input(nd *node, f func(now time.Time) error, what string, args ...any) {
 	now := nd.local(s.now)
 	// The application stops acting at its lease's expiry even if the core
 	// is told nothing (a paused process, a slow disk): IsLeader compares
@@ -421,7 +449,7 @@ func (s *sim) input(nd *node, what string, f func(now time.Time) error) {
 		s.closeLeaseAt(nd, nd.trueTime(nd.leaseExpiry))
 	}
 	s.steps++
-	s.trace("%s %s", nd.name, what)
+	s.trace("%s "+what, append([]any{nd.name}, args...)...)
 	if err := f(now); err != nil {
 		s.violation(fmt.Sprintf("%s: %v", nd.name, err))
 		nd.up = false
@@ -654,8 +682,7 @@ func cloneAll(msgs []*raftpb.Message) []*raftpb.Message {
 	return out
 }
 
-func describe(msgs []*raftpb.Message) string {
-	b := make([]byte, 0, 16*len(msgs))
+func appendMessages(b []byte, msgs []*raftpb.Message) []byte {
 	for _, m := range msgs {
 		b = append(b, ' ')
 		b = append(b, m.GetType().String()...)
@@ -679,7 +706,7 @@ func describe(msgs []*raftpb.Message) string {
 			b = strconv.AppendUint(b, m.GetCommit(), 10)
 		}
 	}
-	return string(b)
+	return b
 }
 
 func roleName(s raft.StateType) string {
