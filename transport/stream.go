@@ -124,20 +124,19 @@ func (ls *laneStream) close() {
 // roundTrip sends req on the lane's stream, opening one if none is open,
 // and returns the answer, in full. The answer must come within timeout, or
 // the stream is torn down and the error says so; any error tears it down.
-func (ls *laneStream) roundTrip(t *Transport, p *peer, req *pb.SendRequest, timeout time.Duration) (*pb.SendResponse, error) {
+func (ls *laneStream) roundTrip(t *Transport, client pb.PeerClient, req *pb.SendRequest, timeout time.Duration) (*pb.SendResponse, error) {
 	if ls.stream == nil {
 		ctx, cancel := context.WithCancel(t.ctx)
 		// Armed before opening: opening waits for a connection that is
 		// still being made.
 		timer := time.AfterFunc(timeout, cancel)
-		st, err := p.client.Stream(ctx)
+		st, err := client.Stream(ctx)
 		if err != nil {
 			timer.Stop()
 			cancel()
 			return nil, err
 		}
 		*ls = laneStream{stream: st, cancel: cancel, timer: timer}
-		p.streams.Add(1)
 	} else {
 		ls.timer.Reset(timeout)
 	}
@@ -168,14 +167,20 @@ func (ls *laneStream) roundTrip(t *Transport, p *peer, req *pb.SendRequest, time
 
 // sendOnLane delivers one batch to p on the lane's stream and reports the
 // outcome as send does.
-func (t *Transport) sendOnLane(p *peer, ls *laneStream, batch []*raftpb.Message, timeout time.Duration) {
+func (t *Transport) sendOnLane(p *peer, ls *laneStream, client pb.PeerClient, batch []*raftpb.Message, timeout time.Duration) {
 	if p.unary.Load() {
 		t.send(p, batch, timeout)
 		return
 	}
 	req, own := t.request(p, batch)
 	start := time.Now()
-	resp, err := ls.roundTrip(t, p, req, timeout)
+	if ls.stream == nil {
+		p.streams.Add(1)
+	}
+	if client == p.spareClient {
+		p.hedged.Add(uint64(len(batch)))
+	}
+	resp, err := ls.roundTrip(t, client, req, timeout)
 	if status.Code(err) == codes.Unimplemented {
 		// The previous release: unary Sends until the connection is
 		// re-established (the peer may be upgraded by then).
@@ -186,4 +191,41 @@ func (t *Transport) sendOnLane(p *peer, ls *laneStream, batch []*raftpb.Message,
 		return
 	}
 	t.sent(p, batch, req, own, resp, err, time.Since(start))
+}
+
+// Hedged heartbeats. Both lanes to a peer share one TCP connection, so one
+// lost segment stalls every answer on it until TCP retransmits it: at least
+// 200 ms (Linux's minimum retransmission timeout), more when the
+// retransmission is lost too. Under heavy random loss that can keep a
+// quorum's acknowledgements from the leader for longer than its lease,
+// though nothing is wrong but loss.
+//
+// So each peer has a spare connection, made at start and kept open
+// (keepalive pings only, when idle). When raft hands the transport a
+// heartbeat for a peer while the control lane's previous request to it is
+// still unanswered after a few round trips (hedgeAfter), the heartbeat goes
+// on the control lane as usual and also on the spare connection's lane (a
+// queue of one, coalescing). Whichever answer comes first acknowledges it;
+// the follower steps a heartbeat twice at worst, which raft takes as one
+// (the same term and commit), and the lease counts an acknowledgement only
+// when it is newer than the last one (election/lease.go). Nothing else is
+// hedged: votes and MsgTimeoutNow must not be delivered twice. A healthy
+// link answers every heartbeat before the next one (a round trip is far
+// shorter than a heartbeat interval), so it never hedges and the spare
+// connection costs only its keepalive pings.
+func (t *Transport) hedges(p *peer, m *raftpb.Message) bool {
+	if m.GetType() != raftpb.MsgHeartbeat || p.spareClient == nil || p.unary.Load() {
+		return false
+	}
+	busy := p.controlBusy.Load()
+	return busy != 0 && time.Duration(int64(time.Since(monoBase))-busy) > hedgeAfter(time.Duration(p.minRTT.Load()))
+}
+
+// hedgeAfter is how long a control request may stay unanswered before the
+// next heartbeat is hedged: four of the shortest round trips seen, at
+// least 10 ms. On a link whose round trip exceeds the heartbeat interval
+// (a slow WAN) heartbeats find their predecessor in flight but younger
+// than that, and are not hedged.
+func hedgeAfter(minRTT time.Duration) time.Duration {
+	return max(4*minRTT, 10*time.Millisecond)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
@@ -29,8 +31,11 @@ func TestLanes_OneLongLivedStreamPerLane(t *testing.T) {
 	for i := range 30 {
 		tn.trs[0].Send([]*raftpb.Message{msg(raftpb.MsgHeartbeat, 1, 2, 1), msg(raftpb.MsgApp, 1, 2, 1)})
 		want := i + 1
+		// ...and its answer: a heartbeat that finds the previous one
+		// unanswered may be hedged (TestHedge_*).
 		waitFor(t, 10*time.Second, "the batch", func() bool {
-			return tn.recs[1].count(raftpb.MsgApp) == want && tn.recs[1].count(raftpb.MsgHeartbeat) >= want
+			return tn.recs[1].count(raftpb.MsgApp) == want && tn.recs[1].count(raftpb.MsgHeartbeat) >= want &&
+				tn.trs[0].byID[2].controlBusy.Load() == 0
 		})
 	}
 	require.Equal(t, uint64(2), tn.trs[0].byID[2].streams.Load(), "lane streams opened by n1")
@@ -39,6 +44,7 @@ func TestLanes_OneLongLivedStreamPerLane(t *testing.T) {
 	// a raft message (the recorder counted every one above exactly).
 	require.LessOrEqual(t, tn.trs[1].unarySends.Load(), uint64(3))
 	require.Equal(t, 30, tn.recs[1].count(raftpb.MsgApp))
+	require.Zero(t, tn.trs[0].byID[2].hedged.Load(), "a healthy lane hedges nothing")
 }
 
 // A stream whose answer does not come within the lane's timeout is torn
@@ -184,14 +190,14 @@ func TestStream_RefusesAForgedFromAndEndsTheStream(t *testing.T) {
 	var ls laneStream
 	defer ls.close()
 	req, _ := tn.trs[1].request(p, []*raftpb.Message{msg(raftpb.MsgHeartbeat, 2, 1, 1)})
-	_, err := ls.roundTrip(tn.trs[1], p, req, 5*time.Second)
+	_, err := ls.roundTrip(tn.trs[1], p.client, req, 5*time.Second)
 	require.NoError(t, err)
 	req, _ = tn.trs[1].request(p, []*raftpb.Message{msg(raftpb.MsgHeartbeat, 3, 1, 1)}) // n2 posing as n3
-	_, err = ls.roundTrip(tn.trs[1], p, req, 5*time.Second)
+	_, err = ls.roundTrip(tn.trs[1], p.client, req, 5*time.Second)
 	require.Equal(t, codes.PermissionDenied, status.Code(err), "%v", err)
 	require.Nil(t, ls.stream, "torn down")
 	req, _ = tn.trs[1].request(p, []*raftpb.Message{msg(raftpb.MsgHeartbeat, 2, 1, 1)})
-	_, err = ls.roundTrip(tn.trs[1], p, req, 5*time.Second)
+	_, err = ls.roundTrip(tn.trs[1], p.client, req, 5*time.Second)
 	require.NoError(t, err)
 	require.Equal(t, 2, tn.recs[0].count(raftpb.MsgHeartbeat), "only n2's own heartbeats reached n1")
 	require.Equal(t, uint64(1), tn.trs[0].Rejections(RejectFromMismatch))
@@ -215,13 +221,13 @@ func TestStream_HeartbeatRoundTripBytes(t *testing.T) {
 	defer ls.close()
 	batch := []*raftpb.Message{msg(raftpb.MsgHeartbeat, 1, 2, 1)}
 	waitFor(t, 10*time.Second, "the stream to carry heartbeats", func() bool {
-		tr.sendOnLane(p, &ls, batch, 5*time.Second)
+		tr.sendOnLane(p, &ls, p.client, batch, 5*time.Second)
 		return tn.recs[1].count(raftpb.MsgHeartbeat) >= 10
 	})
 	const n = 200
 	before, got := wire.Load(), tn.recs[1].count(raftpb.MsgHeartbeat)
 	for range n {
-		tr.sendOnLane(p, &ls, batch, 5*time.Second)
+		tr.sendOnLane(p, &ls, p.client, batch, 5*time.Second)
 	}
 	require.Equal(t, got+n, tn.recs[1].count(raftpb.MsgHeartbeat))
 	perRoundTrip := float64(wire.Load()-before) / n
@@ -229,4 +235,116 @@ func TestStream_HeartbeatRoundTripBytes(t *testing.T) {
 	// Two TLS records (22 bytes each), two HTTP/2 DATA frame headers (9),
 	// two gRPC prefixes (5), a heartbeat of ~25 bytes with its stamp: ~97.
 	require.Less(t, perRoundTrip, 120.0)
+}
+
+// freezeListener lets a test stall one accepted connection: its reads
+// block until it is thawed, as when TCP waits to retransmit a lost segment.
+type freezeListener struct {
+	net.Listener
+	mu    sync.Mutex
+	conns []*freezeConn
+}
+
+func (l *freezeListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return c, err
+	}
+	fc := &freezeConn{Conn: c, closed: make(chan struct{})}
+	l.mu.Lock()
+	l.conns = append(l.conns, fc)
+	l.mu.Unlock()
+	return fc, nil
+}
+
+// busiest returns the connection that has read the most bytes.
+func (l *freezeListener) busiest() *freezeConn {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var best *freezeConn
+	for _, c := range l.conns {
+		if best == nil || c.read.Load() > best.read.Load() {
+			best = c
+		}
+	}
+	return best
+}
+
+type freezeConn struct {
+	net.Conn
+	read      atomic.Int64
+	thaw      atomic.Pointer[chan struct{}]
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+func (c *freezeConn) freeze() {
+	ch := make(chan struct{})
+	c.thaw.Store(&ch)
+}
+
+func (c *freezeConn) unfreeze() {
+	if ch := c.thaw.Swap(nil); ch != nil {
+		close(*ch)
+	}
+}
+
+func (c *freezeConn) Read(b []byte) (int, error) {
+	if ch := c.thaw.Load(); ch != nil {
+		select {
+		case <-*ch:
+		case <-c.closed:
+			return 0, net.ErrClosed
+		}
+	}
+	n, err := c.Conn.Read(b)
+	c.read.Add(int64(n))
+	return n, err
+}
+
+func (c *freezeConn) Close() error {
+	c.closeOnce.Do(func() { close(c.closed) })
+	return c.Conn.Close()
+}
+
+// A heartbeat that finds the control lane's previous request unanswered
+// (its connection stalled) also goes on the spare connection, and arrives
+// although the stalled connection delivers nothing for far longer. Without
+// hedging it would wait for the stall to end (or the 30 s timeout here).
+func TestHedge_HeartbeatGoesOnTheSpareConnectionWhenTheLaneStalls(t *testing.T) {
+	t.Parallel()
+	var fl *freezeListener
+	tn := newTestNet(t, 2, func(i int, o *Options) {
+		o.ControlTimeout = 30 * time.Second
+		if i == 1 {
+			fl = &freezeListener{Listener: o.Listener}
+			o.Listener = fl
+		}
+	})
+	tr, p := tn.trs[0], tn.trs[0].byID[2]
+	for i := range 5 {
+		tr.Send([]*raftpb.Message{msg(raftpb.MsgHeartbeat, 1, 2, 1)})
+		want := i + 1
+		waitFor(t, 10*time.Second, "a heartbeat and its answer", func() bool {
+			return tn.recs[1].count(raftpb.MsgHeartbeat) == want && p.controlBusy.Load() == 0
+		})
+	}
+	require.Zero(t, p.hedged.Load(), "a lane whose requests were answered hedges nothing")
+	waitFor(t, 10*time.Second, "the spare connection", func() bool { return p.spare.GetState() == connectivity.Ready })
+
+	stalled := fl.busiest() // the connection the control lane's stream is on
+	stalled.freeze()
+	defer stalled.unfreeze()
+	// The server's reader may be in a Read already: the freeze holds the
+	// next one.
+	tr.Send([]*raftpb.Message{msg(raftpb.MsgHeartbeat, 1, 2, 1)})
+	waitFor(t, 10*time.Second, "a heartbeat", func() bool { return tn.recs[1].count(raftpb.MsgHeartbeat) == 6 })
+	tr.Send([]*raftpb.Message{msg(raftpb.MsgHeartbeat, 1, 2, 2)}) // stuck behind the stall
+	hb := msg(raftpb.MsgHeartbeat, 1, 2, 2)
+	waitFor(t, 10*time.Second, "the lane's request to be overdue", func() bool { return tr.hedges(p, hb) })
+	tr.Send([]*raftpb.Message{hb})
+	waitFor(t, 10*time.Second, "the hedged heartbeat", func() bool { return tn.recs[1].count(raftpb.MsgHeartbeat) == 7 })
+	require.Equal(t, uint64(1), p.hedged.Load())
+	stalled.unfreeze()
+	waitFor(t, 10*time.Second, "the stalled heartbeat after the stall", func() bool { return tn.recs[1].count(raftpb.MsgHeartbeat) >= 8 })
 }

@@ -336,6 +336,7 @@ func New(opts Options) (*Transport, error) {
 	for _, p := range opts.Peers {
 		pp := &peer{
 			Peer: p, control: newSendQueue(opts.ControlQueue), data: newSendQueue(opts.DataQueue),
+			hedge: newSendQueue(1),
 		}
 		pp.sendLabels.Store(true)
 		pp.sendConfig.Store(true)
@@ -435,6 +436,18 @@ func (t *Transport) Start() error {
 		}
 		p.conn = conn
 		p.client = pb.NewPeerClient(conn)
+		if !t.opts.SyncSend {
+			// The spare connection (stream.go, "Hedged heartbeats"),
+			// made now: when it is needed, a handshake over the
+			// failing link would come too late.
+			if p.spare, err = t.dial(p); err != nil {
+				t.closeConns()
+				lis.Close()
+				return err
+			}
+			p.spareClient = pb.NewPeerClient(p.spare)
+			p.spare.Connect()
+		}
 	}
 	t.wg.Add(1)
 	go func() {
@@ -450,9 +463,10 @@ func (t *Transport) Start() error {
 	}
 	if !t.opts.SyncSend {
 		for _, p := range t.byID {
-			t.wg.Add(2)
-			go t.runLane(p, p.control, t.opts.ControlTimeout)
-			go t.runLane(p, p.data, t.opts.DataTimeout)
+			t.wg.Add(3)
+			go t.runLane(p, p.control, p.client, t.opts.ControlTimeout)
+			go t.runLane(p, p.data, p.client, t.opts.DataTimeout)
+			go t.runLane(p, p.hedge, p.spareClient, t.opts.ControlTimeout)
 		}
 	}
 	t.wg.Add(1)
@@ -504,6 +518,12 @@ func (t *Transport) dial(p *peer) (*grpc.ClientConn, error) {
 		),
 		grpc.WithUserAgent("raftelect/"+t.opts.Self.Name),
 		grpc.WithStaticStreamWindowSize(windowSize),
+		// Never idle: a follower's connections to its leader carry no
+		// RPC for as long as the cluster is quiet (heartbeat answers ride
+		// the leader's streams), and the spare connection none while the
+		// link is healthy; gRPC's default (30 minutes) would close them
+		// and make the next heartbeat or hedge wait for a handshake.
+		grpc.WithIdleTimeout(0),
 		grpc.WithStaticConnWindowSize(windowSize),
 	)
 }
@@ -576,6 +596,9 @@ func (t *Transport) Stop() {
 
 func (t *Transport) closeConns() {
 	for _, p := range t.byID {
+		if p.spare != nil {
+			p.spare.Close()
+		}
 		if p.conn != nil {
 			p.conn.Close()
 		}
@@ -604,6 +627,9 @@ func (t *Transport) Send(msgs []*raftpb.Message) {
 		q := p.data
 		if isControl(m.GetType()) {
 			q = p.control
+			if t.hedges(p, m) {
+				p.hedge.put(m, now)
+			}
 		}
 		if !q.put(m, now) {
 			p.drops.Add(1)
@@ -618,7 +644,7 @@ func (t *Transport) Send(msgs []*raftpb.Message) {
 }
 
 // runLane drains one lane of one peer until Stop.
-func (t *Transport) runLane(p *peer, q *sendQueue, timeout time.Duration) {
+func (t *Transport) runLane(p *peer, q *sendQueue, client pb.PeerClient, timeout time.Duration) {
 	defer t.wg.Done()
 	var ls laneStream
 	defer ls.close()
@@ -643,7 +669,13 @@ func (t *Transport) runLane(p *peer, q *sendQueue, timeout time.Duration) {
 		// meets the receiver's caps (see ValidateRequest).
 		for rest := batch; len(rest) > 0; {
 			n := sendChunk(rest, t.opts.MaxMessageBytes)
-			t.sendOnLane(p, &ls, rest[:n], timeout)
+			if q == p.control {
+				p.controlBusy.Store(int64(time.Since(monoBase)))
+			}
+			t.sendOnLane(p, &ls, client, rest[:n], timeout)
+			if q == p.control {
+				p.controlBusy.Store(0)
+			}
 			rest = rest[n:]
 		}
 		clear(batch)
@@ -728,6 +760,9 @@ func (t *Transport) sent(p *peer, batch []*raftpb.Message, req *pb.SendRequest, 
 		t.log.Info("peer reachable again", "peer", p.Name, "rtt", rtt)
 	}
 	p.rtt.Store(int64(rtt))
+	if m := p.minRTT.Load(); m == 0 || int64(rtt) < m {
+		p.minRTT.Store(int64(rtt))
+	}
 	p.lastContact.Store(time.Now().UnixNano())
 	p.sendLabels.Store(resp.GetNeedLabels())
 	p.sendConfig.Store(resp.GetNeedConfig())
@@ -802,6 +837,16 @@ type peer struct {
 	control *sendQueue
 	data    *sendQueue
 
+	// Hedged heartbeats (stream.go): the spare connection, its lane, when
+	// the control lane's request in flight was sent (monoBase nanoseconds,
+	// 0: none), the shortest round trip seen and the heartbeats hedged.
+	spare       *grpc.ClientConn
+	spareClient pb.PeerClient
+	hedge       *sendQueue
+	controlBusy atomic.Int64
+	minRTT      atomic.Int64
+	hedged      atomic.Uint64
+
 	drops       atomic.Uint64 // queue full
 	expired     atomic.Uint64 // too old to send
 	failures    atomic.Uint64
@@ -857,7 +902,7 @@ func (t *Transport) Stats() []PeerStats {
 			Addr:       p.Addr,
 			Reachable:  p.reachable.Load(),
 			RTT:        time.Duration(p.rtt.Load()),
-			QueueDepth: p.control.len() + p.data.len(),
+			QueueDepth: p.control.len() + p.data.len() + p.hedge.len(),
 			Drops:      p.drops.Load() + p.expired.Load(),
 			SendErrors: p.failures.Load(),
 		}
