@@ -174,6 +174,7 @@ func TestAgreement_MembershipDifferenceRefusedBothWaysAndHoldsElections(t *testi
 	for i := range before {
 		before[i] = tn.recs[i].count(raftpb.MsgHeartbeat)
 	}
+	fromN3 := tn.recs[0].countFrom(3)
 	// n2 asks n1 for a vote (held: not sent, and refused if it were) and
 	// sends a heartbeat (delivered); n3 sends n1 a heartbeat (refused).
 	tn.trs[1].Send([]*raftpb.Message{msg(raftpb.MsgPreVote, 2, 1, 5), msg(raftpb.MsgVote, 2, 1, 5)})
@@ -190,7 +191,8 @@ func TestAgreement_MembershipDifferenceRefusedBothWaysAndHoldsElections(t *testi
 		return tn.recs[0].count(raftpb.MsgHeartbeat) >= before[0]+2
 	})
 	require.Zero(t, tn.recs[0].count(raftpb.MsgVote)+tn.recs[0].count(raftpb.MsgPreVote), "n1 stepped a vote request while members disagree")
-	require.Equal(t, before[0]+2, tn.recs[0].count(raftpb.MsgHeartbeat), "n1 stepped n3's heartbeat")
+	// n2's heartbeat may arrive twice (hedged: stream.go).
+	require.Equal(t, fromN3, tn.recs[0].countFrom(3), "n1 stepped n3's heartbeat")
 	require.Zero(t, tn.recs[2].count(raftpb.MsgHeartbeat), "n3 stepped heartbeats of nodes with another member list")
 }
 

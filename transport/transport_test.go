@@ -34,6 +34,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 type recorder struct {
 	mu          sync.Mutex
 	got         map[raftpb.MessageType]int
+	gotFrom     map[uint64]int
 	unreachable atomic.Int64
 	refused     atomic.Int64
 	holdApps    chan struct{}
@@ -60,10 +61,11 @@ func (r *recorder) Deliver(ctx context.Context, from uint64, msgs []*raftpb.Mess
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.got == nil {
-		r.got = map[raftpb.MessageType]int{}
+		r.got, r.gotFrom = map[raftpb.MessageType]int{}, map[uint64]int{}
 	}
 	for _, m := range msgs {
 		r.got[m.GetType()]++
+		r.gotFrom[m.GetFrom()]++
 	}
 	return Ack{}, nil
 }
@@ -71,6 +73,13 @@ func (r *recorder) count(t raftpb.MessageType) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.got[t]
+}
+
+// countFrom counts the messages from one sender.
+func (r *recorder) countFrom(from uint64) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.gotFrom[from]
 }
 func (r *recorder) PeerRefused(uint64)          { r.refused.Add(1) }
 func (r *recorder) ServeFailed(error)           {}
