@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftelect/raftelect/config"
 	"github.com/raftelect/raftelect/eventlog"
 )
 
@@ -99,5 +100,23 @@ func TestScaledKeepsUnscaledSchedules(t *testing.T) {
 		if c.Schedule[0].At.D() != wantAt || c.Duration.D() != wantDur {
 			t.Errorf("unscaled=%v: fault at %v, duration %v; want %v, %v", unscaled, c.Schedule[0].At, c.Duration, wantAt, wantDur)
 		}
+	}
+}
+
+// The suite's slack loosens the timing targets only: counted promises and
+// the order of leases stay exact, and the scenario itself is not changed.
+func TestWithTimingSlack_LoosensTimingTargetsOnly(t *testing.T) {
+	cpu, one := 10.0, 1
+	s := &Scenario{Name: "t", Nodes: 3, Expect: Expected{MaxElections: &one, NewLeaderWithin: config.Duration(2 * time.Second),
+		OldLeaseEndsWithin: config.Duration(time.Second), OldLeaseEndsFirst: true, MaxCPUPercent: &cpu}}
+	l := s.WithTimingSlack(3)
+	if l.Expect.NewLeaderWithin.D() != 6*time.Second || l.Expect.OldLeaseEndsWithin.D() != 3*time.Second || *l.Expect.MaxCPUPercent != 30 {
+		t.Fatalf("loosened: %+v", l.Expect)
+	}
+	if *l.Expect.MaxElections != 1 || !l.Expect.OldLeaseEndsFirst {
+		t.Fatalf("a counted promise changed: %+v", l.Expect)
+	}
+	if s.Expect.NewLeaderWithin.D() != 2*time.Second || *s.Expect.MaxCPUPercent != 10 {
+		t.Fatalf("the original changed: %+v", s.Expect)
 	}
 }

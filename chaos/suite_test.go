@@ -42,6 +42,9 @@ func TestMain(m *testing.M) {
 const (
 	shortScale = 0.15
 	minFault   = 2500 * time.Millisecond
+	// timingSlack loosens the timing targets in this suite only (see
+	// Scenario.WithTimingSlack): on a shared machine they are figures.
+	timingSlack = 3
 )
 
 func runShort(t *testing.T, s *Scenario, o Options) *Result {
@@ -152,7 +155,7 @@ func TestShortSuite(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			res := runShort(t, s.Scaled(shortScale, minFault), Options{Nodes: r.nodes})
+			res := runShort(t, s.Scaled(shortScale, minFault).WithTimingSlack(timingSlack), Options{Nodes: r.nodes})
 			lines = append(lines, res.OneLine())
 			if !res.Pass {
 				t.Errorf("%s", res.Summary())
