@@ -82,8 +82,10 @@ import (
 // (log: the previous entry's term/index; entries: term/index). A heartbeat
 // response never travels as a message: the acknowledgement is its answer,
 // printed as "ack n2->n1 ..." when it acknowledges the batch just
-// delivered. EventLeader is not printed on its own line:
-// every leader change also makes an EventState, whose line names the leader.
+// delivered. EventLeader is not printed on its own line: every leader
+// change also makes an EventState, whose line names the leader. "raft
+// holds a Ready this input left unprocessed" flags an input after which
+// raft still had something to save or send: it waits for the next input.
 func TestInteraction(t *testing.T) {
 	files, err := filepath.Glob("testdata/*.txt")
 	if err != nil {
@@ -405,6 +407,11 @@ func (e *itEnv) input(nd *itNode, f func(now time.Time) error) {
 		e.line("%s: error: %v", nd.name, err)
 	}
 	e.take(nd)
+	if nd.c.RawNode().HasReady() {
+		// Every input should end with raft's Ready handed out; one left
+		// behind waits, unsaved and unsent, for the node's next input.
+		e.line("%s: raft holds a Ready this input left unprocessed", nd.name)
+	}
 }
 
 // take prints nd's events and queues its messages, one batch per
@@ -414,6 +421,7 @@ func (e *itEnv) take(nd *itNode) {
 	for _, ev := range out.Events {
 		e.event(nd, ev)
 	}
+
 	var order []uint64
 	by := map[uint64][]*raftpb.Message{}
 	for _, m := range out.Messages {
