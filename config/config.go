@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/raftelect/raftelect/election"
+	"github.com/raftelect/raftelect/internal/nodeopts"
 	"github.com/raftelect/raftelect/transport"
 )
 
@@ -202,7 +203,6 @@ func (n *Node) ElectionConfig() election.Config {
 		KeepaliveTime:         n.Transport.KeepaliveTime.D(),
 		KeepaliveTimeout:      n.Transport.KeepaliveTimeout.D(),
 		DropLogInterval:       n.Transport.DropLogInterval.D(),
-		UnsafeSyncSend:        n.UnsafeSyncSend,
 		Operators:             n.Operators,
 		ConnectionLimits: transport.Limits{
 			MaxConns:            n.Transport.MaxConnections,
@@ -213,6 +213,7 @@ func (n *Node) ElectionConfig() election.Config {
 			HandshakeTimeout:    n.Transport.HandshakeTimeout.D(),
 		},
 	}
+	nodeopts.Of(&c).UnsafeSyncSend = n.UnsafeSyncSend
 	for _, p := range n.Peers {
 		c.Peers = append(c.Peers, election.PeerConfig{Name: p.Name, Address: p.Address, Identity: p.Identity, PublicKeyPins: p.PublicKeyPins})
 	}

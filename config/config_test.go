@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/raftelect/raftelect/internal/nodeopts"
 )
 
 // base is a valid insecure config; tests replace lines of it.
@@ -202,14 +204,18 @@ func TestUnsafeSyncSendReachesElectionConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n.ElectionConfig().UnsafeSyncSend {
+	syncSend := func(n *Node) bool {
+		ec := n.ElectionConfig()
+		return nodeopts.Of(&ec).UnsafeSyncSend
+	}
+	if syncSend(n) {
 		t.Fatal("unsafe_sync_send is on by default")
 	}
 	n, err = Load(write(t, base+"unsafe_sync_send: true\n"), LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !n.ElectionConfig().UnsafeSyncSend {
+	if !syncSend(n) {
 		t.Fatal("unsafe_sync_send: true did not reach election.Config")
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/raftelect/raftelect/checker"
 	"github.com/raftelect/raftelect/election"
 	"github.com/raftelect/raftelect/internal/clusterid"
+	"github.com/raftelect/raftelect/internal/nodeopts"
 	tc "github.com/raftelect/raftelect/internal/testcluster"
 	"github.com/raftelect/raftelect/storage"
 )
@@ -145,7 +146,7 @@ func TestStoreOfAnotherNodeOrCluster_IsRefused(t *testing.T) {
 			err = e.Run(ctx)
 			require.True(t, errors.Is(err, election.ErrStoreMismatch), "Run returned %v", err)
 			t.Logf("refused: %v", err)
-			cfg.Listener.Close()
+			nodeopts.Of(&cfg).Listener.Close()
 		})
 	}
 }

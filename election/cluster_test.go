@@ -11,6 +11,7 @@ import (
 
 	"github.com/raftelect/raftelect/election"
 	"github.com/raftelect/raftelect/eventlog"
+	"github.com/raftelect/raftelect/internal/nodeopts"
 	tc "github.com/raftelect/raftelect/internal/testcluster"
 )
 
@@ -83,7 +84,7 @@ func asymmetricDrop(t *testing.T, syncSend bool, blockFollowerToLeader bool, fol
 	c := tc.New(t, 3)
 	t.Cleanup(c.DumpEvents)
 	if syncSend {
-		c.Tweak = func(cfg *election.Config) { cfg.UnsafeSyncSend = true }
+		c.Tweak = func(cfg *election.Config) { nodeopts.Of(cfg).UnsafeSyncSend = true }
 	}
 	c.Start()
 	l := c.WaitLeader(10 * time.Second)

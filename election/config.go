@@ -12,6 +12,7 @@ import (
 	"github.com/raftelect/raftelect/eventlog"
 	"github.com/raftelect/raftelect/internal/clusterid"
 	"github.com/raftelect/raftelect/internal/core"
+	"github.com/raftelect/raftelect/internal/nodeopts"
 	"github.com/raftelect/raftelect/storage"
 	"github.com/raftelect/raftelect/transport"
 )
@@ -67,8 +68,6 @@ type Config struct {
 	// ListenAddress overrides where this node listens (default: its own
 	// Address in Peers), for example 0.0.0.0:7000 behind NAT.
 	ListenAddress string
-	// Listener, if set, is used instead of listening on an address (tests).
-	Listener net.Listener
 	// Labels are small metadata every node sees for every peer, such as the
 	// URL of this replica's API, so followers can find the leader.
 	Labels map[string]string
@@ -149,18 +148,14 @@ type Config struct {
 	// transport.Options.RegisterServices.
 	RegisterServices func(grpc.ServiceRegistrar)
 
-	// Hooks inject faults into this node's inbound path (tests, chaos).
-	Hooks *transport.FaultHooks
-	// UnsafeSyncSend sends every message synchronously from the raft loop,
-	// as the reference system did before its fix. It exists to demonstrate
-	// that the fault tests catch that bug; it breaks the cluster under a
-	// silent peer. Never set it otherwise.
-	UnsafeSyncSend bool
+	// internal holds the switches only this module's tests, chaos harness
+	// and CLI set (a caller's listener, fault hooks, synchronous sends, no
+	// vote guard), through internal/nodeopts.
+	internal nodeopts.Options
+}
 
-	// unsafeNoVoteGuard turns the vote guard off (see raft_loop.go). Only
-	// test builds can set it (voteguard_export_test.go), to show what the
-	// guard prevents.
-	unsafeNoVoteGuard bool
+func init() {
+	nodeopts.Install(func(cfg any) *nodeopts.Options { return &cfg.(*Config).internal })
 }
 
 // NodeID derives a node's raft ID from its name: the 64-bit FNV-1a hash of

@@ -13,6 +13,7 @@ import (
 	"github.com/raftelect/raftelect/checker"
 	"github.com/raftelect/raftelect/election"
 	"github.com/raftelect/raftelect/eventlog"
+	"github.com/raftelect/raftelect/internal/nodeopts"
 	tc "github.com/raftelect/raftelect/internal/testcluster"
 	pb "github.com/raftelect/raftelect/proto/raftelect/v1"
 	"github.com/raftelect/raftelect/transport"
@@ -86,7 +87,8 @@ func scriptDoubleVote(t *testing.T, durable, guard bool) checker.Report {
 	// n1 and n2 stay down: close the listeners New made for them, so n3's
 	// messages to them are refused at once.
 	for i := range 2 {
-		if err := c.Config(i).Listener.Close(); err != nil {
+		cfg := c.Config(i)
+		if err := nodeopts.Of(&cfg).Listener.Close(); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"time"
 
 	"github.com/raftelect/raftelect/election"
@@ -15,15 +14,10 @@ import (
 // one-node cluster (no TLS, loopback only: a demonstration) elects itself,
 // runs the work once and stops.
 func Example() {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
 	e, err := election.New(election.Config{
-		Name:              "solo",
-		Peers:             []election.PeerConfig{{Name: "solo", Address: lis.Addr().String()}},
-		Listener:          lis,
+		Name: "solo",
+		// Port 0: any free port (a one-node cluster dials no one).
+		Peers:             []election.PeerConfig{{Name: "solo", Address: "127.0.0.1:0"}},
 		Insecure:          true,
 		HeartbeatInterval: 10 * time.Millisecond,
 		ElectionTimeout:   100 * time.Millisecond,

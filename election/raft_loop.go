@@ -166,7 +166,7 @@ func newRaftLoop(e *Elector, routines []func(context.Context, Lease) error) (*ra
 		PeerClusterID:         func(id uint64) string { return l.tr.PeerClusterID(id) },
 		Logger:                e.log,
 		RaftLogger:            newRaftLogger(e),
-		Bugs:                  core.Bugs{NoVoteGuard: cfg.unsafeNoVoteGuard},
+		Bugs:                  core.Bugs{NoVoteGuard: cfg.internal.NoVoteGuard},
 	}, time.Now())
 	if err != nil {
 		if l.ownStore {
@@ -205,7 +205,7 @@ func newRaftLoop(e *Elector, routines []func(context.Context, Lease) error) (*ra
 		Peers:       others,
 		Credentials: creds,
 		Insecure:    cfg.Insecure,
-		Listener:    cfg.Listener,
+		Listener:    cfg.internal.Listener,
 		Handler:     l,
 		Labels:      cfg.Labels,
 		// What every member must agree on, checked on every connection
@@ -215,7 +215,7 @@ func newRaftLoop(e *Elector, routines []func(context.Context, Lease) error) (*ra
 			Heartbeat: cfg.HeartbeatInterval, ElectionTimeout: e.electionTimeout, LeaseDriftMargin: cfg.LeaseDriftMargin,
 		},
 		Logger:  e.log,
-		Hooks:   cfg.Hooks,
+		Hooks:   cfg.internal.FaultHooks,
 		Metrics: cfg.Metrics,
 		// A control message that has not arrived within half an election
 		// timeout cannot help keep a leader: give up and tell raft. This is
@@ -230,7 +230,7 @@ func newRaftLoop(e *Elector, routines []func(context.Context, Lease) error) (*ra
 		KeepaliveTimeout:    cfg.KeepaliveTimeout,
 		MaxReconnectBackoff: cfg.MaxReconnectBackoff,
 		DropLogInterval:     cfg.DropLogInterval,
-		SyncSend:            cfg.UnsafeSyncSend,
+		SyncSend:            cfg.internal.UnsafeSyncSend,
 		RegisterServices:    cfg.RegisterServices,
 		ClusterID:           l.currentClusterID,
 		Operators:           cfg.Operators,

@@ -32,14 +32,12 @@ func main() {
 	// Three nodes on free loopback ports.
 	names := []string{"n1", "n2", "n3"}
 	var peers []election.PeerConfig
-	var listeners []net.Listener
 	for _, name := range names {
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		addr, err := freeAddr()
 		if err != nil {
 			log.Fatal(err)
 		}
-		listeners = append(listeners, lis)
-		peers = append(peers, election.PeerConfig{Name: name, Address: lis.Addr().String()})
+		peers = append(peers, election.PeerConfig{Name: name, Address: addr})
 	}
 
 	start := time.Now()
@@ -55,7 +53,6 @@ func main() {
 		e, err := election.New(election.Config{
 			Name:              name,
 			Peers:             peers,
-			Listener:          listeners[i],
 			Labels:            map[string]string{"api": "https://" + name + ".example"},
 			HeartbeatInterval: 100 * time.Millisecond,
 			ElectionTimeout:   time.Second,
@@ -113,4 +110,16 @@ func waitLeader(nodes []*election.Elector, skip int) int {
 	}
 	log.Fatal("no leader within 15s")
 	return -1
+}
+
+// freeAddr returns a loopback address whose port was free a moment ago: the
+// kernel picks it, the listener is closed, and the node listens there when it
+// runs. A deployment gives each node a fixed address instead.
+func freeAddr() (string, error) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer lis.Close()
+	return lis.Addr().String(), nil
 }

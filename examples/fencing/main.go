@@ -48,14 +48,12 @@ func run() error {
 
 	names := []string{"n1", "n2", "n3"}
 	var peers []election.PeerConfig
-	var listeners []net.Listener
 	for _, name := range names {
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		addr, err := freeAddr()
 		if err != nil {
 			return err
 		}
-		listeners = append(listeners, lis)
-		peers = append(peers, election.PeerConfig{Name: name, Address: lis.Addr().String()})
+		peers = append(peers, election.PeerConfig{Name: name, Address: addr})
 	}
 
 	store := newFencedStore()
@@ -69,7 +67,7 @@ func run() error {
 			<-done
 		}
 	}()
-	for i, name := range names {
+	for _, name := range names {
 		f, err := ca.WriteNode(filepath.Join(dir, name), name, []string{"127.0.0.1"}, time.Hour)
 		if err != nil {
 			return err
@@ -77,7 +75,6 @@ func run() error {
 		e, err := election.New(election.Config{
 			Name:              name,
 			Peers:             peers,
-			Listener:          listeners[i],
 			HeartbeatInterval: 100 * time.Millisecond,
 			ElectionTimeout:   time.Second,
 			TLS:               election.TLSConfig{CAFile: f.CA, CertFile: f.Cert, KeyFile: f.Key},
@@ -156,4 +153,16 @@ func waitLease(nodes map[string]*election.Elector, not string, within time.Durat
 		time.Sleep(10 * time.Millisecond)
 	}
 	return "", election.Lease{}, fmt.Errorf("no lease holder other than %q within %v", not, within)
+}
+
+// freeAddr returns a loopback address whose port was free a moment ago: the
+// kernel picks it, the listener is closed, and the node listens there when it
+// runs. A deployment gives each node a fixed address instead.
+func freeAddr() (string, error) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer lis.Close()
+	return lis.Addr().String(), nil
 }

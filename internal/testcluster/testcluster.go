@@ -19,6 +19,7 @@ import (
 	"github.com/raftelect/raftelect/checker"
 	"github.com/raftelect/raftelect/election"
 	"github.com/raftelect/raftelect/eventlog"
+	"github.com/raftelect/raftelect/internal/nodeopts"
 	"github.com/raftelect/raftelect/internal/testport"
 	"github.com/raftelect/raftelect/storage"
 	"github.com/raftelect/raftelect/transport"
@@ -117,13 +118,12 @@ func New(t testing.TB, n int) *Cluster {
 		node.cfg = election.Config{
 			Name:              p.Name,
 			Peers:             peers,
-			Listener:          listeners[i],
 			HeartbeatInterval: Heartbeat,
 			ElectionTimeout:   ElectionTimeout,
 			TLS:               election.TLSConfig{CAFile: f.CA, CertFile: f.Cert, KeyFile: f.Key},
-			Hooks:             node.Hooks,
 			EventLog:          c.log,
 		}
+		*nodeopts.Of(&node.cfg) = nodeopts.Options{Listener: listeners[i], FaultHooks: node.Hooks}
 		c.Nodes = append(c.Nodes, node)
 	}
 	t.Cleanup(c.StopAll)
@@ -152,14 +152,14 @@ func (c *Cluster) StartNode(i int, setup func(*election.Elector)) {
 		c.t.Fatalf("%s already running", n.Name)
 	}
 	cfg := n.cfg
-	if cfg.Listener == nil {
+	if opts := nodeopts.Of(&cfg); opts.Listener == nil {
 		lis, err := net.Listen("tcp", n.Addr)
 		if err != nil {
 			c.t.Fatalf("restart %s: %v", n.Name, err)
 		}
-		cfg.Listener = lis
+		opts.Listener = lis
 	}
-	n.cfg.Listener = nil // a listener serves one run
+	nodeopts.Of(&n.cfg).Listener = nil // a listener serves one run
 	if c.Tweak != nil {
 		c.Tweak(&cfg)
 	}

@@ -27,6 +27,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/raftelect/raftelect/election"
+	"github.com/raftelect/raftelect/internal/nodeopts"
 	"github.com/raftelect/raftelect/k8s/leasemirror"
 	"github.com/raftelect/raftelect/k8s/resourcelock"
 	"github.com/raftelect/raftelect/storage"
@@ -125,10 +126,12 @@ func operator(path string, log *slog.Logger) error {
 	}
 	defer st.Close()
 	hooks := &transport.FaultHooks{}
-	elector, err := election.New(election.Config{
-		Name: cfg.Name, Peers: cfg.Peers, Listener: lis, TLS: cfg.TLS, Storage: st, Hooks: hooks,
+	ecfg := election.Config{
+		Name: cfg.Name, Peers: cfg.Peers, TLS: cfg.TLS, Storage: st,
 		HeartbeatInterval: heartbeat, ElectionTimeout: electionTO, Logger: log,
-	})
+	}
+	*nodeopts.Of(&ecfg) = nodeopts.Options{Listener: lis, FaultHooks: hooks}
+	elector, err := election.New(ecfg)
 	if err != nil {
 		return err
 	}
