@@ -26,6 +26,7 @@ import (
 	"github.com/raftelect/raftelect/config"
 	"github.com/raftelect/raftelect/internal/proccluster"
 	"github.com/raftelect/raftelect/internal/testport"
+	"go.uber.org/goleak"
 )
 
 var binary string // built once by TestMain
@@ -39,6 +40,14 @@ func TestMain(m *testing.M) {
 	binary = bin
 	code := m.Run()
 	remove()
+	// No goroutine outlives the tests (goleak, as in every package): the
+	// exec watchdogs' waiters and the launcher's process waiters included.
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 

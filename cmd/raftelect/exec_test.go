@@ -30,11 +30,15 @@ func newTestExecWork(t *testing.T, grace time.Duration, script string) *execWork
 	if err != nil {
 		t.Skip("no sh")
 	}
-	return &execWork{
+	w := &execWork{
 		path: path, args: args, node: "n2", grace: grace,
 		log:    slog.New(slog.DiscardHandler),
 		stdout: os.Stderr, stderr: os.Stderr, stopCh: make(chan struct{}),
 	}
+	// As the exec command does when it returns: the watchdog process and
+	// the goroutine that waits for it end with the test.
+	t.Cleanup(w.closeWatchdog)
+	return w
 }
 
 func runWithin(t *testing.T, limit time.Duration, f func() error) error {
