@@ -18,6 +18,9 @@ const maxQuickCampaigns = 5
 // for when it has run out (see campaignIfLeaderSilent).
 func (n *Node) leaderHeard(now time.Time, leader uint64) {
 	n.leaderHeardAt, n.goneLeader, n.campaigns, n.quick = now, leader, 0, false
+	// An election that produced this leader is over: a vote request seen
+	// during it must not hold back a campaign after this leader is gone.
+	n.candidateSeenAt = time.Time{}
 	n.adoptLeadersClusterID(now, leader)
 	n.campaignAt = now.Add(n.electionTimeout + n.campaignDelay())
 }

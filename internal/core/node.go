@@ -395,6 +395,17 @@ func (n *Node) afterInput(now time.Time) error {
 	if !observed {
 		n.observe(now)
 	}
+	// Observing can propose (the cluster ID, once), which leaves a new
+	// Ready in raft: save and hand it out now, not at the next input (a
+	// heartbeat later, or never in a driver that waits for the network).
+	for range 2 {
+		if !n.rn.HasReady() {
+			break
+		}
+		if _, err := n.handleReady(now); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
