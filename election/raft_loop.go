@@ -51,6 +51,9 @@ type raftLoop struct {
 	clusterID  atomic.Pointer[string] // read by the transport
 	work       sync.WaitGroup         // leader routines
 	ackedAt    ackTimes               // read by Check
+	// electionsHeld: the core takes no part in elections (a member's list
+	// differs); read by Status.
+	electionsHeld atomic.Bool
 }
 
 type inboundBatch struct {
@@ -117,6 +120,7 @@ type deliveryReports struct {
 	unreachable map[uint64]bool
 	refused     map[uint64]bool
 	snapshots   map[uint64]bool // peer -> failed
+	differs     map[uint64]bool // peer -> its member list differs from ours
 	// acks: per peer, the acknowledgement with the latest stamp since the
 	// loop last looked (an older one adds nothing to the lease).
 	acks     map[uint64]transport.Ack
@@ -142,6 +146,7 @@ func newRaftLoop(e *Elector, routines []func(context.Context, Lease) error) (*ra
 	l.reports.refused = map[uint64]bool{}
 	l.reports.acks = map[uint64]transport.Ack{}
 	l.reports.snapshots = map[uint64]bool{}
+	l.reports.differs = map[uint64]bool{}
 	l.reports.notify = make(chan struct{}, 1)
 	l.wake = time.NewTimer(time.Hour)
 	l.wake.Stop()
@@ -409,10 +414,16 @@ func (l *raftLoop) handleReady() (bool, error) {
 func (l *raftLoop) applyReports() error {
 	r := &l.reports
 	r.mu.Lock()
-	unreachable, refused, snapshots, acks, serveErr := r.unreachable, r.refused, r.snapshots, r.acks, r.serveErr
-	r.unreachable, r.refused, r.snapshots, r.acks = map[uint64]bool{}, map[uint64]bool{}, map[uint64]bool{}, map[uint64]transport.Ack{}
+	unreachable, refused, snapshots, acks, differs, serveErr := r.unreachable, r.refused, r.snapshots, r.acks, r.differs, r.serveErr
+	r.unreachable, r.refused, r.snapshots, r.acks, r.differs = map[uint64]bool{}, map[uint64]bool{}, map[uint64]bool{}, map[uint64]transport.Ack{}, map[uint64]bool{}
 	r.mu.Unlock()
 	now := time.Now()
+	for id, d := range differs {
+		if err := l.node.MembershipDiffers(now, id, d); err != nil {
+			return err
+		}
+	}
+	l.electionsHeld.Store(l.node.ElectionsHeld())
 	for id := range unreachable {
 		if err := l.node.ReportUnreachable(now, id); err != nil {
 			return err
@@ -557,6 +568,13 @@ func (l *raftLoop) ReportUnreachable(id uint64) {
 func (l *raftLoop) ReportSnapshot(id uint64, failed bool) {
 	l.reports.mu.Lock()
 	l.reports.snapshots[id] = failed
+	l.reports.mu.Unlock()
+	l.reports.wake()
+}
+
+func (l *raftLoop) MembershipDiffers(id uint64, differs bool) {
+	l.reports.mu.Lock()
+	l.reports.differs[id] = differs
 	l.reports.mu.Unlock()
 	l.reports.wake()
 }

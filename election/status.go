@@ -73,7 +73,7 @@ func (e *Elector) Status() Status {
 		for _, p := range l.tr.Stats() {
 			s.Peers = append(s.Peers, PeerStatus(p))
 		}
-		s.ElectionsHeld = l.tr.ElectionsHeld()
+		s.ElectionsHeld = l.electionsHeld.Load()
 	}
 	return s
 }

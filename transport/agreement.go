@@ -15,10 +15,10 @@ package transport
 //     Raft messages are refused both ways.
 //   - membership (names, identities, addresses): the two nodes count votes
 //     over different sets, so their majorities need not intersect. Raft
-//     messages are refused both ways, and while this node knows of any member
-//     that disagrees it takes no part in elections (it neither asks for votes
-//     nor gives them; see noteConflicts for why refusing the pair is not
-//     enough).
+//     messages are refused both ways, and the node is told
+//     (Handler.MembershipDiffers): while it knows of any member that
+//     disagrees it takes no part in elections (internal/core, agreement.go,
+//     says why refusing the pair is not enough).
 //   - timings (heartbeat, election timeout, lease drift margin): allowed, as
 //     in a rolling change of election_timeout; reported only.
 //
@@ -265,59 +265,12 @@ func (t *Transport) reportAgreement(p *peer, prev, a *agreement) {
 	}
 }
 
-// noteConflicts counts the peers whose membership differs from ours. While
-// any does, this node neither asks for votes nor gives them.
-//
-// Refusing raft messages between the two nodes of a pair is not enough: if
-// n1 and n2 list {n1,n2,n3} and n3, n4 and n5 list {n1..n5}, each group agrees
-// within itself and holds a majority of its own list, so each could elect a
-// leader. Any member common to both lists (here n3) sees the difference; as
-// long as it and every other node that sees one stays out of elections, two
-// lists whose majorities might not intersect cannot both elect. A leader
-// that already leads keeps its lease from the followers that agree with it.
+// noteConflicts tells the node that peer p's membership differs from ours,
+// or agrees again. The node decides what follows (internal/core: it takes
+// no part in elections while any member differs); the transport only
+// refuses raft messages between the two nodes of the pair.
 func (t *Transport) noteConflicts(p *peer, conflict bool) {
-	var n int32
-	if conflict {
-		n = t.conflicts.Add(1)
-	} else {
-		n = t.conflicts.Add(-1)
-	}
-	switch {
-	case conflict && n == 1:
-		t.log.Warn("members disagree on membership: this node takes no part in elections (neither asks for votes nor gives them) until they agree",
-			"peer", p.Name)
-	case !conflict && n == 0:
-		t.log.Info("members agree on membership again: this node takes part in elections again")
-	}
-}
-
-// electionsHeld reports whether this node stays out of elections because a
-// member disagrees on membership.
-func (t *Transport) electionsHeld() bool { return t.conflicts.Load() > 0 }
-
-// ElectionsHeld reports whether this node takes no part in elections (asks
-// for no votes and gives none) because a member disagrees with it on
-// membership; PeerStats says which.
-func (t *Transport) ElectionsHeld() bool { return t.electionsHeld() }
-
-func isVoteRequest(mt raftpb.MessageType) bool {
-	return mt == raftpb.MsgVote || mt == raftpb.MsgPreVote
-}
-
-// withoutVoteRequests returns msgs without vote requests; msgs itself when it
-// has none (no allocation on the common path).
-func withoutVoteRequests(msgs []*raftpb.Message) []*raftpb.Message {
-	i := slices.IndexFunc(msgs, func(m *raftpb.Message) bool { return isVoteRequest(m.GetType()) })
-	if i < 0 {
-		return msgs
-	}
-	out := slices.Clone(msgs[:i])
-	for _, m := range msgs[i:] {
-		if !isVoteRequest(m.GetType()) {
-			out = append(out, m)
-		}
-	}
-	return out
+	t.opts.Handler.MembershipDiffers(p.ID, conflict)
 }
 
 // compareConfigs says how remote (peer's) differs from own (self's).
@@ -398,7 +351,7 @@ func timingsDiff(peer string, own, remote *pb.NodeConfig) string {
 
 // mayDeliver decides, on the raft loop, whether m may go to p: nothing goes
 // to a peer that disagrees on the cluster ID or membership (it would refuse
-// it), and no vote request goes anywhere while elections are held.
+// it).
 func (t *Transport) mayDeliver(p *peer, m *raftpb.Message) bool {
 	if a := p.agreement.Load(); a != nil && a.refuse {
 		p.refusedOut.Add(1)
@@ -407,14 +360,13 @@ func (t *Transport) mayDeliver(p *peer, m *raftpb.Message) bool {
 		}
 		return false
 	}
-	return !isVoteRequest(m.GetType()) || !t.electionsHeld()
+	return true
 }
 
 // agreedMessages is the Send handler's agreement check: it fills resp's side
 // of the exchange and returns the messages of req that may be stepped: none
 // when the two nodes disagree on the cluster ID or the membership (or this
-// node does not know the sender's configuration yet), and no vote requests
-// while elections are held.
+// node does not know the sender's configuration yet).
 func (t *Transport) agreedMessages(p *peer, req *pb.SendRequest, resp *pb.SendResponse) ([]*raftpb.Message, error) {
 	refused, err := t.agreeInbound(p, req, resp)
 	if err != nil {
@@ -423,9 +375,6 @@ func (t *Transport) agreedMessages(p *peer, req *pb.SendRequest, resp *pb.SendRe
 	if refused != "" {
 		resp.Refused = refused
 		return nil, nil
-	}
-	if t.electionsHeld() {
-		return withoutVoteRequests(req.GetMessages()), nil
 	}
 	return req.GetMessages(), nil
 }

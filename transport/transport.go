@@ -96,6 +96,9 @@ type Handler interface {
 	ServeFailed(err error)
 	// ReportSnapshot tells raft whether a snapshot reached peer id.
 	ReportSnapshot(id uint64, failed bool)
+	// MembershipDiffers says that peer id's member list differs from ours
+	// (differs) or agrees again; each change is reported once.
+	MembershipDiffers(id uint64, differs bool)
 	// Acked passes on peer id's acknowledgement from the answer to a Send
 	// (see Ack), as the peer wrote it: the transport does not interpret
 	// it. The node checks whose stamp and which leader it names.
@@ -274,8 +277,7 @@ type Transport struct {
 	// Inbound Peer calls served: unary Sends and Streams.
 	unarySends, streamsServed atomic.Uint64
 
-	local     atomic.Pointer[localConfig] // this node's configuration description
-	conflicts atomic.Int32                // peers that disagree on membership
+	local atomic.Pointer[localConfig] // this node's configuration description
 
 	lis     net.Listener
 	limiter *connLimiter

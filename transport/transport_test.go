@@ -38,7 +38,8 @@ type recorder struct {
 	unreachable atomic.Int64
 	refused     atomic.Int64
 	holdApps    chan struct{}
-	holdAll     chan struct{} // if set, every Deliver waits for it
+	holdAll     chan struct{}   // if set, every Deliver waits for it
+	differs     map[uint64]bool // MembershipDiffers, latest per peer
 }
 
 func (r *recorder) Deliver(ctx context.Context, from uint64, msgs []*raftpb.Message, sent Stamp) (Ack, error) {
@@ -613,4 +614,22 @@ func TestInbound_ConfiguredIdentityMatchesCommonNameOrSAN(t *testing.T) {
 	require.Equal(t, codes.OK, send("some-workload", "n2.eu-west.example"), "identity as DNS SAN")
 	require.Equal(t, codes.PermissionDenied, send("n2"), "the node name no longer identifies n2")
 	require.Equal(t, codes.PermissionDenied, send("n2.us-east.example"), "another identity")
+}
+
+func (r *recorder) MembershipDiffers(id uint64, differs bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.differs == nil {
+		r.differs = map[uint64]bool{}
+	}
+	r.differs[id] = differs
+}
+
+// told reports what the transport last told the node about peer id's
+// member list, and whether it told it anything.
+func (r *recorder) told(id uint64) (differs, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	differs, ok = r.differs[id]
+	return differs, ok
 }

@@ -244,6 +244,17 @@ func (e *itEnv) handle(t *testing.T, d *datadriven.TestData) string {
 				}
 			}
 		}
+	case "differs", "agrees":
+		// differs n2 about=n3: n2's transport found n3's member list
+		// different from n2's (agrees: the same again).
+		var about string
+		d.ScanArgs(t, "about", &about)
+		peer := e.node(t, about)
+		for _, nd := range e.nodeArgs(t, d) {
+			differs := d.Cmd == "differs"
+			e.input(nd, func(now time.Time) error { return nd.c.MembershipDiffers(now, peer.id, differs) })
+			e.line("%s: %s's member list %s; elections held: %v", nd.name, peer.name, map[bool]string{true: "differs", false: "agrees"}[differs], nd.c.ElectionsHeld())
+		}
 	case "crash":
 		for _, nd := range e.nodeArgs(t, d) {
 			nd.up = false
@@ -732,6 +743,9 @@ func (e *itEnv) status(nd *itNode) {
 		fmt.Fprintf(&b, "; lease term=%d since %s, expires at %s (in %v)", term, fmtT(start), fmtT(expiry), expiry.Sub(e.now))
 	} else {
 		b.WriteString("; no lease")
+	}
+	if nd.c.ElectionsHeld() {
+		b.WriteString("; elections held (a member's list differs)")
 	}
 	switch g := nd.c.guard; {
 	case nd.c.VoteGuardLength() == 0:

@@ -215,6 +215,9 @@ type Node struct {
 	// hbRespAt: per peer, when we last stepped an acknowledgement as its
 	// heartbeat response (Acked).
 	hbRespAt map[uint64]time.Time
+	// differing: the peers whose member lists differ from ours
+	// (agreement.go).
+	differing map[uint64]bool
 }
 
 // New starts a node from its store at now: it bootstraps an empty store
@@ -240,6 +243,7 @@ func New(cfg Config, now time.Time) (*Node, error) {
 		lease:           newLeaseTracker(len(cfg.Names), et, cfg.Tick, cfg.DriftMargin),
 		acks:            map[uint64]Ack{},
 		hbRespAt:        map[uint64]time.Time{},
+		differing:       map[uint64]bool{},
 	}
 	n.lease.override = cfg.Bugs.LeaseLength
 	fresh := n.store.Fresh()
@@ -320,7 +324,7 @@ func New(cfg Config, now time.Time) (*Node, error) {
 		guard, n.tickFrom = 0, time.Time{}
 	}
 	n.guard = stepGuard{rn: n.rn, store: n.store, voteGuardUntil: now.Add(guard), liftOnLeader: liftOnLeader,
-		againstBatchStart: cfg.Bugs.ChecksAgainstBatchStart}
+		againstBatchStart: cfg.Bugs.ChecksAgainstBatchStart, electionsHeld: n.ElectionsHeld}
 	n.guardLen = guard
 	n.identity = ident
 	n.identity.Node, n.identity.NeverRan = cfg.Name, false
@@ -501,7 +505,11 @@ func (n *Node) handleReady(now time.Time) (bool, error) {
 		n.term, n.vote = rd.HardState.GetTerm(), rd.HardState.GetVote()
 		n.emit(EventState, now)
 	}
-	n.out.Messages = append(n.out.Messages, WithoutHeartbeatResponses(rd.Messages)...)
+	msgs := WithoutHeartbeatResponses(rd.Messages)
+	if n.ElectionsHeld() {
+		msgs = withoutVoteRequests(msgs) // agreement.go
+	}
+	n.out.Messages = append(n.out.Messages, msgs...)
 	if s := rd.Snapshot; s != nil && !raft.IsEmptySnap(s) {
 		n.confState = s.GetMetadata().GetConfState()
 		n.applied = s.GetMetadata().GetIndex()

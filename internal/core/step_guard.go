@@ -38,6 +38,9 @@ type stepGuard struct {
 	// no Ready is processed inside a batch, so the checks read the log as it
 	// was before the batch.
 	againstBatchStart bool
+	// electionsHeld: a member's list differs from ours, so no vote request
+	// is stepped (agreement.go).
+	electionsHeld func() bool
 }
 
 // The term budget: how far messages may move our term. The transport
@@ -173,7 +176,7 @@ func (g *stepGuard) check(m *raftpb.Message, before raft.BasicStatus, term uint6
 	}
 	switch m.GetType() {
 	case raftpb.MsgVote, raftpb.MsgPreVote:
-		if now.Before(g.voteGuardUntil) {
+		if now.Before(g.voteGuardUntil) || g.electionsHeld != nil && g.electionsHeld() {
 			return true, nil
 		}
 	case raftpb.MsgHeartbeat:
