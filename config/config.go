@@ -204,7 +204,7 @@ func (n *Node) ElectionConfig() election.Config {
 		KeepaliveTimeout:      n.Transport.KeepaliveTimeout.D(),
 		DropLogInterval:       n.Transport.DropLogInterval.D(),
 		Operators:             n.Operators,
-		ConnectionLimits: transport.Limits{
+		ConnectionLimits: election.ConnectionLimits{
 			MaxConns:            n.Transport.MaxConnections,
 			MaxConnsPerSource:   n.Transport.MaxConnectionsPerSource,
 			MaxPendingConns:     n.Transport.MaxPendingConnections,

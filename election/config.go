@@ -50,8 +50,8 @@ type PeerConfig struct {
 }
 
 // TLSConfig names the PEM files for mutual TLS. All three are read again
-// when they change (see transport.Credentials), so certificates and the CA
-// rotate without a restart.
+// when they change, so certificates and the CA rotate without a restart
+// (docs/operations.md).
 type TLSConfig struct {
 	CAFile   string // the CA bundle that signed every node's certificate
 	CertFile string // this node's certificate (carries its identity)
@@ -128,7 +128,10 @@ type Config struct {
 	KeepaliveTime       time.Duration
 	KeepaliveTimeout    time.Duration
 	DropLogInterval     time.Duration
-	Metrics             transport.Metrics
+
+	// Metrics, if set, receives counts of this node's network traffic
+	// (metrics.New makes the Prometheus one `raftelect run` serves).
+	Metrics Metrics
 
 	// Operators are the certificate identities (CommonName or DNS SAN) of
 	// operator tools such as `raftelect status`: they may call the Node
@@ -140,12 +143,11 @@ type Config struct {
 	// address, in total, per certificate identity, and the TLS handshake's
 	// time. Zero fields take the transport's defaults; see
 	// docs/transport.md.
-	ConnectionLimits transport.Limits
+	ConnectionLimits ConnectionLimits
 
 	// RegisterServices, if set, registers more gRPC services on this node's
 	// peer server (same port, same mutual TLS), beside the node's own Node
-	// service; handlers can name the caller with transport.CallerMember. See
-	// transport.Options.RegisterServices.
+	// service; handlers name the member that called with CallerMember.
 	RegisterServices func(grpc.ServiceRegistrar)
 
 	// internal holds the switches only this module's tests, chaos harness
@@ -273,7 +275,7 @@ func (c Config) Validate() error {
 		}
 		seenOps[o] = true
 	}
-	if err := c.ConnectionLimits.Validate(); err != nil {
+	if err := c.ConnectionLimits.transport().Validate(); err != nil {
 		bad("connection limits: %v", err)
 	}
 	for k, v := range c.Labels {

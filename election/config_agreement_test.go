@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/raftelect/raftelect/checker"
 	"github.com/raftelect/raftelect/election"
@@ -71,15 +70,15 @@ func (h *differsHandler) Handle(_ context.Context, r slog.Record) error {
 	return nil
 }
 
-// sentCounter is a transport.Metrics that counts the messages a node sent.
+// sentCounter is an election.Metrics that counts the messages a node sent.
 type sentCounter struct{ n atomic.Int64 }
 
-func (s *sentCounter) Sent(string, raftpb.MessageType)     { s.n.Add(1) }
-func (s *sentCounter) Received(string, raftpb.MessageType) {}
-func (s *sentCounter) Dropped(string, raftpb.MessageType)  {}
-func (s *sentCounter) SendFailed(string, error)            {}
-func (s *sentCounter) SendLatency(string, time.Duration)   {}
-func (s *sentCounter) Rejected(string)                     {}
+func (s *sentCounter) Sent(string, string)               { s.n.Add(1) }
+func (s *sentCounter) Received(string, string)           {}
+func (s *sentCounter) Dropped(string, string)            {}
+func (s *sentCounter) SendFailed(string, error)          {}
+func (s *sentCounter) SendLatency(string, time.Duration) {}
+func (s *sentCounter) Rejected(string)                   {}
 
 func peerStatus(e *election.Elector, peer string) election.PeerStatus {
 	for _, p := range e.Status().Peers {

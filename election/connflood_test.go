@@ -9,7 +9,6 @@ import (
 
 	"github.com/raftelect/raftelect/election"
 	tc "github.com/raftelect/raftelect/internal/testcluster"
-	"github.com/raftelect/raftelect/transport"
 )
 
 // 2,000 idle TCP connections without a certificate, from 50 other
@@ -19,7 +18,7 @@ import (
 // up a node's file descriptors and members could not connect.)
 func TestIdleConnectionFlood_MembersStillConnectAndClusterKeepsLeader(t *testing.T) {
 	t.Parallel()
-	lim := transport.Limits{MaxPendingConns: 128, HandshakeTimeout: 3 * time.Second}
+	lim := election.ConnectionLimits{MaxPendingConns: 128, HandshakeTimeout: 3 * time.Second}
 	c := tc.New(t, 3)
 	c.Tweak = func(cfg *election.Config) { cfg.ConnectionLimits = lim }
 	c.Durable = true // the follower restarts with its state

@@ -47,17 +47,17 @@ var (
 	numRE = regexp.MustCompile(`[0-9a-f]{8,}|[0-9]+`)
 )
 
-// rejectCounter is a transport.Metrics that counts rejections by reason.
+// rejectCounter is an election.Metrics that counts rejections by reason.
 type rejectCounter struct {
 	mu sync.Mutex
 	n  map[string]int
 }
 
-func (r *rejectCounter) Sent(string, raftpb.MessageType)     {}
-func (r *rejectCounter) Received(string, raftpb.MessageType) {}
-func (r *rejectCounter) Dropped(string, raftpb.MessageType)  {}
-func (r *rejectCounter) SendFailed(string, error)            {}
-func (r *rejectCounter) SendLatency(string, time.Duration)   {}
+func (r *rejectCounter) Sent(string, string)               {}
+func (r *rejectCounter) Received(string, string)           {}
+func (r *rejectCounter) Dropped(string, string)            {}
+func (r *rejectCounter) SendFailed(string, error)          {}
+func (r *rejectCounter) SendLatency(string, time.Duration) {}
 func (r *rejectCounter) Rejected(reason string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

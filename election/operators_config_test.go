@@ -7,7 +7,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/raftelect/raftelect/election"
-	"github.com/raftelect/raftelect/transport"
 )
 
 // Operators must be named, unique and no member's identity (else a
@@ -16,7 +15,7 @@ import (
 func TestConfig_OperatorsAndConnectionLimitsValidated(t *testing.T) {
 	ok := validConfig()
 	ok.Operators = []string{"ops", "ops.example"}
-	ok.ConnectionLimits = transport.Limits{MaxConns: 100, MaxConnsPerIdentity: 2, HandshakeTimeout: time.Second}
+	ok.ConnectionLimits = election.ConnectionLimits{MaxConns: 100, MaxConnsPerIdentity: 2, HandshakeTimeout: time.Second}
 	require.NoError(t, ok.Validate())
 	for _, tt := range []struct {
 		name   string

@@ -221,7 +221,7 @@ func newRaftLoop(e *Elector, routines []func(context.Context, Lease) error) (*ra
 		},
 		Logger:  e.log,
 		Hooks:   cfg.internal.FaultHooks,
-		Metrics: cfg.Metrics,
+		Metrics: toTransport(cfg.Metrics),
 		// A control message that has not arrived within half an election
 		// timeout cannot help keep a leader: give up and tell raft. This is
 		// still many round trips on a slow WAN link, so slowness is not
@@ -239,7 +239,7 @@ func newRaftLoop(e *Elector, routines []func(context.Context, Lease) error) (*ra
 		RegisterServices:    cfg.RegisterServices,
 		ClusterID:           l.currentClusterID,
 		Operators:           cfg.Operators,
-		Limits:              cfg.ConnectionLimits,
+		Limits:              cfg.ConnectionLimits.transport(),
 	})
 	if err != nil {
 		return nil, err

@@ -34,6 +34,20 @@ type Status struct {
 	ElectionsHeld bool
 }
 
+// Kinds of configuration difference between a peer and this node, as
+// PeerStatus.ConfigMismatch lists them.
+const (
+	// MismatchClusterID: the peer belongs to another cluster; raft
+	// messages are refused both ways.
+	MismatchClusterID = "cluster-id"
+	// MismatchMembership: the peer lists other members; raft messages are
+	// refused both ways and elections held (Status.ElectionsHeld).
+	MismatchMembership = "membership"
+	// MismatchTimings: the peer runs with other timings; allowed (a rolling
+	// change), reported.
+	MismatchTimings = "timings"
+)
+
 // PeerStatus is this node's view of one peer.
 type PeerStatus struct {
 	Name        string
@@ -46,8 +60,8 @@ type PeerStatus struct {
 	SendErrors  uint64
 	Labels      map[string]string // the peer's labels, once it sent them
 	// ConfigMismatch lists how the peer's configuration differs from this
-	// node's: transport.MismatchClusterID, MismatchMembership and
-	// MismatchTimings; ConfigDetail says it in words, with what to do.
+	// node's: MismatchClusterID, MismatchMembership and MismatchTimings;
+	// ConfigDetail says it in words, with what to do.
 	// ConfigUnknown: the peer's configuration has not been seen yet.
 	ConfigMismatch []string
 	ConfigDetail   string

@@ -1,7 +1,7 @@
 // Package metrics exports a raftelect node's state to Prometheus, under the
 // prefix raftelect_.
 //
-// Two sources feed it. The transport calls the transport.Metrics methods as
+// Two sources feed it. The node calls the election.Metrics methods as
 // messages move (sent, received, queue-full drops, send errors, latency).
 // Everything that is state rather than an event (role, term, lease, and per
 // peer: reachable, queue depth, RTT, last contact, and the total of dropped
@@ -30,7 +30,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -53,7 +52,8 @@ const (
 	ClassOther       = "other"
 )
 
-// Metrics implements transport.Metrics and prometheus.Collector.
+// Metrics implements election.Metrics (give it to election.Config.Metrics)
+// and prometheus.Collector.
 type Metrics struct {
 	sent, received, queueFull *prometheus.CounterVec
 	sendErrors                *prometheus.CounterVec
@@ -83,7 +83,7 @@ type Metrics struct {
 type childKey struct {
 	vec  *prometheus.CounterVec
 	peer string
-	t    raftpb.MessageType
+	t    string
 }
 
 type descs struct {
@@ -93,8 +93,8 @@ type descs struct {
 	configMismatch, configUnknown, electionsHeld           *prometheus.Desc
 }
 
-var _ transport.Metrics = (*Metrics)(nil)
-var _ transport.CertificateMetrics = (*Metrics)(nil)
+var _ election.Metrics = (*Metrics)(nil)
+var _ election.CertificateMetrics = (*Metrics)(nil)
 var _ prometheus.Collector = (*Metrics)(nil)
 
 // New makes the metrics and registers them (and itself) with reg.
@@ -202,7 +202,9 @@ func (m *Metrics) observeTerm(term uint64) {
 	}
 }
 
-func (m *Metrics) child(vec *prometheus.CounterVec, peer string, t raftpb.MessageType) prometheus.Counter {
+// child is the counter of peer and message type t ("Heartbeat", "App", ...:
+// raft's name without the Msg prefix, as election.Metrics is given it).
+func (m *Metrics) child(vec *prometheus.CounterVec, peer, t string) prometheus.Counter {
 	k := childKey{vec, peer, t}
 	m.mu.RLock()
 	c, ok := m.children[k]
@@ -213,31 +215,27 @@ func (m *Metrics) child(vec *prometheus.CounterVec, peer string, t raftpb.Messag
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if c, ok = m.children[k]; !ok {
-		c = vec.WithLabelValues(peer, TypeName(t))
+		c = vec.WithLabelValues(peer, t)
 		m.children[k] = c
 	}
 	return c
 }
 
-// TypeName is the "type" label of a message type: its raftpb name without
-// the Msg prefix (Heartbeat, App, Vote, ...).
-func TypeName(t raftpb.MessageType) string { return strings.TrimPrefix(t.String(), "Msg") }
+// Sent implements election.Metrics.
+func (m *Metrics) Sent(peer, t string) { m.child(m.sent, peer, t).Inc() }
 
-// Sent implements transport.Metrics.
-func (m *Metrics) Sent(peer string, t raftpb.MessageType) { m.child(m.sent, peer, t).Inc() }
+// Received implements election.Metrics.
+func (m *Metrics) Received(peer, t string) { m.child(m.received, peer, t).Inc() }
 
-// Received implements transport.Metrics.
-func (m *Metrics) Received(peer string, t raftpb.MessageType) { m.child(m.received, peer, t).Inc() }
+// Dropped implements election.Metrics (queue-full drops).
+func (m *Metrics) Dropped(peer, t string) { m.child(m.queueFull, peer, t).Inc() }
 
-// Dropped implements transport.Metrics (queue-full drops).
-func (m *Metrics) Dropped(peer string, t raftpb.MessageType) { m.child(m.queueFull, peer, t).Inc() }
-
-// SendFailed implements transport.Metrics.
+// SendFailed implements election.Metrics.
 func (m *Metrics) SendFailed(peer string, err error) {
 	m.sendErrors.WithLabelValues(peer, Classify(err)).Inc()
 }
 
-// Rejected implements transport.Metrics.
+// Rejected implements election.Metrics.
 func (m *Metrics) Rejected(reason string) {
 	c, ok := m.rejectedBy[reason]
 	if !ok {
@@ -246,7 +244,7 @@ func (m *Metrics) Rejected(reason string) {
 	c.Inc()
 }
 
-// SendLatency implements transport.Metrics.
+// SendLatency implements election.Metrics.
 func (m *Metrics) SendLatency(peer string, d time.Duration) {
 	o, ok := m.hist.Load(peer)
 	if !ok {

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -48,10 +47,10 @@ func TestEventsAndStateAreExported(t *testing.T) {
 	m.Observe(func() election.Status { return st })
 	cb := m.Callbacks(election.Callbacks{})
 
-	m.Sent("n2", raftpb.MessageType_MsgHeartbeat)
-	m.Sent("n2", raftpb.MessageType_MsgHeartbeat)
-	m.Received("n2", raftpb.MessageType_MsgHeartbeatResp)
-	m.Dropped("n2", raftpb.MessageType_MsgApp)
+	m.Sent("n2", "Heartbeat")
+	m.Sent("n2", "Heartbeat")
+	m.Received("n2", "HeartbeatResp")
+	m.Dropped("n2", "App")
 	m.SendFailed("n2", status.Error(codes.DeadlineExceeded, "x"))
 	m.SendLatency("n2", 3*time.Millisecond)
 
@@ -122,11 +121,11 @@ func gather(t *testing.T, reg prometheus.Gatherer) map[string]float64 {
 // an idle cluster must stay cheap (docs/benchmarks.md, idle cost).
 func TestHotPathDoesNotAllocate(t *testing.T) {
 	m := New(prometheus.NewRegistry())
-	m.Sent("n2", raftpb.MessageType_MsgHeartbeat)
+	m.Sent("n2", "Heartbeat")
 	m.SendLatency("n2", time.Millisecond)
 	if a := testing.AllocsPerRun(100, func() {
-		m.Sent("n2", raftpb.MessageType_MsgHeartbeat)
-		m.Received("n2", raftpb.MessageType_MsgHeartbeatResp)
+		m.Sent("n2", "Heartbeat")
+		m.Received("n2", "HeartbeatResp")
 		m.SendLatency("n2", time.Millisecond)
 	}); a > 0 {
 		t.Errorf("%v allocations per message", a)

@@ -9,7 +9,7 @@
 // mutual TLS as raft itself: a caller without a certificate from the
 // cluster's CA never reaches it. The caller is the member its certificate
 // identifies by the cluster's configured identities and pins (the rule raft
-// messages are checked by; see transport.CallerMember). A Server refuses callers that are not members of the
+// messages are checked by; see election.CallerMember). A Server refuses callers that are not members of the
 // raftelect cluster and, unless AllowFollowers is set, every member but the
 // leader this node knows of: a follower never holds another cluster's
 // credentials.
@@ -39,7 +39,6 @@ import (
 
 	"github.com/raftelect/raftelect/election"
 	pb "github.com/raftelect/raftelect/k8s/proto/clustercreds/v1"
-	"github.com/raftelect/raftelect/transport"
 )
 
 // Payload is one cluster's credentials.
@@ -143,10 +142,10 @@ func (s *Server) Fetch(ctx context.Context, _ *pb.FetchRequest) (*pb.FetchRespon
 
 // authorize returns the caller's member name if it may fetch. The caller
 // is named by this node's transport, by the configured identities and pins
-// (transport.CallerMember), not by its certificate's CommonName: with
+// (election.CallerMember), not by its certificate's CommonName: with
 // custom identities the two differ.
 func (s *Server) authorize(ctx context.Context) (string, error) {
-	caller, err := transport.CallerMember(ctx)
+	caller, err := election.CallerMember(ctx)
 	if err != nil {
 		return "", err
 	}
