@@ -118,8 +118,9 @@ func TestCARotation_WithoutRestartOrLeaderChange(t *testing.T) {
 }
 
 // New refuses a node whose own certificate its peers would refuse (here,
-// another member's), with a transport.CertificateError, before anything
-// runs; the node's own certificate is accepted.
+// another member's), with an error that matches ErrCertificate (and still
+// carries the transport's CertificateError), before anything runs; the
+// node's own certificate is accepted.
 func TestNew_RefusesOwnCertificateThatPeersWouldRefuse(t *testing.T) {
 	t.Parallel()
 	c := tc.New(t, 3)
@@ -130,6 +131,7 @@ func TestNew_RefusesOwnCertificateThatPeersWouldRefuse(t *testing.T) {
 	n2 := c.Nodes[1].Certs
 	cfg.TLS.CertFile, cfg.TLS.KeyFile = n2.Cert, n2.Key
 	_, err = election.New(cfg)
+	require.ErrorIs(t, err, election.ErrCertificate)
 	var ce *transport.CertificateError
 	require.ErrorAs(t, err, &ce)
 	require.ErrorContains(t, err, "identifies n2, not n1")

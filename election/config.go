@@ -289,12 +289,11 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// CheckCertificate checks this node's certificate, key and CA as its
-// transport will when Run starts it (transport.CheckCredentials): the key
-// matches, the certificate is valid now, chains to the CA and identifies
-// this node. New calls it; call it yourself to refuse to start before
-// opening anything else. Errors are *transport.CertificateError; nil with
-// Insecure.
+// CheckCertificate checks this node's certificate, key and CA as Run will
+// when it starts the node: the key matches, the certificate is valid now,
+// chains to the CA and identifies this node. New calls it; call it yourself
+// to refuse to start before opening anything else. Its errors match
+// ErrCertificate (errors.Is) and say what is wrong; nil with Insecure.
 func (c Config) CheckCertificate() error {
 	if c.Insecure {
 		return nil
@@ -303,5 +302,5 @@ func (c Config) CheckCertificate() error {
 	for _, p := range c.Peers {
 		members = append(members, transport.Peer{Name: p.Name, Identity: p.Identity, PublicKeyPins: p.PublicKeyPins})
 	}
-	return transport.CheckCredentials(c.TLS.CAFile, c.TLS.CertFile, c.TLS.KeyFile, c.Name, members)
+	return markCertificate(transport.CheckCredentials(c.TLS.CAFile, c.TLS.CertFile, c.TLS.KeyFile, c.Name, members))
 }

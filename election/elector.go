@@ -20,6 +20,7 @@ package election
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -84,7 +85,7 @@ func New(cfg Config) (*Elector, error) {
 	}
 	// Our own certificate now, before the caller opens anything else: a
 	// node every peer would refuse must not start (Run checks again, the
-	// files may change in between). A *transport.CertificateError.
+	// files may change in between). It matches ErrCertificate.
 	if err := cfg.CheckCertificate(); err != nil {
 		return nil, err
 	}
@@ -148,7 +149,7 @@ func (e *Elector) Run(ctx context.Context) error {
 
 	l, err := newRaftLoop(e, routines)
 	if err != nil {
-		return err
+		return markCertificate(err)
 	}
 	l.cbq.tap = e.hub.publish
 	e.loop.Store(l)
@@ -183,7 +184,10 @@ func (e *Elector) Leader() LeaderInfo {
 
 // Transfer hands leadership to the named peer ("" picks the most up-to-date
 // reachable one) and waits until another node leads or ctx ends. The lease
-// ends before the transfer starts. It fails on a node that is not leader.
+// ends before the transfer starts. Its errors match ErrNotLeader on a node
+// that is not the leader, ErrUnknownPeer for a name not in Peers,
+// ErrNotRunning before Run (or after it returned), ErrStopped if the node
+// stops meanwhile, and ctx's error (wrapped) if no other node leads in time.
 func (e *Elector) Transfer(ctx context.Context, to string) error {
 	l := e.loop.Load()
 	if l == nil {
@@ -192,8 +196,11 @@ func (e *Elector) Transfer(ctx context.Context, to string) error {
 	var target uint64
 	if to != "" {
 		target = NodeID(to)
-		if _, ok := e.names[target]; !ok || target == e.self {
-			return fmt.Errorf("election: cannot transfer to %q: not a peer of %s", to, e.cfg.Name)
+		if _, ok := e.names[target]; !ok {
+			return fmt.Errorf("%w: cannot transfer to %q, which is not a peer of %s", ErrUnknownPeer, to, e.cfg.Name)
+		}
+		if target == e.self {
+			return fmt.Errorf("election: cannot transfer to %q: it is this node; name another, or none to let it choose", to)
 		}
 	}
 	req := transferRequest{to: target, result: make(chan error, 1)}
@@ -205,6 +212,13 @@ func (e *Elector) Transfer(ctx context.Context, to string) error {
 		return ErrStopped
 	}
 	if err := <-req.result; err != nil {
+		if errors.Is(err, ErrNotLeader) {
+			v := e.view.Load()
+			if v.lead == 0 {
+				return fmt.Errorf("%w: %s knows of no leader (term %d)", ErrNotLeader, e.cfg.Name, v.term)
+			}
+			return fmt.Errorf("%w: %s is not, %s is (term %d)", ErrNotLeader, e.cfg.Name, e.names[v.lead], v.term)
+		}
 		return err
 	}
 	// Wait for the new leader: poll the published view at the tick rate.

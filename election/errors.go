@@ -1,6 +1,10 @@
 package election
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/raftelect/raftelect/transport"
+)
 
 // Errors the Elector returns, for errors.Is. Messages of wrapped errors say
 // more (which peer, what to do). ErrStoreMismatch is in cluster_identity.go.
@@ -14,4 +18,28 @@ var (
 	ErrRunTwice = errors.New("election: Run called twice; make a new Elector to start again")
 	// ErrNotLeader: the operation needs the leader, and this node is not it.
 	ErrNotLeader = errors.New("election: this node is not the leader")
+	// ErrUnknownPeer: the named node is not a peer of this one.
+	ErrUnknownPeer = errors.New("election: not a peer")
+	// ErrCertificate: this node's own certificate, key or CA cannot be used
+	// (unreadable, expired, another CA, not this node's identity). New and
+	// Run return it wrapped, with what is wrong and what to do; a restart
+	// will not help.
+	ErrCertificate = errors.New("election: this node's TLS material cannot be used")
 )
+
+// certificateError marks an error of the transport's credential checks as
+// ErrCertificate and keeps its message (which says what to do).
+type certificateError struct{ err error }
+
+func (e *certificateError) Error() string   { return e.err.Error() }
+func (e *certificateError) Unwrap() []error { return []error{ErrCertificate, e.err} }
+
+// markCertificate returns err marked as ErrCertificate if it comes from the
+// transport's credential checks, and err otherwise.
+func markCertificate(err error) error {
+	var ce *transport.CertificateError
+	if err != nil && errors.As(err, &ce) && !errors.Is(err, ErrCertificate) {
+		return &certificateError{err}
+	}
+	return err
+}

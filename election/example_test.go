@@ -67,3 +67,54 @@ func ExampleConfig_Validate() {
 	fmt.Println(err)
 	// Output: election timeout 150ms must be more than twice the heartbeat interval 100ms
 }
+
+// Transfer, like every call that needs a running leader, says why it cannot
+// act with errors to test with errors.Is: ErrNotRunning before Run has
+// started the node, ErrNotLeader on a node that does not lead (here, one
+// node of three whose peers are not up), ErrUnknownPeer for a name not in
+// Peers.
+func ExampleErrNotLeader() {
+	e, err := election.New(election.Config{
+		Name: "n1",
+		Peers: []election.PeerConfig{
+			{Name: "n1", Address: "127.0.0.1:0"}, // any free port
+			{Name: "n2", Address: "127.0.0.1:1"}, // not up
+			{Name: "n3", Address: "127.0.0.1:2"}, // not up
+		},
+		Insecure:          true,
+		HeartbeatInterval: 10 * time.Millisecond,
+		ElectionTimeout:   100 * time.Millisecond,
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	defer func() { stop(); <-done }()
+
+	for errors.Is(e.Transfer(ctx, "n2"), election.ErrNotRunning) {
+		time.Sleep(time.Millisecond) // Run has not started the node yet
+	}
+	err = e.Transfer(ctx, "n2")
+	fmt.Println("not leader:", errors.Is(err, election.ErrNotLeader))
+	err = e.Transfer(ctx, "n9")
+	fmt.Println("unknown peer:", errors.Is(err, election.ErrUnknownPeer))
+	// Output:
+	// not leader: true
+	// unknown peer: true
+}
+
+// A node whose own certificate, key or CA cannot work is refused before it
+// starts, with an error that says what is wrong and matches ErrCertificate:
+// an operator's problem, which restarting will not solve.
+func ExampleErrCertificate() {
+	_, err := election.New(election.Config{
+		Name:  "n1",
+		Peers: []election.PeerConfig{{Name: "n1", Address: "127.0.0.1:7000"}},
+		TLS:   election.TLSConfig{CAFile: "no/such/ca.crt", CertFile: "no/such/n1.crt", KeyFile: "no/such/n1.key"},
+	})
+	fmt.Println(errors.Is(err, election.ErrCertificate))
+	// Output: true
+}

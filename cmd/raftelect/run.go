@@ -25,7 +25,6 @@ import (
 	"github.com/raftelect/raftelect/eventlog"
 	"github.com/raftelect/raftelect/metrics"
 	"github.com/raftelect/raftelect/storage"
-	"github.com/raftelect/raftelect/transport"
 )
 
 func init() { addCommand(newRunCmd) }
@@ -231,8 +230,7 @@ func (nd *node) run(ctx context.Context) error {
 		// Our own certificate, key or CA cannot work (expired, another
 		// CA, not our identity...): a configuration problem, exit 2, like
 		// an invalid config file.
-		var ce *transport.CertificateError
-		if errors.As(err, &ce) {
+		if errors.Is(err, election.ErrCertificate) {
 			return usageError(fmt.Errorf("TLS: %w", err))
 		}
 		return failure(err)
