@@ -35,7 +35,7 @@ type raftLoop struct {
 	routines []func(context.Context, Lease) error
 
 	inbound   chan inboundBatch
-	acks      ackBook
+	acks      peerValues[transport.Ack] // the acknowledgement we give each peer
 	transfers chan transferRequest
 	reports   deliveryReports
 	stopped   chan struct{} // closed when the loop has exited
@@ -50,7 +50,7 @@ type raftLoop struct {
 	cancel     context.CancelFunc     // of the current lease's context
 	clusterID  atomic.Pointer[string] // read by the transport
 	work       sync.WaitGroup         // leader routines
-	ackedAt    ackTimes               // read by Check
+	ackedAt    peerValues[time.Time]  // when we sent what each peer last acknowledged; read by Check
 	// electionsHeld: the core takes no part in elections (a member's list
 	// differs); read by Status.
 	electionsHeld atomic.Bool
@@ -69,43 +69,27 @@ type inboundBatch struct {
 // callers' deadlines, which pushes back on the senders.
 const inboundQueue = 64
 
-// ackBook holds, per peer, the acknowledgement we give it: the stamp of its
-// last heartbeat or append batch we stepped and whom we followed afterwards.
-// The gRPC handlers read it; the loop writes it.
-type ackBook struct {
-	mu   sync.Mutex
-	acks map[uint64]transport.Ack
+// peerValues is a map by peer that the raft loop writes and other
+// goroutines read: the acknowledgement we give each peer (read by the gRPC
+// handlers), when we sent what each peer last acknowledged (read by Check).
+type peerValues[V any] struct {
+	mu sync.Mutex
+	m  map[uint64]V
 }
 
-func (b *ackBook) get(peer uint64) transport.Ack {
+func (b *peerValues[V]) get(peer uint64) V {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.acks[peer]
+	return b.m[peer]
 }
 
-func (b *ackBook) set(peer uint64, a transport.Ack) {
+func (b *peerValues[V]) set(peer uint64, v V) {
 	b.mu.Lock()
-	b.acks[peer] = a
+	if b.m == nil {
+		b.m = map[uint64]V{}
+	}
+	b.m[peer] = v
 	b.mu.Unlock()
-}
-
-// ackTimes: per peer, when we sent what it last acknowledged of our current
-// term, as the core counts it; Check reads it from another goroutine.
-type ackTimes struct {
-	mu sync.Mutex
-	at map[uint64]time.Time
-}
-
-func (a *ackTimes) get(peer uint64) time.Time {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.at[peer]
-}
-
-func (a *ackTimes) set(peer uint64, t time.Time) {
-	a.mu.Lock()
-	a.at[peer] = t
-	a.mu.Unlock()
 }
 
 type transferRequest struct {
@@ -140,8 +124,6 @@ func newRaftLoop(e *Elector, routines []func(context.Context, Lease) error) (*ra
 		stopped:   make(chan struct{}),
 		cbq:       newCallbackQueue(cfg.Callbacks),
 	}
-	l.acks.acks = map[uint64]transport.Ack{}
-	l.ackedAt.at = map[uint64]time.Time{}
 	l.reports.unreachable = map[uint64]bool{}
 	l.reports.refused = map[uint64]bool{}
 	l.reports.acks = map[uint64]transport.Ack{}
@@ -512,7 +494,7 @@ func (l *raftLoop) logEvent(kind eventlog.Kind) {
 	}
 	if err := w.Write(eventlog.Event{
 		Node: l.e.cfg.Name, Kind: kind, Term: l.term,
-		Vote: l.e.names[l.vote], Role: roleName(l.role), Leader: l.e.names[l.lead],
+		Vote: l.e.names[l.vote], Role: core.RoleName(l.role), Leader: l.e.names[l.lead],
 	}); err != nil {
 		l.e.log.Warn("event log write failed", "err", err)
 	}
@@ -524,7 +506,7 @@ func (l *raftLoop) logLease(kind eventlog.Kind, token uint64) {
 		return
 	}
 	if err := w.Write(eventlog.Event{
-		Node: l.e.cfg.Name, Kind: kind, Term: l.term, Role: roleName(l.role),
+		Node: l.e.cfg.Name, Kind: kind, Term: l.term, Role: core.RoleName(l.role),
 		Leader: l.e.names[l.lead], Token: token,
 	}); err != nil {
 		l.e.log.Warn("event log write failed", "err", err)
@@ -607,17 +589,4 @@ func (l *raftLoop) Acked(id uint64, ack transport.Ack) {
 	}
 	l.reports.mu.Unlock()
 	l.reports.wake()
-}
-
-func roleName(s raft.StateType) string {
-	switch s {
-	case raft.StateLeader:
-		return "leader"
-	case raft.StateCandidate:
-		return "candidate"
-	case raft.StatePreCandidate:
-		return "pre-candidate"
-	default:
-		return "follower"
-	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"go.etcd.io/raft/v3"
 
+	"github.com/raftelect/raftelect/internal/core"
 	"github.com/raftelect/raftelect/internal/logbound"
 )
 
@@ -74,7 +75,7 @@ func (e *Elector) Status() Status {
 	s := Status{
 		Name:   e.cfg.Name,
 		ID:     e.self,
-		Role:   roleName(v.role),
+		Role:   core.RoleName(v.role),
 		Term:   v.term,
 		Leader: e.names[v.lead],
 		Labels: maps.Clone(e.cfg.Labels),

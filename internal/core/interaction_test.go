@@ -463,7 +463,7 @@ func campaignMsg(m *raftpb.Message) bool {
 func (e *itEnv) event(nd *itNode, ev Event) {
 	switch ev.Kind {
 	case EventState:
-		e.line("%s: %s term=%d vote=%s lead=%s", nd.name, roleOf(ev.Role), ev.Term, e.name(ev.Vote), e.name(ev.Lead))
+		e.line("%s: %s term=%d vote=%s lead=%s", nd.name, RoleName(ev.Role), ev.Term, e.name(ev.Vote), e.name(ev.Lead))
 	case EventLeader:
 		// The EventState that follows names the leader.
 	case EventLeaseStart:
@@ -490,19 +490,6 @@ func (e *itEnv) name(id uint64) string {
 		return n
 	}
 	return fmt.Sprintf("%x", id)
-}
-
-func roleOf(s raft.StateType) string {
-	switch s {
-	case raft.StateLeader:
-		return "leader"
-	case raft.StateCandidate:
-		return "candidate"
-	case raft.StatePreCandidate:
-		return "pre-candidate"
-	default:
-		return "follower"
-	}
 }
 
 // fmtT prints an instant as the time since the transcript began.
@@ -735,7 +722,7 @@ func (e *itEnv) status(nd *itNode) {
 	}
 	st := nd.c.Status()
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s: %s term=%d vote=%s lead=%s", nd.name, roleOf(st.RaftState), st.GetTerm(), e.name(st.GetVote()), e.name(st.Lead))
+	fmt.Fprintf(&b, "%s: %s term=%d vote=%s lead=%s", nd.name, RoleName(st.RaftState), st.GetTerm(), e.name(st.GetVote()), e.name(st.Lead))
 	if st.LeadTransferee != raft.None {
 		fmt.Fprintf(&b, " transferring-to=%s", e.name(st.LeadTransferee))
 	}

@@ -699,3 +699,17 @@ func NodeID(name string) uint64 {
 	h.Write([]byte(name))
 	return h.Sum64()
 }
+
+// RoleName is how logs, the event log and the status name a raft role.
+func RoleName(s raft.StateType) string {
+	switch s {
+	case raft.StateLeader:
+		return "leader"
+	case raft.StateCandidate:
+		return "candidate"
+	case raft.StatePreCandidate:
+		return "pre-candidate"
+	default:
+		return "follower"
+	}
+}

@@ -480,8 +480,8 @@ func (s *sim) input(nd *node, f func(now time.Time) error, what string, args ...
 func (s *sim) report(nd *node, ev core.Event) {
 	switch ev.Kind {
 	case core.EventState:
-		s.log(nd, eventlog.Event{Kind: eventlog.KindState, Term: ev.Term, Vote: s.names[ev.Vote], Role: roleName(ev.Role), Leader: s.names[ev.Lead]})
-		s.trace("%s state %s term=%d vote=%s lead=%s", nd.name, roleName(ev.Role), ev.Term, s.names[ev.Vote], s.names[ev.Lead])
+		s.log(nd, eventlog.Event{Kind: eventlog.KindState, Term: ev.Term, Vote: s.names[ev.Vote], Role: core.RoleName(ev.Role), Leader: s.names[ev.Lead]})
+		s.trace("%s state %s term=%d vote=%s lead=%s", nd.name, core.RoleName(ev.Role), ev.Term, s.names[ev.Vote], s.names[ev.Lead])
 	case core.EventLeaseEnd:
 		s.closeLease(nd, s.now)
 	}
@@ -707,17 +707,4 @@ func appendMessages(b []byte, msgs []*raftpb.Message) []byte {
 		}
 	}
 	return b
-}
-
-func roleName(s raft.StateType) string {
-	switch s {
-	case raft.StateLeader:
-		return "leader"
-	case raft.StateCandidate:
-		return "candidate"
-	case raft.StatePreCandidate:
-		return "pre-candidate"
-	default:
-		return "follower"
-	}
 }
