@@ -173,6 +173,21 @@ func (g *stepGuard) check(m *raftpb.Message, before raft.BasicStatus, term uint6
 		if jump, budget := m.GetTerm()-term, g.terms.available(now); jump > budget {
 			return false, fmt.Errorf("term %d is %d above ours (%d), more than the %d terms a peer may move us now: %w", m.GetTerm(), jump, term, budget, errTermBudget)
 		}
+		// A response in a higher term moves raft to that term with no
+		// leader, and a node with no leader grants votes at once. A
+		// follower has asked nothing (a response is stale: to a campaign it
+		// gave up on hearing the leader, or to a leadership it lost), and it
+		// may have just promised the leader it follows no vote for an
+		// election timeout: stepping the response would break that promise,
+		// and the lease built on it. The simulator found it (seed 12786: a
+		// pre-candidate hears the leader, acknowledges it, then steps the
+		// rejection of its pre-vote in term 3 and votes for another node 21
+		// ms after its promise). Drop it; raft loses nothing it needs, and
+		// the node learns the term from the next leader or, once its
+		// promise is over, from a vote request.
+		if isResponse(m.GetType()) && g.rn.BasicStatus().RaftState == raft.StateFollower {
+			return true, nil
+		}
 	}
 	switch m.GetType() {
 	case raftpb.MsgVote, raftpb.MsgPreVote:
@@ -231,4 +246,13 @@ func (g *stepGuard) check(m *raftpb.Message, before raft.BasicStatus, term uint6
 // higher one would make raft adopt it unchecked.
 func (g *stepGuard) ackTerm(term uint64) bool {
 	return term == g.rn.BasicStatus().GetTerm()
+}
+
+// isResponse says whether t answers something this node sent.
+func isResponse(t raftpb.MessageType) bool {
+	switch t {
+	case raftpb.MsgAppResp, raftpb.MsgHeartbeatResp, raftpb.MsgVoteResp, raftpb.MsgPreVoteResp:
+		return true
+	}
+	return false
 }

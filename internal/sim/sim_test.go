@@ -51,6 +51,20 @@ func TestSimulator_NoScheduleBreaksAPromise(t *testing.T) {
 		*schedules, *firstSeed, *firstSeed+uint64(*schedules)-1, steps, el.Round(time.Millisecond), float64(*schedules)/el.Seconds())
 }
 
+// Seeds that once broke a promise, each kept as a regression test with what
+// it found.
+var regressionSeeds = map[uint64]string{
+	12786: "a follower stepped a stale rejection of its pre-vote in a higher term and voted 21 ms after acknowledging its leader (token-not-increasing)",
+}
+
+func TestSimulator_SeedsThatOnceFailed(t *testing.T) {
+	for seed, what := range regressionSeeds {
+		if r := run(t, seed, Options{Refusals: true, Hostile: true}); !r.OK() {
+			t.Errorf("seed %d, which once showed %s, fails again:\n  %s", seed, what, strings.Join(r.Violations, "\n  "))
+		}
+	}
+}
+
 // A seed replays byte for byte: the same trace hash twice, and another
 // seed gives another trace.
 func TestSimulator_SameSeedSameTrace(t *testing.T) {
