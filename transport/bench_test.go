@@ -159,7 +159,7 @@ func BenchmarkLane_Heartbeat(b *testing.B) {
 				if mode == "unary" {
 					tr.send(p, batch, time.Second)
 				} else {
-					tr.sendOnLane(p, &ls, p.client, batch, time.Second)
+					tr.sendOnLane(p, &ls, p.client, false, batch, time.Second)
 				}
 			}
 			// Warm up: the connection, the hello, the configuration

@@ -167,7 +167,7 @@ func (ls *laneStream) roundTrip(t *Transport, client pb.PeerClient, req *pb.Send
 
 // sendOnLane delivers one batch to p on the lane's stream and reports the
 // outcome as send does.
-func (t *Transport) sendOnLane(p *peer, ls *laneStream, client pb.PeerClient, batch []*raftpb.Message, timeout time.Duration) {
+func (t *Transport) sendOnLane(p *peer, ls *laneStream, client pb.PeerClient, hedged bool, batch []*raftpb.Message, timeout time.Duration) {
 	if p.unary.Load() {
 		t.send(p, batch, timeout)
 		return
@@ -177,7 +177,7 @@ func (t *Transport) sendOnLane(p *peer, ls *laneStream, client pb.PeerClient, ba
 	if ls.stream == nil {
 		p.streams.Add(1)
 	}
-	if client == p.spareClient {
+	if hedged {
 		p.hedged.Add(uint64(len(batch)))
 	}
 	resp, err := ls.roundTrip(t, client, req, timeout)
@@ -200,8 +200,12 @@ func (t *Transport) sendOnLane(p *peer, ls *laneStream, client pb.PeerClient, ba
 // quorum's acknowledgements from the leader for longer than its lease,
 // though nothing is wrong but loss.
 //
-// So each peer has a spare connection, made at start and kept open
-// (keepalive pings only, when idle). When raft hands the transport a
+// So a leader keeps a spare connection to each peer: the control lane makes
+// it when it first sends the peer a heartbeat (so, in practice, when this
+// node first leads: followers send no heartbeats and make none), before
+// any stall, since a handshake over a failing link would come too late,
+// and keeps it open (keepalive pings only, when idle). When raft hands the
+// transport a
 // heartbeat for a peer while the control lane's previous request to it is
 // still unanswered after a few round trips (hedgeAfter), the heartbeat goes
 // on the control lane as usual and also on the spare connection's lane (a
@@ -214,7 +218,7 @@ func (t *Transport) sendOnLane(p *peer, ls *laneStream, client pb.PeerClient, ba
 // shorter than a heartbeat interval), so it never hedges and the spare
 // connection costs only its keepalive pings.
 func (t *Transport) hedges(p *peer, m *raftpb.Message) bool {
-	if m.GetType() != raftpb.MsgHeartbeat || p.spareClient == nil || p.unary.Load() {
+	if m.GetType() != raftpb.MsgHeartbeat || !p.spareReady.Load() || p.unary.Load() {
 		return false
 	}
 	busy := p.controlBusy.Load()
@@ -228,4 +232,37 @@ func (t *Transport) hedges(p *peer, m *raftpb.Message) bool {
 // than that, and are not hedged.
 func hedgeAfter(minRTT time.Duration) time.Duration {
 	return max(4*minRTT, 10*time.Millisecond)
+}
+
+// openSpare makes p's spare connection and starts its lane, once; the
+// control lane calls it. After Stop has begun it does nothing.
+func (t *Transport) openSpare(p *peer) {
+	p.spareMu.Lock()
+	defer p.spareMu.Unlock()
+	if p.spareTried || t.ctx.Err() != nil {
+		return
+	}
+	p.spareTried = true
+	conn, err := t.dial(p)
+	if err != nil {
+		// Only a malformed address fails here, and the primary
+		// connection was dialled with the same one.
+		t.log.Warn("no spare connection to peer", "peer", p.Name, "err", err)
+		return
+	}
+	conn.Connect()
+	p.spare = conn
+	// The control lane holds a count of t.wg, so adding to it now is safe.
+	t.wg.Add(1)
+	go t.runLane(p, p.hedge, pb.NewPeerClient(conn), t.opts.ControlTimeout)
+	p.spareReady.Store(true)
+}
+
+func hasHeartbeat(msgs []*raftpb.Message) bool {
+	for _, m := range msgs {
+		if m.GetType() == raftpb.MsgHeartbeat {
+			return true
+		}
+	}
+	return false
 }

@@ -221,13 +221,13 @@ func TestStream_HeartbeatRoundTripBytes(t *testing.T) {
 	defer ls.close()
 	batch := []*raftpb.Message{msg(raftpb.MsgHeartbeat, 1, 2, 1)}
 	waitFor(t, 10*time.Second, "the stream to carry heartbeats", func() bool {
-		tr.sendOnLane(p, &ls, p.client, batch, 5*time.Second)
+		tr.sendOnLane(p, &ls, p.client, false, batch, 5*time.Second)
 		return tn.recs[1].count(raftpb.MsgHeartbeat) >= 10
 	})
 	const n = 200
 	before, got := wire.Load(), tn.recs[1].count(raftpb.MsgHeartbeat)
 	for range n {
-		tr.sendOnLane(p, &ls, p.client, batch, 5*time.Second)
+		tr.sendOnLane(p, &ls, p.client, false, batch, 5*time.Second)
 	}
 	require.Equal(t, got+n, tn.recs[1].count(raftpb.MsgHeartbeat))
 	perRoundTrip := float64(wire.Load()-before) / n
@@ -330,7 +330,11 @@ func TestHedge_HeartbeatGoesOnTheSpareConnectionWhenTheLaneStalls(t *testing.T) 
 		})
 	}
 	require.Zero(t, p.hedged.Load(), "a lane whose requests were answered hedges nothing")
-	waitFor(t, 10*time.Second, "the spare connection", func() bool { return p.spare.GetState() == connectivity.Ready })
+	waitFor(t, 10*time.Second, "the spare connection", func() bool {
+		p.spareMu.Lock()
+		defer p.spareMu.Unlock()
+		return p.spare != nil && p.spare.GetState() == connectivity.Ready
+	})
 
 	stalled := fl.busiest() // the connection the control lane's stream is on
 	stalled.freeze()
@@ -347,4 +351,28 @@ func TestHedge_HeartbeatGoesOnTheSpareConnectionWhenTheLaneStalls(t *testing.T) 
 	require.Equal(t, uint64(1), p.hedged.Load())
 	stalled.unfreeze()
 	waitFor(t, 10*time.Second, "the stalled heartbeat after the stall", func() bool { return tn.recs[1].count(raftpb.MsgHeartbeat) >= 8 })
+}
+
+// Only a node that sends heartbeats (a leader) makes spare connections:
+// votes, responses and appends alone make none, so followers keep one
+// connection per peer.
+func TestHedge_SpareConnectionOnlyForHeartbeats(t *testing.T) {
+	t.Parallel()
+	tn := newTestNet(t, 2, nil)
+	p := tn.trs[0].byID[2]
+	spare := func() bool {
+		p.spareMu.Lock()
+		defer p.spareMu.Unlock()
+		return p.spare != nil
+	}
+	tn.trs[0].Send([]*raftpb.Message{msg(raftpb.MsgVoteResp, 1, 2, 1), msg(raftpb.MsgAppResp, 1, 2, 1), msg(raftpb.MsgApp, 1, 2, 1)})
+	waitFor(t, 10*time.Second, "the messages", func() bool { return tn.recs[1].countFrom(1) == 3 })
+	require.False(t, spare(), "a spare connection without heartbeats")
+	require.False(t, p.spareReady.Load())
+	require.Equal(t, 1, tn.trs[1].ConnStats().Open)
+	tn.trs[0].Send([]*raftpb.Message{msg(raftpb.MsgHeartbeat, 1, 2, 1)})
+	waitFor(t, 10*time.Second, "the heartbeat", func() bool { return tn.recs[1].countFrom(1) == 4 })
+	require.True(t, spare(), "no spare connection after a heartbeat")
+	require.True(t, p.spareReady.Load())
+	waitFor(t, 10*time.Second, "n2 to accept the spare connection", func() bool { return tn.trs[1].ConnStats().Open == 2 })
 }

@@ -438,18 +438,6 @@ func (t *Transport) Start() error {
 		}
 		p.conn = conn
 		p.client = pb.NewPeerClient(conn)
-		if !t.opts.SyncSend {
-			// The spare connection (stream.go, "Hedged heartbeats"),
-			// made now: when it is needed, a handshake over the
-			// failing link would come too late.
-			if p.spare, err = t.dial(p); err != nil {
-				t.closeConns()
-				lis.Close()
-				return err
-			}
-			p.spareClient = pb.NewPeerClient(p.spare)
-			p.spare.Connect()
-		}
 	}
 	t.wg.Add(1)
 	go func() {
@@ -465,10 +453,9 @@ func (t *Transport) Start() error {
 	}
 	if !t.opts.SyncSend {
 		for _, p := range t.byID {
-			t.wg.Add(3)
+			t.wg.Add(2)
 			go t.runLane(p, p.control, p.client, t.opts.ControlTimeout)
 			go t.runLane(p, p.data, p.client, t.opts.DataTimeout)
-			go t.runLane(p, p.hedge, p.spareClient, t.opts.ControlTimeout)
 		}
 	}
 	t.wg.Add(1)
@@ -598,9 +585,11 @@ func (t *Transport) Stop() {
 
 func (t *Transport) closeConns() {
 	for _, p := range t.byID {
+		p.spareMu.Lock()
 		if p.spare != nil {
 			p.spare.Close()
 		}
+		p.spareMu.Unlock()
 		if p.conn != nil {
 			p.conn.Close()
 		}
@@ -672,9 +661,12 @@ func (t *Transport) runLane(p *peer, q *sendQueue, client pb.PeerClient, timeout
 		for rest := batch; len(rest) > 0; {
 			n := sendChunk(rest, t.opts.MaxMessageBytes)
 			if q == p.control {
+				if !p.spareReady.Load() && hasHeartbeat(rest[:n]) {
+					t.openSpare(p)
+				}
 				p.controlBusy.Store(int64(time.Since(monoBase)))
 			}
-			t.sendOnLane(p, &ls, client, rest[:n], timeout)
+			t.sendOnLane(p, &ls, client, q == p.hedge, rest[:n], timeout)
 			if q == p.control {
 				p.controlBusy.Store(0)
 			}
@@ -839,11 +831,14 @@ type peer struct {
 	control *sendQueue
 	data    *sendQueue
 
-	// Hedged heartbeats (stream.go): the spare connection, its lane, when
+	// Hedged heartbeats (stream.go): the spare connection (made by the
+	// control lane when it first sends a heartbeat), its lane, when
 	// the control lane's request in flight was sent (monoBase nanoseconds,
 	// 0: none), the shortest round trip seen and the heartbeats hedged.
-	spare       *grpc.ClientConn
-	spareClient pb.PeerClient
+	spareMu     sync.Mutex
+	spare       *grpc.ClientConn // guarded by spareMu
+	spareTried  bool             // guarded by spareMu
+	spareReady  atomic.Bool      // the spare and its lane run
 	hedge       *sendQueue
 	controlBusy atomic.Int64
 	minRTT      atomic.Int64
