@@ -3,6 +3,7 @@
 package chaos
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -179,21 +180,11 @@ func (b *bench) run(ctx context.Context) error {
 	for _, p := range b.c.nodes {
 		ev = append(ev, eventlog.Event{Mono: now, Node: p.name, Kind: eventlog.KindStop})
 	}
-	slices.SortStableFunc(ev, func(x, y eventlog.Event) int { return cmpInt64(x.Mono, y.Mono) })
+	slices.SortStableFunc(ev, func(x, y eventlog.Event) int { return cmp.Compare(x.Mono, y.Mono) })
 	for _, v := range checker.Check(ev, checker.Options{}).Violations {
 		b.res.Violations = append(b.res.Violations, v.String())
 	}
 	return nil
-}
-
-func cmpInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // poll reads new events into b.ev.
@@ -572,7 +563,7 @@ func (b *bench) rolling(ctx context.Context) error {
 	for _, p := range b.c.nodes {
 		ev = append(ev, eventlog.Event{Mono: end, Node: p.name, Kind: eventlog.KindStop})
 	}
-	slices.SortStableFunc(ev, func(x, y eventlog.Event) int { return cmpInt64(x.Mono, y.Mono) })
+	slices.SortStableFunc(ev, func(x, y eventlog.Event) int { return cmp.Compare(x.Mono, y.Mono) })
 	elections := 0
 	for _, e := range ev {
 		if e.Mono > t0 && e.Kind == eventlog.KindState && e.Role == roleLeader {

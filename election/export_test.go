@@ -17,6 +17,16 @@ const (
 // raft is the loop's RawNode, for tests that set raft up directly.
 func (l *raftLoop) raft() *raft.RawNode { return l.node.RawNode() }
 
+// advance processes raft's pending Ready and does what it asks, as the loop
+// does at the end of every input (tests that step raft directly use it).
+func (l *raftLoop) advance() error {
+	if err := l.node.Advance(time.Now()); err != nil {
+		return err
+	}
+	l.flush()
+	return nil
+}
+
 // onLoop runs f on e's raft loop, between two inputs, and reports false if
 // the node is not running.
 func onLoop(e *Elector, f func(l *raftLoop)) bool {

@@ -74,7 +74,7 @@ func mustStep(t testing.TB, l *raftLoop, b inboundBatch) {
 // drain processes every pending Ready as the loop would.
 func drain(t testing.TB, l *raftLoop) {
 	for range 10 {
-		if _, err := l.handleReady(); err != nil {
+		if err := l.advance(); err != nil {
 			t.Fatal(err)
 		}
 	}

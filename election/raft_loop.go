@@ -3,6 +3,7 @@ package election
 import (
 	"context"
 	crand "crypto/rand"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -283,10 +284,11 @@ func (l *raftLoop) run(ctx context.Context) (err error) {
 			err = l.node.Wake(time.Now())
 		case req := <-l.transfers:
 			terr := l.node.Transfer(time.Now(), req.to, l.reachablePeers())
-			if terr != nil && terr != core.ErrNotLeader {
-				terr = fmt.Errorf("election: %w", terr)
-			} else if terr == core.ErrNotLeader {
+			switch {
+			case errors.Is(terr, core.ErrNotLeader):
 				terr = ErrNotLeader
+			case terr != nil:
+				terr = fmt.Errorf("election: %w", terr)
 			}
 			req.result <- terr
 		case f := <-l.calls:
@@ -380,17 +382,6 @@ func (l *raftLoop) step(b inboundBatch) error {
 	}
 	l.flush()
 	return nil
-}
-
-// handleReady processes raft's pending Ready and does what it asks (tests
-// that set raft up directly use it). It reports whether there was one.
-func (l *raftLoop) handleReady() (bool, error) {
-	had := l.node.RawNode().HasReady()
-	if err := l.node.Advance(time.Now()); err != nil {
-		return had, err
-	}
-	l.flush()
-	return had, nil
 }
 
 func (l *raftLoop) applyReports() error {

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -336,9 +337,9 @@ func (c *simCluster) ackPairs() []simPair {
 func sortPairs(keys []simPair) {
 	slices.SortFunc(keys, func(a, b simPair) int {
 		if a.from != b.from {
-			return cmpU64(a.from, b.from)
+			return cmp.Compare(a.from, b.from)
 		}
-		return cmpU64(a.to, b.to)
+		return cmp.Compare(a.to, b.to)
 	})
 }
 
@@ -349,16 +350,6 @@ func (c *simCluster) pick(b byte) (simPair, bool) {
 		return simPair{}, false
 	}
 	return keys[int(b)%len(keys)], true
-}
-
-func cmpU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // step runs one operation of the script.
