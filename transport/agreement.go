@@ -68,7 +68,8 @@ const (
 )
 
 // localConfig is this node's own description and its digest. It changes
-// only when the cluster ID becomes known.
+// when the cluster ID becomes known and when the member set changes
+// (SetPeers).
 type localConfig struct {
 	clusterID string
 	desc      *pb.NodeConfig // shared by every Send: never modified
@@ -140,22 +141,34 @@ func configDigest(c *pb.NodeConfig) uint64 {
 // changed since (it becomes known once; a string compare per call).
 func (t *Transport) ownConfig() *localConfig {
 	c := t.local.Load()
-	if t.opts.ClusterID == nil {
+	if t.opts.ClusterID == nil || t.opts.ClusterID() == c.clusterID {
 		return c
 	}
-	id := t.opts.ClusterID()
-	if id == c.clusterID {
-		return c
+	t.localMu.Lock()
+	defer t.localMu.Unlock()
+	return t.rebuildLocalLocked()
+}
+
+// rebuildLocalLocked describes this node's configuration as it is now and
+// stores the description. Called with localMu held.
+func (t *Transport) rebuildLocalLocked() *localConfig {
+	id := ""
+	if t.opts.ClusterID != nil {
+		id = t.opts.ClusterID()
 	}
-	n := &localConfig{clusterID: id, desc: &pb.NodeConfig{
-		ClusterId: id, Members: c.desc.Members, HeartbeatNs: c.desc.HeartbeatNs,
-		ElectionTimeoutNs: c.desc.ElectionTimeoutNs, LeaseDriftMargin: c.desc.LeaseDriftMargin,
-	}}
-	n.digest = configDigest(n.desc)
-	if !t.local.CompareAndSwap(c, n) {
-		return t.local.Load()
-	}
+	n := newLocalConfig(id, t.localMembers, t.opts.Timings)
+	t.local.Store(n)
 	return n
+}
+
+// updateOwnMembers makes the description carry a new member list, and
+// says whether the description changed.
+func (t *Transport) updateOwnMembers(members []Peer) bool {
+	t.localMu.Lock()
+	defer t.localMu.Unlock()
+	t.localMembers = members
+	prev := t.local.Load().digest
+	return t.rebuildLocalLocked().digest != prev
 }
 
 // checkConfigBounds refuses a description no real configuration has.
@@ -353,7 +366,10 @@ func timingsDiff(peer string, own, remote *pb.NodeConfig) string {
 // to a peer that disagrees on the cluster ID or membership (it would refuse
 // it).
 func (t *Transport) mayDeliver(p *peer, m *raftpb.Message) bool {
-	if a := p.agreement.Load(); a != nil && a.refuse {
+	// A verdict on an older description of ours (the member set or the
+	// cluster ID changed since) is stale: the next exchange judges again,
+	// and the peer checks its side of it.
+	if a := p.agreement.Load(); a != nil && a.refuse && a.ownDigest == t.local.Load().digest {
 		p.refusedOut.Add(1)
 		if m.GetType() == raftpb.MsgSnap {
 			t.opts.Handler.ReportSnapshot(p.ID, true)
@@ -415,7 +431,7 @@ func (t *Transport) refusedAsNonMember(p *peer, own *localConfig, err error) {
 // PeerClusterID returns the cluster ID peer id last described to us, ""
 // if it described none (it knows none yet, or has not told us).
 func (t *Transport) PeerClusterID(id uint64) string {
-	p := t.byID[id]
+	p := t.set().byID[id]
 	if p == nil {
 		return ""
 	}

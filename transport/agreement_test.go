@@ -110,7 +110,7 @@ func TestAgreement_OtherClusterIDRefusedBothWays(t *testing.T) {
 	}
 	require.Empty(t, statsOf(tn.trs[0], "n3").ConfigMismatch)
 	// n1 sends n2 nothing once it knows.
-	require.Positive(t, tn.trs[0].byName["n2"].refusedOut.Load(), "n1 kept sending raft messages to n2")
+	require.Positive(t, tn.trs[0].set().byName["n2"].refusedOut.Load(), "n1 kept sending raft messages to n2")
 
 	// Reported once per peer, however many messages crossed.
 	require.Len(t, logs[0].get(differsLine), 1)
@@ -237,8 +237,8 @@ func TestAgreement_DescriptionSentOncePerChange(t *testing.T) {
 	n1p, n2p := Peer{ID: 1, Name: "n1", Addr: "127.0.0.1:1"}, Peer{ID: 2, Name: "n2", Addr: "127.0.0.1:2"}
 	n1, n2 := newTr(n1p, n2p), newTr(n2p, n1p)
 	c := &handlerClient{srv: &peerServer{t: n2}}
-	p := n1.byName["n2"]
-	p.client = c
+	p := n1.set().byName["n2"]
+	p.client, p.ctx = c, n1.ctx
 	for term := range uint64(10) {
 		n1.send(p, []*raftpb.Message{msg(raftpb.MsgHeartbeat, 1, 2, term+1)}, time.Second)
 	}
@@ -358,9 +358,9 @@ func TestAgreement_RefusedAsNonMemberIsAMembershipDifference(t *testing.T) {
 	require.Contains(t, statsOf(tn.trs[1], "n1").ConfigDetail, "n1 refuses this node (n2) as no member of its cluster")
 	differs, ok := tn.recs[1].told(1)
 	require.True(t, ok && differs, "n2's node was not told that n1 refuses it as a non-member")
-	before := tn.trs[1].byName["n1"].refusedOut.Load()
+	before := tn.trs[1].set().byName["n1"].refusedOut.Load()
 	tn.trs[1].Send([]*raftpb.Message{msg(raftpb.MsgHeartbeat, 2, 1, 2)})
-	require.Equal(t, before+1, tn.trs[1].byName["n1"].refusedOut.Load(), "n2 kept sending raft messages to n1")
+	require.Equal(t, before+1, tn.trs[1].set().byName["n1"].refusedOut.Load(), "n2 kept sending raft messages to n1")
 	require.Zero(t, tn.recs[0].count(raftpb.MsgHeartbeat))
 	// n3 lists the same members as n2: no difference there.
 	require.Empty(t, statsOf(tn.trs[1], "n3").ConfigMismatch)

@@ -39,7 +39,7 @@ func BenchmarkEnqueue_AppendWithDrain(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	q := tr.byID[2].data
+	q := tr.set().byID[2].data
 	batch := []*raftpb.Message{msg(raftpb.MsgApp, 1, 2, 1)}
 	b.ReportAllocs()
 	i := 0
@@ -55,7 +55,7 @@ func BenchmarkEnqueue_AppendWithDrain(b *testing.B) {
 // mutual TLS on loopback: client, server, checks and hand-off to the node.
 func BenchmarkInboundSend_RPC(b *testing.B) {
 	tn := newTestNet(b, 2, nil)
-	client := tn.trs[0].byID[2].client
+	client := tn.trs[0].set().byID[2].client
 	own := tn.trs[0].ownConfig()
 	req := &pb.SendRequest{Messages: []*raftpb.Message{msg(raftpb.MsgHeartbeat, 1, 2, 1)}, LabelsDigest: tn.trs[0].digest,
 		ConfigDigest: own.digest, KnownConfigDigest: tn.trs[1].ownConfig().digest}
@@ -151,7 +151,7 @@ func BenchmarkLane_Heartbeat(b *testing.B) {
 					o.Listener = countingListener{Listener: o.Listener, n: &wire}
 				}
 			})
-			tr, p := tn.trs[0], tn.trs[0].byID[2]
+			tr, p := tn.trs[0], tn.trs[0].set().byID[2]
 			batch := []*raftpb.Message{msg(raftpb.MsgHeartbeat, 1, 2, 1)}
 			var ls laneStream
 			defer ls.close()

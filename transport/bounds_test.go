@@ -130,7 +130,7 @@ func TestSend_AtMostMaxMessagesPerRequestAndSendersSplit(t *testing.T) {
 		}
 	})
 	// The receiver's cap, asked directly.
-	client := tn.trs[1].byID[1].client
+	client := tn.trs[1].set().byID[1].client
 	many := make([]*raftpb.Message, MaxMessagesPerSend+1)
 	for i := range many {
 		many[i] = msg(raftpb.MsgAppResp, 2, 1, 1)
@@ -144,13 +144,13 @@ func TestSend_AtMostMaxMessagesPerRequestAndSendersSplit(t *testing.T) {
 	// receiver while 2,999 more queue behind it.
 	const n = 3000
 	tn.trs[1].Send([]*raftpb.Message{msg(raftpb.MsgAppResp, 2, 1, 1)})
-	waitFor(t, 5*time.Second, "the first request to be in flight", func() bool { return tn.trs[1].byID[1].control.len() == 0 })
+	waitFor(t, 5*time.Second, "the first request to be in flight", func() bool { return tn.trs[1].set().byID[1].control.len() == 0 })
 	batch := make([]*raftpb.Message, n-1)
 	for i := range batch {
 		batch[i] = msg(raftpb.MsgAppResp, 2, 1, 1)
 	}
 	tn.trs[1].Send(batch)
-	require.Equal(t, n-1, tn.trs[1].byID[1].control.len())
+	require.Equal(t, n-1, tn.trs[1].set().byID[1].control.len())
 	close(hold)
 	waitFor(t, 10*time.Second, "every message to arrive", func() bool { return rec.total.Load() == n })
 	require.LessOrEqual(t, rec.largest.Load(), int64(MaxMessagesPerSend))
@@ -168,7 +168,7 @@ func TestSend_RequestBytesCappedBothWays(t *testing.T) {
 	// Our client refuses to send it.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, err := tn.trs[1].byID[1].client.Send(ctx, big)
+	_, err := tn.trs[1].set().byID[1].client.Send(ctx, big)
 	require.Equal(t, codes.ResourceExhausted, status.Code(err), "our client sent a request above the cap: %v", err)
 
 	// A client without our limit sends it; our server refuses it.

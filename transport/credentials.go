@@ -314,6 +314,19 @@ func (c *Credentials) clientConfig(check func(*x509.Certificate) error) *tls.Con
 	}
 }
 
+// checkOwnIdentity checks that our certificate identifies self among
+// members, a member list that replaces the one requireIdentity was given,
+// and makes reloads check against it from now on. It reads no file.
+func (c *Credentials) checkOwnIdentity(members *Members, self string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := members.check(c.set.leaf, self); err != nil {
+		return fmt.Errorf("this node's certificate would no longer identify it (%v): every peer would refuse it; give this node a certificate that carries its identity in the new list, or fix its identity there", err)
+	}
+	c.members, c.self = members, self
+	return nil
+}
+
 // ClientConfigFor returns a TLS configuration that talks to the member
 // named name, whose certificate must identify it by the identity rule.
 func (c *Credentials) ClientConfigFor(members *Members, name string) *tls.Config {

@@ -256,7 +256,7 @@ func (t *Transport) identify(ctx context.Context) caller {
 		return caller{}
 	}
 	c := caller{cn: cert.Subject.CommonName, tls: true}
-	if c.member, err = t.members.Match(cert); err != nil {
+	if c.member, err = t.set().members.Match(cert); err != nil {
 		c.err = status.Error(codes.PermissionDenied, err.Error())
 	}
 	return c

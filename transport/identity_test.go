@@ -176,13 +176,13 @@ func TestIdentity_CertificateNamingTwoMembersPassesAsNone(t *testing.T) {
 	require.Zero(t, tn.recs[0].count(raftpb.MsgHeartbeat))
 
 	// Outbound, the same rule: n1 dialling n2 refuses a server presenting it.
-	err := tn.trs[0].members.check(cert, "n2")
+	err := tn.trs[0].set().members.check(cert, "n2")
 	require.ErrorContains(t, err, "identifies none of them")
-	err = dialServing(t, tn.trs[0].opts.Credentials, tn.trs[0].members, "n2", pair)
+	err = dialServing(t, tn.trs[0].opts.Credentials, tn.trs[0].set().members, "n2", pair)
 	require.ErrorContains(t, err, "identifies none of them", "a TLS handshake by n1 dialling n2")
 	// A certificate for n2 alone is n2, both ways.
 	c2, k2, cert2 := issue(t, tn.ca, leafSpec{cn: "n2", dns: []string{"n2", "n2.example"}})
-	require.NoError(t, tn.trs[0].members.check(cert2, "n2"))
+	require.NoError(t, tn.trs[0].set().members.check(cert2, "n2"))
 	require.NoError(t, sendAs(t, tn, tn.peers[0].Addr, pairOf(t, c2, k2), 2, 1))
 }
 
@@ -215,10 +215,10 @@ func TestIdentity_PinnedMemberRefusesItsNameWithAnotherKey(t *testing.T) {
 	err = sendAs(t, tn, tn.peers[0].Addr, pairOf(t, rc, rk), 2, 1)
 	require.Equal(t, codes.PermissionDenied, status.Code(err), "another key carrying n2's name: %v", err)
 	require.Contains(t, status.Convert(err).Message(), "matches none of the public_key_pins")
-	require.Error(t, tn.trs[0].members.check(rogue, "n2"), "outbound, the same certificate is not n2")
-	err = dialServing(t, tn.trs[0].opts.Credentials, tn.trs[0].members, "n2", pairOf(t, rc, rk))
+	require.Error(t, tn.trs[0].set().members.check(rogue, "n2"), "outbound, the same certificate is not n2")
+	err = dialServing(t, tn.trs[0].opts.Credentials, tn.trs[0].set().members, "n2", pairOf(t, rc, rk))
 	require.ErrorContains(t, err, "matches none of the public_key_pins", "a TLS handshake by n1 dialling n2")
-	require.NoError(t, dialServing(t, tn.trs[0].opts.Credentials, tn.trs[0].members, "n2", pairOf(t, c2, k2)), "n2's own certificate, pinned")
+	require.NoError(t, dialServing(t, tn.trs[0].opts.Credentials, tn.trs[0].set().members, "n2", pairOf(t, c2, k2)), "n2's own certificate, pinned")
 
 	// n2's own certificate passes, both ways.
 	require.NoError(t, sendAs(t, tn, tn.peers[0].Addr, pairOf(t, c2, k2), 2, 1))

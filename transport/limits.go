@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/credentials"
@@ -147,7 +148,7 @@ type connLimiter struct {
 	net.Listener
 	lim     Limits
 	reject  func(reason string)
-	members *Members // to key connections by member; nil: by CommonName
+	members atomic.Pointer[Members] // to key connections by member; nil: by CommonName
 
 	mu         sync.Mutex
 	open       int
@@ -326,6 +327,26 @@ func (c *trackedConn) wasEvicted() bool {
 	return c.evicted
 }
 
+// setMembers keys the connections handshaken from now on by the members of
+// a new member set.
+func (l *connLimiter) setMembers(m *Members) { l.members.Store(m) }
+
+// closeMember closes every connection whose certificate identified the
+// member name when it was handshaken: it left the member set.
+func (l *connLimiter) closeMember(name string) {
+	var conns []*trackedConn
+	l.mu.Lock()
+	for _, c := range l.byAddr {
+		if c.identity != nil && c.identity.identity == "member "+name {
+			conns = append(conns, c)
+		}
+	}
+	l.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
 // conn returns the open connection with remote address addr, if any.
 func (l *connLimiter) conn(addr string) *trackedConn {
 	l.mu.Lock()
@@ -390,8 +411,8 @@ func (l *connLimiter) certIdentity(info credentials.AuthInfo) string {
 		return ""
 	}
 	cert := ti.State.VerifiedChains[0][0]
-	if l.members != nil {
-		if m, err := l.members.Match(cert); err == nil && m != "" {
+	if members := l.members.Load(); members != nil {
+		if m, err := members.Match(cert); err == nil && m != "" {
 			return "member " + m
 		}
 	}

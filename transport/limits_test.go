@@ -265,7 +265,7 @@ func TestImpostorWithAMembersCertificate_CannotStarveTheMember(t *testing.T) {
 	// The member's own transport, on its own connection, still gets through.
 	for i := range 5 {
 		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err := tn.trs[1].byID[1].client.Send(sctx, &pb.SendRequest{Messages: []*raftpb.Message{msg(raftpb.MsgHeartbeat, 2, 1, 1)}})
+		_, err := tn.trs[1].set().byID[1].client.Send(sctx, &pb.SendRequest{Messages: []*raftpb.Message{msg(raftpb.MsgHeartbeat, 2, 1, 1)}})
 		scancel()
 		require.NoError(t, err, "the member's Send %d", i)
 	}

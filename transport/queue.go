@@ -23,11 +23,12 @@ type queuedMsg struct {
 // current heartbeat when it recovers, not a backlog of stale ones, and a
 // stream of heartbeats can never fill the queue.
 type sendQueue struct {
-	mu    sync.Mutex
-	msgs  []queuedMsg
-	spare []queuedMsg
-	limit int
-	ready chan struct{} // capacity 1: "there is something to take"
+	mu     sync.Mutex
+	msgs   []queuedMsg
+	spare  []queuedMsg
+	limit  int
+	closed bool          // the peer left the member set: put refuses
+	ready  chan struct{} // capacity 1: "there is something to take"
 }
 
 func newSendQueue(limit int) *sendQueue {
@@ -39,9 +40,14 @@ func newSendQueue(limit int) *sendQueue {
 	}
 }
 
-// put queues m. It returns false, without queueing, when the queue is full.
+// put queues m. It returns false, without queueing, when the queue is full
+// or closed.
 func (q *sendQueue) put(m *raftpb.Message, now time.Time) bool {
 	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return false
+	}
 	if coalesces(m.GetType()) {
 		for i := range q.msgs {
 			if q.msgs[i].msg.GetType() == m.GetType() {
@@ -73,6 +79,16 @@ func (q *sendQueue) take() []queuedMsg {
 	q.msgs = q.spare[:0]
 	q.spare = out
 	q.mu.Unlock()
+	return out
+}
+
+// close makes every later put fail and returns what was queued.
+func (q *sendQueue) close() []queuedMsg {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.closed = true
+	out := q.msgs
+	q.msgs = nil
 	return out
 }
 

@@ -105,9 +105,10 @@ func (t *Transport) takeSendSlot(ctx context.Context, name string) (release func
 // handleSend checks one batch from the caller named name (a member, or ""
 // for none) and hands its messages to the node; Send and Stream share it.
 func (t *Transport) handleSend(ctx context.Context, name, cn string, req *pb.SendRequest) (*pb.SendResponse, error) {
+	set := t.set()
 	if t.opts.Credentials == nil && len(req.GetMessages()) > 0 {
 		// Without TLS there is no identity to check: take the claim.
-		name = t.validator.peers[req.GetMessages()[0].GetFrom()]
+		name = set.validator.peers[req.GetMessages()[0].GetFrom()]
 	}
 	if t.opts.Hooks.blocks(name) {
 		return nil, hang(ctx)
@@ -119,7 +120,7 @@ func (t *Transport) handleSend(ctx context.Context, name, cn string, req *pb.Sen
 			return nil, status.FromContextError(ctx.Err()).Err()
 		}
 	}
-	p := t.byName[name]
+	p := set.byName[name]
 	if p == nil {
 		t.reject(RejectNotMember)
 		if t.isOperator(ctx) {
@@ -131,7 +132,7 @@ func (t *Transport) handleSend(ctx context.Context, name, cn string, req *pb.Sen
 		return nil, status.Errorf(codes.InvalidArgument, "rejected request from %s: %v", name, err)
 	}
 	for _, m := range req.GetMessages() {
-		if err := t.validator.validate(m, p.ID); err != nil {
+		if err := set.validator.validate(m, p.ID); err != nil {
 			code, reason := codes.InvalidArgument, RejectInvalidMessage
 			if m.GetFrom() != p.ID {
 				code, reason = codes.PermissionDenied, RejectFromMismatch

@@ -235,11 +235,12 @@ func hedgeAfter(minRTT time.Duration) time.Duration {
 }
 
 // openSpare makes p's spare connection and starts its lane, once; the
-// control lane calls it. After Stop has begun it does nothing.
+// control lane calls it. After Stop has begun, or once p left the member
+// set, it does nothing.
 func (t *Transport) openSpare(p *peer) {
 	p.spareMu.Lock()
 	defer p.spareMu.Unlock()
-	if p.spareTried || t.ctx.Err() != nil {
+	if p.spareTried || p.ctx.Err() != nil {
 		return
 	}
 	p.spareTried = true

@@ -35,16 +35,16 @@ func TestLanes_OneLongLivedStreamPerLane(t *testing.T) {
 		// unanswered may be hedged (TestHedge_*).
 		waitFor(t, 10*time.Second, "the batch", func() bool {
 			return tn.recs[1].count(raftpb.MsgApp) == want && tn.recs[1].count(raftpb.MsgHeartbeat) >= want &&
-				tn.trs[0].byID[2].controlBusy.Load() == 0
+				tn.trs[0].set().byID[2].controlBusy.Load() == 0
 		})
 	}
-	require.Equal(t, uint64(2), tn.trs[0].byID[2].streams.Load(), "lane streams opened by n1")
+	require.Equal(t, uint64(2), tn.trs[0].set().byID[2].streams.Load(), "lane streams opened by n1")
 	require.Equal(t, uint64(2), tn.trs[1].streamsServed.Load(), "streams n2 served")
 	// n1's hellos (until answered) are n2's only unary Sends; none carries
 	// a raft message (the recorder counted every one above exactly).
 	require.LessOrEqual(t, tn.trs[1].unarySends.Load(), uint64(3))
 	require.Equal(t, 30, tn.recs[1].count(raftpb.MsgApp))
-	require.Zero(t, tn.trs[0].byID[2].hedged.Load(), "a healthy lane hedges nothing")
+	require.Zero(t, tn.trs[0].set().byID[2].hedged.Load(), "a healthy lane hedges nothing")
 }
 
 // A stream whose answer does not come within the lane's timeout is torn
@@ -56,7 +56,7 @@ func TestLanes_StalledStreamTornDownReportedAndReopened(t *testing.T) {
 	tn := newTestNet(t, 2, func(i int, o *Options) { o.ControlTimeout = 300 * time.Millisecond })
 	tn.trs[0].Send([]*raftpb.Message{msg(raftpb.MsgHeartbeat, 1, 2, 1)})
 	waitFor(t, 10*time.Second, "the first heartbeat", func() bool { return tn.recs[1].count(raftpb.MsgHeartbeat) == 1 })
-	require.Equal(t, uint64(1), tn.trs[0].byID[2].streams.Load())
+	require.Equal(t, uint64(1), tn.trs[0].set().byID[2].streams.Load())
 
 	tn.hooks[1].BlockFrom("n1", true)
 	tn.trs[0].Send([]*raftpb.Message{msg(raftpb.MsgHeartbeat, 1, 2, 2)})
@@ -69,7 +69,7 @@ func TestLanes_StalledStreamTornDownReportedAndReopened(t *testing.T) {
 		time.Sleep(20 * time.Millisecond) // pacing the retries, not synchronisation
 		return tn.recs[1].count(raftpb.MsgHeartbeat) >= 2
 	})
-	require.GreaterOrEqual(t, tn.trs[0].byID[2].streams.Load(), uint64(2), "a new stream after the tear-down")
+	require.GreaterOrEqual(t, tn.trs[0].set().byID[2].streams.Load(), uint64(2), "a new stream after the tear-down")
 	waitFor(t, 10*time.Second, "n2's handler of the torn-down stream to end", func() bool {
 		return tn.trs[1].limiter.stats().Open > 0 // the connection itself stays up
 	})
@@ -133,7 +133,7 @@ func TestLanes_PeerWithoutStreamsGetsUnarySends(t *testing.T) {
 		waitFor(t, 10*time.Second, "the batch", func() bool { return rec2.count(raftpb.MsgApp) == want })
 	}
 	require.GreaterOrEqual(t, rec2.count(raftpb.MsgHeartbeat), 1)
-	require.True(t, tr1.byID[2].unary.Load())
+	require.True(t, tr1.set().byID[2].unary.Load())
 	require.LessOrEqual(t, old.streams.Load(), int64(2), "asked for a stream at most once per lane")
 	require.True(t, tr1.Stats()[0].Reachable)
 }
@@ -186,7 +186,7 @@ func TestStreamElision_FillRestoresWhatElideLeftOut(t *testing.T) {
 func TestStream_RefusesAForgedFromAndEndsTheStream(t *testing.T) {
 	t.Parallel()
 	tn := newTestNet(t, 3, nil)
-	p := tn.trs[1].byID[1] // n2's view of n1
+	p := tn.trs[1].set().byID[1] // n2's view of n1
 	var ls laneStream
 	defer ls.close()
 	req, _ := tn.trs[1].request(p, []*raftpb.Message{msg(raftpb.MsgHeartbeat, 2, 1, 1)})
@@ -216,7 +216,7 @@ func TestStream_HeartbeatRoundTripBytes(t *testing.T) {
 			o.Listener = countingListener{Listener: o.Listener, n: &wire}
 		}
 	})
-	tr, p := tn.trs[0], tn.trs[0].byID[2]
+	tr, p := tn.trs[0], tn.trs[0].set().byID[2]
 	var ls laneStream
 	defer ls.close()
 	batch := []*raftpb.Message{msg(raftpb.MsgHeartbeat, 1, 2, 1)}
@@ -321,7 +321,7 @@ func TestHedge_HeartbeatGoesOnTheSpareConnectionWhenTheLaneStalls(t *testing.T) 
 			o.Listener = fl
 		}
 	})
-	tr, p := tn.trs[0], tn.trs[0].byID[2]
+	tr, p := tn.trs[0], tn.trs[0].set().byID[2]
 	for i := range 5 {
 		tr.Send([]*raftpb.Message{msg(raftpb.MsgHeartbeat, 1, 2, 1)})
 		want := i + 1
@@ -359,7 +359,7 @@ func TestHedge_HeartbeatGoesOnTheSpareConnectionWhenTheLaneStalls(t *testing.T) 
 func TestHedge_SpareConnectionOnlyForHeartbeats(t *testing.T) {
 	t.Parallel()
 	tn := newTestNet(t, 2, nil)
-	p := tn.trs[0].byID[2]
+	p := tn.trs[0].set().byID[2]
 	spare := func() bool {
 		p.spareMu.Lock()
 		defer p.spareMu.Unlock()

@@ -24,6 +24,7 @@ package transport
 import (
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -153,7 +154,7 @@ func (s Stamp) Time() (time.Time, bool) {
 // Options configure a Transport. Zero durations take the defaults below.
 type Options struct {
 	Self  Peer
-	Peers []Peer // the other nodes
+	Peers []Peer // the other nodes at Start; SetPeers replaces them
 
 	// Credentials for mutual TLS. Nil only with Insecure (tests, demos on
 	// loopback): then the caller's identity is what it claims to be.
@@ -265,10 +266,8 @@ type CertificateMetrics interface {
 type Transport struct {
 	opts      Options
 	log       *slog.Logger
-	validator inboundValidator
-	byName    map[string]*peer
-	byID      map[uint64]*peer
-	members   *Members // every member's identity, self included
+	peers     atomic.Pointer[peerSet] // the member set (peers.go)
+	setMu     sync.Mutex              // serializes SetPeers, Start and Stop
 	digest    uint64
 	operators map[string]bool
 	rejected  rejections
@@ -277,7 +276,10 @@ type Transport struct {
 	// Inbound Peer calls served: unary Sends and Streams.
 	unarySends, streamsServed atomic.Uint64
 
-	local atomic.Pointer[localConfig] // this node's configuration description
+	local        atomic.Pointer[localConfig] // this node's configuration description
+	localMu      sync.Mutex                  // serializes rebuilding local
+	localMembers []Peer                      // the members local describes; under localMu
+	stopped      bool                        // under setMu
 
 	lis     net.Listener
 	limiter *connLimiter
@@ -317,9 +319,6 @@ func New(opts Options) (*Transport, error) {
 	t := &Transport{
 		opts:      opts,
 		log:       opts.Logger,
-		validator: inboundValidator{self: opts.Self.ID, peers: map[uint64]string{}},
-		byName:    map[string]*peer{},
-		byID:      map[uint64]*peer{},
 		digest:    labelsDigest(opts.Labels),
 		operators: map[string]bool{},
 		strays:    make(chan struct{}, maxInboundSendsPerConn),
@@ -334,26 +333,17 @@ func New(opts Options) (*Transport, error) {
 	if len(members) == 0 {
 		members = append([]Peer{opts.Self}, opts.Peers...)
 	}
+	t.localMembers = members
 	t.local.Store(newLocalConfig("", members, opts.Timings))
-	for _, p := range opts.Peers {
-		pp := &peer{
-			Peer: p, control: newSendQueue(opts.ControlQueue), data: newSendQueue(opts.DataQueue),
-			hedge: newSendQueue(1),
-		}
-		pp.sendLabels.Store(true)
-		pp.sendConfig.Store(true)
-		t.byName[p.Name] = pp
-		t.byID[p.ID] = pp
-		t.validator.peers[p.ID] = p.Name
+	set, err := t.newPeerSet(append([]Peer{opts.Self}, opts.Peers...), nil)
+	if err != nil {
+		return nil, err
 	}
-	var err error
-	if t.members, err = NewMembers(append([]Peer{opts.Self}, opts.Peers...)); err != nil {
-		return nil, fmt.Errorf("transport: %w", err)
-	}
+	t.peers.Store(set)
 	if c := opts.Credentials; c != nil {
 		// Our own certificate must identify us by the rule peers apply,
 		// or every peer would refuse us: say so now, not per connection.
-		if err := c.requireIdentity(t.members, opts.Self.Name, t.log); err != nil {
+		if err := c.requireIdentity(set.members, opts.Self.Name, t.log); err != nil {
 			return nil, err
 		}
 		if cm, ok := opts.Metrics.(CertificateMetrics); ok {
@@ -372,6 +362,8 @@ func setDefault[T comparable](v *T, def T) {
 
 // Start listens, serves and starts one sender per peer lane.
 func (t *Transport) Start() error {
+	t.setMu.Lock()
+	defer t.setMu.Unlock()
 	lis := t.opts.Listener
 	if lis == nil {
 		var err error
@@ -383,7 +375,7 @@ func (t *Transport) Start() error {
 	// streams too.
 	lis = thinStreamListener{lis}
 	t.limiter = newConnLimiter(lis, t.opts.Limits, t.reject)
-	t.limiter.members = t.members
+	t.limiter.setMembers(t.set().members)
 	t.lis = t.limiter
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 
@@ -429,15 +421,14 @@ func (t *Transport) Start() error {
 		t.opts.RegisterServices(serviceRegistrar{t})
 	}
 
-	for _, p := range t.byID {
-		conn, err := t.dial(p)
-		if err != nil {
+	for _, p := range t.set().byID {
+		if err := t.startPeer(p); err != nil {
+			t.cancel()
 			t.closeConns()
 			lis.Close()
+			t.wg.Wait()
 			return err
 		}
-		p.conn = conn
-		p.client = pb.NewPeerClient(conn)
 	}
 	t.wg.Add(1)
 	go func() {
@@ -447,17 +438,6 @@ func (t *Transport) Start() error {
 			t.opts.Handler.ServeFailed(err)
 		}
 	}()
-	for _, p := range t.byID {
-		t.wg.Add(1)
-		go t.watchConn(p)
-	}
-	if !t.opts.SyncSend {
-		for _, p := range t.byID {
-			t.wg.Add(2)
-			go t.runLane(p, p.control, p.client, t.opts.ControlTimeout)
-			go t.runLane(p, p.data, p.client, t.opts.DataTimeout)
-		}
-	}
 	t.wg.Add(1)
 	go t.runDropLogger()
 	return nil
@@ -476,7 +456,14 @@ const windowSize = 64 << 10
 func (t *Transport) dial(p *peer) (*grpc.ClientConn, error) {
 	creds := insecure.NewCredentials()
 	if t.opts.Credentials != nil {
-		creds = credentials.NewTLS(t.opts.Credentials.ClientConfigFor(t.members, p.Name))
+		// The member table of the moment of each handshake: the set
+		// may change while the connection lives.
+		creds = credentials.NewTLS(t.opts.Credentials.clientConfig(func(leaf *x509.Certificate) error {
+			if err := t.set().members.check(leaf, p.Name); err != nil {
+				return fmt.Errorf("peer %s: %w", p.Name, err)
+			}
+			return nil
+		}))
 	}
 	bo := backoff.DefaultConfig
 	// A short first delay: when a peer's process dies, the first redial
@@ -538,7 +525,7 @@ func (t *Transport) watchConn(p *peer) {
 			p.unary.Store(false)
 			t.hello(p)
 		}
-		if !p.conn.WaitForStateChange(t.ctx, state) {
+		if !p.conn.WaitForStateChange(p.ctx, state) {
 			return
 		}
 	}
@@ -558,7 +545,7 @@ func (t *Transport) hello(p *peer) {
 			return
 		}
 		select {
-		case <-t.ctx.Done():
+		case <-p.ctx.Done():
 			return
 		case <-time.After(t.opts.ControlTimeout):
 		}
@@ -574,6 +561,9 @@ func (t *Transport) Addr() net.Addr { return t.lis.Addr() }
 // Stop stops serving and sending; every goroutine has ended when it returns.
 // Queued messages are discarded.
 func (t *Transport) Stop() {
+	t.setMu.Lock()
+	t.stopped = true
+	t.setMu.Unlock()
 	if t.cancel == nil {
 		return
 	}
@@ -584,7 +574,7 @@ func (t *Transport) Stop() {
 }
 
 func (t *Transport) closeConns() {
-	for _, p := range t.byID {
+	for _, p := range t.set().byID {
 		p.spareMu.Lock()
 		if p.spare != nil {
 			p.spare.Close()
@@ -600,8 +590,9 @@ func (t *Transport) closeConns() {
 // unknown peers are dropped.
 func (t *Transport) Send(msgs []*raftpb.Message) {
 	now := time.Now()
+	set := t.set()
 	for _, m := range msgs {
-		p := t.byID[m.GetTo()]
+		p := set.byID[m.GetTo()]
 		if p == nil {
 			continue
 		}
@@ -623,6 +614,14 @@ func (t *Transport) Send(msgs []*raftpb.Message) {
 			}
 		}
 		if !q.put(m, now) {
+			if p.removed.Load() {
+				// It left the member set as we queued: its queues
+				// are closed, and its metrics forgotten.
+				if m.GetType() == raftpb.MsgSnap {
+					t.opts.Handler.ReportSnapshot(p.ID, true)
+				}
+				continue
+			}
 			p.drops.Add(1)
 			if t.opts.Metrics != nil {
 				t.opts.Metrics.Dropped(p.Name, m.GetType())
@@ -642,7 +641,7 @@ func (t *Transport) runLane(p *peer, q *sendQueue, client pb.PeerClient, timeout
 	var batch []*raftpb.Message
 	for {
 		select {
-		case <-t.ctx.Done():
+		case <-p.ctx.Done():
 			return
 		case <-q.ready:
 		}
@@ -739,7 +738,7 @@ func (t *Transport) sent(p *peer, batch []*raftpb.Message, req *pb.SendRequest, 
 		if t.opts.Metrics != nil {
 			t.opts.Metrics.SendFailed(p.Name, err)
 		}
-		if t.ctx.Err() == nil {
+		if p.ctx.Err() == nil {
 			h.ReportUnreachable(p.ID)
 		}
 		for _, m := range batch {
@@ -809,7 +808,7 @@ func (t *Transport) runDropLogger() {
 			return
 		case <-tick.C:
 		}
-		for id, p := range t.byID {
+		for id, p := range t.set().byID {
 			now := [2]uint64{p.drops.Load(), p.expired.Load()}
 			prev := last[id]
 			if now != prev {
@@ -826,6 +825,11 @@ func (t *Transport) runDropLogger() {
 // peer is the transport's state for one other node.
 type peer struct {
 	Peer
+	// ctx ends when the transport stops or the peer leaves the member set
+	// (removed is set then); set with conn and client by startPeer.
+	ctx     context.Context
+	cancel  context.CancelFunc
+	removed atomic.Bool
 	conn    *grpc.ClientConn
 	client  pb.PeerClient
 	control *sendQueue
@@ -892,8 +896,9 @@ type PeerStats struct {
 
 // Stats returns the state of every peer, sorted by name.
 func (t *Transport) Stats() []PeerStats {
-	out := make([]PeerStats, 0, len(t.byID))
-	for _, p := range t.byID {
+	set := t.set()
+	out := make([]PeerStats, 0, len(set.byID))
+	for _, p := range set.byID {
 		s := PeerStats{
 			Name:       p.Name,
 			Addr:       p.Addr,
@@ -933,7 +938,7 @@ func (t *Transport) Stats() []PeerStats {
 // connection), before any send to it fails: a leader choosing whom to hand
 // over to uses it to skip a peer that just went away.
 func (t *Transport) Connected(id uint64) bool {
-	p := t.byID[id]
+	p := t.set().byID[id]
 	return p != nil && p.conn != nil && p.conn.GetState() == connectivity.Ready
 }
 
@@ -959,7 +964,7 @@ func (t *Transport) ConnStats() ConnStats {
 // PeerConn returns the connection to the named peer, for calls of the
 // node's own services (a Check forwarded to the leader).
 func (t *Transport) PeerConn(name string) (grpc.ClientConnInterface, bool) {
-	p := t.byName[name]
+	p := t.set().byName[name]
 	if p == nil || p.conn == nil {
 		return nil, false
 	}

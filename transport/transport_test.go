@@ -253,7 +253,7 @@ func TestQueue_CoalescesHeartbeatsDropsWhenFullAndExpiresStale(t *testing.T) {
 	tn := newTestNet(t, 2, func(i int, o *Options) { o.MaxMessageAge = 50 * time.Millisecond })
 	tn.hooks[1].BlockIngress(true)
 	tn.trs[0].Send([]*raftpb.Message{msg(raftpb.MsgVote, 1, 2, 1)}) // stuck in flight
-	waitFor(t, 3*time.Second, "the lane to take the vote", func() bool { return tn.trs[0].byID[2].control.len() == 0 })
+	waitFor(t, 3*time.Second, "the lane to take the vote", func() bool { return tn.trs[0].set().byID[2].control.len() == 0 })
 	tn.trs[0].Send([]*raftpb.Message{msg(raftpb.MsgVoteResp, 1, 2, 1)}) // waits behind it
 	waitFor(t, 3*time.Second, "the stuck RPC to time out", func() bool { return tn.recs[0].unreachable.Load() > 0 })
 	tn.hooks[1].BlockIngress(false)
@@ -420,7 +420,7 @@ func TestLabels_ReachEveryPeerOnce(t *testing.T) {
 					return false
 				}
 			}
-			for _, p := range tr.byID {
+			for _, p := range tr.set().byID {
 				if p.sendLabels.Load() {
 					return false
 				}
@@ -446,7 +446,7 @@ func TestLabels_ReachEveryPeerOnce(t *testing.T) {
 		})
 	}
 	for _, tr := range tn.trs {
-		for _, p := range tr.byID {
+		for _, p := range tr.set().byID {
 			require.False(t, p.sendLabels.Load(), "labels asked for again after the peer had them")
 		}
 	}
@@ -465,7 +465,7 @@ func TestKeepalive_NoGoawayOverALongIdlePeriod(t *testing.T) {
 	tn := newTestNet(t, 2, func(i int, o *Options) { o.KeepaliveTime = 10 * time.Second })
 	tn.trs[0].Send([]*raftpb.Message{msg(raftpb.MsgHeartbeat, 1, 2, 1)})
 	waitFor(t, 5*time.Second, "the connection", func() bool { return tn.recs[1].count(raftpb.MsgHeartbeat) == 1 })
-	conn := tn.trs[0].byID[2].conn
+	conn := tn.trs[0].set().byID[2].conn
 	require.False(t, connChangesWithin(conn, 50*time.Second), "the connection was dropped while idle (GOAWAY too_many_pings?)")
 }
 
@@ -559,7 +559,7 @@ func TestInbound_PerPeerConcurrencyAndLabelBounds(t *testing.T) {
 	hold := make(chan struct{})
 	tn := newTestNet(t, 2, nil)
 	tn.recs[0].holdAll = hold
-	client := tn.trs[1].byID[1].client
+	client := tn.trs[1].set().byID[1].client
 	var wg sync.WaitGroup
 	var refused atomic.Int64
 	for range 12 {
