@@ -552,6 +552,13 @@ func (l *raftLoop) MembershipDiffers(id uint64, differs bool) {
 	l.reports.wake()
 }
 
+// NotMember: member id refused this node as no member of its set. A stub
+// until online membership (issue 14) decides what follows: it only logs
+// (the transport logs the refusal too).
+func (l *raftLoop) NotMember(id uint64) {
+	l.e.log.Warn("a member refuses this node as no member; online membership will decide what follows", "peer_id", id)
+}
+
 func (l *raftLoop) PeerRefused(id uint64) {
 	l.reports.mu.Lock()
 	l.reports.refused[id] = true
