@@ -412,6 +412,10 @@ func (t *Transport) refusedAsNonMember(p *peer, own *localConfig, err error) {
 	if !ok || s.Code() != codes.PermissionDenied || !strings.Contains(s.Message(), notMemberText) {
 		return
 	}
+	if p.ctx.Err() == nil && !p.notMember.Swap(true) {
+		t.log.Warn("a member refuses this node as no member of its cluster", "peer", p.Name, "answer", s.Message())
+		t.opts.Handler.NotMember(p.ID)
+	}
 	p.confMu.Lock()
 	defer p.confMu.Unlock()
 	prev := p.agreement.Load()

@@ -115,6 +115,7 @@ const (
 	RejectFromMismatch      = "from_mismatch"      // a message's From is not the caller
 	RejectInvalidLabels     = "invalid_labels"     // labels over the bounds
 	RejectNotMember         = "not_member"         // the caller's certificate names no member (nor operator, where operators may call)
+	RejectRemovedMember     = "removed_member"     // the caller's certificate identifies a member this node removed (SetPeers)
 	RejectInflight          = "too_many_in_flight" // more Sends in flight on one connection than a peer ever has
 	RejectConnTotal         = "conn_total"         // MaxConns open already
 	RejectConnPerSource     = "conn_per_source"    // MaxConnsPerSource open from that address
@@ -132,7 +133,7 @@ const (
 // RejectReasons lists every reason, for metrics to export at zero from the
 // start.
 var RejectReasons = []string{
-	RejectInvalidMessage, RejectFromMismatch, RejectInvalidLabels, RejectNotMember, RejectInflight,
+	RejectInvalidMessage, RejectFromMismatch, RejectInvalidLabels, RejectNotMember, RejectRemovedMember, RejectInflight,
 	RejectConnTotal, RejectConnPerSource, RejectPendingPerSource, RejectPendingEvicted,
 	RejectConnPerIdentity, RejectHandshakeFailed, RejectHandshakeTimedOut, RejectStateCheck,
 }

@@ -18,15 +18,21 @@ import (
 	"slices"
 
 	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	pb "github.com/raftelect/raftelect/proto/raftelect/v1"
 )
 
 // peerSet is the member set at one time. Never modified once stored.
 type peerSet struct {
-	byID      map[uint64]*peer
-	byName    map[string]*peer
-	members   *Members // every member's identity, self included
+	byID    map[uint64]*peer
+	byName  map[string]*peer
+	members *Members // every member's identity, self included
+	// former: members this transport removed (SetPeers), by identity and
+	// pins, none of them a member now: so that a removed node with a
+	// still-valid certificate is told apart from a stranger.
+	former    *Members
 	validator inboundValidator
 	list      []Peer // every member as given, self included
 }
@@ -163,6 +169,7 @@ func (t *Transport) SetPeers(members []Peer) error {
 			return fmt.Errorf("transport: invalid member list: %w", err)
 		}
 	}
+	next.former = t.formerMembers(prev, next)
 	if t.stopped {
 		return nil
 	}
@@ -310,4 +317,69 @@ func (t *Transport) announce(p *peer) {
 		p.sendConfig.Store(true)
 		t.send(p, nil, t.opts.ControlTimeout)
 	}()
+}
+
+// maxFormerMembers bounds how many removed members are remembered.
+const maxFormerMembers = maxConfigMembers
+
+// formerMembers is prev's former members and the members prev has and next
+// has not, newest last, without anyone next has (by name or identity) and
+// at most maxFormerMembers of them. Called with setMu held.
+func (t *Transport) formerMembers(prev, next *peerSet) *Members {
+	current := map[string]bool{}
+	for _, m := range next.list {
+		current[m.Name], current["identity "+m.identity()] = true, true
+		t.refusedRemoved.Delete(m.Name) // added again: log a new removal
+	}
+	keep := func(m Peer) bool { return !current[m.Name] && !current["identity "+m.identity()] }
+	var list []Peer
+	for _, m := range t.formerList {
+		if keep(m) {
+			list = append(list, m)
+		}
+	}
+	for _, m := range prev.list {
+		if keep(m) {
+			// Newest wins: drop an older record of the same name or identity.
+			list = slices.DeleteFunc(list, func(o Peer) bool { return o.Name == m.Name || o.identity() == m.identity() })
+			list = append(list, m)
+		}
+	}
+	if len(list) > maxFormerMembers {
+		list = list[len(list)-maxFormerMembers:]
+	}
+	t.formerList = list
+	former, err := NewMembers(list)
+	if err != nil {
+		// Cannot happen: names and identities are unique in list. Then
+		// removed members are refused as strangers, which is safe.
+		t.log.Error("cannot index removed members", "err", err)
+		return nil
+	}
+	return former
+}
+
+// refuseRemoved refuses a caller whose certificate identifies a member
+// this node removed: PermissionDenied with notMemberText, so that the
+// caller learns it (NotMember), counted under RejectRemovedMember and
+// logged once per removed member. It returns nil for any other caller.
+func (t *Transport) refuseRemoved(ctx context.Context, set *peerSet, cn string) error {
+	if set.former == nil {
+		return nil
+	}
+	cert, err := callerCert(ctx)
+	if cert == nil || err != nil {
+		return nil
+	}
+	name, err := set.former.Match(cert)
+	if name == "" || err != nil {
+		return nil
+	}
+	t.reject(RejectRemovedMember)
+	if _, logged := t.refusedRemoved.LoadOrStore(name, true); !logged {
+		t.log.Warn("refusing a removed member: its certificate is valid, but it is no member of this cluster any more",
+			"member", name, "common_name", cn)
+	}
+	return status.Errorf(codes.PermissionDenied, "caller %q (member %s until it was removed) "+notMemberText+
+		" any more: a removed node must stop; to rejoin, add it again as a new member", cn, name)
 }

@@ -122,6 +122,9 @@ func (t *Transport) handleSend(ctx context.Context, name, cn string, req *pb.Sen
 	}
 	p := set.byName[name]
 	if p == nil {
+		if err := t.refuseRemoved(ctx, set, cn); err != nil {
+			return nil, err
+		}
 		t.reject(RejectNotMember)
 		if t.isOperator(ctx) {
 			return nil, status.Errorf(codes.PermissionDenied, "caller %q is an operator: it may call the Node service (Status, Check, Transfer, Watch), not Send", cn)

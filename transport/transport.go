@@ -100,6 +100,13 @@ type Handler interface {
 	// MembershipDiffers says that peer id's member list differs from ours
 	// (differs) or agrees again; each change is reported once.
 	MembershipDiffers(id uint64, differs bool)
+	// NotMember says that member `by` of our set refused this node as no
+	// member of its set: it removed us, or never added us. The answer is
+	// authenticated: it came on our connection to `by`, whose server
+	// certificate identified it (without TLS, as everything, it is taken
+	// on trust). It is reported once, and again only after `by` accepted
+	// a Send from us in between. The node decides what follows.
+	NotMember(by uint64)
 	// Acked passes on peer id's acknowledgement from the answer to a Send
 	// (see Ack), as the peer wrote it: the transport does not interpret
 	// it. The node checks whose stamp and which leader it names.
@@ -280,6 +287,9 @@ type Transport struct {
 	localMu      sync.Mutex                  // serializes rebuilding local
 	localMembers []Peer                      // the members local describes; under localMu
 	stopped      bool                        // under setMu
+	formerList   []Peer                      // removed members, newest last; under setMu
+	// refusedRemoved: the removed members whose refusal was logged.
+	refusedRemoved sync.Map
 
 	lis     net.Listener
 	limiter *connLimiter
@@ -749,6 +759,7 @@ func (t *Transport) sent(p *peer, batch []*raftpb.Message, req *pb.SendRequest, 
 		t.refusedAsNonMember(p, own, err)
 		return
 	}
+	p.notMember.Store(false)
 	if !p.reachable.Swap(true) && p.failures.Load() > 0 {
 		t.log.Info("peer reachable again", "peer", p.Name, "rtt", rtt)
 	}
@@ -866,6 +877,7 @@ type peer struct {
 	knownDigest  atomic.Uint64 // the peer's digest we have in full
 	agreement    atomic.Pointer[agreement]
 	refusedOut   atomic.Uint64 // raft messages to it not sent: it disagrees
+	notMember    atomic.Bool   // it refused us as no member; the node was told
 	confMu       sync.Mutex
 	remoteConfig *pb.NodeConfig
 	remoteDigest uint64

@@ -40,6 +40,7 @@ type recorder struct {
 	holdApps    chan struct{}
 	holdAll     chan struct{}   // if set, every Deliver waits for it
 	differs     map[uint64]bool // MembershipDiffers, latest per peer
+	notMemberBy []uint64        // NotMember, in order
 }
 
 func (r *recorder) Deliver(ctx context.Context, from uint64, msgs []*raftpb.Message, sent Stamp) (Ack, error) {
