@@ -33,7 +33,7 @@ func (n *Node) MembershipDiffers(now time.Time, peer uint64, differs bool) error
 	switch held := n.ElectionsHeld(); {
 	case held && !was:
 		n.log.Warn("members disagree on membership: this node takes no part in elections (neither asks for votes nor gives them) until they agree",
-			"peer", n.cfg.Names[peer])
+			"peer", n.name(peer))
 	case !held && was:
 		n.log.Info("members agree on membership again: this node takes part in elections again")
 	}

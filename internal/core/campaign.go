@@ -38,7 +38,7 @@ func (n *Node) PeerRefused(now time.Time, id uint64) error {
 	if !n.cfg.FastFailoverOnRefusal || st.RaftState != raft.StateFollower || st.Lead != id || id == n.cfg.ID {
 		return nil
 	}
-	n.log.Info("leader's connections refused: taking its process as gone (fast_failover_on_refusal)", "leader", n.cfg.Names[id], "term", st.GetTerm())
+	n.log.Info("leader's connections refused: taking its process as gone (fast_failover_on_refusal)", "leader", n.name(id), "term", st.GetTerm())
 	if err := n.rn.ForgetLeader(); err != nil {
 		n.log.Warn("forget leader", "err", err)
 	}
@@ -55,8 +55,8 @@ func (n *Node) PeerRefused(now time.Time, id uint64) error {
 // takes over.
 func (n *Node) campaignDelay() time.Duration {
 	rank := 0
-	for id, name := range n.cfg.Names {
-		if id != n.goneLeader && id != n.cfg.ID && name < n.cfg.Name {
+	for _, m := range n.Members() {
+		if !m.Learner && !m.Witness && m.ID != n.goneLeader && m.ID != n.cfg.ID && m.Name < n.cfg.Name {
 			rank++
 		}
 	}
@@ -72,7 +72,7 @@ func (n *Node) campaignDelay() time.Duration {
 // promises refuse the pre-vote, and we try again a few times.
 func (n *Node) campaignIfLeaderSilent(now time.Time) {
 	st := n.rn.BasicStatus()
-	if st.RaftState == raft.StateLeader || n.campaigns >= maxQuickCampaigns || now.Before(n.tickFrom) {
+	if st.RaftState == raft.StateLeader || n.campaigns >= maxQuickCampaigns || now.Before(n.tickFrom) || n.isWitness() || !n.isVoter(n.cfg.ID) {
 		return
 	}
 	switch {

@@ -63,7 +63,7 @@ func (n *Node) learnClusterID(now time.Time, data []byte) error {
 // has shown it runs this release (it states a promise), so no node of the
 // previous release is sent an entry it cannot read.
 func (n *Node) proposeClusterID(term uint64) {
-	if n.identity.ClusterID != "" || n.idProposedTerm == term || !n.lease.allCurrent(len(n.cfg.Names)-1) {
+	if n.identity.ClusterID != "" || n.idProposedTerm == term || !n.lease.allCurrent(n.peerVoters()) {
 		return
 	}
 	n.idProposedTerm = term
@@ -77,13 +77,6 @@ func (n *Node) proposeClusterID(term uint64) {
 	if err := n.rn.Propose(clusterid.Record(id)); err != nil {
 		n.log.Debug("propose cluster ID", "err", err) // a transfer is under way: next term
 	}
-}
-
-func (n *Node) snapshotData() []byte {
-	if id := n.identity.ClusterID; id != "" {
-		return clusterid.Record(id)
-	}
-	return nil
 }
 
 // lowerRecordedTimeout records the current election timeout once the
@@ -105,7 +98,7 @@ func (n *Node) peersClusterID() string {
 	}
 	count := map[string]int{}
 	best := ""
-	for id := range n.cfg.Names {
+	for _, id := range n.configIDs() {
 		if id == n.cfg.ID {
 			continue
 		}
@@ -131,6 +124,6 @@ func (n *Node) adoptLeadersClusterID(now time.Time, leader uint64) {
 		return
 	}
 	if err := n.learnClusterID(now, clusterid.Record(id)); err != nil {
-		n.log.Warn("cluster ID of the leader", "leader", n.cfg.Names[leader], "err", err)
+		n.log.Warn("cluster ID of the leader", "leader", n.name(leader), "err", err)
 	}
 }

@@ -77,6 +77,16 @@ import (
 //	    Queues a crafted message (what a confused or hostile peer could
 //	    send past the transport's stateless checks).
 //	status [n1]
+//	add-nodes 3 [witness=(n3)] [priority=(n1:5,n2:1)] [fail-back=3s]
+//	    Member records: witnesses, priorities; fail-back sets
+//	    Config.FailBackAfter on every node.
+//	join n4 [witness=true] [priority=N]
+//	    Starts n4 on an empty store with Config.Join: no configuration of
+//	    its own, it waits to be added and to learn the membership.
+//	add-member n1 n4 [replaces=n2] / remove-member n1 n3
+//	    AddMember, RemoveMember on n1 (n4's record as join gave it).
+//	members [n1]
+//	    The applied membership and the preferred leader, per node.
 //
 // Messages print as "n1->n2 MsgApp term=2 log=1/3 commit=3 entries=[2/4]"
 // (log: the previous entry's term/index; entries: term/index). A heartbeat
@@ -130,6 +140,8 @@ type itNode struct {
 	up       bool
 	inc      uint64 // incarnation: one more per start
 	volatile bool   // keeps nothing across restarts
+	join     bool   // started with Config.Join
+	members  string // the membership last printed
 }
 
 type itBatch struct {
@@ -154,6 +166,10 @@ type itEnv struct {
 	quiet, stamped bool
 	// eventsOnly (elect): not even campaign messages are printed.
 	eventsOnly bool
+	// records: the member records add-nodes and join give (witness,
+	// priority); failBack: Config.FailBackAfter.
+	records  map[string]Member
+	failBack time.Duration
 }
 
 func (e *itEnv) handle(t *testing.T, d *datadriven.TestData) string {
@@ -294,6 +310,49 @@ func (e *itEnv) handle(t *testing.T, d *datadriven.TestData) string {
 		e.input(nd, func(now time.Time) error { return nd.c.RetargetTransfer(now, e.reachable(nd)) })
 	case "inject":
 		e.inject(t, d)
+	case "join":
+		e.join(t, d)
+	case "add-member":
+		nodes := e.nodeArgs(t, d)
+		if len(nodes) != 2 {
+			d.Fatalf(t, "add-member n1 n4")
+		}
+		nd, m := nodes[0], e.record(nodes[1])
+		if d.HasArg("replaces") {
+			var name string
+			d.ScanArgs(t, "replaces", &name)
+			m.Replaces = e.node(t, name).id
+		}
+		e.input(nd, func(now time.Time) error {
+			if err := nd.c.AddMember(now, m); err != nil {
+				e.line("%s: add-member refused: %v", nd.name, err)
+			}
+			return nil
+		})
+	case "remove-member":
+		nodes := e.nodeArgs(t, d)
+		if len(nodes) != 2 {
+			d.Fatalf(t, "remove-member n1 n3")
+		}
+		nd := nodes[0]
+		e.input(nd, func(now time.Time) error {
+			if err := nd.c.RemoveMember(now, nodes[1].id); err != nil {
+				e.line("%s: remove-member refused: %v", nd.name, err)
+			}
+			return nil
+		})
+	case "members":
+		nodes := e.nodeArgs(t, d)
+		if len(nodes) == 0 {
+			nodes = e.nodes
+		}
+		for _, nd := range nodes {
+			pref := "none"
+			if m, ok := nd.c.Preferred(); ok {
+				pref = fmt.Sprintf("%s (priority %d)", m.Name, m.Priority)
+			}
+			e.line("%s: members %s; preferred leader %s", nd.name, nd.c.memberSummary(), pref)
+		}
 	case "status":
 		nodes := e.nodeArgs(t, d)
 		if len(nodes) == 0 {
@@ -320,6 +379,7 @@ func (e *itEnv) addNodes(t *testing.T, d *datadriven.TestData) {
 		d.Fatalf(t, "add-nodes: %v", err)
 	}
 	e.names = map[uint64]string{}
+	e.records = map[string]Member{}
 	e.cut, e.refused = map[string]bool{}, map[string]bool{}
 	for i := range n {
 		name := "n" + strconv.Itoa(i+1)
@@ -339,6 +399,29 @@ func (e *itEnv) addNodes(t *testing.T, d *datadriven.TestData) {
 		case "lose-state":
 			for _, v := range a.Vals {
 				e.node(t, v).volatile = true
+			}
+		case "witness":
+			for _, v := range a.Vals {
+				r := e.record(e.node(t, v))
+				r.Witness = true
+				e.records[v] = r
+			}
+		case "priority":
+			for _, v := range a.Vals {
+				name, p, ok := strings.Cut(v, ":")
+				prio, err := strconv.Atoi(p)
+				if !ok || err != nil {
+					d.Fatalf(t, "priority=(n1:5,...): %q", v)
+				}
+				r := e.record(e.node(t, name))
+				r.Priority = prio
+				e.records[name] = r
+			}
+		case "fail-back":
+			var s string
+			d.ScanArgs(t, a.Key, &s)
+			if e.failBack, err = time.ParseDuration(s); err != nil {
+				d.Fatalf(t, "fail-back: %v", err)
 			}
 		default:
 			d.Fatalf(t, "add-nodes: unknown argument %s", a.Key)
@@ -367,8 +450,15 @@ func (e *itEnv) start(nd *itNode, lost bool) {
 		what = "restarts with its state"
 	}
 	nd.inc++
+	var members []Member
+	for _, other := range e.nodes {
+		if !other.join {
+			members = append(members, e.record(other))
+		}
+	}
 	c, err := New(Config{
 		ID: nd.id, Name: nd.name, Names: e.names, Storage: nd.store,
+		Members: members, Join: nd.join, FailBackAfter: e.failBack,
 		Tick: itTick, ElectionTicks: itElectionTicks, DriftMargin: itDriftMargin,
 		FastFailoverOnRefusal: e.fastFailover,
 		Bugs:                  e.bugs,
@@ -477,6 +567,18 @@ func (e *itEnv) event(nd *itNode, ev Event) {
 		e.line("%s: lease ends term=%d (held since %s)", nd.name, ev.Token, fmtT(ev.Start))
 	case EventClusterID:
 		e.line("%s: cluster ID recorded", nd.name)
+	case EventMembers:
+		// The first is the bootstrap's configuration: print changes only.
+		if s := nd.c.memberSummary(); nd.members == "" {
+			nd.members = s
+		} else if s != nd.members {
+			nd.members = s
+			e.line("%s: members %s", nd.name, s)
+		}
+	case EventRemoved:
+		e.line("%s: removed from the cluster", nd.name)
+	case EventPreferred:
+		e.line("%s: %s", nd.name, ev.Reason)
 	default:
 		e.line("%s: event %d", nd.name, ev.Kind)
 	}
@@ -748,4 +850,38 @@ func (e *itEnv) status(nd *itNode) {
 		fmt.Fprintf(&b, "; vote guard over since %s", fmtT(g.voteGuardUntil))
 	}
 	e.line("%s", b.String())
+}
+
+// record is nd's member record, as add-nodes or join set it.
+func (e *itEnv) record(nd *itNode) Member {
+	if r, ok := e.records[nd.name]; ok {
+		return r
+	}
+	return Member{ID: nd.id, Name: nd.name, Address: nd.name + ":7000"}
+}
+
+// join starts a new node on an empty store, to be added by the leader.
+func (e *itEnv) join(t *testing.T, d *datadriven.TestData) {
+	if len(d.CmdArgs) == 0 {
+		d.Fatalf(t, "join n4")
+	}
+	name := d.CmdArgs[0].Key
+	for _, nd := range e.nodes {
+		if nd.name == name {
+			d.Fatalf(t, "%s exists", name)
+		}
+	}
+	nd := &itNode{idx: len(e.nodes), name: name, id: NodeID(name), join: true}
+	r := e.record(nd)
+	if d.HasArg("witness") {
+		d.ScanArgs(t, "witness", &r.Witness)
+	}
+	if d.HasArg("priority") {
+		d.ScanArgs(t, "priority", &r.Priority)
+	}
+	e.records[name] = r
+	e.nodes = append(e.nodes, nd)
+	e.names[nd.id] = name
+	nd.store = &itStore{Memory: storage.NewMemory(), fresh: true}
+	e.start(nd, false)
 }

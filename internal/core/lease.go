@@ -1,8 +1,10 @@
 package core
 
 import (
-	"slices"
+	"math"
 	"time"
+
+	"go.etcd.io/raft/v3/quorum"
 )
 
 // leaseTracker decides whether the leader holds its lease: whether no other
@@ -37,7 +39,7 @@ type leaseTracker struct {
 	term      uint64
 	notBefore time.Time            // acks of batches sent earlier do not count
 	acks      map[uint64]ackCredit // peer -> its latest ack in term
-	quorum    int                  // votes needed, us included
+	base      time.Time            // instants are counted from here (quorum code counts integers)
 	margin    float64              // drift margin, a fraction of each promise
 	own       time.Duration        // our own promise: a cluster of one
 	// override, when set, replaces every peer's promise (after the margin):
@@ -57,10 +59,9 @@ type ackCredit struct {
 // timeout of an hour, and a number from the network is bounded before use.
 const maxPromise = time.Hour
 
-func newLeaseTracker(clusterSize int, electionTimeout, tick time.Duration, driftMargin float64) *leaseTracker {
+func newLeaseTracker(electionTimeout, tick time.Duration, driftMargin float64) *leaseTracker {
 	return &leaseTracker{
-		acks:   make(map[uint64]ackCredit, clusterSize),
-		quorum: clusterSize/2 + 1,
+		acks:   map[uint64]ackCredit{},
 		margin: driftMargin,
 		own:    electionTimeout - tick,
 	}
@@ -77,8 +78,11 @@ func (l *leaseTracker) credit(promise time.Duration) time.Duration {
 
 // reset forgets every acknowledgement and starts collecting for term. The
 // raft loop calls it when this node becomes leader.
-func (l *leaseTracker) reset(term uint64) {
+func (l *leaseTracker) reset(term uint64, now time.Time) {
 	l.term = term
+	// Every promise we will count ends after we became leader; base lies
+	// well before, so every end is a positive count of nanoseconds.
+	l.base = now.Add(-2 * maxPromise)
 	// A fence guards the term of the transfer that set it: a stale
 	// MsgTimeoutNow of an older term is refused by raft and by stepGuard.
 	l.notBefore = time.Time{}
@@ -113,25 +117,45 @@ func (l *leaseTracker) ack(peer, term uint64, sentAt time.Time, promise time.Dur
 }
 
 // expiry returns when the lease for term ends, given the acknowledgements so
-// far; the zero time if a quorum has not acknowledged us in term.
-func (l *leaseTracker) expiry(term uint64, now time.Time) time.Time {
-	need := l.quorum - 1 // we count ourselves
+// far; the zero time if a quorum has not acknowledged us in term. voters is
+// the configuration raft applied: in a joint configuration the lease needs
+// a quorum of each half, counted by raft's own quorum code with each
+// promise's end as the "index" a voter acknowledged (we ourselves vote for
+// no one while we lead: our entry never ends).
+func (l *leaseTracker) expiry(term uint64, now time.Time, self uint64, voters quorum.JointConfig) time.Time {
 	if term != l.term {
 		return time.Time{}
 	}
-	if need == 0 {
-		return now.Add(l.credit(l.own)) // a cluster of one
+	idx := voters.CommittedIndex(promiseEnds{l: l, self: self})
+	switch idx {
+	case 0:
+		return time.Time{} // no quorum acknowledged us
+	case math.MaxUint64:
+		return now.Add(l.credit(l.own)) // a cluster of one: us
 	}
-	if len(l.acks) < need {
-		return time.Time{}
+	return l.base.Add(time.Duration(idx - 1))
+}
+
+// promiseEnds presents each voter's promise end to raft's quorum code as
+// nanoseconds since base, plus one (0 is "nothing acknowledged").
+type promiseEnds struct {
+	l    *leaseTracker
+	self uint64
+}
+
+func (p promiseEnds) AckedIndex(id uint64) (quorum.Index, bool) {
+	if id == p.self {
+		return math.MaxUint64, true
 	}
-	var buf [16]time.Time
-	until := buf[:0]
-	for _, a := range l.acks {
-		until = append(until, a.until)
+	a, ok := p.l.acks[id]
+	if !ok {
+		return 0, false
 	}
-	slices.SortFunc(until, func(a, b time.Time) int { return b.Compare(a) }) // latest first
-	return until[need-1]
+	d := a.until.Sub(p.l.base)
+	if d < 0 {
+		d = 0
+	}
+	return quorum.Index(d) + 1, true
 }
 
 // lastAck returns when we sent what peer last acknowledged in the current
@@ -153,12 +177,11 @@ func (l *leaseTracker) longestPromise() time.Duration {
 
 // allCurrent reports whether every one of peers has acknowledged us in this
 // term with a promise of its own, i.e. runs this release or a later one.
-func (l *leaseTracker) allCurrent(peers int) bool {
-	n := 0
-	for _, a := range l.acks {
-		if !a.legacy {
-			n++
+func (l *leaseTracker) allCurrent(peers []uint64) bool {
+	for _, id := range peers {
+		if a, ok := l.acks[id]; !ok || a.legacy {
+			return false
 		}
 	}
-	return n >= peers
+	return true
 }

@@ -3,14 +3,37 @@ package core
 import (
 	"testing"
 	"time"
+
+	"go.etcd.io/raft/v3/quorum"
 )
+
+// testLease is a lease tracker for a static cluster of size nodes, IDs 1
+// (us) to size.
+type testLease struct {
+	*leaseTracker
+	voters quorum.JointConfig
+}
+
+func newTestLease(size int, electionTimeout, tick time.Duration, margin float64) *testLease {
+	l := &testLease{leaseTracker: newLeaseTracker(electionTimeout, tick, margin)}
+	l.voters[0] = quorum.MajorityConfig{}
+	for id := range uint64(size) {
+		l.voters[0][id+1] = struct{}{}
+	}
+	return l
+}
+
+func (l *testLease) reset(term uint64) { l.leaseTracker.reset(term, time.Now()) }
+func (l *testLease) expiry(term uint64, now time.Time) time.Time {
+	return l.leaseTracker.expiry(term, now, 1, l.voters)
+}
 
 // promise is what a peer with the tests' timings promises: 1s - 100ms tick.
 const promise = 900 * time.Millisecond
 
 func TestLeaseTracker_ExpiryFollowsTheQuorumthLatestAck(t *testing.T) {
 	// Five nodes: a quorum is three, us and two peers.
-	l := newLeaseTracker(5, time.Second, 100*time.Millisecond, 0.1)
+	l := newTestLease(5, time.Second, 100*time.Millisecond, 0.1)
 	length := l.credit(promise)
 	if length != 810*time.Millisecond {
 		t.Fatalf("lease credit %v, want 900ms promise - 10%% = 810ms", length)
@@ -49,7 +72,7 @@ func TestLeaseTracker_ExpiryFollowsTheQuorumthLatestAck(t *testing.T) {
 // change) votes sooner, and the lease must end sooner with it.
 func TestLeaseTracker_LeaseEndsWithTheFollowersOwnPromise(t *testing.T) {
 	// Our election timeout is 5s; the only follower promises 900ms.
-	l := newLeaseTracker(3, 5*time.Second, 100*time.Millisecond, 0.1)
+	l := newTestLease(3, 5*time.Second, 100*time.Millisecond, 0.1)
 	base := time.Now()
 	l.reset(3)
 	l.ack(2, 3, base, 900*time.Millisecond)
@@ -58,7 +81,7 @@ func TestLeaseTracker_LeaseEndsWithTheFollowersOwnPromise(t *testing.T) {
 	}
 	// Five nodes, promises of different lengths: the quorum-th latest end
 	// counts, whatever order the sends were in.
-	l = newLeaseTracker(5, time.Second, 100*time.Millisecond, 0.1)
+	l = newTestLease(5, time.Second, 100*time.Millisecond, 0.1)
 	l.reset(1)
 	l.ack(3, 1, base, 4*time.Second) // counts as our own 900ms: ends 810ms
 	if !l.expiry(1, base).IsZero() {
@@ -90,28 +113,28 @@ func TestLeaseTracker_LeaseEndsWithTheFollowersOwnPromise(t *testing.T) {
 // our timings (that release's assumption), so a rolling upgrade keeps its
 // leases, and it does not count as current.
 func TestLeaseTracker_APeerWithoutAPromiseIsTakenToShareOurTimings(t *testing.T) {
-	l := newLeaseTracker(3, time.Second, 100*time.Millisecond, 0.1)
+	l := newTestLease(3, time.Second, 100*time.Millisecond, 0.1)
 	base := time.Now()
 	l.reset(1)
 	l.ack(2, 1, base, 0)
 	if got, want := l.expiry(1, base), base.Add(l.credit(900*time.Millisecond)); !got.Equal(want) {
 		t.Fatalf("lease ends %v after the ack, want %v", got.Sub(base), want.Sub(base))
 	}
-	if l.allCurrent(2) {
+	if l.allCurrent([]uint64{2, 3}) {
 		t.Fatal("a peer without a promise counted as current")
 	}
 	l.ack(3, 1, base.Add(time.Millisecond), 900*time.Millisecond)
-	if l.allCurrent(2) {
+	if l.allCurrent([]uint64{2, 3}) {
 		t.Fatal("one legacy peer of two, yet all current")
 	}
 	l.ack(2, 1, base.Add(2*time.Millisecond), 900*time.Millisecond)
-	if !l.allCurrent(2) {
+	if !l.allCurrent([]uint64{2, 3}) {
 		t.Fatal("both peers state promises, yet not all current")
 	}
 }
 
 func TestLeaseTracker_SingleNodeHoldsItsOwnLease(t *testing.T) {
-	l := newLeaseTracker(1, time.Second, 100*time.Millisecond, 0.1)
+	l := newTestLease(1, time.Second, 100*time.Millisecond, 0.1)
 	l.reset(1)
 	now := time.Now()
 	if l.expiry(1, now).Before(now) {
@@ -120,7 +143,7 @@ func TestLeaseTracker_SingleNodeHoldsItsOwnLease(t *testing.T) {
 }
 
 func TestLeaseTracker_FenceDiscardsEarlierAcks(t *testing.T) {
-	l := newLeaseTracker(3, time.Second, 100*time.Millisecond, 0.1)
+	l := newTestLease(3, time.Second, 100*time.Millisecond, 0.1)
 	base := time.Now()
 	l.reset(4)
 	l.ack(2, 4, base, promise)
@@ -142,7 +165,7 @@ func TestLeaseTracker_FenceDiscardsEarlierAcks(t *testing.T) {
 }
 
 func TestLeaseTracker_FenceEndsWithItsTerm(t *testing.T) {
-	l := newLeaseTracker(3, time.Second, 100*time.Millisecond, 0.1)
+	l := newTestLease(3, time.Second, 100*time.Millisecond, 0.1)
 	base := time.Now()
 	l.reset(4)
 	l.fence(base.Add(3 * time.Second))
@@ -150,5 +173,51 @@ func TestLeaseTracker_FenceEndsWithItsTerm(t *testing.T) {
 	l.ack(2, 6, base.Add(time.Millisecond), promise)
 	if l.expiry(6, base).IsZero() {
 		t.Fatal("the fence of term 4 held back the lease of term 6")
+	}
+}
+
+// In a joint configuration a lease needs a quorum of each half: a quorum
+// of the new voters alone can be disjoint from every quorum of the old
+// ones, and a rival counting over the old configuration would need none of
+// the promises the new quorum gave.
+func TestLeaseTracker_JointConfigurationNeedsAQuorumOfEachHalf(t *testing.T) {
+	l := newLeaseTracker(time.Second, 100*time.Millisecond, 0.1)
+	base := time.Now()
+	l.reset(4, base)
+	// Old {1,2,3}, new {1,4,5}: us (1) in both.
+	var jc quorum.JointConfig
+	jc[0] = quorum.MajorityConfig{1: {}, 4: {}, 5: {}}
+	jc[1] = quorum.MajorityConfig{1: {}, 2: {}, 3: {}}
+	l.ack(4, 4, base, promise)
+	l.ack(5, 4, base, promise)
+	if got := l.expiry(4, base, 1, jc); !got.IsZero() {
+		t.Fatalf("a lease from the new half alone (ends %v after base); the old half {1,2,3} has only us", got.Sub(base))
+	}
+	l.ack(3, 4, base.Add(5*time.Millisecond), promise)
+	if got, want := l.expiry(4, base, 1, jc), base.Add(l.credit(promise)); !got.Equal(want) {
+		t.Fatalf("lease ends %v, want %v: both halves have a quorum, the earlier end binds", got.Sub(base), want.Sub(base))
+	}
+	// Once the configuration is {1,4,5} alone, the old half no longer counts.
+	var next quorum.JointConfig
+	next[0] = jc[0]
+	next[1] = quorum.MajorityConfig{}
+	l.reset(5, base)
+	l.ack(4, 5, base.Add(time.Millisecond), promise)
+	if got, want := l.expiry(5, base, 1, next), base.Add(time.Millisecond+l.credit(promise)); !got.Equal(want) {
+		t.Fatalf("lease ends %v, want %v", got.Sub(base), want.Sub(base))
+	}
+	// A leader that is not a voter of the incoming half (it replaces
+	// itself) needs a quorum of that half without counting itself.
+	var self quorum.JointConfig
+	self[0] = quorum.MajorityConfig{2: {}, 3: {}, 4: {}}
+	self[1] = quorum.MajorityConfig{1: {}, 2: {}, 3: {}}
+	l.reset(6, base)
+	l.ack(2, 6, base, promise)
+	if got := l.expiry(6, base, 1, self); !got.IsZero() {
+		t.Fatal("a lease with one of {2,3,4}: the incoming half needs two")
+	}
+	l.ack(3, 6, base, promise)
+	if got := l.expiry(6, base, 1, self); got.IsZero() {
+		t.Fatal("no lease with 2 and 3: a quorum of both halves")
 	}
 }

@@ -50,6 +50,18 @@ type Config struct {
 	ID    uint64            // this node's raft ID
 	Name  string            // this node's name
 	Names map[uint64]string // every member, this node included
+	// Members, if set, are the configured members' records (addresses,
+	// witness, priority): a brand-new cluster bootstraps with them. Unset:
+	// records with the names of Names only.
+	Members []Member
+	// Join: an empty store starts with no configuration at all, to be added
+	// by the cluster's leader (AddMember) and to learn the membership from
+	// it, instead of bootstrapping a new cluster from Members.
+	Join bool
+	// FailBackAfter: once the leader has held its lease this long and a
+	// voter of higher priority has been healthy as long, leadership moves
+	// to it (preference.go). 0: never.
+	FailBackAfter time.Duration
 	// Storage holds raft's state; New reads it, and every Ready is saved to
 	// it before its messages are handed out.
 	Storage storage.Store
@@ -129,6 +141,13 @@ const (
 	EventLeaseEnd
 	// EventClusterID: the cluster ID was learned and recorded.
 	EventClusterID
+	// EventMembers: the applied membership changed (Members).
+	EventMembers
+	// EventRemoved: this node was removed from the cluster: it must stop.
+	EventRemoved
+	// EventPreferred: the leader hands leadership to a preferred member
+	// (Reason says why).
+	EventPreferred
 )
 
 // Event is one thing the driver must report, in order.
@@ -145,6 +164,8 @@ type Event struct {
 	Start time.Time
 	// ClusterID: EventClusterID.
 	ClusterID string
+	// Reason: EventPreferred.
+	Reason string
 }
 
 // Output is what an input asks the driver to do: report Events in order,
@@ -218,6 +239,20 @@ type Node struct {
 	// differing: the peers whose member lists differ from ours
 	// (agreement.go).
 	differing map[uint64]bool
+
+	// members: the replicated member records (membership.go); confIndex
+	// is the index of the last configuration change applied; removed: this
+	// node is no longer a member. promotedTerm/At: the promotion proposed
+	// last, so it is not proposed twice while it commits.
+	members   map[uint64]Member
+	confIndex uint64
+	removed   bool
+	// membersChanged: a configuration change was applied in this Ready.
+	membersChanged bool
+	promotedTerm   uint64
+	promotedAt     uint64
+	// pref: the preferred-leader state (preference.go).
+	pref preference
 }
 
 // New starts a node from its store at now: it bootstraps an empty store
@@ -240,10 +275,20 @@ func New(cfg Config, now time.Time) (*Node, error) {
 		store:           cfg.Storage,
 		rand:            cfg.Rand,
 		electionTimeout: et,
-		lease:           newLeaseTracker(len(cfg.Names), et, cfg.Tick, cfg.DriftMargin),
+		lease:           newLeaseTracker(et, cfg.Tick, cfg.DriftMargin),
 		acks:            map[uint64]Ack{},
 		hbRespAt:        map[uint64]time.Time{},
 		differing:       map[uint64]bool{},
+		members:         map[uint64]Member{},
+	}
+	if len(cfg.Members) > 0 {
+		n.cfg.Names = map[uint64]string{}
+		for _, m := range cfg.Members {
+			if m.ID != NodeID(m.Name) {
+				return nil, fmt.Errorf("core: member %q has ID %x, not the ID of its name", m.Name, m.ID)
+			}
+			n.cfg.Names[m.ID] = m.Name
+		}
 	}
 	n.lease.override = cfg.Bugs.LeaseLength
 	fresh := n.store.Fresh()
@@ -257,6 +302,7 @@ func New(cfg Config, now time.Time) (*Node, error) {
 	}
 	n.confState = cs
 	n.applied = snap.GetMetadata().GetIndex()
+	n.confIndex = n.applied
 	rc := &raft.Config{
 		ID:              cfg.ID,
 		ElectionTick:    cfg.ElectionTicks,
@@ -267,7 +313,10 @@ func New(cfg Config, now time.Time) (*Node, error) {
 		MaxInflightMsgs: 64,
 		CheckQuorum:     true,
 		PreVote:         true,
-		Logger:          cfg.RaftLogger,
+		// A leader removed from the configuration (a replace of the leader
+		// itself) steps down as soon as the change applies.
+		StepDownOnRemoval: true,
+		Logger:            cfg.RaftLogger,
 	}
 	if rc.Logger == nil {
 		rc.Logger = discardRaftLogger{}
@@ -277,14 +326,27 @@ func New(cfg Config, now time.Time) (*Node, error) {
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
 	last, _ := n.store.LastIndex()
-	if raft.IsEmptyHardState(hs) && last == 0 {
-		peers := make([]raft.Peer, 0, len(cfg.Names))
-		for _, id := range slices.Sorted(maps.Keys(cfg.Names)) {
-			peers = append(peers, raft.Peer{ID: id})
+	if raft.IsEmptyHardState(hs) && last == 0 && !cfg.Join {
+		// Each bootstrap entry carries its member's record, so that every
+		// node, and every node added later, learns addresses, witnesses
+		// and priorities from the log, not from its own configuration.
+		peers := make([]raft.Peer, 0, len(n.cfg.Names))
+		for _, id := range slices.Sorted(maps.Keys(n.cfg.Names)) {
+			m := Member{ID: id, Name: n.cfg.Names[id]}
+			for _, cm := range cfg.Members {
+				if cm.ID == id {
+					m = cm
+				}
+			}
+			m.Learner, m.Replaces = false, 0
+			peers = append(peers, raft.Peer{ID: id, Context: membersContext(m)})
 		}
 		if err := n.rn.Bootstrap(peers); err != nil {
 			return nil, fmt.Errorf("bootstrap raft: %w", err)
 		}
+	}
+	if err := n.applySnapshotData(now, snap.GetData()); err != nil {
+		return nil, err
 	}
 	ident, err := n.store.Identity()
 	if err != nil {
@@ -368,6 +430,13 @@ func (n *Node) Tick(now time.Time) error {
 	if err := n.lowerRecordedTimeout(now); err != nil {
 		return err
 	}
+	if err := n.afterInput(now); err != nil {
+		return err
+	}
+	n.handAwayIfWitness(now)
+	if err := n.considerFailBack(now); err != nil {
+		n.log.Debug("fail-back", "err", err)
+	}
 	return n.afterInput(now)
 }
 
@@ -422,6 +491,7 @@ func (n *Node) Step(now time.Time, from uint64, msgs []*raftpb.Message, sent Sta
 	if rejected == nil {
 		rejected = func(*raftpb.Message, error) {}
 	}
+	msgs = n.withoutTransfersToWitness(msgs, rejected)
 	ready := func() error { _, err := n.handleReady(now); return err }
 	resetBy, campaign, err := n.guard.stepBatch(msgs, now, ready, rejected)
 	if campaign {
@@ -449,10 +519,13 @@ func (n *Node) Step(now time.Time, from uint64, msgs []*raftpb.Message, sent Sta
 // as the peer's heartbeat response (heartbeat responses do not travel as
 // messages, see WithoutHeartbeatResponses).
 func (n *Node) Acked(now time.Time, peer uint64, ack Ack, sentAt time.Time) error {
-	if ack.Leader != n.cfg.ID || n.cfg.Names[peer] == "" || peer == n.cfg.ID {
+	if ack.Leader != n.cfg.ID || !n.isMember(peer) || peer == n.cfg.ID {
 		return nil
 	}
 	n.lease.ack(peer, ack.Term, sentAt, ack.Promise)
+	if ack.Term == n.term {
+		n.pref.heard(peer, now, n.cfg.Tick)
+	}
 	// Raft expects a heartbeat response about once per heartbeat, and
 	// answers each with an append while the peer is not caught up (or is
 	// probed). Every batch's answer carries an acknowledgement, appends'
@@ -463,7 +536,7 @@ func (n *Node) Acked(now time.Time, peer uint64, ack Ack, sentAt time.Time) erro
 		n.hbRespAt[peer] = now
 		t, from, to := ack.Term, peer, n.cfg.ID
 		if err := n.rn.Step(&raftpb.Message{Type: raftpb.MsgHeartbeatResp.Enum(), From: &from, To: &to, Term: &t}); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
-			n.log.Warn("step acknowledged heartbeat", "peer", n.cfg.Names[peer], "err", err)
+			n.log.Warn("step acknowledged heartbeat", "peer", n.name(peer), "err", err)
 		}
 	}
 	return n.afterInput(now)
@@ -506,31 +579,46 @@ func (n *Node) handleReady(now time.Time) (bool, error) {
 		n.emit(EventState, now)
 	}
 	msgs := WithoutHeartbeatResponses(rd.Messages)
-	if n.ElectionsHeld() {
-		msgs = withoutVoteRequests(msgs) // agreement.go
+	if n.ElectionsHeld() || n.isWitness() {
+		msgs = withoutVoteRequests(msgs) // agreement.go, witness.go
 	}
 	n.out.Messages = append(n.out.Messages, msgs...)
 	if s := rd.Snapshot; s != nil && !raft.IsEmptySnap(s) {
 		n.confState = s.GetMetadata().GetConfState()
 		n.applied = s.GetMetadata().GetIndex()
-		if err := n.learnClusterID(now, s.GetData()); err != nil {
+		n.confIndex = n.applied
+		if err := n.applySnapshotData(now, s.GetData()); err != nil {
 			return true, err
 		}
+		n.membersChanged = true
 	}
 	for _, ent := range rd.CommittedEntries {
-		if ent.GetType() == raftpb.EntryNormal {
+		switch ent.GetType() {
+		case raftpb.EntryNormal:
 			if err := n.learnClusterID(now, ent.GetData()); err != nil {
 				return true, err
 			}
-		}
-		if ent.GetType() == raftpb.EntryConfChange {
+		case raftpb.EntryConfChange:
 			var cc raftpb.ConfChange
 			if err := proto.Unmarshal(ent.GetData(), &cc); err != nil {
 				return true, fmt.Errorf("committed configuration change %d: %w", ent.GetIndex(), err)
 			}
-			n.confState = n.rn.ApplyConfChange(&cc)
+			if err := n.applyConfChange(now, &cc, ent.GetIndex()); err != nil {
+				return true, err
+			}
+		case raftpb.EntryConfChangeV2:
+			var cc raftpb.ConfChangeV2
+			if err := proto.Unmarshal(ent.GetData(), &cc); err != nil {
+				return true, fmt.Errorf("committed configuration change %d: %w", ent.GetIndex(), err)
+			}
+			if err := n.applyConfChange(now, &cc, ent.GetIndex()); err != nil {
+				return true, err
+			}
 		}
 		n.applied = ent.GetIndex()
+	}
+	if n.membersChanged {
+		n.membersApplied(now)
 	}
 	n.rn.Advance(rd)
 	if first, err := n.store.FirstIndex(); err == nil && n.applied > first+compactAbove {
@@ -558,7 +646,7 @@ func (n *Node) observe(now time.Time) {
 	// carrying the old one over would log a vote never cast.
 	n.role, n.lead, n.term, n.vote = st.RaftState, st.Lead, st.GetTerm(), st.GetVote()
 	if leaderChanged {
-		if name := n.cfg.Names[st.Lead]; name != "" {
+		if name := n.name(st.Lead); name != "" {
 			n.log.Info("leader elected", "leader", name, "term", st.GetTerm())
 		} else {
 			n.log.Info("no leader", "term", st.GetTerm())
@@ -570,15 +658,16 @@ func (n *Node) observe(now time.Time) {
 	}
 
 	if leading && n.leaseTerm != st.GetTerm() {
-		n.lease.reset(st.GetTerm())
+		n.lease.reset(st.GetTerm(), now)
 		n.leaseTerm = st.GetTerm()
 	}
 	if leading {
 		n.proposeClusterID(st.GetTerm())
+		n.promoteCaughtUpLearners(now)
 	}
 	var expiry time.Time
-	if leading {
-		expiry = n.lease.expiry(st.GetTerm(), now)
+	if leading && !n.isWitness() {
+		expiry = n.lease.expiry(st.GetTerm(), now, n.cfg.ID, n.voters())
 	}
 	if leading && now.Before(expiry) {
 		if !n.holding {

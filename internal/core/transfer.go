@@ -23,8 +23,15 @@ func (n *Node) Transfer(now time.Time, to uint64, reachable map[uint64]bool) err
 		return ErrNotLeader
 	}
 	n.fallbacks = nil
+	if to != 0 && !n.leadable(to) {
+		what := "not a voter"
+		if n.member(to).Witness {
+			what = "a witness, which never leads"
+		}
+		return fmt.Errorf("cannot transfer to %s: it is %s; pick another member", n.name(to), what)
+	}
 	if to != 0 && !reachable[to] {
-		return fmt.Errorf("cannot transfer to %s: it is not reachable from this leader now; check it runs, or let the leader choose", n.cfg.Names[to])
+		return fmt.Errorf("cannot transfer to %s: it is not reachable from this leader now; check it runs, or let the leader choose", n.name(to))
 	}
 	if to == 0 {
 		c := n.transferCandidates(now, st, reachable)
@@ -39,7 +46,7 @@ func (n *Node) Transfer(now time.Time, to uint64, reachable map[uint64]bool) err
 	// order must not depend on that.
 	n.endLease(now)
 	n.fenceTransfer(now)
-	n.log.Info("transferring leadership", "to", n.cfg.Names[to])
+	n.log.Info("transferring leadership", "to", n.name(to))
 	n.rn.TransferLeader(to)
 	return n.afterInput(now)
 }
@@ -47,7 +54,7 @@ func (n *Node) Transfer(now time.Time, to uint64, reachable map[uint64]bool) err
 // StartGracefulStop hands leadership to a peer if we lead a cluster of more
 // than one; it reports whether there is a transfer to wait for.
 func (n *Node) StartGracefulStop(now time.Time, reachable map[uint64]bool) bool {
-	if n.rn.BasicStatus().RaftState != raft.StateLeader || len(n.cfg.Names) == 1 {
+	if n.rn.BasicStatus().RaftState != raft.StateLeader || len(n.peerVoters()) == 0 {
 		return false
 	}
 	if err := n.Transfer(now, 0, reachable); err != nil {
@@ -76,7 +83,7 @@ func (n *Node) transferCandidates(now time.Time, st raft.Status, reachable map[u
 	var cs []cand
 	for id, pr := range st.Progress {
 		ack := n.lease.lastAck(id)
-		if id == n.cfg.ID || !reachable[id] || now.Sub(ack) > n.electionTimeout {
+		if id == n.cfg.ID || !reachable[id] || now.Sub(ack) > n.electionTimeout || !n.leadable(id) {
 			continue
 		}
 		cs = append(cs, cand{id: id, fresh: now.Sub(ack) <= recentAckTicks*n.cfg.Tick, cur: pr.Match >= last, ack: ack})
@@ -136,7 +143,7 @@ func (n *Node) RetargetTransfer(now time.Time, reachable map[uint64]bool) error 
 		// As in Transfer: no acknowledgement founds a lease until this
 		// transfer's MsgTimeoutNow and forced votes are over.
 		n.fenceTransfer(now)
-		n.log.Info("transferring leadership to the next candidate", "to", n.cfg.Names[next], "unreachable", n.cfg.Names[st.LeadTransferee])
+		n.log.Info("transferring leadership to the next candidate", "to", n.name(next), "unreachable", n.name(st.LeadTransferee))
 		n.rn.TransferLeader(next)
 		return n.afterInput(now)
 	}
