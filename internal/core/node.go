@@ -106,6 +106,10 @@ type Bugs struct {
 	// against the log as it was before the batch, not as the batch's
 	// earlier messages left it.
 	ChecksAgainstBatchStart bool
+	// LeaseIgnoresOutgoing counts the lease over the incoming half of a
+	// joint configuration only, as if the new voters were the whole
+	// cluster already.
+	LeaseIgnoresOutgoing bool
 }
 
 // Stamp identifies a batch a leader sent, as the sender's transport wrote
@@ -667,7 +671,11 @@ func (n *Node) observe(now time.Time) {
 	}
 	var expiry time.Time
 	if leading && !n.isWitness() {
-		expiry = n.lease.expiry(st.GetTerm(), now, n.cfg.ID, n.voters())
+		voters := n.voters()
+		if n.cfg.Bugs.LeaseIgnoresOutgoing {
+			voters[1] = nil
+		}
+		expiry = n.lease.expiry(st.GetTerm(), now, n.cfg.ID, voters)
 	}
 	if leading && now.Before(expiry) {
 		if !n.holding {
