@@ -47,6 +47,13 @@ type PeerConfig struct {
 	// the same CA) does not pass as this node. List two during a key
 	// rotation.
 	PublicKeyPins []string
+	// Witness: a voter that never leads, for a third site that only breaks
+	// ties (docs/operations.md, "Witnesses"). It takes no priority.
+	Witness bool
+	// Priority: after a failover, leadership returns to the healthy voter
+	// with the highest priority once it and the leader have been stable
+	// for FailBackAfter (0: no preference).
+	Priority int
 }
 
 // TLSConfig names the PEM files for mutual TLS. All three are read again
@@ -63,7 +70,9 @@ type Config struct {
 	// Name of this node; it must appear in Peers.
 	Name string
 	// Peers lists every node of the cluster, this one included. Every node
-	// must be given the same list.
+	// must be given the same list. It bootstraps a brand-new cluster; from
+	// then on the members raft applied are the truth (Elector.Members), and
+	// a list that differs is reported (Status.MembershipNote), never applied.
 	Peers []PeerConfig
 	// ListenAddress overrides where this node listens (default: its own
 	// Address in Peers), for example 0.0.0.0:7000 behind NAT.
@@ -102,6 +111,17 @@ type Config struct {
 	// any of those keeps acting while another is elected. Off by default;
 	// see docs/safety.md, "A leader that is gone".
 	FastFailoverOnRefusal bool
+
+	// Join: this node joins a running cluster. Its empty store starts with
+	// no membership of its own; a member adds it (Elector.AddMember,
+	// `raftelect members add`), and it learns the members from the leader.
+	// Peers must list this node and the members it may hear from.
+	Join bool
+	// FailBackAfter is how long the leader and a voter of higher priority
+	// must both have been stable before leadership moves to that voter
+	// (default: 3 election timeouts; negative: never). Only matters when
+	// some member has a Priority.
+	FailBackAfter time.Duration
 
 	// TLS material. Required unless Insecure.
 	TLS TLSConfig
@@ -177,6 +197,9 @@ func (c Config) withDefaults() Config {
 	if c.LeaseDriftMargin == 0 {
 		c.LeaseDriftMargin = DefaultLeaseDriftMargin
 	}
+	if c.FailBackAfter == 0 {
+		c.FailBackAfter = 3 * c.ElectionTimeout
+	}
 	return c
 }
 
@@ -223,6 +246,12 @@ func (c Config) Validate() error {
 		}
 		if p.Name == c.Name {
 			self = true
+		}
+		if p.Witness && p.Priority != 0 {
+			bad("peers[%d] (%s): a witness never leads, so it takes no priority; remove priority or witness", i, p.Name)
+		}
+		if p.Priority < 0 || p.Priority > 1000 {
+			bad("peers[%d] (%s): priority %d is outside 0..1000", i, p.Name, p.Priority)
 		}
 		if id := NodeID(p.Name); id == 0 {
 			bad("peers[%d]: name %q hashes to raft ID 0, which raft reserves; rename the node", i, p.Name)

@@ -19,11 +19,13 @@
 package election
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,7 +57,6 @@ type Elector struct {
 	cfg           Config
 	log           *slog.Logger
 	self          uint64
-	names         map[uint64]string // every node, us included
 	tick          time.Duration
 	electionTicks int
 	// electionTimeout is the effective one: electionTicks ticks.
@@ -65,9 +66,10 @@ type Elector struct {
 	routines []func(context.Context, Lease) error
 	started  bool
 
-	view atomic.Pointer[nodeView] // published by the raft loop
-	loop atomic.Pointer[raftLoop] // the running loop, nil when not running
-	hub  *eventHub                // Events readers
+	view       atomic.Pointer[nodeView]       // published by the raft loop
+	membership atomic.Pointer[membershipView] // members.go
+	loop       atomic.Pointer[raftLoop]       // the running loop, nil when not running
+	hub        *eventHub                      // Events readers
 }
 
 // A kind of log line may be written logBurst times at once, then once per
@@ -95,7 +97,6 @@ func New(cfg Config) (*Elector, error) {
 		cfg:             cfg,
 		log:             cfg.Logger,
 		self:            NodeID(cfg.Name),
-		names:           map[uint64]string{},
 		tick:            cfg.HeartbeatInterval,
 		electionTicks:   ticks,
 		electionTimeout: time.Duration(ticks) * cfg.HeartbeatInterval,
@@ -107,9 +108,13 @@ func New(cfg Config) (*Elector, error) {
 	// Every line the network can trigger is rate-limited per kind: a
 	// flood of bad messages costs a few lines and a count, not the disk.
 	e.log = slog.New(logbound.New(e.log.Handler(), logBurst, logEvery)).With("node", cfg.Name)
-	for _, p := range cfg.Peers {
-		e.names[NodeID(p.Name)] = p.Name
+	mv := &membershipView{names: map[uint64]string{}, changed: make(chan struct{})}
+	for _, m := range cfg.configuredMembers() {
+		mv.names[m.ID] = m.Name
+		mv.members = append(mv.members, memberFromCore(m))
 	}
+	slices.SortFunc(mv.members, func(a, b Member) int { return cmp.Compare(a.Name, b.Name) })
+	e.membership.Store(mv)
 	// The operator's surface (node_service.go) on the peer port, before
 	// the application's own services.
 	e.cfg.RegisterServices = e.registerNodeService(cfg.RegisterServices)
@@ -179,7 +184,7 @@ func (e *Elector) Leader() LeaderInfo {
 	if v.lead == 0 {
 		return LeaderInfo{Term: v.term}
 	}
-	return LeaderInfo{Name: e.names[v.lead], ID: v.lead, Term: v.term}
+	return LeaderInfo{Name: e.name(v.lead), ID: v.lead, Term: v.term}
 }
 
 // Transfer hands leadership to the named peer ("" picks the most up-to-date
@@ -196,7 +201,7 @@ func (e *Elector) Transfer(ctx context.Context, to string) error {
 	var target uint64
 	if to != "" {
 		target = NodeID(to)
-		if _, ok := e.names[target]; !ok {
+		if !e.isMember(to) {
 			return fmt.Errorf("%w: cannot transfer to %q, which is not a peer of %s", ErrUnknownPeer, to, e.cfg.Name)
 		}
 		if target == e.self {
@@ -217,7 +222,7 @@ func (e *Elector) Transfer(ctx context.Context, to string) error {
 			if v.lead == 0 {
 				return fmt.Errorf("%w: %s knows of no leader (term %d)", ErrNotLeader, e.cfg.Name, v.term)
 			}
-			return fmt.Errorf("%w: %s is not, %s is (term %d)", ErrNotLeader, e.cfg.Name, e.names[v.lead], v.term)
+			return fmt.Errorf("%w: %s is not, %s is (term %d)", ErrNotLeader, e.cfg.Name, e.name(v.lead), v.term)
 		}
 		return err
 	}

@@ -62,9 +62,9 @@ func (s *nodeService) Transfer(ctx context.Context, req *pb.TransferRequest) (*p
 		if v.lead == 0 {
 			return nil, status.Errorf(codes.FailedPrecondition, "%s is not the leader and knows of none (term %d); retry when a leader is elected", e.cfg.Name, v.term)
 		}
-		return nil, status.Errorf(codes.FailedPrecondition, "%s is not the leader; %s is (term %d): ask it", e.cfg.Name, e.names[v.lead], v.term)
+		return nil, status.Errorf(codes.FailedPrecondition, "%s is not the leader; %s is (term %d): ask it", e.cfg.Name, e.name(v.lead), v.term)
 	}
-	if _, ok := e.names[NodeID(to)]; to != "" && !ok {
+	if to != "" && !e.isMember(to) {
 		return nil, status.Errorf(codes.InvalidArgument, "%q is not a member of this cluster", to)
 	}
 	if to == e.cfg.Name {
@@ -76,7 +76,7 @@ func (s *nodeService) Transfer(ctx context.Context, req *pb.TransferRequest) (*p
 	switch {
 	case err == nil:
 		v := e.view.Load()
-		return &pb.TransferResponse{Leader: e.names[v.lead], Term: v.term}, nil
+		return &pb.TransferResponse{Leader: e.name(v.lead), Term: v.term}, nil
 	case errors.Is(err, ErrNotLeader):
 		return nil, status.Errorf(codes.FailedPrecondition, "%s stopped leading before the transfer began; ask the new leader", e.cfg.Name)
 	case errors.Is(err, ErrStopped), errors.Is(err, ErrNotRunning):
@@ -233,17 +233,17 @@ func (e *Elector) check(ctx context.Context, forwarded bool) CheckResult {
 		return CheckResult{Node: e.cfg.Name}
 	}
 	v := e.view.Load()
-	r := CheckResult{Node: e.cfg.Name, HasLeader: v.lead != 0, Leader: e.names[v.lead], Term: v.term}
+	r := CheckResult{Node: e.cfg.Name, HasLeader: v.lead != 0, Leader: e.name(v.lead), Term: v.term}
 	switch {
 	case v.lead == e.self:
-		for id, name := range e.names {
-			if id != e.self && time.Since(l.ackedAt.get(id)) > e.electionTimeout {
-				r.Unhealthy = append(r.Unhealthy, name)
+		for _, m := range e.Members() {
+			if id := NodeID(m.Name); id != e.self && time.Since(l.ackedAt.get(id)) > e.electionTimeout {
+				r.Unhealthy = append(r.Unhealthy, m.Name)
 			}
 		}
 		slices.Sort(r.Unhealthy)
 	case v.lead != 0 && !forwarded:
-		conn, ok := l.tr.PeerConn(e.names[v.lead])
+		conn, ok := l.tr.PeerConn(e.name(v.lead))
 		if !ok {
 			r.LeaderUnreachable = true
 			break

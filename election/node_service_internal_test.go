@@ -56,8 +56,9 @@ func (s *stalledStream) events() []*pb.WatchResponse {
 // the newest ones, and the first after the gap says how many it missed.
 // Every event is either delivered or counted as missed.
 func TestWatch_StalledReaderLosesOldestEventsAndIsToldHowMany(t *testing.T) {
-	e := &Elector{cfg: Config{Name: "n1"}, tick: 100 * time.Millisecond, hub: newEventHub("n1"), names: map[uint64]string{}}
+	e := &Elector{cfg: Config{Name: "n1"}, tick: 100 * time.Millisecond, hub: newEventHub("n1")}
 	e.view.Store(&nodeView{})
+	e.membership.Store(&membershipView{names: map[uint64]string{}, changed: make(chan struct{})})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	s := &stalledStream{ctx: ctx, stalled: make(chan struct{}), release: make(chan struct{})}

@@ -42,6 +42,12 @@ type raftLoop struct {
 	stopped   chan struct{} // closed when the loop has exited
 	wake      *time.Timer   // the core's next timer (Node.NextWake)
 	calls     chan func()   // tests: run on the loop between two inputs
+	changes   chan changeRequest
+	self      transport.Peer // our own address and identity
+	// refusedBy: the members that refused us as no member (members.go);
+	// removed: why this node must stop, once it was removed.
+	refusedBy map[uint64]refusal
+	removed   error
 
 	// leadership as last reported to the application
 	role       raft.StateType
@@ -106,6 +112,7 @@ type deliveryReports struct {
 	refused     map[uint64]bool
 	snapshots   map[uint64]bool // peer -> failed
 	differs     map[uint64]bool // peer -> its member list differs from ours
+	notMember   map[uint64]bool // members that refused us as no member
 	// acks: per peer, the acknowledgement with the latest stamp since the
 	// loop last looked (an older one adds nothing to the lease).
 	acks     map[uint64]transport.Ack
@@ -122,6 +129,8 @@ func newRaftLoop(e *Elector, routines []func(context.Context, Lease) error) (*ra
 		inbound:   make(chan inboundBatch, inboundQueue),
 		transfers: make(chan transferRequest),
 		calls:     make(chan func()),
+		changes:   make(chan changeRequest),
+		refusedBy: map[uint64]refusal{},
 		stopped:   make(chan struct{}),
 		cbq:       newCallbackQueue(cfg.Callbacks),
 	}
@@ -130,6 +139,7 @@ func newRaftLoop(e *Elector, routines []func(context.Context, Lease) error) (*ra
 	l.reports.acks = map[uint64]transport.Ack{}
 	l.reports.snapshots = map[uint64]bool{}
 	l.reports.differs = map[uint64]bool{}
+	l.reports.notMember = map[uint64]bool{}
 	l.reports.notify = make(chan struct{}, 1)
 	l.wake = time.NewTimer(time.Hour)
 	l.wake.Stop()
@@ -142,7 +152,10 @@ func newRaftLoop(e *Elector, routines []func(context.Context, Lease) error) (*ra
 	node, err := core.New(core.Config{
 		ID:                    e.self,
 		Name:                  cfg.Name,
-		Names:                 e.names,
+		Names:                 e.membership.Load().names,
+		Members:               cfg.configuredMembers(),
+		Join:                  cfg.Join,
+		FailBackAfter:         cfg.FailBackAfter,
 		Storage:               l.store,
 		Tick:                  e.tick,
 		ElectionTicks:         e.electionTicks,
@@ -188,6 +201,7 @@ func newRaftLoop(e *Elector, routines []func(context.Context, Lease) error) (*ra
 	if cfg.ListenAddress != "" {
 		self.Addr = cfg.ListenAddress
 	}
+	l.self = self
 	l.tr, err = transport.New(transport.Options{
 		Self:        self,
 		Peers:       others,
@@ -282,6 +296,8 @@ func (l *raftLoop) run(ctx context.Context) (err error) {
 			err = l.applyReports()
 		case <-l.wake.C:
 			err = l.node.Wake(time.Now())
+		case req := <-l.changes:
+			req.result <- req.f(l, time.Now())
 		case req := <-l.transfers:
 			terr := l.node.Transfer(time.Now(), req.to, l.reachablePeers())
 			switch {
@@ -293,6 +309,9 @@ func (l *raftLoop) run(ctx context.Context) (err error) {
 			req.result <- terr
 		case f := <-l.calls:
 			f()
+		}
+		if err == nil {
+			err = l.removed
 		}
 		if err != nil {
 			return err
@@ -340,7 +359,7 @@ func (l *raftLoop) report(ev core.Event) {
 	case core.EventState:
 		l.logEvent(eventlog.KindState)
 	case core.EventLeader:
-		l.cbq.push(callbackEvent{leader: &LeaderInfo{Name: l.e.names[ev.Lead], ID: ev.Lead, Term: ev.Term}})
+		l.cbq.push(callbackEvent{leader: &LeaderInfo{Name: l.e.name(ev.Lead), ID: ev.Lead, Term: ev.Term}})
 	case core.EventLeaseStart:
 		l.startLease(ev.Start, ev.Token)
 	case core.EventLeaseEnd:
@@ -348,6 +367,14 @@ func (l *raftLoop) report(ev core.Event) {
 	case core.EventClusterID:
 		id := ev.ClusterID
 		l.clusterID.Store(&id)
+	case core.EventMembers:
+		l.publishMembers()
+	case core.EventPreferred:
+		l.e.log.Info("leadership moves to the preferred member", "reason", ev.Reason)
+		l.publishMembers()
+	case core.EventRemoved:
+		l.e.log.Error("this node was removed from the cluster: it stops. Give it an empty data directory and add it again (`raftelect members add`) to bring it back")
+		l.removed = fmt.Errorf("%w: the cluster applied a membership without it", ErrRemoved)
 	}
 }
 
@@ -368,7 +395,7 @@ func (l *raftLoop) reachablePeers() map[uint64]bool {
 func (l *raftLoop) step(b inboundBatch) error {
 	defer close(b.stepped)
 	rejected := func(m *raftpb.Message, err error) {
-		l.e.log.Warn("rejected message", "from", l.e.names[b.from], "type", m.GetType().String(), "err", err)
+		l.e.log.Warn("rejected message", "from", l.e.name(b.from), "type", m.GetType().String(), "err", err)
 		if mt := l.e.cfg.Metrics; mt != nil {
 			mt.Rejected(transport.RejectStateCheck)
 		}
@@ -387,10 +414,24 @@ func (l *raftLoop) step(b inboundBatch) error {
 func (l *raftLoop) applyReports() error {
 	r := &l.reports
 	r.mu.Lock()
-	unreachable, refused, snapshots, acks, differs, serveErr := r.unreachable, r.refused, r.snapshots, r.acks, r.differs, r.serveErr
-	r.unreachable, r.refused, r.snapshots, r.acks, r.differs = map[uint64]bool{}, map[uint64]bool{}, map[uint64]bool{}, map[uint64]transport.Ack{}, map[uint64]bool{}
+	unreachable, refused, snapshots, acks, differs, notMember, serveErr := r.unreachable, r.refused, r.snapshots, r.acks, r.differs, r.notMember, r.serveErr
+	r.unreachable, r.refused, r.snapshots, r.acks, r.differs, r.notMember = map[uint64]bool{}, map[uint64]bool{}, map[uint64]bool{}, map[uint64]transport.Ack{}, map[uint64]bool{}, map[uint64]bool{}
 	r.mu.Unlock()
 	now := time.Now()
+	for id := range notMember {
+		r := l.refusedBy[id]
+		if r.first.IsZero() || now.Sub(r.last) >= l.e.electionTimeout {
+			r.first = now // a new run of refusals
+		}
+		r.last = now
+		l.refusedBy[id] = r
+	}
+	if len(l.refusedBy) > 0 {
+		if err := l.notMemberVerdict(now); err != nil {
+			l.e.log.Error("this node is no member of the cluster any more: it stops", "err", err)
+			return err
+		}
+	}
 	for id, d := range differs {
 		if err := l.node.MembershipDiffers(now, id, d); err != nil {
 			return err
@@ -485,7 +526,7 @@ func (l *raftLoop) logEvent(kind eventlog.Kind) {
 	}
 	if err := w.Write(eventlog.Event{
 		Node: l.e.cfg.Name, Kind: kind, Term: l.term,
-		Vote: l.e.names[l.vote], Role: core.RoleName(l.role), Leader: l.e.names[l.lead],
+		Vote: l.e.name(l.vote), Role: core.RoleName(l.role), Leader: l.e.name(l.lead),
 	}); err != nil {
 		l.e.log.Warn("event log write failed", "err", err)
 	}
@@ -498,7 +539,7 @@ func (l *raftLoop) logLease(kind eventlog.Kind, token uint64) {
 	}
 	if err := w.Write(eventlog.Event{
 		Node: l.e.cfg.Name, Kind: kind, Term: l.term, Role: core.RoleName(l.role),
-		Leader: l.e.names[l.lead], Token: token,
+		Leader: l.e.name(l.lead), Token: token,
 	}); err != nil {
 		l.e.log.Warn("event log write failed", "err", err)
 	}
@@ -552,11 +593,13 @@ func (l *raftLoop) MembershipDiffers(id uint64, differs bool) {
 	l.reports.wake()
 }
 
-// NotMember: member id refused this node as no member of its set. A stub
-// until online membership (issue 14) decides what follows: it only logs
-// (the transport logs the refusal too).
+// NotMember: member id refused this node as no member of its set. The loop
+// decides whether that makes this node removed (notMemberVerdict).
 func (l *raftLoop) NotMember(id uint64) {
-	l.e.log.Warn("a member refuses this node as no member; online membership will decide what follows", "peer_id", id)
+	l.reports.mu.Lock()
+	l.reports.notMember[id] = true
+	l.reports.mu.Unlock()
+	l.reports.wake()
 }
 
 func (l *raftLoop) PeerRefused(id uint64) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -33,6 +34,16 @@ type Status struct {
 	// votes, gives none) while a member disagrees with it on membership;
 	// that peer's ConfigMismatch says so.
 	ElectionsHeld bool
+	// Members: the cluster's members as this node applied them.
+	Members []Member
+	// PreferredLeader: the member leadership returns to ("" if no member
+	// has a priority); LastPreferredMove: why leadership last moved to it
+	// (on the node that moved it).
+	PreferredLeader   string
+	LastPreferredMove string
+	// MembershipNote: how the configured peers differ from the members
+	// ("" if they agree). The members apply; update the configuration.
+	MembershipNote string
 }
 
 // Kinds of configuration difference between a peer and this node, as
@@ -77,9 +88,11 @@ func (e *Elector) Status() Status {
 		ID:     e.self,
 		Role:   core.RoleName(v.role),
 		Term:   v.term,
-		Leader: e.names[v.lead],
+		Leader: e.name(v.lead),
 		Labels: maps.Clone(e.cfg.Labels),
 	}
+	mv := e.membership.Load()
+	s.Members, s.PreferredLeader, s.LastPreferredMove, s.MembershipNote = slices.Clone(mv.members), mv.preferred, mv.lastMove, mv.note
 	if v.lease != nil && time.Now().Before(v.leaseExpiry) {
 		s.HoldsLease, s.LeaseExpiry = true, v.leaseExpiry
 	}
@@ -119,7 +132,7 @@ type raftLogger struct {
 // newRaftLogger names every member of e's cluster in raft's log lines.
 func newRaftLogger(e *Elector) raftLogger {
 	var pairs []string
-	for id, name := range e.names {
+	for id, name := range e.membership.Load().names {
 		pairs = append(pairs, strconv.FormatUint(id, 16), name)
 	}
 	return raftLogger{log: e.log, names: strings.NewReplacer(pairs...)}

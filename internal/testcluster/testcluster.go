@@ -317,3 +317,51 @@ func (c *Cluster) DumpEvents() {
 	f.Write(c.events.Bytes())
 	c.t.Logf("event log of the failed test: %s", f.Name())
 }
+
+// AddSpare prepares (but does not start) one more node, n<N+1>, that joins
+// the running cluster (Config.Join): its peers are the cluster's and itself.
+// Returns its index.
+func (c *Cluster) AddSpare() int {
+	c.t.Helper()
+	addr, err := testport.Addr()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	name := fmt.Sprintf("n%d", len(c.Nodes)+1)
+	dir := filepath.Join(filepath.Dir(c.Nodes[0].dir), "..", name)
+	f, err := c.CA.WriteNode(dir, name, []string{"127.0.0.1"}, time.Hour)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	peers := append([]election.PeerConfig(nil), c.Nodes[0].cfg.Peers...)
+	peers = append(peers, election.PeerConfig{Name: name, Address: addr})
+	node := &Node{Name: name, Addr: addr, Hooks: &transport.FaultHooks{}, c: c, dir: filepath.Join(dir, "data"), Certs: f}
+	node.cfg = c.Nodes[0].cfg
+	node.cfg.Name, node.cfg.Peers, node.cfg.Join = name, peers, true
+	node.cfg.TLS = election.TLSConfig{CAFile: f.CA, CertFile: f.Cert, KeyFile: f.Key}
+	*nodeopts.Of(&node.cfg) = nodeopts.Options{FaultHooks: node.Hooks}
+	c.Nodes = append(c.Nodes, node)
+	return len(c.Nodes) - 1
+}
+
+// WaitExit waits for node i's Run to return by itself and returns its error.
+func (c *Cluster) WaitExit(i int, within time.Duration) error {
+	c.t.Helper()
+	n := c.Nodes[i]
+	if n.done == nil {
+		c.t.Fatalf("%s is not running", n.Name)
+	}
+	select {
+	case err := <-n.done:
+		n.done = nil
+		n.cancel()
+		if n.store != nil {
+			n.store.Close()
+			n.store = nil
+		}
+		return err
+	case <-time.After(within):
+		c.t.Fatalf("%s did not stop by itself within %v", n.Name, within)
+		return nil
+	}
+}
