@@ -155,7 +155,7 @@ type Config struct {
 
 	// Operators are the certificate identities (CommonName or DNS SAN) of
 	// operator tools such as `raftelect status`: they may call the Node
-	// service on the peer port (Status, Check, Transfer, Watch), never Send.
+	// service on the peer port (Status, Check, Transfer, Watch, Members, AddMember, RemoveMember), never Send.
 	// A certificate from the CA that names neither a member nor an operator
 	// gets nothing. An operator's identity must be no member's.
 	Operators []string

@@ -127,7 +127,7 @@ func (t *Transport) handleSend(ctx context.Context, name, cn string, req *pb.Sen
 		}
 		t.reject(RejectNotMember)
 		if t.isOperator(ctx) {
-			return nil, status.Errorf(codes.PermissionDenied, "caller %q is an operator: it may call the Node service (Status, Check, Transfer, Watch), not Send", cn)
+			return nil, status.Errorf(codes.PermissionDenied, "caller %q is an operator: it may call the Node service (Status, Check, Transfer, Watch, Members, AddMember, RemoveMember), not Send", cn)
 		}
 		return nil, status.Errorf(codes.PermissionDenied, "caller %q "+notMemberText, cn)
 	}

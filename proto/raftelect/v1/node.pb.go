@@ -88,7 +88,337 @@ func (x LeadershipEvent_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LeadershipEvent_Kind.Descriptor instead.
 func (LeadershipEvent_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_raftelect_v1_node_proto_rawDescGZIP(), []int{10, 0}
+	return file_raftelect_v1_node_proto_rawDescGZIP(), []int{15, 0}
+}
+
+// ClusterMember is one member of the cluster as its replicated membership records
+// it.
+type ClusterMember struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// host:port of its peer listener.
+	Address string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	// The name its certificate carries, if not its name.
+	Identity      string   `protobuf:"bytes,3,opt,name=identity,proto3" json:"identity,omitempty"`
+	PublicKeyPins []string `protobuf:"bytes,4,rep,name=public_key_pins,json=publicKeyPins,proto3" json:"public_key_pins,omitempty"`
+	// A voter that never leads.
+	Witness bool `protobuf:"varint,5,opt,name=witness,proto3" json:"witness,omitempty"`
+	// Leadership returns to the healthy voter of highest priority.
+	Priority int32 `protobuf:"varint,6,opt,name=priority,proto3" json:"priority,omitempty"`
+	// Added, still catching up: not yet a voter.
+	Learner       bool `protobuf:"varint,7,opt,name=learner,proto3" json:"learner,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterMember) Reset() {
+	*x = ClusterMember{}
+	mi := &file_raftelect_v1_node_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterMember) ProtoMessage() {}
+
+func (x *ClusterMember) ProtoReflect() protoreflect.Message {
+	mi := &file_raftelect_v1_node_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterMember.ProtoReflect.Descriptor instead.
+func (*ClusterMember) Descriptor() ([]byte, []int) {
+	return file_raftelect_v1_node_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ClusterMember) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ClusterMember) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *ClusterMember) GetIdentity() string {
+	if x != nil {
+		return x.Identity
+	}
+	return ""
+}
+
+func (x *ClusterMember) GetPublicKeyPins() []string {
+	if x != nil {
+		return x.PublicKeyPins
+	}
+	return nil
+}
+
+func (x *ClusterMember) GetWitness() bool {
+	if x != nil {
+		return x.Witness
+	}
+	return false
+}
+
+func (x *ClusterMember) GetPriority() int32 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
+}
+
+func (x *ClusterMember) GetLearner() bool {
+	if x != nil {
+		return x.Learner
+	}
+	return false
+}
+
+type MembersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MembersRequest) Reset() {
+	*x = MembersRequest{}
+	mi := &file_raftelect_v1_node_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MembersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MembersRequest) ProtoMessage() {}
+
+func (x *MembersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftelect_v1_node_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
+func (*MembersRequest) Descriptor() ([]byte, []int) {
+	return file_raftelect_v1_node_proto_rawDescGZIP(), []int{1}
+}
+
+type MembersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The node that answered.
+	Node    string           `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Members []*ClusterMember `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
+	// The leader it knows of ("" if none) and its term.
+	Leader string `protobuf:"bytes,3,opt,name=leader,proto3" json:"leader,omitempty"`
+	Term   uint64 `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`
+	// The member leadership returns to ("" if no member has a priority), and
+	// why leadership last moved to it (on the node that moved it).
+	PreferredLeader   string `protobuf:"bytes,5,opt,name=preferred_leader,json=preferredLeader,proto3" json:"preferred_leader,omitempty"`
+	LastPreferredMove string `protobuf:"bytes,6,opt,name=last_preferred_move,json=lastPreferredMove,proto3" json:"last_preferred_move,omitempty"`
+	// How this node's configured peers differ from the members ("" if not).
+	MembershipNote string `protobuf:"bytes,7,opt,name=membership_note,json=membershipNote,proto3" json:"membership_note,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *MembersResponse) Reset() {
+	*x = MembersResponse{}
+	mi := &file_raftelect_v1_node_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MembersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MembersResponse) ProtoMessage() {}
+
+func (x *MembersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftelect_v1_node_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
+func (*MembersResponse) Descriptor() ([]byte, []int) {
+	return file_raftelect_v1_node_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *MembersResponse) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *MembersResponse) GetMembers() []*ClusterMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *MembersResponse) GetLeader() string {
+	if x != nil {
+		return x.Leader
+	}
+	return ""
+}
+
+func (x *MembersResponse) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *MembersResponse) GetPreferredLeader() string {
+	if x != nil {
+		return x.PreferredLeader
+	}
+	return ""
+}
+
+func (x *MembersResponse) GetLastPreferredMove() string {
+	if x != nil {
+		return x.LastPreferredMove
+	}
+	return ""
+}
+
+func (x *MembersResponse) GetMembershipNote() string {
+	if x != nil {
+		return x.MembershipNote
+	}
+	return ""
+}
+
+type AddMemberRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Member *ClusterMember         `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
+	// The member the new one replaces ("" to add): one joint change makes the
+	// new member a voter and removes this one.
+	Replaces      string `protobuf:"bytes,2,opt,name=replaces,proto3" json:"replaces,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddMemberRequest) Reset() {
+	*x = AddMemberRequest{}
+	mi := &file_raftelect_v1_node_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddMemberRequest) ProtoMessage() {}
+
+func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftelect_v1_node_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddMemberRequest.ProtoReflect.Descriptor instead.
+func (*AddMemberRequest) Descriptor() ([]byte, []int) {
+	return file_raftelect_v1_node_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *AddMemberRequest) GetMember() *ClusterMember {
+	if x != nil {
+		return x.Member
+	}
+	return nil
+}
+
+func (x *AddMemberRequest) GetReplaces() string {
+	if x != nil {
+		return x.Replaces
+	}
+	return ""
+}
+
+type RemoveMemberRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveMemberRequest) Reset() {
+	*x = RemoveMemberRequest{}
+	mi := &file_raftelect_v1_node_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveMemberRequest) ProtoMessage() {}
+
+func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftelect_v1_node_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
+func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
+	return file_raftelect_v1_node_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RemoveMemberRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
 }
 
 type CheckRequest struct {
@@ -102,7 +432,7 @@ type CheckRequest struct {
 
 func (x *CheckRequest) Reset() {
 	*x = CheckRequest{}
-	mi := &file_raftelect_v1_node_proto_msgTypes[0]
+	mi := &file_raftelect_v1_node_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -114,7 +444,7 @@ func (x *CheckRequest) String() string {
 func (*CheckRequest) ProtoMessage() {}
 
 func (x *CheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftelect_v1_node_proto_msgTypes[0]
+	mi := &file_raftelect_v1_node_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -127,7 +457,7 @@ func (x *CheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckRequest.ProtoReflect.Descriptor instead.
 func (*CheckRequest) Descriptor() ([]byte, []int) {
-	return file_raftelect_v1_node_proto_rawDescGZIP(), []int{0}
+	return file_raftelect_v1_node_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CheckRequest) GetForwarded() bool {
@@ -153,7 +483,7 @@ type CheckResponse struct {
 
 func (x *CheckResponse) Reset() {
 	*x = CheckResponse{}
-	mi := &file_raftelect_v1_node_proto_msgTypes[1]
+	mi := &file_raftelect_v1_node_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -165,7 +495,7 @@ func (x *CheckResponse) String() string {
 func (*CheckResponse) ProtoMessage() {}
 
 func (x *CheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftelect_v1_node_proto_msgTypes[1]
+	mi := &file_raftelect_v1_node_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -178,7 +508,7 @@ func (x *CheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckResponse.ProtoReflect.Descriptor instead.
 func (*CheckResponse) Descriptor() ([]byte, []int) {
-	return file_raftelect_v1_node_proto_rawDescGZIP(), []int{1}
+	return file_raftelect_v1_node_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CheckResponse) GetNode() string {
@@ -231,7 +561,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_raftelect_v1_node_proto_msgTypes[2]
+	mi := &file_raftelect_v1_node_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -243,7 +573,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftelect_v1_node_proto_msgTypes[2]
+	mi := &file_raftelect_v1_node_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -256,7 +586,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_raftelect_v1_node_proto_rawDescGZIP(), []int{2}
+	return file_raftelect_v1_node_proto_rawDescGZIP(), []int{7}
 }
 
 type StatusResponse struct {
@@ -268,7 +598,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_raftelect_v1_node_proto_msgTypes[3]
+	mi := &file_raftelect_v1_node_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -280,7 +610,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftelect_v1_node_proto_msgTypes[3]
+	mi := &file_raftelect_v1_node_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -293,7 +623,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_raftelect_v1_node_proto_rawDescGZIP(), []int{3}
+	return file_raftelect_v1_node_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *StatusResponse) GetNode() *NodeStatus {
@@ -322,7 +652,7 @@ type NodeStatus struct {
 
 func (x *NodeStatus) Reset() {
 	*x = NodeStatus{}
-	mi := &file_raftelect_v1_node_proto_msgTypes[4]
+	mi := &file_raftelect_v1_node_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -334,7 +664,7 @@ func (x *NodeStatus) String() string {
 func (*NodeStatus) ProtoMessage() {}
 
 func (x *NodeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_raftelect_v1_node_proto_msgTypes[4]
+	mi := &file_raftelect_v1_node_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -347,7 +677,7 @@ func (x *NodeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatus.ProtoReflect.Descriptor instead.
 func (*NodeStatus) Descriptor() ([]byte, []int) {
-	return file_raftelect_v1_node_proto_rawDescGZIP(), []int{4}
+	return file_raftelect_v1_node_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *NodeStatus) GetName() string {
@@ -438,7 +768,7 @@ type PeerStatus struct {
 
 func (x *PeerStatus) Reset() {
 	*x = PeerStatus{}
-	mi := &file_raftelect_v1_node_proto_msgTypes[5]
+	mi := &file_raftelect_v1_node_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -450,7 +780,7 @@ func (x *PeerStatus) String() string {
 func (*PeerStatus) ProtoMessage() {}
 
 func (x *PeerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_raftelect_v1_node_proto_msgTypes[5]
+	mi := &file_raftelect_v1_node_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -463,7 +793,7 @@ func (x *PeerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerStatus.ProtoReflect.Descriptor instead.
 func (*PeerStatus) Descriptor() ([]byte, []int) {
-	return file_raftelect_v1_node_proto_rawDescGZIP(), []int{5}
+	return file_raftelect_v1_node_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PeerStatus) GetName() string {
@@ -554,7 +884,7 @@ type TransferRequest struct {
 
 func (x *TransferRequest) Reset() {
 	*x = TransferRequest{}
-	mi := &file_raftelect_v1_node_proto_msgTypes[6]
+	mi := &file_raftelect_v1_node_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -566,7 +896,7 @@ func (x *TransferRequest) String() string {
 func (*TransferRequest) ProtoMessage() {}
 
 func (x *TransferRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftelect_v1_node_proto_msgTypes[6]
+	mi := &file_raftelect_v1_node_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -579,7 +909,7 @@ func (x *TransferRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferRequest.ProtoReflect.Descriptor instead.
 func (*TransferRequest) Descriptor() ([]byte, []int) {
-	return file_raftelect_v1_node_proto_rawDescGZIP(), []int{6}
+	return file_raftelect_v1_node_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TransferRequest) GetTo() string {
@@ -600,7 +930,7 @@ type TransferResponse struct {
 
 func (x *TransferResponse) Reset() {
 	*x = TransferResponse{}
-	mi := &file_raftelect_v1_node_proto_msgTypes[7]
+	mi := &file_raftelect_v1_node_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -612,7 +942,7 @@ func (x *TransferResponse) String() string {
 func (*TransferResponse) ProtoMessage() {}
 
 func (x *TransferResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftelect_v1_node_proto_msgTypes[7]
+	mi := &file_raftelect_v1_node_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -625,7 +955,7 @@ func (x *TransferResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferResponse.ProtoReflect.Descriptor instead.
 func (*TransferResponse) Descriptor() ([]byte, []int) {
-	return file_raftelect_v1_node_proto_rawDescGZIP(), []int{7}
+	return file_raftelect_v1_node_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TransferResponse) GetLeader() string {
@@ -654,7 +984,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_raftelect_v1_node_proto_msgTypes[8]
+	mi := &file_raftelect_v1_node_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -666,7 +996,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftelect_v1_node_proto_msgTypes[8]
+	mi := &file_raftelect_v1_node_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -679,7 +1009,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_raftelect_v1_node_proto_rawDescGZIP(), []int{8}
+	return file_raftelect_v1_node_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *WatchRequest) GetStatusIntervalNs() int64 {
@@ -706,7 +1036,7 @@ type WatchResponse struct {
 
 func (x *WatchResponse) Reset() {
 	*x = WatchResponse{}
-	mi := &file_raftelect_v1_node_proto_msgTypes[9]
+	mi := &file_raftelect_v1_node_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -718,7 +1048,7 @@ func (x *WatchResponse) String() string {
 func (*WatchResponse) ProtoMessage() {}
 
 func (x *WatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftelect_v1_node_proto_msgTypes[9]
+	mi := &file_raftelect_v1_node_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -731,7 +1061,7 @@ func (x *WatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
 func (*WatchResponse) Descriptor() ([]byte, []int) {
-	return file_raftelect_v1_node_proto_rawDescGZIP(), []int{9}
+	return file_raftelect_v1_node_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WatchResponse) GetUpdate() isWatchResponse_Update {
@@ -802,7 +1132,7 @@ type LeadershipEvent struct {
 
 func (x *LeadershipEvent) Reset() {
 	*x = LeadershipEvent{}
-	mi := &file_raftelect_v1_node_proto_msgTypes[10]
+	mi := &file_raftelect_v1_node_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -814,7 +1144,7 @@ func (x *LeadershipEvent) String() string {
 func (*LeadershipEvent) ProtoMessage() {}
 
 func (x *LeadershipEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_raftelect_v1_node_proto_msgTypes[10]
+	mi := &file_raftelect_v1_node_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -827,7 +1157,7 @@ func (x *LeadershipEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeadershipEvent.ProtoReflect.Descriptor instead.
 func (*LeadershipEvent) Descriptor() ([]byte, []int) {
-	return file_raftelect_v1_node_proto_rawDescGZIP(), []int{10}
+	return file_raftelect_v1_node_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *LeadershipEvent) GetKind() LeadershipEvent_Kind {
@@ -878,7 +1208,7 @@ type Lease struct {
 
 func (x *Lease) Reset() {
 	*x = Lease{}
-	mi := &file_raftelect_v1_node_proto_msgTypes[11]
+	mi := &file_raftelect_v1_node_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -890,7 +1220,7 @@ func (x *Lease) String() string {
 func (*Lease) ProtoMessage() {}
 
 func (x *Lease) ProtoReflect() protoreflect.Message {
-	mi := &file_raftelect_v1_node_proto_msgTypes[11]
+	mi := &file_raftelect_v1_node_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -903,7 +1233,7 @@ func (x *Lease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lease.ProtoReflect.Descriptor instead.
 func (*Lease) Descriptor() ([]byte, []int) {
-	return file_raftelect_v1_node_proto_rawDescGZIP(), []int{11}
+	return file_raftelect_v1_node_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Lease) GetHolder() string {
@@ -931,7 +1261,29 @@ var File_raftelect_v1_node_proto protoreflect.FileDescriptor
 
 const file_raftelect_v1_node_proto_rawDesc = "" +
 	"\n" +
-	"\x17raftelect/v1/node.proto\x12\fraftelect.v1\",\n" +
+	"\x17raftelect/v1/node.proto\x12\fraftelect.v1\"\xd1\x01\n" +
+	"\rClusterMember\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1a\n" +
+	"\bidentity\x18\x03 \x01(\tR\bidentity\x12&\n" +
+	"\x0fpublic_key_pins\x18\x04 \x03(\tR\rpublicKeyPins\x12\x18\n" +
+	"\awitness\x18\x05 \x01(\bR\awitness\x12\x1a\n" +
+	"\bpriority\x18\x06 \x01(\x05R\bpriority\x12\x18\n" +
+	"\alearner\x18\a \x01(\bR\alearner\"\x10\n" +
+	"\x0eMembersRequest\"\x8c\x02\n" +
+	"\x0fMembersResponse\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x125\n" +
+	"\amembers\x18\x02 \x03(\v2\x1b.raftelect.v1.ClusterMemberR\amembers\x12\x16\n" +
+	"\x06leader\x18\x03 \x01(\tR\x06leader\x12\x12\n" +
+	"\x04term\x18\x04 \x01(\x04R\x04term\x12)\n" +
+	"\x10preferred_leader\x18\x05 \x01(\tR\x0fpreferredLeader\x12.\n" +
+	"\x13last_preferred_move\x18\x06 \x01(\tR\x11lastPreferredMove\x12'\n" +
+	"\x0fmembership_note\x18\a \x01(\tR\x0emembershipNote\"c\n" +
+	"\x10AddMemberRequest\x123\n" +
+	"\x06member\x18\x01 \x01(\v2\x1b.raftelect.v1.ClusterMemberR\x06member\x12\x1a\n" +
+	"\breplaces\x18\x02 \x01(\tR\breplaces\")\n" +
+	"\x13RemoveMemberRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\",\n" +
 	"\fCheckRequest\x12\x1c\n" +
 	"\tforwarded\x18\x01 \x01(\bR\tforwarded\"\xbb\x01\n" +
 	"\rCheckResponse\x12\x12\n" +
@@ -1005,12 +1357,15 @@ const file_raftelect_v1_node_proto_rawDesc = "" +
 	"\x05Lease\x12\x16\n" +
 	"\x06holder\x18\x01 \x01(\tR\x06holder\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\x04R\x05token\x12&\n" +
-	"\x0fstart_unix_nano\x18\x03 \x01(\x03R\rstartUnixNano2\x9c\x02\n" +
+	"\x0fstart_unix_nano\x18\x03 \x01(\x03R\rstartUnixNano2\x82\x04\n" +
 	"\x04Node\x12C\n" +
 	"\x06Status\x12\x1b.raftelect.v1.StatusRequest\x1a\x1c.raftelect.v1.StatusResponse\x12@\n" +
 	"\x05Check\x12\x1a.raftelect.v1.CheckRequest\x1a\x1b.raftelect.v1.CheckResponse\x12I\n" +
 	"\bTransfer\x12\x1d.raftelect.v1.TransferRequest\x1a\x1e.raftelect.v1.TransferResponse\x12B\n" +
-	"\x05Watch\x12\x1a.raftelect.v1.WatchRequest\x1a\x1b.raftelect.v1.WatchResponse0\x01B?Z=github.com/raftelect/raftelect/proto/raftelect/v1;raftelectv1b\x06proto3"
+	"\x05Watch\x12\x1a.raftelect.v1.WatchRequest\x1a\x1b.raftelect.v1.WatchResponse0\x01\x12F\n" +
+	"\aMembers\x12\x1c.raftelect.v1.MembersRequest\x1a\x1d.raftelect.v1.MembersResponse\x12J\n" +
+	"\tAddMember\x12\x1e.raftelect.v1.AddMemberRequest\x1a\x1d.raftelect.v1.MembersResponse\x12P\n" +
+	"\fRemoveMember\x12!.raftelect.v1.RemoveMemberRequest\x1a\x1d.raftelect.v1.MembersResponseB?Z=github.com/raftelect/raftelect/proto/raftelect/v1;raftelectv1b\x06proto3"
 
 var (
 	file_raftelect_v1_node_proto_rawDescOnce sync.Once
@@ -1025,46 +1380,59 @@ func file_raftelect_v1_node_proto_rawDescGZIP() []byte {
 }
 
 var file_raftelect_v1_node_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_raftelect_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_raftelect_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_raftelect_v1_node_proto_goTypes = []any{
-	(LeadershipEvent_Kind)(0), // 0: raftelect.v1.LeadershipEvent.Kind
-	(*CheckRequest)(nil),      // 1: raftelect.v1.CheckRequest
-	(*CheckResponse)(nil),     // 2: raftelect.v1.CheckResponse
-	(*StatusRequest)(nil),     // 3: raftelect.v1.StatusRequest
-	(*StatusResponse)(nil),    // 4: raftelect.v1.StatusResponse
-	(*NodeStatus)(nil),        // 5: raftelect.v1.NodeStatus
-	(*PeerStatus)(nil),        // 6: raftelect.v1.PeerStatus
-	(*TransferRequest)(nil),   // 7: raftelect.v1.TransferRequest
-	(*TransferResponse)(nil),  // 8: raftelect.v1.TransferResponse
-	(*WatchRequest)(nil),      // 9: raftelect.v1.WatchRequest
-	(*WatchResponse)(nil),     // 10: raftelect.v1.WatchResponse
-	(*LeadershipEvent)(nil),   // 11: raftelect.v1.LeadershipEvent
-	(*Lease)(nil),             // 12: raftelect.v1.Lease
-	nil,                       // 13: raftelect.v1.NodeStatus.LabelsEntry
-	nil,                       // 14: raftelect.v1.PeerStatus.LabelsEntry
+	(LeadershipEvent_Kind)(0),   // 0: raftelect.v1.LeadershipEvent.Kind
+	(*ClusterMember)(nil),       // 1: raftelect.v1.ClusterMember
+	(*MembersRequest)(nil),      // 2: raftelect.v1.MembersRequest
+	(*MembersResponse)(nil),     // 3: raftelect.v1.MembersResponse
+	(*AddMemberRequest)(nil),    // 4: raftelect.v1.AddMemberRequest
+	(*RemoveMemberRequest)(nil), // 5: raftelect.v1.RemoveMemberRequest
+	(*CheckRequest)(nil),        // 6: raftelect.v1.CheckRequest
+	(*CheckResponse)(nil),       // 7: raftelect.v1.CheckResponse
+	(*StatusRequest)(nil),       // 8: raftelect.v1.StatusRequest
+	(*StatusResponse)(nil),      // 9: raftelect.v1.StatusResponse
+	(*NodeStatus)(nil),          // 10: raftelect.v1.NodeStatus
+	(*PeerStatus)(nil),          // 11: raftelect.v1.PeerStatus
+	(*TransferRequest)(nil),     // 12: raftelect.v1.TransferRequest
+	(*TransferResponse)(nil),    // 13: raftelect.v1.TransferResponse
+	(*WatchRequest)(nil),        // 14: raftelect.v1.WatchRequest
+	(*WatchResponse)(nil),       // 15: raftelect.v1.WatchResponse
+	(*LeadershipEvent)(nil),     // 16: raftelect.v1.LeadershipEvent
+	(*Lease)(nil),               // 17: raftelect.v1.Lease
+	nil,                         // 18: raftelect.v1.NodeStatus.LabelsEntry
+	nil,                         // 19: raftelect.v1.PeerStatus.LabelsEntry
 }
 var file_raftelect_v1_node_proto_depIdxs = []int32{
-	5,  // 0: raftelect.v1.StatusResponse.node:type_name -> raftelect.v1.NodeStatus
-	13, // 1: raftelect.v1.NodeStatus.labels:type_name -> raftelect.v1.NodeStatus.LabelsEntry
-	6,  // 2: raftelect.v1.NodeStatus.peers:type_name -> raftelect.v1.PeerStatus
-	14, // 3: raftelect.v1.PeerStatus.labels:type_name -> raftelect.v1.PeerStatus.LabelsEntry
-	5,  // 4: raftelect.v1.WatchResponse.status:type_name -> raftelect.v1.NodeStatus
-	11, // 5: raftelect.v1.WatchResponse.event:type_name -> raftelect.v1.LeadershipEvent
-	0,  // 6: raftelect.v1.LeadershipEvent.kind:type_name -> raftelect.v1.LeadershipEvent.Kind
-	12, // 7: raftelect.v1.LeadershipEvent.lease:type_name -> raftelect.v1.Lease
-	3,  // 8: raftelect.v1.Node.Status:input_type -> raftelect.v1.StatusRequest
-	1,  // 9: raftelect.v1.Node.Check:input_type -> raftelect.v1.CheckRequest
-	7,  // 10: raftelect.v1.Node.Transfer:input_type -> raftelect.v1.TransferRequest
-	9,  // 11: raftelect.v1.Node.Watch:input_type -> raftelect.v1.WatchRequest
-	4,  // 12: raftelect.v1.Node.Status:output_type -> raftelect.v1.StatusResponse
-	2,  // 13: raftelect.v1.Node.Check:output_type -> raftelect.v1.CheckResponse
-	8,  // 14: raftelect.v1.Node.Transfer:output_type -> raftelect.v1.TransferResponse
-	10, // 15: raftelect.v1.Node.Watch:output_type -> raftelect.v1.WatchResponse
-	12, // [12:16] is the sub-list for method output_type
-	8,  // [8:12] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	1,  // 0: raftelect.v1.MembersResponse.members:type_name -> raftelect.v1.ClusterMember
+	1,  // 1: raftelect.v1.AddMemberRequest.member:type_name -> raftelect.v1.ClusterMember
+	10, // 2: raftelect.v1.StatusResponse.node:type_name -> raftelect.v1.NodeStatus
+	18, // 3: raftelect.v1.NodeStatus.labels:type_name -> raftelect.v1.NodeStatus.LabelsEntry
+	11, // 4: raftelect.v1.NodeStatus.peers:type_name -> raftelect.v1.PeerStatus
+	19, // 5: raftelect.v1.PeerStatus.labels:type_name -> raftelect.v1.PeerStatus.LabelsEntry
+	10, // 6: raftelect.v1.WatchResponse.status:type_name -> raftelect.v1.NodeStatus
+	16, // 7: raftelect.v1.WatchResponse.event:type_name -> raftelect.v1.LeadershipEvent
+	0,  // 8: raftelect.v1.LeadershipEvent.kind:type_name -> raftelect.v1.LeadershipEvent.Kind
+	17, // 9: raftelect.v1.LeadershipEvent.lease:type_name -> raftelect.v1.Lease
+	8,  // 10: raftelect.v1.Node.Status:input_type -> raftelect.v1.StatusRequest
+	6,  // 11: raftelect.v1.Node.Check:input_type -> raftelect.v1.CheckRequest
+	12, // 12: raftelect.v1.Node.Transfer:input_type -> raftelect.v1.TransferRequest
+	14, // 13: raftelect.v1.Node.Watch:input_type -> raftelect.v1.WatchRequest
+	2,  // 14: raftelect.v1.Node.Members:input_type -> raftelect.v1.MembersRequest
+	4,  // 15: raftelect.v1.Node.AddMember:input_type -> raftelect.v1.AddMemberRequest
+	5,  // 16: raftelect.v1.Node.RemoveMember:input_type -> raftelect.v1.RemoveMemberRequest
+	9,  // 17: raftelect.v1.Node.Status:output_type -> raftelect.v1.StatusResponse
+	7,  // 18: raftelect.v1.Node.Check:output_type -> raftelect.v1.CheckResponse
+	13, // 19: raftelect.v1.Node.Transfer:output_type -> raftelect.v1.TransferResponse
+	15, // 20: raftelect.v1.Node.Watch:output_type -> raftelect.v1.WatchResponse
+	3,  // 21: raftelect.v1.Node.Members:output_type -> raftelect.v1.MembersResponse
+	3,  // 22: raftelect.v1.Node.AddMember:output_type -> raftelect.v1.MembersResponse
+	3,  // 23: raftelect.v1.Node.RemoveMember:output_type -> raftelect.v1.MembersResponse
+	17, // [17:24] is the sub-list for method output_type
+	10, // [10:17] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_raftelect_v1_node_proto_init() }
@@ -1072,7 +1440,7 @@ func file_raftelect_v1_node_proto_init() {
 	if File_raftelect_v1_node_proto != nil {
 		return
 	}
-	file_raftelect_v1_node_proto_msgTypes[9].OneofWrappers = []any{
+	file_raftelect_v1_node_proto_msgTypes[14].OneofWrappers = []any{
 		(*WatchResponse_Status)(nil),
 		(*WatchResponse_Event)(nil),
 	}
@@ -1082,7 +1450,7 @@ func file_raftelect_v1_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftelect_v1_node_proto_rawDesc), len(file_raftelect_v1_node_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

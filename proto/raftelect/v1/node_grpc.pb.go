@@ -28,10 +28,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Node_Status_FullMethodName   = "/raftelect.v1.Node/Status"
-	Node_Check_FullMethodName    = "/raftelect.v1.Node/Check"
-	Node_Transfer_FullMethodName = "/raftelect.v1.Node/Transfer"
-	Node_Watch_FullMethodName    = "/raftelect.v1.Node/Watch"
+	Node_Status_FullMethodName       = "/raftelect.v1.Node/Status"
+	Node_Check_FullMethodName        = "/raftelect.v1.Node/Check"
+	Node_Transfer_FullMethodName     = "/raftelect.v1.Node/Transfer"
+	Node_Watch_FullMethodName        = "/raftelect.v1.Node/Watch"
+	Node_Members_FullMethodName      = "/raftelect.v1.Node/Members"
+	Node_AddMember_FullMethodName    = "/raftelect.v1.Node/AddMember"
+	Node_RemoveMember_FullMethodName = "/raftelect.v1.Node/RemoveMember"
 )
 
 // NodeClient is the client API for Node service.
@@ -53,6 +56,15 @@ type NodeClient interface {
 	// its status whenever it changed (and at least every status_interval).
 	// It ends when the caller cancels or the node stops.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
+	// Members lists the cluster's members as this node applied them.
+	Members(ctx context.Context, in *MembersRequest, opts ...grpc.CallOption) (*MembersResponse, error)
+	// AddMember asks this node, which must lead, to add a member (it joins as
+	// a learner and is promoted once caught up), or to replace one, and waits
+	// within the caller's deadline until it is a voter.
+	AddMember(ctx context.Context, in *AddMemberRequest, opts ...grpc.CallOption) (*MembersResponse, error)
+	// RemoveMember asks this node, which must lead, to remove a member, and
+	// waits within the caller's deadline until the removal is applied.
+	RemoveMember(ctx context.Context, in *RemoveMemberRequest, opts ...grpc.CallOption) (*MembersResponse, error)
 }
 
 type nodeClient struct {
@@ -112,6 +124,36 @@ func (c *nodeClient) Watch(ctx context.Context, in *WatchRequest, opts ...grpc.C
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Node_WatchClient = grpc.ServerStreamingClient[WatchResponse]
 
+func (c *nodeClient) Members(ctx context.Context, in *MembersRequest, opts ...grpc.CallOption) (*MembersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MembersResponse)
+	err := c.cc.Invoke(ctx, Node_Members_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *nodeClient) AddMember(ctx context.Context, in *AddMemberRequest, opts ...grpc.CallOption) (*MembersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MembersResponse)
+	err := c.cc.Invoke(ctx, Node_AddMember_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *nodeClient) RemoveMember(ctx context.Context, in *RemoveMemberRequest, opts ...grpc.CallOption) (*MembersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MembersResponse)
+	err := c.cc.Invoke(ctx, Node_RemoveMember_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // NodeServer is the server API for Node service.
 // All implementations must embed UnimplementedNodeServer
 // for forward compatibility.
@@ -131,6 +173,15 @@ type NodeServer interface {
 	// its status whenever it changed (and at least every status_interval).
 	// It ends when the caller cancels or the node stops.
 	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error
+	// Members lists the cluster's members as this node applied them.
+	Members(context.Context, *MembersRequest) (*MembersResponse, error)
+	// AddMember asks this node, which must lead, to add a member (it joins as
+	// a learner and is promoted once caught up), or to replace one, and waits
+	// within the caller's deadline until it is a voter.
+	AddMember(context.Context, *AddMemberRequest) (*MembersResponse, error)
+	// RemoveMember asks this node, which must lead, to remove a member, and
+	// waits within the caller's deadline until the removal is applied.
+	RemoveMember(context.Context, *RemoveMemberRequest) (*MembersResponse, error)
 	mustEmbedUnimplementedNodeServer()
 }
 
@@ -152,6 +203,15 @@ func (UnimplementedNodeServer) Transfer(context.Context, *TransferRequest) (*Tra
 }
 func (UnimplementedNodeServer) Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error {
 	return status.Errorf(codes.Unimplemented, "method Watch not implemented")
+}
+func (UnimplementedNodeServer) Members(context.Context, *MembersRequest) (*MembersResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Members not implemented")
+}
+func (UnimplementedNodeServer) AddMember(context.Context, *AddMemberRequest) (*MembersResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method AddMember not implemented")
+}
+func (UnimplementedNodeServer) RemoveMember(context.Context, *RemoveMemberRequest) (*MembersResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RemoveMember not implemented")
 }
 func (UnimplementedNodeServer) mustEmbedUnimplementedNodeServer() {}
 func (UnimplementedNodeServer) testEmbeddedByValue()              {}
@@ -239,6 +299,60 @@ func _Node_Watch_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Node_WatchServer = grpc.ServerStreamingServer[WatchResponse]
 
+func _Node_Members_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MembersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServer).Members(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Node_Members_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServer).Members(ctx, req.(*MembersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Node_AddMember_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AddMemberRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServer).AddMember(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Node_AddMember_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServer).AddMember(ctx, req.(*AddMemberRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Node_RemoveMember_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveMemberRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServer).RemoveMember(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Node_RemoveMember_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServer).RemoveMember(ctx, req.(*RemoveMemberRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Node_ServiceDesc is the grpc.ServiceDesc for Node service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -257,6 +371,18 @@ var Node_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Transfer",
 			Handler:    _Node_Transfer_Handler,
+		},
+		{
+			MethodName: "Members",
+			Handler:    _Node_Members_Handler,
+		},
+		{
+			MethodName: "AddMember",
+			Handler:    _Node_AddMember_Handler,
+		},
+		{
+			MethodName: "RemoveMember",
+			Handler:    _Node_RemoveMember_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
