@@ -281,8 +281,9 @@ func (n *Node) Removed() bool { return n.removed }
 
 // changePending reports why a new membership change must wait, if it must:
 // a joint configuration not yet left, a change in the log not yet applied,
-// or a member added and not yet promoted.
-func (n *Node) changePending() error {
+// or a member added and not yet promoted (other than except: removing that
+// learner cancels its addition).
+func (n *Node) changePending(except uint64) error {
 	if len(n.confState.GetVotersOutgoing()) > 0 {
 		return fmt.Errorf("%w: the cluster is in a joint configuration, which it leaves by itself in a moment", ErrChangeInProgress)
 	}
@@ -303,7 +304,7 @@ func (n *Node) changePending() error {
 		}
 	}
 	for _, m := range n.Members() {
-		if m.Learner {
+		if m.Learner && m.ID != except {
 			return fmt.Errorf("%w: %s was added and is catching up as a learner; it becomes a voter once it has the log (see `members list`)", ErrChangeInProgress, m.Name)
 		}
 	}
@@ -345,7 +346,7 @@ func (n *Node) AddMember(now time.Time, m Member) error {
 			return fmt.Errorf("cannot replace %s while it leads: transfer leadership to another member first", n.name(m.Replaces))
 		}
 	}
-	if err := n.changePending(); err != nil {
+	if err := n.changePending(0); err != nil {
 		return err
 	}
 	if len(n.configIDs()) >= maxMembers {
@@ -377,7 +378,7 @@ func (n *Node) RemoveMember(now time.Time, id uint64) error {
 	if id == n.cfg.ID {
 		return fmt.Errorf("cannot remove %s: it is the leader; transfer leadership to another member first (`raftelect transfer`), then remove it", n.name(id))
 	}
-	if err := n.changePending(); err != nil && !(errors.Is(err, ErrChangeInProgress) && n.learnerOnly(id)) {
+	if err := n.changePending(id); err != nil {
 		return err
 	}
 	if n.isVoter(id) {
@@ -407,20 +408,6 @@ func (n *Node) RemoveMember(now time.Time, id uint64) error {
 	}
 	n.log.Info("removing member", "member", n.name(id))
 	return n.afterInput(now)
-}
-
-// learnerOnly reports whether the only pending change is id, a learner not
-// yet promoted: removing it cancels that add.
-func (n *Node) learnerOnly(id uint64) bool {
-	if len(n.confState.GetVotersOutgoing()) > 0 || !slices.Contains(n.confState.GetLearners(), id) {
-		return false
-	}
-	for _, m := range n.Members() {
-		if m.Learner && m.ID != id {
-			return false
-		}
-	}
-	return true
 }
 
 // promoteCaughtUpLearners runs on the leader: a learner whose log matches
