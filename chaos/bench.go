@@ -47,6 +47,10 @@ type BenchOptions struct {
 	Soak    time.Duration // goroutines and heap over each of the two soaks
 	Profile time.Duration // CPU profile length; 0: no profiles
 
+	// NodeEnv is added to the nodes' environment (KEY=VALUE each), to
+	// compare runtime settings such as GOMAXPROCS or GOGC on one build.
+	NodeEnv []string
+
 	Progress io.Writer
 }
 
@@ -117,7 +121,7 @@ func Bench(ctx context.Context, o BenchOptions) (*BenchResult, error) {
 	b.c, err = newCluster(setup, clusterConfig{
 		nodes: o.Nodes, binary: bin, dir: clusterDir,
 		heartbeat: o.HeartbeatInterval, electionTimeout: o.ElectionTimeout,
-		pprof: true,
+		pprof: true, env: o.NodeEnv,
 	})
 	if err != nil {
 		return nil, err
@@ -587,6 +591,7 @@ func (b *bench) idle(ctx context.Context) error {
 	n := len(b.c.nodes)
 	pids := make([]int, n)
 	cpu0 := make([]time.Duration, n)
+	sched0 := make([]threadTimes, n)
 	net0 := make([][2]uint64, n)
 	for i := range b.c.nodes {
 		e := b.c.running(i)
@@ -599,10 +604,14 @@ func (b *bench) idle(ctx context.Context) error {
 			return err
 		}
 		cpu0[i] = u.CPU
+		if sched0[i], err = readThreadTimes(e.Pid); err != nil {
+			return err
+		}
 		if net0[i][0], net0[i][1], err = proccluster.NetDev(e.Pid, "eth0"); err != nil {
 			return err
 		}
 	}
+	load0 := loadAverage()
 	t0, mono0 := time.Now(), eventlog.Now()
 	rssSum, rssMax := make([]uint64, n), make([]uint64, n)
 	samples := 0
@@ -626,7 +635,7 @@ func (b *bench) idle(ctx context.Context) error {
 		}
 	}
 	secs := time.Since(t0).Seconds()
-	b.res.Idle = Idle{Window: Millis(time.Since(t0))}
+	b.res.Idle = Idle{Window: Millis(time.Since(t0)), LoadStart: load0, LoadEnd: loadAverage()}
 	for i, pid := range pids {
 		u, err := proccluster.ReadUsage(pid)
 		if err != nil {
@@ -634,6 +643,10 @@ func (b *bench) idle(ctx context.Context) error {
 		}
 		var net1 [2]uint64
 		if net1[0], net1[1], err = proccluster.NetDev(pid, "eth0"); err != nil {
+			return err
+		}
+		sched, err := readThreadTimes(pid)
+		if err != nil {
 			return err
 		}
 		anon, pss := u.RSSAnon, u.PSS
@@ -644,7 +657,9 @@ func (b *bench) idle(ctx context.Context) error {
 		}
 		b.res.Idle.Nodes = append(b.res.Idle.Nodes, IdleNode{
 			Name: b.c.nodes[i].name, Role: role, CPUMsPerSec: ms, CPUPercent: ms / 10,
-			RSSMB: mb(rssSum[i] / uint64(max(samples, 1))), RSSMaxMB: mb(rssMax[i]), AnonMB: mb(anon), PssMB: mb(pss),
+			OnCPUMsPerSec: float64((sched.onCPU - sched0[i].onCPU).Microseconds()) / 1000 / secs,
+			WakeupsPerSec: float64(sched.wakeups-sched0[i].wakeups) / secs,
+			RSSMB:         mb(rssSum[i] / uint64(max(samples, 1))), RSSMaxMB: mb(rssMax[i]), AnonMB: mb(anon), PssMB: mb(pss),
 			RxBytesPerSec: float64(net1[0]-net0[i][0]) / secs, TxBytesPerSec: float64(net1[1]-net0[i][1]) / secs,
 		})
 	}

@@ -16,6 +16,7 @@ type BenchOptions struct {
 	ColdStarts, Kills, Isolations, Terms, Rejoins, AsymHeals int
 	Rolling                                                  bool
 	Idle, Soak, Profile                                      time.Duration
+	NodeEnv                                                  []string
 	Progress                                                 io.Writer
 }
 

@@ -61,8 +61,13 @@ type IdleNode struct {
 	// CPUPercent is the same in percent of one core.
 	CPUMsPerSec float64 `json:"cpu_ms_per_s"`
 	CPUPercent  float64 `json:"cpu_percent"`
-	RSSMB       float64 `json:"rss_mb"` // mean of the samples
-	RSSMaxMB    float64 `json:"rss_max_mb"`
+	// OnCPUMsPerSec is the same from the scheduler's nanosecond counts
+	// (every thread's schedstat), and WakeupsPerSec how many times per
+	// second one of the node's threads was put on a CPU.
+	OnCPUMsPerSec float64 `json:"on_cpu_ms_per_s"`
+	WakeupsPerSec float64 `json:"wakeups_per_s"`
+	RSSMB         float64 `json:"rss_mb"` // mean of the samples
+	RSSMaxMB      float64 `json:"rss_max_mb"`
 	// RSS counts the binary's file pages, which every node on a host
 	// shares; AnonMB is the node's own memory (RssAnon: heap, stacks,
 	// runtime) and PssMB its proportional share of everything, both at
@@ -77,8 +82,13 @@ type IdleNode struct {
 
 // Idle is the cost of a healthy, quiet cluster.
 type Idle struct {
-	Window Millis     `json:"window_ms"`
-	Nodes  []IdleNode `json:"nodes"`
+	Window Millis `json:"window_ms"`
+	// LoadStart and LoadEnd are the host's 1-minute load average at the
+	// window's start and end (-1: unknown): other work on the host
+	// changes the CPU figures.
+	LoadStart float64    `json:"load_start"`
+	LoadEnd   float64    `json:"load_end"`
+	Nodes     []IdleNode `json:"nodes"`
 }
 
 // SoakNode is one node's runtime figures at the start and end of a soak.
@@ -267,10 +277,10 @@ func (r *BenchResult) Table() string {
 	row("  (from its start event)", r.RejoinFromLoad.String())
 	row("agreement after an asymmetric drop heals", r.AsymHeal.String())
 	if len(r.Idle.Nodes) > 0 {
-		fmt.Fprintf(&b, "   idle over %v:\n", r.Idle.Window)
-		fmt.Fprintf(&b, "   %-4s %-8s %9s %6s %8s %8s %8s %8s %10s %10s\n", "node", "role", "cpu ms/s", "cpu%", "rss MB", "max MB", "anon MB", "pss MB", "tx B/s", "rx B/s")
+		fmt.Fprintf(&b, "   idle over %v (load average %.2f at the start, %.2f at the end):\n", r.Idle.Window, r.Idle.LoadStart, r.Idle.LoadEnd)
+		fmt.Fprintf(&b, "   %-4s %-8s %9s %6s %9s %9s %8s %8s %8s %8s %10s %10s\n", "node", "role", "cpu ms/s", "cpu%", "oncpu ms/s", "wakeups/s", "rss MB", "max MB", "anon MB", "pss MB", "tx B/s", "rx B/s")
 		for _, n := range r.Idle.Nodes {
-			fmt.Fprintf(&b, "   %-4s %-8s %9.2f %6.2f %8.1f %8.1f %8.1f %8.1f %10.0f %10.0f\n", n.Name, n.Role, n.CPUMsPerSec, n.CPUPercent, n.RSSMB, n.RSSMaxMB, n.AnonMB, n.PssMB, n.TxBytesPerSec, n.RxBytesPerSec)
+			fmt.Fprintf(&b, "   %-4s %-8s %9.2f %6.2f %10.3f %9.1f %8.1f %8.1f %8.1f %8.1f %10.0f %10.0f\n", n.Name, n.Role, n.CPUMsPerSec, n.CPUPercent, n.OnCPUMsPerSec, n.WakeupsPerSec, n.RSSMB, n.RSSMaxMB, n.AnonMB, n.PssMB, n.TxBytesPerSec, n.RxBytesPerSec)
 		}
 	}
 	for _, s := range r.Soaks {

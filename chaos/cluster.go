@@ -39,6 +39,8 @@ type clusterConfig struct {
 	syncSend        bool
 	proxy           bool
 	pprof           bool
+	// env is added to every node process's environment (KEY=VALUE).
+	env []string
 	// nodeConfig, when set, holds each node's overrides (by index) of the
 	// timings and the peer list.
 	nodeConfig []NodeConfig
@@ -86,7 +88,11 @@ func newCluster(ctx context.Context, cc clusterConfig) (_ *cluster, err error) {
 		Nodes: cc.nodes, Dir: cc.dir, Binary: cc.binary,
 		// Not bound to a context: the cluster kills its processes by pid.
 		Command: func(n *proccluster.Node, args []string) *exec.Cmd {
-			return nw.Command(context.Background(), n.Index, args[0], args[1:]...)
+			cmd := nw.Command(context.Background(), n.Index, args[0], args[1:]...)
+			if len(cc.env) > 0 {
+				cmd.Env = append(cmd.Environ(), cc.env...)
+			}
+			return cmd
 		},
 	})
 	if err != nil {
