@@ -51,6 +51,15 @@ type Node struct {
 	// timeout). Only where nothing but the leader's own kernel can refuse
 	// connections to its peer port; see docs/safety.md.
 	FastFailoverOnRefusal bool `yaml:"fast_failover_on_refusal"`
+	// Join: this node joins a running cluster (cluster_id required): its
+	// empty store waits until a member adds it (`raftelect members add`).
+	// Without it, a node with an empty store bootstraps a new cluster from
+	// peers.
+	Join bool `yaml:"join"`
+	// FailBackAfter: how long the leader and a voter of higher priority
+	// must both have been stable before leadership moves to that voter
+	// (default 3 election timeouts; negative: never move).
+	FailBackAfter Duration `yaml:"fail_back_after"`
 
 	TLS      TLS  `yaml:"tls"`
 	Insecure bool `yaml:"insecure"`
@@ -102,6 +111,13 @@ type Peer struct {
 	// hex SHA-256 of its DER SubjectPublicKeyInfo (`raftelect certs pin`).
 	// Its certificate must match one. List two while rotating its key.
 	PublicKeyPins []string `yaml:"public_key_pins"`
+	// Witness: a voter that never leads (it only breaks ties, e.g. at a
+	// third site). It takes no priority.
+	Witness bool `yaml:"witness"`
+	// Priority (0-1000): after the cluster has been stable for
+	// fail_back_after, leadership moves to the healthy voter with the
+	// highest priority. 0: no preference.
+	Priority int `yaml:"priority"`
 }
 
 // TLS names the PEM files for mutual TLS.
@@ -174,6 +190,9 @@ func (n *Node) withDefaults() {
 	if n.LeaseDriftMargin == 0 {
 		n.LeaseDriftMargin = election.DefaultLeaseDriftMargin
 	}
+	if n.FailBackAfter == 0 {
+		n.FailBackAfter = Duration(3 * n.ElectionTimeout.D())
+	}
 	if n.Log.Level == "" {
 		n.Log.Level = "info"
 	}
@@ -195,6 +214,8 @@ func (n *Node) ElectionConfig() election.Config {
 		LeaseDriftMargin:      n.LeaseDriftMargin,
 		ClusterID:             n.ClusterID,
 		FastFailoverOnRefusal: n.FastFailoverOnRefusal,
+		Join:                  n.Join,
+		FailBackAfter:         n.FailBackAfter.D(),
 		TLS:                   election.TLSConfig{CAFile: n.TLS.CAFile, CertFile: n.TLS.CertFile, KeyFile: n.TLS.KeyFile},
 		Insecure:              n.Insecure,
 		ControlQueue:          n.Transport.ControlQueue,
@@ -215,7 +236,8 @@ func (n *Node) ElectionConfig() election.Config {
 	}
 	nodeopts.Of(&c).UnsafeSyncSend = n.UnsafeSyncSend
 	for _, p := range n.Peers {
-		c.Peers = append(c.Peers, election.PeerConfig{Name: p.Name, Address: p.Address, Identity: p.Identity, PublicKeyPins: p.PublicKeyPins})
+		c.Peers = append(c.Peers, election.PeerConfig{Name: p.Name, Address: p.Address, Identity: p.Identity, PublicKeyPins: p.PublicKeyPins,
+			Witness: p.Witness, Priority: p.Priority})
 	}
 	return c
 }

@@ -151,6 +151,14 @@ func TestInvalidFieldsAreNamed(t *testing.T) {
 		{"negative connection cap", base + "transport:\n  max_connections_per_source: -1\n", nil, "node.yaml:13: transport.max_connections_per_source: -1 must be positive"},
 		{"one connection per identity", base + "transport:\n  max_connections_per_identity: 1\n", nil, "node.yaml:13: transport.max_connections_per_identity: 1 would refuse a member's new connection"},
 		{"handshake timeout too short", base + "transport:\n  handshake_timeout: 10ms\n", nil, "node.yaml:13: transport.handshake_timeout: 10ms is below 100ms"},
+		{"witness with priority", strings.Replace(base, "    address: 127.0.0.1:7003", "    address: 127.0.0.1:7003\n    witness: true\n    priority: 5", 1), nil, "node.yaml:10: peers[2].priority: 5 on a witness: a witness never leads, so it takes no priority; remove priority, or witness to let n3 lead"},
+		{"priority too high", strings.Replace(base, "    address: 127.0.0.1:7002", "    address: 127.0.0.1:7002\n    priority: 1001", 1), nil, "node.yaml:7: peers[1].priority: 1001 is outside 0..1000"},
+		{"priority negative", strings.Replace(base, "    address: 127.0.0.1:7002", "    address: 127.0.0.1:7002\n    priority: -1", 1), nil, "node.yaml:7: peers[1].priority: -1 is outside 0..1000"},
+		{"witness not a bool", strings.Replace(base, "    address: 127.0.0.1:7002", "    address: 127.0.0.1:7002\n    witness: sometimes", 1), nil, "node.yaml:7: peers[1].witness: cannot unmarshal !!str `sometimes` into bool"},
+		{"join without cluster id", base + "join: true\n", nil, "node.yaml:12: join: true needs cluster_id: the ID of the cluster to join (`raftelect members list` prints it)"},
+		{"join flag without cluster id", base, map[string]string{"join": "true"}, "join (from --join): true needs cluster_id"},
+		{"fail back below election timeout", base + "fail_back_after: 500ms\n", nil, "node.yaml:12: fail_back_after: 500ms is below election_timeout (1s): leadership would move back before the cluster is known to be stable"},
+		{"fail back without unit", base + "fail_back_after: 30\n", nil, `node.yaml:12: fail_back_after: "30" is not a duration`},
 		{"bad flag value", base, map[string]string{"election-timeout": "soon"}, `election_timeout (from --election-timeout): "soon" is not a duration`},
 		{"bad flag peers", base, map[string]string{"peers": "n1=127.0.0.1:1,n2"}, `peers (from --peers): "n2" is not name=host:port`},
 		{"flag makes field invalid", base, map[string]string{"log-format": "yaml"}, `log.format (from --log-format): "yaml" is not text or json`},
@@ -251,7 +259,10 @@ func TestMarshalRoundTrips(t *testing.T) {
 		Insecure:              true,
 		Labels:                map[string]string{"url": "0"}, // a string "0" is a value, not a zero
 		Transport:             Transport{KeepaliveTime: Duration(20 * time.Second)},
+		FailBackAfter:         Duration(10 * time.Second),
 	}
+	want.Peers[1].Priority = 7
+	want.Peers[2].Witness = true
 	dir := t.TempDir()
 	want.DataDir = filepath.Join(dir, "data")
 	path := filepath.Join(dir, "n1.yaml")
@@ -262,7 +273,7 @@ func TestMarshalRoundTrips(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, absent := range []string{"listen_address", "cluster_id", "lease_drift_margin", "tls", "log", "control_queue", "operators", "pprof"} {
+	for _, absent := range []string{"listen_address", "cluster_id", "lease_drift_margin", "tls", "log", "control_queue", "operators", "pprof", "join"} {
 		if strings.Contains(string(b), absent) {
 			t.Errorf("zero field %s written:\n%s", absent, b)
 		}
@@ -274,7 +285,53 @@ func TestMarshalRoundTrips(t *testing.T) {
 	if got.Name != want.Name || got.HeartbeatInterval != want.HeartbeatInterval || got.ElectionTimeout != want.ElectionTimeout ||
 		!got.FastFailoverOnRefusal || !got.Insecure || got.DataDir != want.DataDir || got.Labels["url"] != "0" ||
 		got.Transport.KeepaliveTime != want.Transport.KeepaliveTime || len(got.Peers) != 3 ||
-		got.Peers[1].Identity != "two" || len(got.Peers[1].PublicKeyPins) != 1 {
+		got.Peers[1].Identity != "two" || len(got.Peers[1].PublicKeyPins) != 1 ||
+		got.Peers[1].Priority != 7 || !got.Peers[2].Witness || got.FailBackAfter != want.FailBackAfter {
 		t.Errorf("loaded back %+v\nfrom:\n%s", got, b)
+	}
+}
+
+// Join, fail_back_after, witnesses and priorities reach the election
+// configuration as written (from the file and from flags), and the
+// defaults are those election.Config takes.
+func TestMembershipFieldsReachElectionConfig(t *testing.T) {
+	const id = "0123456789abcdef0123456789abcdef"
+	body := strings.Replace(base, "    address: 127.0.0.1:7002", "    address: 127.0.0.1:7002\n    priority: 10", 1)
+	body = strings.Replace(body, "    address: 127.0.0.1:7003", "    address: 127.0.0.1:7003\n    witness: true", 1)
+	n, err := Load(write(t, body+"join: true\ncluster_id: "+id+"\nfail_back_after: 30s\n"), LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := n.ElectionConfig()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if !c.Join || c.ClusterID != id || c.FailBackAfter != 30*time.Second {
+		t.Errorf("join %v, cluster ID %q, fail-back %v; want true, %s, 30s", c.Join, c.ClusterID, c.FailBackAfter, id)
+	}
+	if p := c.Peers[1]; p.Priority != 10 || p.Witness {
+		t.Errorf("peers[1] = %+v, want priority 10, no witness", p)
+	}
+	if p := c.Peers[2]; !p.Witness || p.Priority != 0 {
+		t.Errorf("peers[2] = %+v, want a witness", p)
+	}
+
+	// Defaults: no join, fail-back after 3 election timeouts.
+	n, err = Load(write(t, base), LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := n.ElectionConfig(); c.Join || c.FailBackAfter != 3*time.Second {
+		t.Errorf("defaults: join %v, fail-back %v; want false, 3s", c.Join, c.FailBackAfter)
+	}
+
+	// Flags, as `raftelect run --join --fail-back-after -1s` gives them: a
+	// negative fail-back never moves leadership.
+	n, err = Load(write(t, base), LoadOptions{Flags: map[string]string{"join": "true", "cluster-id": id, "fail-back-after": "-1s"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := n.ElectionConfig(); !c.Join || c.FailBackAfter >= 0 || n.Source("join") != "--join" {
+		t.Errorf("from flags: join %v (source %q), fail-back %v; want true from --join, negative", c.Join, n.Source("join"), c.FailBackAfter)
 	}
 }

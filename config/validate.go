@@ -71,6 +71,12 @@ func (n *Node) validate() []FieldError {
 				bad(fmt.Sprintf("%s.public_key_pins[%d]", f, k), "%v", err)
 			}
 		}
+		switch {
+		case p.Witness && p.Priority != 0:
+			bad(f+".priority", "%d on a witness: a witness never leads, so it takes no priority; remove priority, or witness to let %s lead", p.Priority, p.Name)
+		case p.Priority < 0 || p.Priority > 1000:
+			bad(f+".priority", "%d is outside 0..1000 (0: no preference; leadership returns to the highest)", p.Priority)
+		}
 		switch j, dup := addrs[p.Address]; {
 		case p.Address == "":
 			bad(f+".address", "empty; give host:port of its peer listener")
@@ -104,6 +110,13 @@ func (n *Node) validate() []FieldError {
 	}
 	if n.ClusterID != "" && !clusterid.Valid(n.ClusterID) {
 		bad("cluster_id", "%q must be 32 lowercase hex digits (as `raftelect status` shows it), or empty for a new cluster to make its own", n.ClusterID)
+	}
+
+	if n.Join && n.ClusterID == "" {
+		bad("join", "true needs cluster_id: the ID of the cluster to join (`raftelect members list` prints it), so that the node cannot join another cluster by mistake")
+	}
+	if fb := n.FailBackAfter.D(); fb > 0 && fb < et {
+		bad("fail_back_after", "%v is below election_timeout (%v): leadership would move back before the cluster is known to be stable; use at least %v (default 3 election timeouts), or a negative value never to move it", fb, et, et)
 	}
 
 	if !n.Insecure {
