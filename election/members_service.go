@@ -77,6 +77,9 @@ func (e *Elector) membersResponse() *pb.MembersResponse {
 	v, mv := e.view.Load(), e.membership.Load()
 	r := &pb.MembersResponse{Node: e.cfg.Name, Leader: e.name(v.lead), Term: v.term,
 		PreferredLeader: mv.preferred, LastPreferredMove: mv.lastMove, MembershipNote: mv.note}
+	if l := e.loop.Load(); l != nil {
+		r.ClusterId = l.currentClusterID()
+	}
 	for _, m := range mv.members {
 		r.Members = append(r.Members, &pb.ClusterMember{Name: m.Name, Address: m.Address, Identity: m.Identity,
 			PublicKeyPins: m.PublicKeyPins, Witness: m.Witness, Priority: int32(m.Priority), Learner: m.Learner})

@@ -240,8 +240,11 @@ type MembersResponse struct {
 	LastPreferredMove string `protobuf:"bytes,6,opt,name=last_preferred_move,json=lastPreferredMove,proto3" json:"last_preferred_move,omitempty"`
 	// How this node's configured peers differ from the members ("" if not).
 	MembershipNote string `protobuf:"bytes,7,opt,name=membership_note,json=membershipNote,proto3" json:"membership_note,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The cluster's ID (32 hex digits; "" until this node applied it): what a
+	// node that joins needs as its cluster_id.
+	ClusterId     string `protobuf:"bytes,8,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MembersResponse) Reset() {
@@ -319,6 +322,13 @@ func (x *MembersResponse) GetLastPreferredMove() string {
 func (x *MembersResponse) GetMembershipNote() string {
 	if x != nil {
 		return x.MembershipNote
+	}
+	return ""
+}
+
+func (x *MembersResponse) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
 	}
 	return ""
 }
@@ -1270,7 +1280,7 @@ const file_raftelect_v1_node_proto_rawDesc = "" +
 	"\awitness\x18\x05 \x01(\bR\awitness\x12\x1a\n" +
 	"\bpriority\x18\x06 \x01(\x05R\bpriority\x12\x18\n" +
 	"\alearner\x18\a \x01(\bR\alearner\"\x10\n" +
-	"\x0eMembersRequest\"\x8c\x02\n" +
+	"\x0eMembersRequest\"\xab\x02\n" +
 	"\x0fMembersResponse\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x125\n" +
 	"\amembers\x18\x02 \x03(\v2\x1b.raftelect.v1.ClusterMemberR\amembers\x12\x16\n" +
@@ -1278,7 +1288,9 @@ const file_raftelect_v1_node_proto_rawDesc = "" +
 	"\x04term\x18\x04 \x01(\x04R\x04term\x12)\n" +
 	"\x10preferred_leader\x18\x05 \x01(\tR\x0fpreferredLeader\x12.\n" +
 	"\x13last_preferred_move\x18\x06 \x01(\tR\x11lastPreferredMove\x12'\n" +
-	"\x0fmembership_note\x18\a \x01(\tR\x0emembershipNote\"c\n" +
+	"\x0fmembership_note\x18\a \x01(\tR\x0emembershipNote\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\b \x01(\tR\tclusterId\"c\n" +
 	"\x10AddMemberRequest\x123\n" +
 	"\x06member\x18\x01 \x01(\v2\x1b.raftelect.v1.ClusterMemberR\x06member\x12\x1a\n" +
 	"\breplaces\x18\x02 \x01(\tR\breplaces\")\n" +
