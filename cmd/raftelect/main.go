@@ -10,6 +10,7 @@
 //	1  failure at run time (could not listen, storage failed, a second
 //	   signal); for status, some node did not answer or no single leader
 //	2  invalid configuration or usage
+//	3  members add/remove: --wait ran out while the change was under way
 package main
 
 import (
@@ -26,6 +27,9 @@ const (
 	exitOK      = 0
 	exitFailure = 1
 	exitUsage   = 2
+	// exitPending: a membership change was made but had not completed
+	// when --wait ran out; it goes on by itself.
+	exitPending = 3
 )
 
 // commands holds the constructors of every subcommand.
