@@ -42,3 +42,71 @@ func TestMembers_BadRequestsAreRefused(t *testing.T) {
 	c.StopAll()
 	c.Check()
 }
+
+// A witness votes but never leads: with n3 a witness, stopping whichever
+// node leads (twice) always leaves the other region's node leading, and a
+// transfer to the witness is refused. Over real gRPC and TLS.
+func TestWitness_NeverLeads(t *testing.T) {
+	c := tc.New(t, 3)
+	c.Durable = true // restarted nodes keep their state
+	t.Cleanup(c.DumpEvents)
+	c.Tweak = func(cfg *election.Config) {
+		for i := range cfg.Peers {
+			cfg.Peers[i].Witness = cfg.Peers[i].Name == "n3"
+		}
+	}
+	c.Start()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for round := range 2 {
+		l := c.WaitLeader(10 * time.Second)
+		require.NotEqual(t, "n3", c.Nodes[l].Name, "round %d: the witness leads", round)
+		err := c.Nodes[l].Elector.Transfer(ctx, "n3")
+		require.ErrorContains(t, err, "witness")
+		c.StopNode(l)
+		nl := c.WaitLeader(10 * time.Second)
+		require.NotEqual(t, "n3", c.Nodes[nl].Name, "round %d: the witness leads after %s stopped", round, c.Nodes[l].Name)
+		c.StartNode(l, nil)
+	}
+	for _, e := range c.Events() {
+		if e.Node == "n3" {
+			require.NotEqual(t, "lease_start", string(e.Kind), "the witness took a lease")
+		}
+	}
+	c.StopAll()
+	c.Check()
+}
+
+// Preferred leaders over real gRPC: n1 has priority 10, n2 5. Leadership
+// moved to n2 returns to n1 once both have been stable for FailBackAfter,
+// and Status says why on the node that moved it.
+func TestPreferredLeader_FailsBackAfterTheStablePeriod(t *testing.T) {
+	c := tc.New(t, 3)
+	t.Cleanup(c.DumpEvents)
+	c.Tweak = func(cfg *election.Config) {
+		cfg.FailBackAfter = 2 * time.Second
+		for i := range cfg.Peers {
+			switch cfg.Peers[i].Name {
+			case "n1":
+				cfg.Peers[i].Priority = 10
+			case "n2":
+				cfg.Peers[i].Priority = 5
+			}
+		}
+	}
+	c.Start()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c.WaitFor(20*time.Second, "n1 leads", func() bool { return c.Leader() == 0 })
+	require.NoError(t, c.Nodes[0].Elector.Transfer(ctx, "n2"))
+	movedAt := time.Now()
+	c.WaitFor(20*time.Second, "leadership back on n1", func() bool { return c.Leader() == 0 })
+	back := time.Since(movedAt)
+	t.Logf("leadership returned to n1 %v after the transfer to n2 (FailBackAfter 2s)", back.Round(time.Millisecond))
+	require.GreaterOrEqual(t, back, 2*time.Second, "fail-back before the stable period")
+	st := c.Nodes[1].Elector.Status()
+	require.Equal(t, "n1", st.PreferredLeader)
+	require.Contains(t, st.LastPreferredMove, "fail-back to preferred member n1")
+	c.StopAll()
+	c.Check()
+}
