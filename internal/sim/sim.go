@@ -459,7 +459,11 @@ func (s *sim) input(nd *node, f func(now time.Time) error, what string, args ...
 	for _, ev := range out.Events {
 		s.report(nd, ev)
 	}
-	if held, token, _, expiry := nd.core.Lease(); held {
+	// Held until its expiry by the node's clock, as IsLeader reads it: an
+	// input that returns before the core looks at the lease (an
+	// acknowledgement from a non-member, after a pause) leaves it held
+	// with an expiry already past, which is no lease.
+	if held, token, _, expiry := nd.core.Lease(); held && now.Before(expiry) {
 		if !nd.leaseOpen {
 			nd.leaseOpen, nd.leaseToken = true, token
 			s.log(nd, eventlog.Event{Kind: eventlog.KindLeaseStart, Term: token, Role: "leader", Leader: nd.name, Token: token})
