@@ -141,12 +141,15 @@ func (s *sim) crash(nd *node) {
 
 // restart starts nd again, with its store or (lost) an empty one.
 func (s *sim) restart(nd *node, lost bool) {
-	if nd.up {
-		return
+	if nd.up || nd.gone || nd.inc == 0 {
+		return // running, stopped for good after its removal, or a spare never started
 	}
 	store := nd.store
 	if lost {
 		store = storage.NewMemory()
+		if l := s.leader(); l != nil && s.m != nil {
+			nd.lostUnder = l.core.Status().GetTerm()
+		}
 	}
 	s.trace("restart: %s lost=%v", nd.name, lost)
 	s.start(nd, store)

@@ -18,6 +18,11 @@
 // acknowledgement, lost, delayed, duplicated or refused as a fault says;
 // a send that cannot arrive in half an election timeout is reported
 // unreachable, as the transport's deadline does.
+//
+// With Options.Membership, three schedules in four also change the
+// membership while the faults happen: spare nodes join, members are
+// removed and replaced, witnesses and priorities appear, faults are timed
+// around the changes, and the checks learn membership (membership.go).
 package sim
 
 import (
@@ -66,6 +71,13 @@ type Options struct {
 	FastFailoverOnRefusal bool
 	// Bugs put known bugs back into every node (core.Bugs).
 	Bugs core.Bugs
+	// Membership: spare nodes join and members are added, removed and
+	// replaced while faults happen (membership.go).
+	Membership bool
+	// RefuseUnknown: in membership schedules whose network refuses
+	// non-members, a receiver refuses every sender its applied
+	// configuration does not name, not only the members it removed.
+	RefuseUnknown bool
 	// Focus, if set, draws faults of these kinds only ("partition",
 	// "one-way", "crash", "pause", "slow-disk", "reject", "reject-all"),
 	// two to five of them: a test that hunts one bug says where to look.
@@ -89,6 +101,10 @@ type Result struct {
 	Steps      int // inputs handled by cores
 	Faults     []string
 	Forged     int // crafted batches the hostile leader sent
+	// Membership schedules: changes planned and done, faults timed around
+	// them that fired, and whether the end check ran (the run ended quiet).
+	Changes, ChangesDone, Triggered int
+	Settled                         bool
 }
 
 // OK reports whether the schedule broke no promise.
@@ -113,6 +129,8 @@ const (
 	evUnreachable
 	evRefused
 	evFault
+	evNotMember   // the receiver refused the sender as no member
+	evMemberAgain // a receiver that had refused the sender accepted it
 )
 
 type event struct {
@@ -168,6 +186,24 @@ type node struct {
 	leaseOpen   bool
 	leaseToken  uint64
 	leaseExpiry time.Time // local
+	// Membership schedules (membership.go): a spare starts with
+	// Config.Join; witness and priority are its record; gone: it stopped
+	// after it learnt it was removed; members and voter cache its applied
+	// configuration; refusedBy: peers that refused it as no member, and
+	// its node was told.
+	spare    bool
+	witness  bool
+	priority int
+	gone     bool
+	members  map[uint64]bool
+	former   map[uint64]bool // members its applied configuration removed
+	voter    bool
+	// lostUnder: the term of the leader that led when it restarted
+	// without its state (membership schedules).
+	lostUnder uint64
+	// membersChanged: the current input applied a configuration change.
+	membersChanged bool
+	refusedBy      map[int]bool
 }
 
 type link struct {
@@ -197,6 +233,7 @@ type sim struct {
 	bad     []string
 	faults  []string
 	forged  int
+	m       *membership // nil: the membership never changes
 }
 
 // Run runs the schedule of seed.
@@ -215,10 +252,6 @@ func Run(seed uint64, opts Options) (res Result) {
 		name := "n" + strconv.Itoa(i+1)
 		s.names[core.NodeID(name)] = name
 	}
-	s.links = make([][]link, n)
-	for i := range n {
-		s.links[i] = make([]link, n)
-	}
 	s.minLat = time.Duration(s.rng.IntN(5)+1) * time.Millisecond / 2
 	s.maxLat = s.minLat + time.Duration(s.rng.IntN(int(Tick/time.Millisecond)))*time.Millisecond
 	s.loss = []float64{0, 0, 0.05, 0.2, 0.3}[s.rng.IntN(5)]
@@ -234,6 +267,13 @@ func Run(seed uint64, opts Options) (res Result) {
 		}
 		s.nodes = append(s.nodes, nd)
 	}
+	if opts.Membership && s.rng.IntN(4) != 0 {
+		s.planMembership() // a quarter of the schedules keep their members
+	}
+	s.links = make([][]link, len(s.nodes))
+	for i := range s.links {
+		s.links[i] = make([]link, len(s.nodes))
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			s.violation(fmt.Sprintf("panic: %v", p))
@@ -241,25 +281,36 @@ func Run(seed uint64, opts Options) (res Result) {
 		}
 	}()
 	for _, nd := range s.nodes {
-		s.start(nd, storage.NewMemory())
+		if !nd.spare {
+			s.start(nd, storage.NewMemory())
+		}
 	}
 	s.planFaults()
 	if opts.MaxSteps == 0 {
 		opts.MaxSteps = 200_000
 	}
+	runFor := opts.Duration
+	if s.m != nil {
+		// Faults and changes are drawn within Duration; a quiet tail lets
+		// the end check see most schedules settle.
+		runFor += QuietTail
+	}
 	for s.q.Len() > 0 {
 		e := heap.Pop(&s.q).(*event)
-		if e.at > opts.Duration {
+		if e.at > runFor {
 			break
 		}
 		if s.steps > opts.MaxSteps {
-			s.violation(fmt.Sprintf("more than %d inputs in %v: a message storm or a livelock", opts.MaxSteps, opts.Duration))
+			s.violation(fmt.Sprintf("more than %d inputs in %v: a message storm or a livelock", opts.MaxSteps, runFor))
 			break
 		}
 		s.now = e.at
 		s.handle(e)
 	}
-	s.now = opts.Duration
+	s.now = runFor
+	if s.m != nil {
+		s.m.settled = s.checkSettled()
+	}
 	for _, nd := range s.nodes {
 		if nd.up {
 			s.closeLease(nd, s.now)
@@ -273,7 +324,16 @@ func (s *sim) result(seed uint64) Result {
 	for _, v := range rep.Violations {
 		s.bad = append(s.bad, v.String())
 	}
-	return Result{Seed: seed, Nodes: len(s.nodes), Violations: s.bad, Report: rep, TraceHash: s.hash, Steps: s.steps, Faults: s.faults, Forged: s.forged}
+	r := Result{Seed: seed, Nodes: len(s.nodes), Violations: s.bad, Report: rep, TraceHash: s.hash, Steps: s.steps, Faults: s.faults, Forged: s.forged}
+	if m := s.m; m != nil {
+		r.Changes, r.ChangesDone, r.Settled = len(m.ops), m.done, m.settled
+		for _, tr := range m.triggers {
+			if tr.fired {
+				r.Triggered++
+			}
+		}
+	}
+	return r
 }
 
 func (s *sim) violation(v string) {
@@ -351,19 +411,28 @@ func (s *sim) start(nd *node, store storage.Store) {
 	// lost its state from a term that went back.
 	hs, _, _ := store.InitialState()
 	nd.pausedUntil, nd.busyUntil = 0, 0
-	c, err := core.New(core.Config{
+	cfg := core.Config{
 		ID: nd.id, Name: nd.name, Names: s.names, Storage: store,
 		Tick: Tick, ElectionTicks: ElectionTicks, DriftMargin: DriftMargin,
 		FastFailoverOnRefusal: s.opts.FastFailoverOnRefusal,
 		Rand:                  rand.New(rand.NewPCG(s.rng.Uint64(), s.rng.Uint64())),
 		Bugs:                  s.opts.Bugs,
-	}, nd.local(s.now))
+	}
+	if s.m != nil {
+		s.configure(nd, store, &cfg)
+	}
+	c, err := core.New(cfg, nd.local(s.now))
 	if err != nil {
 		s.violation(fmt.Sprintf("%s could not start: %v", nd.name, err))
 		nd.up = false
 		return
 	}
 	nd.core = c
+	if s.m != nil {
+		nd.refusedBy, nd.members, nd.former = nil, nil, nil
+		s.refreshMembers(nd)
+		s.disturbed()
+	}
 	s.log(nd, eventlog.Event{Kind: eventlog.KindStart, Term: hs.GetTerm(), Vote: s.names[hs.GetVote()], Role: "follower"})
 	s.trace("%s start inc=%d term=%d", nd.name, nd.inc, hs.GetTerm())
 	// The first tick comes within one tick of the start.
@@ -381,6 +450,7 @@ func (s *sim) handle(e *event) {
 	switch e.kind {
 	case evFault:
 		e.fault()
+		s.disturbed()
 		return
 	}
 	nd := s.nodes[e.node]
@@ -406,6 +476,9 @@ func (s *sim) handle(e *event) {
 		if e.from == s.hostile && !s.validate(from, nd, e.msgs) {
 			return
 		}
+		if s.m != nil && s.refusedOrLost(from, nd) {
+			return
+		}
 		var ack core.Ack
 		s.input(nd, func(now time.Time) error {
 			var err error
@@ -419,6 +492,10 @@ func (s *sim) handle(e *event) {
 		from := s.nodes[e.from]
 		if e.ack.Stamp.Incarnation != nd.inc {
 			return // an echo of an earlier process's stamp proves nothing
+		}
+		if s.m != nil && s.m.cutFlight && s.links[e.from][e.node].drop {
+			s.trace("%s: ack from %s lost in flight", nd.name, from.name)
+			return
 		}
 		sentAt := base.Add(time.Duration(e.ack.Stamp.At))
 		s.input(nd, func(now time.Time) error {
@@ -435,6 +512,29 @@ func (s *sim) handle(e *event) {
 			}
 			return nd.core.ReportUnreachable(now, s.nodes[e.from].id)
 		}, "refused %s", s.nodes[e.from].name)
+	case evNotMember:
+		by := s.nodes[e.from]
+		s.input(nd, func(now time.Time) error {
+			if !nd.refusedBy[by.idx] {
+				if nd.refusedBy == nil {
+					nd.refusedBy = map[int]bool{}
+				}
+				nd.refusedBy[by.idx] = true
+				if err := nd.core.MembershipDiffers(now, by.id, true); err != nil {
+					return err
+				}
+			}
+			return nd.core.ReportUnreachable(now, by.id)
+		}, "refused as no member by %s", by.name)
+	case evMemberAgain:
+		by := s.nodes[e.from]
+		if !nd.refusedBy[by.idx] {
+			return
+		}
+		delete(nd.refusedBy, by.idx)
+		s.input(nd, func(now time.Time) error {
+			return nd.core.MembershipDiffers(now, by.id, false)
+		}, "accepted again by %s", by.name)
 	}
 }
 
@@ -467,8 +567,14 @@ func (s *sim) input(nd *node, f func(now time.Time) error, what string, args ...
 		if !nd.leaseOpen {
 			nd.leaseOpen, nd.leaseToken = true, token
 			s.log(nd, eventlog.Event{Kind: eventlog.KindLeaseStart, Term: token, Role: "leader", Leader: nd.name, Token: token})
+			if s.m != nil {
+				s.checkLeaseStart(nd)
+			}
 		}
 		nd.leaseExpiry = expiry
+	}
+	if nd.membersChanged {
+		s.checkLeaseHolder(nd)
 	}
 	sendAt := s.now
 	if nd.diskDelay > 0 {
@@ -488,6 +594,19 @@ func (s *sim) report(nd *node, ev core.Event) {
 		s.trace("%s state %s term=%d vote=%s lead=%s", nd.name, core.RoleName(ev.Role), ev.Term, s.names[ev.Vote], s.names[ev.Lead])
 	case core.EventLeaseEnd:
 		s.closeLease(nd, s.now)
+	case core.EventMembers:
+		if s.m != nil {
+			s.onMembers(nd)
+		}
+	case core.EventRemoved:
+		if s.m != nil {
+			s.onRemoved(nd)
+		}
+	case core.EventPreferred:
+		// Leadership moves to a preferred member: a change like the
+		// operator's (the end check waits for the cluster to settle).
+		s.trace("%s hands leadership to a preferred member", nd.name)
+		s.disturbed()
 	}
 }
 
