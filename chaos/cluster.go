@@ -27,6 +27,9 @@ const (
 	peerPort      = 7000
 	httpPort      = 9100
 	proxyPortBase = 8000 // + peer index: this node's proxy towards that peer
+	// operatorName is the identity of the harness's operator certificate,
+	// which every node's config lists as an operator.
+	operatorName = "chaos-operator"
 )
 
 // clusterConfig is what a cluster is built from.
@@ -72,7 +75,10 @@ type proc struct {
 
 	mu   sync.Mutex
 	conf NodeConfig // overrides in its config file now
-	rss  rssSamples
+	// clusterID goes to its config file: a node that joins must name the
+	// cluster it joins.
+	clusterID string
+	rss       rssSamples
 }
 
 func nodeName(i int) string { return fmt.Sprintf("n%d", i+1) }
@@ -108,10 +114,16 @@ func newCluster(ctx context.Context, cc clusterConfig) (_ *cluster, err error) {
 	for _, n := range nw.Nodes() {
 		ips[n.Index] = n.IP
 	}
-	if _, err := pc.WriteCerts(24*time.Hour, func(n *proccluster.Node) []string {
+	ca, err := pc.WriteCerts(24*time.Hour, func(n *proccluster.Node) []string {
 		return []string{ips[n.Index].String(), "127.0.0.1"}
-	}); err != nil {
+	})
+	if err != nil {
 		return nil, fmt.Errorf("chaos: certificates: %w", err)
+	}
+	// The harness asks for membership changes as an operator: a member's
+	// certificate would stop working once that member is removed.
+	if _, err := ca.WriteOperator(c.tlsDir, operatorName, 24*time.Hour); err != nil {
+		return nil, fmt.Errorf("chaos: operator certificate: %w", err)
 	}
 	for _, n := range pc.Nodes() {
 		// The names docs/chaos.md gives the files.
@@ -169,10 +181,15 @@ func (c *cluster) writeConfig(p *proc) error {
 		Pprof:                 c.cfg.pprof,
 		FastFailoverOnRefusal: p.conf.FastFailoverOnRefusal,
 		Transport:             config.Transport{KeepaliveTime: p.conf.KeepaliveTime, KeepaliveTimeout: p.conf.KeepaliveTimeout},
+		Operators:             []string{operatorName},
+		Join:                  p.conf.Join,
+		FailBackAfter:         p.conf.FailBackAfter,
+		ClusterID:             p.clusterID,
 	}
 	for _, q := range c.nodes {
 		if p.conf.Peers == nil || slices.Contains(p.conf.Peers, q.name) {
-			n.Peers = append(n.Peers, config.Peer{Name: q.name, Address: c.peerAddr(p.index, q.index)})
+			m := c.member(q.index)
+			n.Peers = append(n.Peers, config.Peer{Name: q.name, Address: c.peerAddr(p.index, q.index), Witness: m.Witness, Priority: m.Priority})
 		}
 	}
 	if p.conf.HeartbeatInterval != 0 {
@@ -184,6 +201,16 @@ func (c *cluster) writeConfig(p *proc) error {
 	return n.WriteFile(p.config)
 }
 
+// member is how node i is described as a member (witness, priority): as
+// the scenario's configuration gave it when the run began, the same in
+// every node's peer list.
+func (c *cluster) member(i int) NodeConfig {
+	if i < len(c.cfg.nodeConfig) {
+		return c.cfg.nodeConfig[i]
+	}
+	return NodeConfig{}
+}
+
 // reconfigure applies o over node i's overrides and rewrites its config
 // file; the process reads it at its next start.
 func (c *cluster) reconfigure(i int, o NodeConfig) error {
@@ -191,6 +218,19 @@ func (c *cluster) reconfigure(i int, o NodeConfig) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.conf = p.conf.merge(o)
+	return c.writeConfig(p)
+}
+
+// joinConfig sets node i to join the cluster clusterID, with o over its
+// overrides, and rewrites its config file.
+func (c *cluster) joinConfig(i int, clusterID string, o *NodeConfig) error {
+	p := c.nodes[i]
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if o != nil {
+		p.conf = p.conf.merge(*o)
+	}
+	p.conf.Join, p.clusterID = true, clusterID
 	return c.writeConfig(p)
 }
 

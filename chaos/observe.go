@@ -151,8 +151,8 @@ func (t *tailer) events() []eventlog.Event {
 	return append([]eventlog.Event(nil), t.all...)
 }
 
-// statusPoller asks every node for its Status over gRPC with mutual TLS,
-// from inside its own namespace (so no network fault gets in the way), and
+// statusPoller asks every node for its Status over gRPC with mutual TLS, as
+// an operator, from inside its own namespace (so no network fault gets in the way), and
 // keeps the highest queue depth and drop count it saw per node.
 type statusPoller struct {
 	c     *cluster
@@ -165,7 +165,7 @@ type statusPoller struct {
 
 func newStatusPoller(c *cluster) (*statusPoller, error) {
 	tlsDir := filepath.Join(c.cfg.dir, "tls")
-	creds, err := transport.LoadCredentials(filepath.Join(tlsDir, "ca.crt"), filepath.Join(tlsDir, "n1.crt"), filepath.Join(tlsDir, "n1.key"))
+	creds, err := transport.LoadCredentials(filepath.Join(tlsDir, "ca.crt"), filepath.Join(tlsDir, operatorName+".crt"), filepath.Join(tlsDir, operatorName+".key"))
 	if err != nil {
 		return nil, err
 	}

@@ -32,6 +32,12 @@ func (r *Result) OneLine() string {
 	if r.FailoverP50 != nil {
 		s += fmt.Sprintf(" failover p50=%v max=%v", r.FailoverP50, r.FailoverMax)
 	}
+	for _, c := range r.Changes {
+		s += fmt.Sprintf(" [%s: %v, leaderless %v]", c.Desc, c.Took, c.Leaderless)
+	}
+	if r.FailBackAfter != nil {
+		s += fmt.Sprintf(" fail_back=%v", r.FailBackAfter)
+	}
 	lines, cpu := 0, 0.0
 	for _, n := range r.NodeStats {
 		lines, cpu = max(lines, n.LogLines), max(cpu, n.CPUPercent)
@@ -74,6 +80,24 @@ func (r *Result) Summary() string {
 			le = fmt.Sprintf("its lease ended after %v", f.OldLeaseEndedAfter)
 		}
 		fmt.Fprintf(&b, "   failover after fault %d on %s: %s, %s\n", f.Fault, f.OldLeader, nl, le)
+	}
+	for _, c := range r.Changes {
+		took := "never applied on every member"
+		if c.Applied != 0 {
+			took = fmt.Sprintf("applied on every member after %v", c.Took)
+		}
+		fmt.Fprintf(&b, "   change %s at %+.1fs: %v -> %v, %s, leaderless %v during it", c.Desc,
+			time.Duration(c.Requested-r.Start).Seconds(), c.Before, c.After, took, c.Leaderless)
+		if c.RequestError != "" {
+			fmt.Fprintf(&b, " (the request failed: %s)", c.RequestError)
+		}
+		if len(c.RemovedExited) > 0 {
+			fmt.Fprintf(&b, "; %v stopped by themselves, removed", c.RemovedExited)
+		}
+		b.WriteString("\n")
+	}
+	if r.FailBackAfter != nil {
+		fmt.Fprintf(&b, "   leadership returned %v after the last fault ended\n", r.FailBackAfter)
 	}
 	if r.FailoverP50 != nil {
 		fmt.Fprintf(&b, "   failover p50 %v, max %v over %d\n", r.FailoverP50, r.FailoverMax, len(r.Failovers))

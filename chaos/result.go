@@ -126,10 +126,66 @@ type Result struct {
 	// Config lists the nodes whose configuration the scenario changed from
 	// the harness's, as they started ("n1: peers [n1,n2,n3]"); restarts
 	// that change it are in Faults.
-	Config   []string          `json:"config,omitempty"`
-	Pass     bool              `json:"pass"`
-	Bindings map[string]string `json:"roles"`
-	Events   []eventlog.Event  `json:"-"`
+	Config []string `json:"config,omitempty"`
+	// Changes are the membership changes (add and remove faults), in
+	// the order they ran.
+	Changes []MembershipChange `json:"membership_changes,omitempty"`
+	// FailBackAfter: from the end of the last fault to the start of the
+	// lease of expect.fail_back's node; absent if it did not lead again.
+	FailBackAfter *Millis           `json:"fail_back_after_ms,omitempty"`
+	Pass          bool              `json:"pass"`
+	Bindings      map[string]string `json:"roles"`
+	Events        []eventlog.Event  `json:"-"`
+}
+
+// MembershipChange is one add or remove as it happened. Times are
+// CLOCK_MONOTONIC ns, on the event logs' clock.
+type MembershipChange struct {
+	Kind     string `json:"kind"` // add or remove
+	Node     string `json:"node"`
+	Replaces string `json:"replaces,omitempty"`
+	Desc     string `json:"desc"`
+	// Before and After: the members (learners marked) before the request
+	// and the ones every member must show after it.
+	Before []string `json:"before"`
+	After  []string `json:"after"`
+	// Requested: the request left; Answered: the leader's answer came back
+	// (an error if its leader died: RequestError); Applied: the last
+	// member showed After; 0 if it never did.
+	Requested    int64  `json:"requested_mono_ns"`
+	Answered     int64  `json:"answered_mono_ns"`
+	Applied      int64  `json:"applied_mono_ns"`
+	RequestError string `json:"request_error,omitempty"`
+	// Took: from Requested to Applied. Leaderless: the time in it when no
+	// node held the lease.
+	Took       Millis `json:"took_ms"`
+	Leaderless Millis `json:"leaderless_ms"`
+	// RemovedExited: removed nodes whose processes stopped by themselves,
+	// saying they were removed.
+	RemovedExited []string `json:"removed_exited,omitempty"`
+	Errors        []string `json:"errors,omitempty"`
+}
+
+// measureChanges adds the membership changes of a run, with the leaderless
+// time during each, and judges them against expect.max_change_time.
+func (r *Result) measureChanges(s *Scenario, changes []MembershipChange) {
+	r.Changes = changes
+	for i := range r.Changes {
+		ch := &r.Changes[i]
+		end := ch.Applied
+		if end == 0 {
+			end = r.End
+		}
+		ch.Leaderless = Millis(leaderless(r.Timeline, ch.Requested, end))
+		if lim := s.Expect.MaxChangeTime; lim > 0 {
+			c := Check{Name: "change " + ch.Desc, Want: "<= " + lim.D().String(), Got: "not applied everywhere"}
+			if ch.Applied != 0 {
+				c.Got, c.OK = ch.Took.String(), time.Duration(ch.Took) <= lim.D()
+			}
+			r.Checks = append(r.Checks, c)
+			r.Pass = r.Pass && c.OK
+		}
+	}
 }
 
 // analyse measures the events of a run observed from t0 to end and judges
@@ -307,6 +363,40 @@ func (r *Result) failovers() {
 	}
 }
 
+// failBack measures when fb.To held the lease again after the last fault
+// ended, and judges it against the stable period and the bound.
+func (r *Result) failBack(fb *FailBackExpect) Check {
+	c := Check{Name: "leadership returns to " + fb.To + " after the last fault",
+		Want: fmt.Sprintf("after %v to %v", fb.NotBefore.D(), fb.Within.D()), Got: "never"}
+	healed := int64(0)
+	for _, w := range r.Faults {
+		healed = max(healed, w.End)
+	}
+	if healed == 0 {
+		c.Got = "no fault"
+		return c
+	}
+	first := int64(-1)
+	for _, iv := range r.Timeline {
+		if iv.Lease && iv.Node == fb.To && iv.Start >= healed && (first < 0 || iv.Start < first) {
+			first = iv.Start
+		}
+	}
+	if first >= 0 {
+		d := Millis(first - healed)
+		r.FailBackAfter = &d
+		c.Got = d.String()
+		c.OK = time.Duration(d) >= fb.NotBefore.D() && time.Duration(d) <= fb.Within.D()
+	}
+	// A lease of fb.To that spans the heal: leadership never left it.
+	for _, iv := range r.Timeline {
+		if iv.Lease && iv.Node == fb.To && iv.Start < healed && iv.End > healed {
+			c.Got, c.OK = "it held the lease across the heal", false
+		}
+	}
+	return c
+}
+
 // expectations judges the result against what the scenario promises.
 func expectations(s *Scenario, r *Result) []Check {
 	x := s.Expect
@@ -383,6 +473,18 @@ func expectations(s *Scenario, r *Result) []Check {
 			c.Got = "unknown node"
 		}
 		out = append(out, c)
+	}
+	for _, who := range x.NeverLease {
+		held := 0
+		for _, iv := range r.Timeline {
+			if iv.Lease && iv.Node == who && iv.End > r.Start {
+				held++
+			}
+		}
+		out = append(out, Check{Name: who + " holds the lease", Want: "never", Got: fmt.Sprintf("%d times", held), OK: held == 0})
+	}
+	if fb := x.FailBack; fb != nil {
+		out = append(out, r.failBack(fb))
 	}
 	if x.MaxRSSGrowthMB != nil {
 		for _, st := range r.NodeStats {

@@ -123,6 +123,11 @@ type runner struct {
 	faults   []FaultWindow
 	bindings map[string]string // role -> node name, first resolution wins
 	errs     []error
+	changes  []MembershipChange
+	// changeDone[i] is closed when membership change i (an add or remove
+	// fault) finished; prevChange[i] is the change before it, or -1.
+	changeDone map[int]chan struct{}
+	prevChange map[int]int
 }
 
 func (r *runner) logf(format string, args ...any) {
@@ -222,6 +227,14 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	obsCtx, stopObs := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { r.observe(obsCtx) })
+	r.changeDone, r.prevChange = map[int]chan struct{}{}, map[int]int{}
+	prev := -1
+	for i, f := range r.s.Schedule {
+		if f.Kind == FaultAdd || f.Kind == FaultRemove {
+			r.changeDone[i], r.prevChange[i] = make(chan struct{}), prev
+			prev = i
+		}
+	}
 	var faultWG sync.WaitGroup
 	for i, f := range r.s.Schedule {
 		faultWG.Go(func() { r.inject(obsCtx, i, f) })
@@ -231,6 +244,7 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	stopObs()
 	faultWG.Wait()
 	wg.Wait()
+	r.checkFinalMembers(ctx)
 
 	c.sampleAll()
 	stats := c.nodeStats(r.t0, end, cpuAtStart)
@@ -250,6 +264,9 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	}
 
 	res := analyse(r.s, r.t.events(), r.t0, end, r.faults, r.bindings, stats)
+	r.mu.Lock()
+	res.measureChanges(r.s, r.changes)
+	r.mu.Unlock()
 	res.Dir, res.SyncSend, res.Heartbeat, res.ElectionTimeout = r.o.Dir, r.o.SyncSend, Millis(r.o.HeartbeatInterval), Millis(r.o.ElectionTimeout)
 	for i, p := range c.nodes {
 		if i < len(c.cfg.nodeConfig) {
@@ -348,9 +365,33 @@ func (r *runner) inject(ctx context.Context, idx int, f Fault) {
 	if sleepCtx(ctx, time.Until(r.monoToTime(r.t0+int64(f.At)))) != nil {
 		return
 	}
+	if done, ok := r.changeDone[idx]; ok {
+		defer close(done)
+		if p := r.prevChange[idx]; p >= 0 {
+			select {
+			case <-r.changeDone[p]:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+	var jointLeader string
+	if f.Params.When == WhenJoint {
+		i, err := r.awaitJointLeader(ctx, r.monoToTime(r.t0+int64(r.s.Duration)))
+		if err != nil {
+			if ctx.Err() == nil {
+				r.fail(fmt.Errorf("fault %d (%s when %s): %w", idx, f.Kind, f.Params.When, err))
+			}
+			return
+		}
+		jointLeader = r.c.nodes[i].name
+	}
 	r.c.markRSS() // the first fault marks; later calls keep that mark
 	w := FaultWindow{Index: idx, Kind: f.Kind, Start: eventlog.Now(), Roles: map[string]string{}}
 	leader, _ := r.t.leader()
+	if jointLeader != "" {
+		leader = jointLeader
+	}
 	w.LeaderAtStart = leader
 	all := r.roleMap(leader)
 	resolve := func(role string) ([]int, error) {
@@ -368,8 +409,23 @@ func (r *runner) inject(ctx context.Context, idx int, f Fault) {
 		r.addFault(w, all)
 		return
 	}
+	if jointLeader != "" {
+		// The kill counts only if it landed before the leader left the
+		// joint configuration: its log, final now, says.
+		i := slices.IndexFunc(r.c.nodes, func(p *proc) bool { return p.name == jointLeader })
+		left, err := leftJoint(r.c, i)
+		switch {
+		case err != nil:
+			r.fail(fmt.Errorf("fault %d: %s: %w", idx, jointLeader, err))
+		case left:
+			r.fail(fmt.Errorf("fault %d: the kill missed the joint configuration: %s had left it before it died", idx, jointLeader))
+		default:
+			desc += ", in the joint configuration"
+		}
+		w.Desc = desc
+	}
 	r.logf("FAULT %d on: %s", idx, desc)
-	if f.Kind == FaultRestart || f.Kind == FaultStart {
+	if f.Kind == FaultRestart || f.Kind == FaultStart || f.Kind == FaultAdd || f.Kind == FaultRemove {
 		undo = nil // done at once; the change stays
 	} else if f.Kind != FaultKill && f.Kind != FaultTerm {
 		// A network fault or SIGSTOP lasts its duration, or to the end.
@@ -640,6 +696,33 @@ func (r *runner) apply(ctx context.Context, f Fault, resolve func(string) ([]int
 			desc += " with " + f.Config.String()
 		}
 		return nil, desc, c.start(i)
+	case FaultAdd, FaultRemove:
+		t, err := resolve(f.Target)
+		if err != nil {
+			return nil, "", err
+		}
+		if f.Config != nil {
+			if err := r.checkNodeConfig(name(t[0]), *f.Config); err != nil {
+				return nil, "", err
+			}
+		}
+		// replaces may name a role an earlier fault bound (the follower it
+		// killed): that node, not whoever has the role now.
+		replaces := f.Params.Replaces
+		r.mu.Lock()
+		bound, ok := r.bindings[replaces]
+		r.mu.Unlock()
+		if ok {
+			replaces = bound
+		} else if replaces != "" {
+			is, err := resolve(replaces)
+			if err != nil {
+				return nil, "", err
+			}
+			replaces = name(is[0])
+		}
+		desc, err := r.changeMembers(ctx, f.Kind, t[0], replaces, f.Config)
+		return nil, desc, err
 	case FaultStop:
 		t, err := resolve(f.Target)
 		if err != nil {

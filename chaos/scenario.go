@@ -74,6 +74,17 @@ type NodeConfig struct {
 	// connection to the leader is taken as proof that it is gone. Only
 	// true changes anything (a restart cannot turn it off again).
 	FastFailoverOnRefusal bool `yaml:"fast_failover_on_refusal"`
+	// Join starts the node as one that joins a running cluster (join:
+	// true in its file, and no `raftelect bootstrap`): it waits to be
+	// added by an add fault.
+	Join bool `yaml:"join"`
+	// Witness and Priority describe the node as a member: every node's
+	// peer list carries them, and an add fault adds it with them.
+	Witness  bool `yaml:"witness"`
+	Priority int  `yaml:"priority"`
+	// FailBackAfter goes to fail_back_after: how long leader and a voter of
+	// higher priority must be stable before leadership moves back.
+	FailBackAfter config.Duration `yaml:"fail_back_after"`
 }
 
 // merge returns c with the non-zero fields of o over it.
@@ -94,6 +105,14 @@ func (c NodeConfig) merge(o NodeConfig) NodeConfig {
 		c.KeepaliveTimeout = o.KeepaliveTimeout
 	}
 	c.FastFailoverOnRefusal = c.FastFailoverOnRefusal || o.FastFailoverOnRefusal
+	c.Join = c.Join || o.Join
+	c.Witness = c.Witness || o.Witness
+	if o.Priority != 0 {
+		c.Priority = o.Priority
+	}
+	if o.FailBackAfter != 0 {
+		c.FailBackAfter = o.FailBackAfter
+	}
 	return c
 }
 
@@ -117,6 +136,18 @@ func (c NodeConfig) String() string {
 	if c.FastFailoverOnRefusal {
 		parts = append(parts, "fast_failover_on_refusal")
 	}
+	if c.Join {
+		parts = append(parts, "join")
+	}
+	if c.Witness {
+		parts = append(parts, "witness")
+	}
+	if c.Priority != 0 {
+		parts = append(parts, fmt.Sprintf("priority %d", c.Priority))
+	}
+	if c.FailBackAfter != 0 {
+		parts = append(parts, "fail_back_after "+c.FailBackAfter.String())
+	}
 	return strings.Join(parts, ", ")
 }
 
@@ -133,9 +164,21 @@ const (
 	FaultReject  = "reject"  // target's peer port answers with RST or ICMP port unreachable
 	FaultRestart = "restart" // SIGTERM target, then start it again with config applied
 	FaultStart   = "start"   // start target, a node not running, with config applied
+	// Membership changes (not faults, but scheduled as they are). They run
+	// one at a time, in schedule order: each starts at its time or when the
+	// change before it finished, whichever is later.
+	FaultAdd    = "add"    // start target with join and ask the leader to add it (replacing params.replaces)
+	FaultRemove = "remove" // ask the leader to remove target; a running target must exit by itself, removed
 )
 
-var faultKinds = []string{FaultDrop, FaultIsolate, FaultLoss, FaultFlap, FaultKill, FaultTerm, FaultStop, FaultLatency, FaultReject, FaultRestart, FaultStart}
+var faultKinds = []string{FaultDrop, FaultIsolate, FaultLoss, FaultFlap, FaultKill, FaultTerm, FaultStop, FaultLatency, FaultReject, FaultRestart, FaultStart, FaultAdd, FaultRemove}
+
+// When values: what a kill waits for after its time.
+const (
+	// WhenJoint: kill the leader once it has applied a joint configuration
+	// (a replacement's), before it leaves it.
+	WhenJoint = "joint"
+)
 
 // Fault is one entry of a schedule.
 //
@@ -166,6 +209,11 @@ type Params struct {
 	Jitter       config.Duration `yaml:"jitter"`        // latency
 	// Reject: "tcp-reset" (the default) or "icmp-port-unreachable".
 	Reject string `yaml:"reject"`
+	// Replaces: add: the member the new one replaces, in one joint change.
+	Replaces string `yaml:"replaces"`
+	// When: kill: from its time on, wait for this (joint) and then kill
+	// the leader; target must be leader.
+	When string `yaml:"when"`
 }
 
 // Expected is the outcome a scenario promises. Zero values check nothing,
@@ -208,10 +256,27 @@ type Expected struct {
 	// MaxCPUPercent bounds each node's average CPU use over the run, in
 	// percent of one core.
 	MaxCPUPercent *float64 `yaml:"max_cpu_percent"`
+	// NeverLease lists nodes that must never hold the lease during the
+	// observation (a witness).
+	NeverLease []string `yaml:"never_lease"`
+	// FailBack: after the last fault ends, leadership returns to a node,
+	// not before and no later than given.
+	FailBack *FailBackExpect `yaml:"fail_back"`
+	// MaxChangeTime bounds each membership change, from its request to
+	// its result applied on every member.
+	MaxChangeTime config.Duration `yaml:"max_change_time"`
 	// MaxLogBytes and MaxLogLines bound, per node, what it wrote to its
 	// log (stderr) during the observation: a log storm fails the run.
 	MaxLogBytes *int64 `yaml:"max_log_bytes"`
 	MaxLogLines *int   `yaml:"max_log_lines"`
+}
+
+// FailBackExpect: leadership returns to To after the last fault ends, no
+// sooner than NotBefore (the stable period) and within Within.
+type FailBackExpect struct {
+	To        string          `yaml:"to"`
+	NotBefore config.Duration `yaml:"not_before"`
+	Within    config.Duration `yaml:"within"`
 }
 
 //go:embed scenarios/*.yaml
@@ -221,7 +286,8 @@ var builtin embed.FS
 // rows of docs/chaos.md's table, in that order.
 func Builtin() []string {
 	return []string{"healthy", "asym-drop", "partition-follower", "isolate-leader", "loss", "kill-leader", "stop-leader", "hung-peer", "slow-wan",
-		"kill-leader-fast", "rolling-timeout", "rolling-timeout-up", "peer-lists-3-first", "peer-lists-5-first", "peer-lists-minority", "reject-leader", "reject-leader-icmp"}
+		"kill-leader-fast", "rolling-timeout", "rolling-timeout-up", "peer-lists-3-first", "peer-lists-5-first", "peer-lists-minority", "reject-leader", "reject-leader-icmp",
+		"grow-shrink", "replace-dead", "witness-two-region"}
 }
 
 // LoadScenario reads a scenario by built-in name ("asym-drop") or from a
@@ -295,7 +361,7 @@ func (s *Scenario) Validate() error {
 			if f.From == "" || f.To == "" {
 				bad("%s: drop needs from and to", at)
 			}
-		case FaultIsolate, FaultKill, FaultTerm, FaultStop, FaultRestart, FaultStart:
+		case FaultIsolate, FaultKill, FaultTerm, FaultStop, FaultRestart, FaultStart, FaultAdd, FaultRemove:
 			if f.Target == "" {
 				bad("%s: %s needs a target", at, f.Kind)
 			}
@@ -327,9 +393,22 @@ func (s *Scenario) Validate() error {
 		}
 	}
 	for i, f := range s.Schedule {
-		if f.Config != nil && f.Kind != FaultRestart && f.Kind != FaultStart {
-			bad("schedule[%d]: config applies to restart and start faults, not %s", i, f.Kind)
+		if f.Config != nil && f.Kind != FaultRestart && f.Kind != FaultStart && f.Kind != FaultAdd {
+			bad("schedule[%d]: config applies to restart, start and add, not %s", i, f.Kind)
 		}
+		if f.Params.Replaces != "" && f.Kind != FaultAdd {
+			bad("schedule[%d]: params.replaces applies to add, not %s", i, f.Kind)
+		}
+		switch {
+		case f.Params.When == "":
+		case f.Params.When != WhenJoint:
+			bad("schedule[%d]: params.when %q, want %s", i, f.Params.When, WhenJoint)
+		case f.Kind != FaultKill || f.Target != roleLeader:
+			bad("schedule[%d]: params.when applies to a kill of the leader", i)
+		}
+	}
+	if fb := s.Expect.FailBack; fb != nil && (fb.To == "" || fb.Within <= 0 || fb.NotBefore > fb.Within) {
+		bad("expect.fail_back: want to, within > 0 and not_before <= within")
 	}
 	switch s.Settle {
 	case "", SettleLeader, SettleAlive:
@@ -441,18 +520,25 @@ func (s *Scenario) Scaled(factor float64, minFault time.Duration) *Scenario {
 }
 
 // WithTimingSlack returns a copy whose timing targets (new leader within,
-// old lease ends within, CPU) are k times as loose. The Go test suite
-// uses it: on a shared CI machine a timing target is a figure (each run's
-// one-line result prints it), and only a miss by k times is a failure,
-// which still catches a node that never elects or never stops. Counted
-// promises (elections, overlap, the old lease ending first, who never
-// leads) stay exact. `raftelect chaos` judges against the targets as
-// written.
+// old lease ends within, change time, fail-back within, CPU) are k times as
+// loose. The Go test suite uses it: on a shared CI machine a timing target
+// is a figure (each run's one-line result prints it), and only a miss by k
+// times is a failure, which still catches a node that never elects or never
+// stops. Counted promises (elections, overlap, the old lease ending first,
+// who never leads) and the fail-back's stable period stay exact. `raftelect
+// chaos` judges against the targets as written.
 func (s *Scenario) WithTimingSlack(k float64) *Scenario {
 	c := *s
 	x := &c.Expect
 	x.NewLeaderWithin = config.Duration(float64(x.NewLeaderWithin) * k)
 	x.OldLeaseEndsWithin = config.Duration(float64(x.OldLeaseEndsWithin) * k)
+	x.MaxChangeTime = config.Duration(float64(x.MaxChangeTime) * k)
+	if x.FailBack != nil {
+		// Within is a target; NotBefore is the stable period, a promise.
+		fb := *x.FailBack
+		fb.Within = config.Duration(float64(fb.Within) * k)
+		x.FailBack = &fb
+	}
 	if x.MaxCPUPercent != nil {
 		v := *x.MaxCPUPercent * k
 		x.MaxCPUPercent = &v

@@ -120,3 +120,105 @@ func TestWithTimingSlack_LoosensTimingTargetsOnly(t *testing.T) {
 		t.Fatalf("the original changed: %+v", s.Expect)
 	}
 }
+
+func TestScenarioRejectsMembershipMistakes(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"name: x\nduration: 10s\nschedule: [{at: 1s, fault: add}]\n", "add needs a target"},
+		{"name: x\nduration: 10s\nschedule: [{at: 1s, fault: kill, target: n1, params: {replaces: n2}}]\n", "params.replaces applies to add"},
+		{"name: x\nduration: 10s\nschedule: [{at: 1s, fault: kill, target: leader, params: {when: soon}}]\n", "params.when"},
+		{"name: x\nduration: 10s\nschedule: [{at: 1s, fault: kill, target: n1, params: {when: joint}}]\n", "a kill of the leader"},
+		{"name: x\nduration: 10s\nexpect: {fail_back: {to: n1, not_before: 5s, within: 3s}}\n", "expect.fail_back"},
+	} {
+		_, err := ParseScenario([]byte(tc.yaml))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: got %v, want an error mentioning %q", tc.yaml, err, tc.want)
+		}
+	}
+}
+
+// twoRegionEvents: n1 leads and holds the lease from 100 ms; it is cut off
+// at 2 s (the fault) and its lease ends at 2.8 s; n2 leads from 3.1 s; the
+// fault ends at 6 s; n2 hands over and n1 leads again at 6 s + backAfter.
+// witnessLease adds a lease of the witness n3 in term 3, between them.
+func twoRegionEvents(backAfter time.Duration, witnessLease bool) []eventlog.Event {
+	ms := func(n int64) int64 { return n * 1e6 }
+	back := ms(6000) + int64(backAfter)
+	ev := []eventlog.Event{
+		{Mono: ms(1), Node: "n1", Kind: eventlog.KindStart},
+		{Mono: ms(1), Node: "n2", Kind: eventlog.KindStart},
+		{Mono: ms(1), Node: "n3", Kind: eventlog.KindStart},
+		{Mono: ms(100), Node: "n1", Kind: eventlog.KindState, Term: 2, Role: "leader", Leader: "n1"},
+		{Mono: ms(101), Node: "n1", Kind: eventlog.KindLeaseStart, Token: 2},
+		{Mono: ms(2800), Node: "n1", Kind: eventlog.KindLeaseEnd, Token: 2},
+		{Mono: ms(3100), Node: "n2", Kind: eventlog.KindState, Term: 4, Role: "leader", Leader: "n2"},
+		{Mono: ms(3101), Node: "n2", Kind: eventlog.KindLeaseStart, Token: 4},
+		{Mono: back - ms(10), Node: "n2", Kind: eventlog.KindLeaseEnd, Token: 4},
+		{Mono: back - ms(5), Node: "n2", Kind: eventlog.KindState, Term: 5, Role: "follower", Leader: ""},
+		{Mono: back - ms(1), Node: "n1", Kind: eventlog.KindState, Term: 5, Role: "leader", Leader: "n1"},
+		{Mono: back, Node: "n1", Kind: eventlog.KindLeaseStart, Token: 5},
+	}
+	if witnessLease {
+		ev = append(ev,
+			eventlog.Event{Mono: ms(2900), Node: "n3", Kind: eventlog.KindState, Term: 3, Role: "leader", Leader: "n3"},
+			eventlog.Event{Mono: ms(2901), Node: "n3", Kind: eventlog.KindLeaseStart, Token: 3},
+			eventlog.Event{Mono: ms(2950), Node: "n3", Kind: eventlog.KindLeaseEnd, Token: 3},
+			eventlog.Event{Mono: ms(2951), Node: "n3", Kind: eventlog.KindState, Term: 3, Role: "follower"})
+	}
+	return ev
+}
+
+// TestAnalyseFailBack: leadership that returns after the stable period
+// passes; one that returns before it, or a witness that held the lease,
+// fails.
+func TestAnalyseFailBack(t *testing.T) {
+	ms := func(n int64) int64 { return n * 1e6 }
+	s := &Scenario{Name: "t", Nodes: 3, Expect: Expected{NeverLease: []string{"n3"},
+		FailBack: &FailBackExpect{To: "n1", NotBefore: config.Duration(3 * time.Second), Within: config.Duration(8 * time.Second)}}}
+	faults := []FaultWindow{{Index: 0, Kind: FaultIsolate, Start: ms(2000), End: ms(6000), LeaderAtStart: "n1", Roles: map[string]string{"leader": "n1"}}}
+	stats := []NodeStats{{Name: "n1"}, {Name: "n2"}, {Name: "n3"}}
+	for _, tc := range []struct {
+		back    time.Duration
+		witness bool
+		pass    bool
+	}{
+		{3500 * time.Millisecond, false, true},
+		{time.Second, false, false}, // before the stable period
+		{9 * time.Second, false, false},
+		{3500 * time.Millisecond, true, false},
+	} {
+		r := analyse(s, twoRegionEvents(tc.back, tc.witness), ms(1000), ms(20000), faults, nil, stats)
+		if len(r.Violations) > 0 {
+			t.Fatalf("the events break the checker's rules: %v", r.Violations)
+		}
+		if r.Pass != tc.pass {
+			t.Errorf("back after %v, witness lease %v: pass %v, want %v:\n%s", tc.back, tc.witness, r.Pass, tc.pass, r.Summary())
+		}
+		if r.FailBackAfter == nil || time.Duration(*r.FailBackAfter) != tc.back {
+			t.Errorf("back after %v: measured %v", tc.back, r.FailBackAfter)
+		}
+	}
+}
+
+// TestMeasureChanges: a change's leaderless time is the part of it without
+// a lease, and max_change_time judges its length.
+func TestMeasureChanges(t *testing.T) {
+	ms := func(n int64) int64 { return n * 1e6 }
+	s := &Scenario{Name: "t", Nodes: 3, Expect: Expected{MaxChangeTime: config.Duration(2 * time.Second)}}
+	stats := []NodeStats{{Name: "n1"}, {Name: "n2"}, {Name: "n3"}}
+	r := analyse(s, twoRegionEvents(3500*time.Millisecond, false), ms(1000), ms(20000), nil, nil, stats)
+	r.measureChanges(s, []MembershipChange{
+		{Desc: "across the failover", Requested: ms(2500), Applied: ms(3500), Took: Millis(ms(1000))},
+		{Desc: "too slow", Requested: ms(10000), Applied: ms(13000), Took: Millis(ms(3000))},
+		{Desc: "never applied", Requested: ms(14000)},
+	})
+	if got := r.Changes[0].Leaderless; got != Millis(ms(3101-2800)) {
+		t.Errorf("leaderless during the first change: %v, want 301ms", got)
+	}
+	var ok []bool
+	for _, c := range r.Checks {
+		ok = append(ok, c.OK)
+	}
+	if len(ok) != 3 || !ok[0] || ok[1] || ok[2] || r.Pass {
+		t.Errorf("checks %+v, pass %v; want ok, too slow, never applied, and FAIL", r.Checks, r.Pass)
+	}
+}
