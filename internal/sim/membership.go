@@ -282,6 +282,9 @@ func (s *sim) operate() {
 	}
 	addDone := o.kind == "add" && cur != nil && !cur.Learner
 	switch {
+	case addDone && len(l.core.RawNode().Status().Config.Voters[1]) > 0:
+		// The joint configuration of a replacement: the leader leaves it
+		// by itself.
 	case addDone && o.replaces >= 0 && slices.ContainsFunc(members, func(mb core.Member) bool { return mb.ID == s.nodes[o.replaces].id }):
 		// Promoted without removing the member it replaces (it led when
 		// the learner caught up, and a leader is never replaced): the
