@@ -111,6 +111,14 @@ func TestSimulator_CatchesKnownBugs(t *testing.T) {
 		{"the fast path trusting refusals", Options{Refusals: true, FastFailoverOnRefusal: true}, "lease-overlap"},
 		{"no vote guard", Options{Bugs: core.Bugs{NoVoteGuard: true}}, "lease-overlap"},
 		{"checks against the log before the batch", Options{Hostile: true, Bugs: core.Bugs{ChecksAgainstBatchStart: true}}, "panic"},
+		// A lease counted over the incoming half of a joint configuration
+		// only: when a replacement's joint configuration is applied and the
+		// leader and the new member are cut from the old members (a fault
+		// timed on the joint configuration), the leader renews its lease
+		// with the new member's acknowledgements alone while the old
+		// members, whose applied configuration is still the old one, elect
+		// one of their own.
+		{"a lease that ignores the outgoing voters", Options{Membership: true, Bugs: core.Bugs{LeaseIgnoresOutgoing: true}}, "lease-overlap"},
 	}
 	const maxSeeds = 3000
 	for _, tc := range cases {
