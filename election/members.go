@@ -264,6 +264,12 @@ func (l *raftLoop) publishMembers() {
 		v.preferred = pm.Name
 	}
 	v.lastMove = l.node.LastPreferredMove()
+	// The core records the reason of each move it makes; a new reason is a
+	// new move (it names how long the leader and the member were stable,
+	// to the millisecond).
+	if mm, ok := e.cfg.Metrics.(MembershipMetrics); ok && v.lastMove != "" && v.lastMove != old.lastMove {
+		mm.PreferredLeaderMoved(v.lastMove)
+	}
 	v.note = membershipNote(e.cfg.Peers, v.members)
 	if v.note != "" && v.note != old.note {
 		e.log.Warn("the configured peers differ from the cluster's members; the cluster's members apply (update the configuration to match)", "difference", v.note)

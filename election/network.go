@@ -42,6 +42,14 @@ type CertificateMetrics interface {
 	CertificatesLoaded(certNotAfter, caNotAfter time.Time)
 }
 
+// MembershipMetrics is implemented by Metrics that count the moves of
+// leadership to a preferred member (Config.FailBackAfter): the leader that
+// hands leadership over calls PreferredLeaderMoved once per move, with the
+// reason Status.LastPreferredMove shows.
+type MembershipMetrics interface {
+	PreferredLeaderMoved(reason string)
+}
+
 // ConnectionLimits bound the connections of a node's peer listener, which
 // anyone who can reach the port can open, certificate or not. Zero fields
 // take the defaults (1024, 64, 256, 16, 4 and 5s); docs/transport.md

@@ -61,6 +61,7 @@ type Metrics struct {
 	rejectedBy                map[string]prometheus.Counter
 	latency                   *prometheus.HistogramVec
 	leaderChanges, elections  prometheus.Counter
+	preferredMoves            prometheus.Counter
 
 	// per (peer, type) children, so the hot path does not hash labels or
 	// allocate.
@@ -91,10 +92,12 @@ type descs struct {
 	reachable, queueDepth, rtt, lastContact, drops, errors *prometheus.Desc
 	certExpiry, caExpiry                                   *prometheus.Desc
 	configMismatch, configUnknown, electionsHeld           *prometheus.Desc
+	voters, learners                                       *prometheus.Desc
 }
 
 var _ election.Metrics = (*Metrics)(nil)
 var _ election.CertificateMetrics = (*Metrics)(nil)
+var _ election.MembershipMetrics = (*Metrics)(nil)
 var _ prometheus.Collector = (*Metrics)(nil)
 
 // New makes the metrics and registers them (and itself) with reg.
@@ -117,6 +120,8 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Times this node learnt of a new leader (a different node, or the same one in a new term) since it started."}),
 		elections: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "elections_started_total",
 			Help: "Elections seen by this node since it started: the sum of the increases of the raft term it observed (each election, by any node, increases it by one)."}),
+		preferredMoves: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "preferred_leader_moves_total",
+			Help: "Times this node, leading, handed leadership to a member of higher priority (fail-back); the reason is in raftelect status and the log."}),
 		children: map[childKey]prometheus.Counter{},
 	}
 	// Every reason exists from the start, at zero, so that rate() and
@@ -145,8 +150,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			"peer", "kind"),
 		configUnknown: d("peer_config_unknown", "1 while this node has not seen the peer's configuration (it never answered).", "peer"),
 		electionsHeld: d("elections_held", "1 while this node takes no part in elections (asks for no votes, gives none) because a member disagrees with it on membership."),
+		voters:        d("voters", "Voters of the cluster as this node applied its membership (witnesses included)."),
+		learners:      d("learners", "Learners of the cluster as this node applied its membership: members added and still catching up, not yet voters."),
 	}
-	reg.MustRegister(m.sent, m.received, m.queueFull, m.sendErrors, m.rejected, m.latency, m.leaderChanges, m.elections, m)
+	reg.MustRegister(m.sent, m.received, m.queueFull, m.sendErrors, m.rejected, m.latency, m.leaderChanges, m.elections, m.preferredMoves, m)
 	return m
 }
 
@@ -160,6 +167,9 @@ func (m *Metrics) CertificatesLoaded(cert, ca time.Time) {
 	m.certExpiry.Store(cert.UnixNano())
 	m.caExpiry.Store(ca.UnixNano())
 }
+
+// PreferredLeaderMoved implements election.MembershipMetrics.
+func (m *Metrics) PreferredLeaderMoved(string) { m.preferredMoves.Inc() }
 
 // Callbacks wraps next so that leader changes and terms are counted; the
 // wrapped callbacks are called as before.
@@ -287,7 +297,7 @@ func Classify(err error) string {
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	d := m.descs
 	for _, x := range []*prometheus.Desc{d.isLeader, d.holdsLease, d.term, d.hasLeader, d.reachable, d.queueDepth, d.rtt, d.lastContact, d.drops, d.errors, d.certExpiry, d.caExpiry,
-		d.configMismatch, d.configUnknown, d.electionsHeld} {
+		d.configMismatch, d.configUnknown, d.electionsHeld, d.voters, d.learners} {
 		ch <- x
 	}
 }
@@ -316,6 +326,16 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	gauge(d.term, float64(s.Term))
 	gauge(d.hasLeader, b2f(s.Leader != ""))
 	gauge(d.electionsHeld, b2f(s.ElectionsHeld))
+	voters, learners := 0, 0
+	for _, mb := range s.Members {
+		if mb.Learner {
+			learners++
+		} else {
+			voters++
+		}
+	}
+	gauge(d.voters, float64(voters))
+	gauge(d.learners, float64(learners))
 	now := time.Now()
 	for _, p := range s.Peers {
 		gauge(d.reachable, b2f(p.Reachable), p.Name)

@@ -233,3 +233,28 @@ func TestConfigMismatchGaugePerPeerAndKind(t *testing.T) {
 		}
 	}
 }
+
+// Voters (witnesses included) and learners are read from the membership the
+// node applied; each preferred-leader move the election package reports
+// counts once.
+func TestMembersGaugesAndPreferredMoves(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	m := New(reg)
+	st := election.Status{Name: "n1", Members: []election.Member{
+		{Name: "n1"}, {Name: "n2", Priority: 5}, {Name: "w", Witness: true}, {Name: "n4", Learner: true},
+	}}
+	m.Observe(func() election.Status { return st })
+	var mm election.MembershipMetrics = m
+	mm.PreferredLeaderMoved("fail-back to preferred member n2")
+	mm.PreferredLeaderMoved("fail-back to preferred member n2, again")
+	got := gather(t, reg)
+	for k, v := range map[string]float64{
+		"raftelect_voters":                       3,
+		"raftelect_learners":                     1,
+		"raftelect_preferred_leader_moves_total": 2,
+	} {
+		if g, ok := got[k]; !ok || g != v {
+			t.Errorf("%s = %v (present %v), want %v", k, g, ok, v)
+		}
+	}
+}
