@@ -146,6 +146,13 @@ type cluster struct {
 // and starts three nodes.
 func startCluster(t *testing.T) *cluster {
 	t.Helper()
+	return startClusterWith(t, nil)
+}
+
+// startClusterWith is startCluster with tweak, if set, adjusting each
+// node's configuration before it is written.
+func startClusterWith(t *testing.T, tweak func(*config.Node)) *cluster {
+	t.Helper()
 	c := &cluster{dir: t.TempDir()}
 	certDir := filepath.Join(c.dir, "certs")
 	if r := raftelect(t, "certs", "init", "--dir", certDir); r.code != 0 {
@@ -172,6 +179,9 @@ func startCluster(t *testing.T) *cluster {
 			TLS:     config.TLS{CAFile: "certs/ca.crt", CertFile: "certs/" + n.Name + ".crt", KeyFile: "certs/" + n.Name + ".key"},
 			DataDir: "data/" + n.Name, HTTPAddress: p.httpAddr, EventLog: n.Name + ".events",
 			Log: config.Log{Format: "json"}, Operators: []string{"ops"},
+		}
+		if tweak != nil {
+			tweak(cfg)
 		}
 		if err := pc.WriteConfig(n, cfg); err != nil {
 			t.Fatal(err)

@@ -182,9 +182,11 @@ type membersSession struct {
 	o     membersOptions
 	creds *transport.Credentials
 	peers []config.Peer
-	// asked: the node the request goes to; view: its last Members answer.
-	asked *memberNode
-	view  *pb.MembersResponse
+	// asked: the node the request goes to; view: its last Members answer;
+	// answers: every node's first answer (nil if it gave none).
+	asked   *memberNode
+	view    *pb.MembersResponse
+	answers []*pb.MembersResponse
 	// opened: every connection this session made, closed at the end.
 	opened []*memberNode
 }
@@ -260,6 +262,7 @@ func openMembersSession(ctx context.Context, o membersOptions) (*membersSession,
 	}
 	wg.Wait()
 	var why []string
+	s.answers = answers
 	for i := range peers {
 		if answers[i] != nil {
 			s.asked, s.view = nodes[i], answers[i]
@@ -343,14 +346,22 @@ func roleOf(m *pb.ClusterMember) string {
 // membersListReport is the JSON output of `raftelect members list -o json`.
 type membersListReport struct {
 	// AnsweredBy: the node whose view this is (the leader when it answered).
-	AnsweredBy        string             `json:"answered_by"`
-	Leader            string             `json:"leader"`
-	Term              uint64             `json:"term"`
-	ClusterID         string             `json:"cluster_id"`
-	PreferredLeader   string             `json:"preferred_leader,omitempty"`
-	LastPreferredMove string             `json:"last_preferred_move,omitempty"`
-	MembershipNote    string             `json:"membership_note,omitempty"`
-	Members           []memberListReport `json:"members"`
+	AnsweredBy      string `json:"answered_by"`
+	Leader          string `json:"leader"`
+	Term            uint64 `json:"term"`
+	ClusterID       string `json:"cluster_id"`
+	PreferredLeader string `json:"preferred_leader,omitempty"`
+	// LastPreferredMoves: why leadership last moved to the preferred
+	// member, from each node that answered and moved it (the leader that
+	// hands over records it, not the member that takes over).
+	LastPreferredMoves []preferredMove    `json:"last_preferred_moves,omitempty"`
+	MembershipNote     string             `json:"membership_note,omitempty"`
+	Members            []memberListReport `json:"members"`
+}
+
+type preferredMove struct {
+	By     string `json:"by"`
+	Reason string `json:"reason"`
 }
 
 type memberListReport struct {
@@ -365,8 +376,11 @@ type memberListReport struct {
 
 func listReport(v *pb.MembersResponse) membersListReport {
 	r := membersListReport{AnsweredBy: v.GetNode(), Leader: v.GetLeader(), Term: v.GetTerm(), ClusterID: v.GetClusterId(),
-		PreferredLeader: v.GetPreferredLeader(), LastPreferredMove: v.GetLastPreferredMove(), MembershipNote: v.GetMembershipNote(),
+		PreferredLeader: v.GetPreferredLeader(), MembershipNote: v.GetMembershipNote(),
 		Members: []memberListReport{}}
+	if mv := v.GetLastPreferredMove(); mv != "" {
+		r.LastPreferredMoves = []preferredMove{{By: v.GetNode(), Reason: mv}}
+	}
 	for _, m := range v.GetMembers() {
 		r.Members = append(r.Members, memberListReport{Name: m.GetName(), Address: m.GetAddress(), Identity: m.GetIdentity(),
 			PublicKeyPins: m.GetPublicKeyPins(), Role: roleOf(m), Priority: m.GetPriority()})
@@ -388,6 +402,13 @@ func runMembersList(ctx context.Context, out io.Writer, o membersOptions) error 
 	// leader does not answer, the node's own view is still worth showing.
 	leaderErr := s.toLeader(ctx, nil)
 	r := listReport(s.view)
+	// Preferred moves are recorded by the leader that handed over: show
+	// every node's.
+	for _, a := range s.answers {
+		if a != nil && a.GetNode() != s.view.GetNode() && a.GetLastPreferredMove() != "" {
+			r.LastPreferredMoves = append(r.LastPreferredMoves, preferredMove{By: a.GetNode(), Reason: a.GetLastPreferredMove()})
+		}
+	}
 	if o.output == "json" {
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
@@ -412,17 +433,19 @@ func printMembersTable(out io.Writer, r membersListReport, indent string) {
 		fmt.Fprintf(tw, "%s%s\t%s\t%s\t%d\n", indent, m.Name, m.Address, m.Role, m.Priority)
 	}
 	tw.Flush()
-	leader := cmp.Or(r.Leader, "none")
-	fmt.Fprintf(out, "%sleader: %s (term %d), as %s applied the members\n", indent, leader, r.Term, r.AnsweredBy)
+	if indent == "" {
+		leader := cmp.Or(r.Leader, "none")
+		fmt.Fprintf(out, "leader: %s (term %d), as %s applied the members\n", leader, r.Term, r.AnsweredBy)
+	}
 	if r.ClusterID != "" {
 		fmt.Fprintf(out, "%scluster ID: %s\n", indent, r.ClusterID)
 	}
 	fmt.Fprintf(out, "%spreferred leader: %s\n", indent, cmp.Or(r.PreferredLeader, "none (no member has a priority)"))
-	if r.LastPreferredMove != "" {
-		fmt.Fprintf(out, "%slast preferred move: %s\n", indent, r.LastPreferredMove)
+	for _, mv := range r.LastPreferredMoves {
+		fmt.Fprintf(out, "%slast preferred move, by %s: %s\n", indent, mv.By, mv.Reason)
 	}
 	if r.MembershipNote != "" {
-		fmt.Fprintf(out, "%sconfigured peers of %s differ from the members (the members apply; update its config file to match): %s\n", indent, r.AnsweredBy, r.MembershipNote)
+		fmt.Fprintf(out, "%s%s: its configured peers differ from the members (the members apply; update its config file to match): %s\n", indent, r.AnsweredBy, r.MembershipNote)
 	}
 }
 

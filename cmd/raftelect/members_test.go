@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/raftelect/raftelect/config"
 )
 
 // follower returns a node of rep that does not lead.
@@ -116,5 +118,73 @@ func TestMembers_ListAndBadRequests(t *testing.T) {
 	r = raftelect(t, "members", "list", "--config", f.cfg, "-o", "json")
 	if err := json.Unmarshal([]byte(r.stdout), &lr); err != nil || len(lr.Members) != 3 {
 		t.Errorf("after the refused requests: %v %+v; want the 3 members unchanged", err, lr)
+	}
+}
+
+// scrape reads one unlabelled sample from p's /metrics (-1 if absent).
+func scrape(t *testing.T, p *proc, series string) float64 {
+	t.Helper()
+	code, body, err := p.get("/metrics")
+	if err != nil || code != 200 {
+		t.Fatalf("%s /metrics: %d %v", p.name, code, err)
+	}
+	return metricValue(body, series)
+}
+
+// TestMembers_FailBackToThePreferredLeader: with priority 10 on n1 and
+// fail_back_after 2s in the config files, leadership moved away from n1 (by
+// transfer) returns to it by itself; members list and status show the
+// priority, the preferred leader and the move with its reason, from the
+// node that handed over; that node's raftelect_preferred_leader_moves_total
+// counts the move, and raftelect_voters and raftelect_learners the members.
+func TestMembers_FailBackToThePreferredLeader(t *testing.T) {
+	c := startClusterWith(t, func(n *config.Node) {
+		n.Peers[0].Priority = 10
+		n.FailBackAfter = config.Duration(2 * time.Second)
+	})
+	n1, n2 := c.node("n1"), c.node("n2")
+	if n1 == nil || n2 == nil || c.nodes[0] != n1 {
+		t.Fatalf("startCluster's nodes are not n1, n2, n3: %v", c.nodes)
+	}
+	leads := func(name string, above uint64) statusReport {
+		var rep statusReport
+		eventually(t, 60*time.Second, name+" leads", func() error {
+			rep = c.agreedLeader(t, 30*time.Second)
+			if rep.Leader != name || rep.Term <= above {
+				return fmt.Errorf("%s leads in term %d", rep.Leader, rep.Term)
+			}
+			return nil
+		})
+		return rep
+	}
+	rep := leads("n1", 0) // whoever was elected first, n1 ends up leading
+	before := scrape(t, n2, "raftelect_preferred_leader_moves_total")
+	if r := raftelect(t, "transfer", "--config", n1.cfg, "--to", "n2"); r.code != 0 {
+		t.Fatalf("transfer --to n2: exit %d: %s", r.code, r.stderr)
+	}
+	back := leads("n1", rep.Term+1)
+	t.Logf("leadership returned to n1 in term %d (moved to n2 from term %d)", back.Term, rep.Term)
+
+	r := raftelect(t, "members", "list", "--config", c.node("n3").cfg)
+	t.Logf("members list:\n%s%s", r.stdout, r.stderr)
+	for _, re := range []string{
+		`(?m)^n1 +\S+ +voter +10$`,
+		`(?m)^n2 +\S+ +voter +0$`,
+		`(?m)^preferred leader: n1$`,
+		`(?m)^last preferred move, by n2: fail-back to preferred member n1 \(priority 10 > 0\): it has acknowledged every heartbeat for \S+, and this leader held its lease for \S+$`,
+	} {
+		if !regexp.MustCompile(re).MatchString(r.stdout) {
+			t.Errorf("members list lacks %s", re)
+		}
+	}
+	r = raftelect(t, "status", "--config", n1.cfg)
+	if !strings.Contains(r.stdout, "members, as n1 applied them:") || !regexp.MustCompile(`(?m)^  last preferred move, by n2: fail-back to preferred member n1`).MatchString(r.stdout) {
+		t.Errorf("status lacks the members or the move:\n%s", r.stdout)
+	}
+	if after := scrape(t, n2, "raftelect_preferred_leader_moves_total"); after != before+1 {
+		t.Errorf("n2's raftelect_preferred_leader_moves_total went from %v to %v; want one more", before, after)
+	}
+	if v, l := scrape(t, n1, "raftelect_voters"), scrape(t, n1, "raftelect_learners"); v != 3 || l != 0 {
+		t.Errorf("n1: raftelect_voters %v, raftelect_learners %v; want 3 and 0", v, l)
 	}
 }

@@ -65,6 +65,14 @@ the node's own certificate is used unless --cert and --key name another.
 A node that does not answer shows UNREACHABLE:<class> (timeout, unavailable,
 canceled, auth, other) and the error below the table.
 
+Under the table: the members as the leader applied them (ROLE voter, learner
+or witness; PRIORITY), the cluster ID, the preferred leader and the last
+preferred move. The members are replicated and the given peers only
+bootstrap: members added online that the peers lack are asked too, and a
+given node that is no member is said to be one (if it is down, that is as it
+should be, and not counted as a node that did not answer). A node whose
+configured peers differ from the members says how.
+
 With --watch the command keeps one stream open to every node (each dial and
 first answer within --timeout; a node that is down is asked again after
 100ms, then up to every 2s) and prints a line for every change as the nodes
@@ -113,6 +121,25 @@ type nodeReport struct {
 	ElectionsHeld bool `json:"elections_held,omitempty"`
 	// Peers is this node's view of every other node.
 	Peers []peerReport `json:"peers,omitempty"`
+
+	// The members as this node applied them (nodes too old to answer
+	// Members leave these empty), the cluster ID, the member leadership
+	// returns to, why it last moved there, and how this node's configured
+	// peers differ from the members.
+	Members           []memberListReport `json:"members,omitempty"`
+	ClusterID         string             `json:"cluster_id,omitempty"`
+	PreferredLeader   string             `json:"preferred_leader,omitempty"`
+	LastPreferredMove string             `json:"last_preferred_move,omitempty"`
+	MembershipNote    string             `json:"membership_note,omitempty"`
+	// NotMember: a node the command was told to ask that the cluster's
+	// members do not include (removed, or never added); Configured: the
+	// node came from --config or --peers, not only from the members.
+	NotMember  bool `json:"not_member,omitempty"`
+	Configured bool `json:"configured"`
+
+	// identity is the name the node's certificate carries, for dialling
+	// it again (transfer).
+	identity string
 }
 
 type peerReport struct {
@@ -213,15 +240,54 @@ func statusTargets(o statusOptions) ([]config.Peer, *transport.Credentials, erro
 	return nil, nil, usageError(errors.New("give --config node.yaml or --peers n1=host:port,..."))
 }
 
-// queryAll asks every node in parallel, each within timeout.
+// queryAll asks every node in parallel, each within timeout; then, as
+// the cluster's members are replicated and the given list only bootstraps,
+// the members the answers name that were not given, and it marks the
+// given nodes that are no members.
 func queryAll(ctx context.Context, peers []config.Peer, creds *transport.Credentials, timeout time.Duration) statusReport {
-	rep := statusReport{Nodes: make([]nodeReport, len(peers))}
-	var wg sync.WaitGroup
-	for i, p := range peers {
-		wg.Go(func() { rep.Nodes[i] = queryNode(ctx, p, creds, timeout) })
+	ask := func(peers []config.Peer) []nodeReport {
+		nodes := make([]nodeReport, len(peers))
+		var wg sync.WaitGroup
+		for i, p := range peers {
+			wg.Go(func() { nodes[i] = queryNode(ctx, p, creds, timeout) })
+		}
+		wg.Wait()
+		return nodes
 	}
-	wg.Wait()
-	return summarize(rep.Nodes)
+	nodes := ask(peers)
+	for i := range nodes {
+		nodes[i].Configured = true
+	}
+	if members := appliedMembers(nodes); members != nil {
+		var extra []config.Peer
+		for _, m := range members {
+			if !slices.ContainsFunc(peers, func(p config.Peer) bool { return p.Name == m.Name }) {
+				extra = append(extra, config.Peer{Name: m.Name, Address: m.Address, Identity: m.Identity})
+			}
+		}
+		nodes = append(nodes, ask(extra)...)
+		for i := range nodes {
+			nodes[i].NotMember = !slices.ContainsFunc(members, func(m memberListReport) bool { return m.Name == nodes[i].Name })
+		}
+	}
+	return summarize(nodes)
+}
+
+// appliedMembers are the members as the leader applied them (as the first
+// node that answered did, if no leader answered); nil if no node named
+// any.
+func appliedMembers(nodes []nodeReport) []memberListReport {
+	var view *nodeReport
+	for i := range nodes {
+		n := &nodes[i]
+		if n.OK && len(n.Members) > 0 && (view == nil || (n.Role == "leader" && view.Role != "leader")) {
+			view = n
+		}
+	}
+	if view == nil {
+		return nil
+	}
+	return view.Members
 }
 
 // summarize fills in what the nodes' answers agree on, and whose view the
@@ -234,7 +300,8 @@ func summarize(nodes []nodeReport) statusReport {
 	for i := range rep.Nodes {
 		n := &rep.Nodes[i]
 		if !n.OK {
-			all = false
+			// A removed node that is down is as it should be.
+			all = all && n.NotMember
 			continue
 		}
 		leaders[n.Leader] = true
@@ -268,7 +335,7 @@ func queryNode(ctx context.Context, p config.Peer, creds *transport.Credentials,
 
 // queryConn asks one node for its status on conn, within timeout.
 func queryConn(ctx context.Context, conn grpc.ClientConnInterface, p config.Peer, timeout time.Duration) nodeReport {
-	r := nodeReport{Name: p.Name, Address: p.Address}
+	r := nodeReport{Name: p.Name, Address: p.Address, identity: p.Identity}
 	fail := func(err error) nodeReport {
 		r.ErrorClass, r.Error = metrics.Classify(err), err.Error()
 		return r
@@ -283,12 +350,20 @@ func queryConn(ctx context.Context, conn grpc.ClientConnInterface, p config.Peer
 	if s.GetName() != p.Name {
 		return fail(fmt.Errorf("the node at %s says it is %q", p.Address, s.GetName()))
 	}
-	return nodeFromStatus(p, s)
+	r = nodeFromStatus(p, s)
+	// The members: a node of a release before online membership answers
+	// Unimplemented, and shows none.
+	if m, err := pb.NewNodeClient(conn).Members(ctx, &pb.MembersRequest{}); err == nil {
+		lr := listReport(m)
+		r.Members, r.ClusterID, r.PreferredLeader, r.LastPreferredMove, r.MembershipNote =
+			lr.Members, lr.ClusterID, lr.PreferredLeader, m.GetLastPreferredMove(), lr.MembershipNote
+	}
+	return r
 }
 
 // nodeFromStatus is the report of a node that answered with status s.
 func nodeFromStatus(p config.Peer, s *pb.NodeStatus) nodeReport {
-	r := nodeReport{Name: p.Name, Address: p.Address, OK: true}
+	r := nodeReport{Name: p.Name, Address: p.Address, OK: true, identity: p.Identity}
 	r.Role, r.Term, r.Leader, r.HoldsLease, r.Labels = s.GetRole(), s.GetTerm(), s.GetLeader(), s.GetHoldsLease(), s.GetLabels()
 	r.ElectionsHeld = s.GetElectionsHeld()
 	for _, ps := range s.GetPeers() {
@@ -312,7 +387,9 @@ func (r statusReport) problem() string {
 	said := map[string][]string{}
 	for _, n := range r.Nodes {
 		if !n.OK {
-			down = append(down, n.Name)
+			if !n.NotMember {
+				down = append(down, n.Name)
+			}
 			continue
 		}
 		l := n.Leader
@@ -405,6 +482,7 @@ func printStatusTable(out io.Writer, r statusReport) {
 			fmt.Fprintf(out, "%s: %s: %s\n", n.Name, n.ErrorClass, n.Error)
 		}
 	}
+	printStatusMembers(out, r)
 	// Configuration differences, in words, as each node that sees one
 	// reports it: the view node's peers are not the whole story (a node
 	// whose list differs may not be in the view node's list at all).
@@ -450,5 +528,42 @@ func shortDuration(d time.Duration) string {
 		return d.Round(100 * time.Microsecond).String()
 	default:
 		return d.Round(10 * time.Millisecond).String()
+	}
+}
+
+// printStatusMembers prints the members as the leader applied them (the
+// first node that answered, if no leader did), and what each node says of
+// membership: nodes that are no members, configured peers that differ.
+func printStatusMembers(out io.Writer, r statusReport) {
+	var view *nodeReport
+	for i := range r.Nodes {
+		n := &r.Nodes[i]
+		if n.OK && len(n.Members) > 0 && (view == nil || (n.Role == "leader" && view.Role != "leader")) {
+			view = n
+		}
+	}
+	if view == nil {
+		return
+	}
+	fmt.Fprintf(out, "members, as %s applied them:\n", view.Name)
+	lr := membersListReport{AnsweredBy: view.Name, Leader: view.Leader, Term: view.Term, ClusterID: view.ClusterID,
+		PreferredLeader: view.PreferredLeader, Members: view.Members}
+	// The leader that handed over records a preferred move: every node's.
+	for _, n := range r.Nodes {
+		if n.LastPreferredMove != "" {
+			lr.LastPreferredMoves = append(lr.LastPreferredMoves, preferredMove{By: n.Name, Reason: n.LastPreferredMove})
+		}
+	}
+	printMembersTable(out, lr, "  ")
+	for _, n := range r.Nodes {
+		switch {
+		case n.NotMember:
+			fmt.Fprintf(out, "%s: not a member (removed, or never added); take it out of the config files' peers, and stop it if it runs\n", n.Name)
+		case !n.Configured:
+			fmt.Fprintf(out, "%s: a member the given peers do not list (added online); asked at %s\n", n.Name, n.Address)
+		}
+		if n.MembershipNote != "" {
+			fmt.Fprintf(out, "%s: its configured peers differ from the members (the members apply; update its config file to match): %s\n", n.Name, n.MembershipNote)
+		}
 	}
 }

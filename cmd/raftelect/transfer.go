@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -101,27 +103,25 @@ func runTransfer(ctx context.Context, out io.Writer, o transferOptions) error {
 	if err != nil {
 		return err
 	}
-	var target *config.Peer
-	for i := range peers {
-		if peers[i].Name == o.to {
-			target = &peers[i]
-		}
-	}
-	if o.to != "" && target == nil {
-		return usageError(fmt.Errorf("--to %q: not among the nodes (%s)", o.to, peerNames(peers)))
-	}
 	if ctx == nil {
 		ctx = context.Background()
 	}
 	rep := queryAll(ctx, peers, creds, o.timeout)
+	// The nodes asked: those given, and the members added online.
+	var names []string
+	for _, n := range rep.Nodes {
+		if !n.NotMember {
+			names = append(names, n.Name)
+		}
+	}
+	if o.to != "" && !slices.Contains(names, o.to) {
+		return usageError(fmt.Errorf("--to %q: not among the nodes (%s)", o.to, strings.Join(names, ", ")))
+	}
 	var leader *config.Peer
 	for _, n := range rep.Nodes {
 		if n.OK && n.Role == "leader" && n.HoldsLease {
-			for i := range peers {
-				if peers[i].Name == n.Name {
-					leader = &peers[i]
-				}
-			}
+			// Possibly a member added online, which peers do not list.
+			leader = &config.Peer{Name: n.Name, Address: n.Address, Identity: n.identity}
 		}
 	}
 	if leader == nil {
