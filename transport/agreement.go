@@ -220,6 +220,10 @@ func (t *Transport) agreeInbound(p *peer, req *pb.SendRequest, resp *pb.SendResp
 // agreeOutbound is the sender's half: it learns p's configuration from the
 // response to a Send.
 func (t *Transport) agreeOutbound(p *peer, own *localConfig, resp *pb.SendResponse) error {
+	// Judged against our description now, not the one the request
+	// carried: ours may have changed while it was in flight, and a verdict
+	// on an old one would replace a newer verdict.
+	own = t.ownConfig()
 	d := resp.GetConfigDigest()
 	if d == 0 {
 		return nil // an older raftelect: nothing to check against
@@ -364,13 +368,15 @@ func timingsDiff(peer string, own, remote *pb.NodeConfig) string {
 
 // mayDeliver decides, on the raft loop, whether m may go to p: nothing goes
 // to a peer that disagrees on the cluster ID or membership (it would refuse
-// it).
+// it); an announcement of our description goes instead, now and then
+// (probe).
 func (t *Transport) mayDeliver(p *peer, m *raftpb.Message) bool {
 	// A verdict on an older description of ours (the member set or the
 	// cluster ID changed since) is stale: the next exchange judges again,
 	// and the peer checks its side of it.
 	if a := p.agreement.Load(); a != nil && a.refuse && a.ownDigest == t.local.Load().digest {
 		p.refusedOut.Add(1)
+		t.probe(p)
 		if m.GetType() == raftpb.MsgSnap {
 			t.opts.Handler.ReportSnapshot(p.ID, true)
 		}
@@ -412,6 +418,7 @@ func (t *Transport) refusedAsNonMember(p *peer, own *localConfig, err error) {
 	if !ok || s.Code() != codes.PermissionDenied || !strings.Contains(s.Message(), notMemberText) {
 		return
 	}
+	own = t.ownConfig() // as in agreeOutbound
 	if p.ctx.Err() == nil && !p.notMember.Swap(true) {
 		t.log.Warn("a member refuses this node as no member of its cluster", "peer", p.Name, "answer", s.Message())
 		t.opts.Handler.NotMember(p.ID)

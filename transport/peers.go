@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc/codes"
@@ -309,7 +310,8 @@ func (t *Transport) stopPeer(p *peer, report bool) {
 }
 
 // announce sends p an empty Send carrying our description, on a goroutine
-// of its own, bounded by ControlTimeout.
+// of its own, bounded by ControlTimeout. Called with setMu held, after
+// Start and before Stop.
 func (t *Transport) announce(p *peer) {
 	t.wg.Add(1)
 	go func() {
@@ -382,4 +384,24 @@ func (t *Transport) refuseRemoved(ctx context.Context, set *peerSet, cn string) 
 	}
 	return status.Errorf(codes.PermissionDenied, "caller %q (member %s until it was removed) "+notMemberText+
 		" any more: a removed node must stop; to rejoin, add it again as a new member", cn, name)
+}
+
+// probe announces us to p, whose verdict stops our raft messages to it, at
+// most once per ControlTimeout. The verdict holds until p describes itself
+// anew, and p may have nothing to send us: its own announcement of a new
+// member list (SetPeers) can be lost (a timeout, a broken connection), and
+// then neither side would ever send again. The answer to the probe carries
+// p's description if it changed. Called on the raft loop (Send).
+func (t *Transport) probe(p *peer) {
+	now := int64(time.Since(monoBase))
+	last := p.probed.Load()
+	if last != 0 && time.Duration(now-last) < t.opts.ControlTimeout || !p.probed.CompareAndSwap(last, now) {
+		return
+	}
+	t.setMu.Lock()
+	defer t.setMu.Unlock()
+	if t.stopped || p.ctx == nil || p.ctx.Err() != nil {
+		return
+	}
+	t.announce(p)
 }

@@ -114,11 +114,14 @@ func TestSetPeers_RemovedMemberStoppedAndForgotten(t *testing.T) {
 	waitFor(t, 10*time.Second, "n1 connected to n3", func() bool { return n1.Connected(3) })
 	// n3 hangs every inbound RPC: n1's appends to it stay queued.
 	tn.hooks[2].BlockIngress(true)
-	for i := range 20 {
-		n1.Send([]*raftpb.Message{msg(raftpb.MsgApp, 1, 3, uint64(i+1))})
-	}
 	removed := n1.set().byID[3]
-	waitFor(t, 5*time.Second, "appends queued for n3", func() bool { return removed.data.len() > 0 })
+	n1.Send([]*raftpb.Message{msg(raftpb.MsgApp, 1, 3, 1)})
+	waitFor(t, 5*time.Second, "the lane to take the first append", func() bool { return removed.data.len() == 0 })
+	// The lane waits for n3's answer to the first: these stay queued.
+	for i := range 19 {
+		n1.Send([]*raftpb.Message{msg(raftpb.MsgApp, 1, 3, uint64(i+2))})
+	}
+	require.Equal(t, 19, removed.data.len())
 	queued := removed.data.len() + removed.control.len()
 	require.NoError(t, n1.SetPeers(without(tn.peers, "n3")))
 
@@ -278,4 +281,39 @@ func TestSetPeers_ConcurrentWithSendAndInbound(t *testing.T) {
 	})
 	require.ElementsMatch(t, []string{"n2", "n3"}, statNames(n1))
 	require.False(t, strings.Contains(strings.Join(statNames(n1), ","), "n1"))
+}
+
+// A peer's announcement of its new member list can be lost. n1 has removed
+// n3 and judged n2's list (which names n3) different, so it sends n2 no raft
+// messages; n2 then removes n3 too, but its announcement to n1 hangs until
+// it times out. n2 has nothing else to send n1, so n1 must ask: its
+// refused sends are replaced by an announcement of its own (at most one
+// per control timeout), whose answer carries n2's new list.
+func TestSetPeers_LostAnnouncementRecovered(t *testing.T) {
+	t.Parallel()
+	tn := newTestNet(t, 3, nil)
+	n1, n2 := tn.trs[0], tn.trs[1]
+	waitFor(t, 10*time.Second, "the hellos to be answered", func() bool {
+		return !statsOf(n1, "n2").ConfigUnknown && !statsOf(n2, "n1").ConfigUnknown
+	})
+	// No raft message goes from n1 to n2 before the end (the answer to one
+	// would carry n2's new list): n1 learns n2's old list from the answer
+	// to its own announcement.
+	require.NoError(t, n1.SetPeers(without(tn.peers, "n3")))
+	waitFor(t, 10*time.Second, "n1 to find n2's list different", func() bool {
+		return slices.Contains(statsOf(n1, "n2").ConfigMismatch, MismatchMembership)
+	})
+	tn.hooks[0].BlockFrom("n2", true) // n1 hangs n2's RPCs
+	failures := statsOf(n2, "n1").SendErrors
+	require.NoError(t, n2.SetPeers(without(tn.peers, "n3")))
+	waitFor(t, 10*time.Second, "n2's announcement to n1 to time out", func() bool {
+		return statsOf(n2, "n1").SendErrors > failures
+	})
+	tn.hooks[0].BlockFrom("n2", false)
+	before := tn.recs[1].countFrom(1)
+	waitFor(t, 10*time.Second, "n2 to get n1's heartbeat", func() bool {
+		n1.Send([]*raftpb.Message{msg(raftpb.MsgHeartbeat, 1, 2, 2)})
+		return tn.recs[1].countFrom(1) > before
+	})
+	require.Empty(t, statsOf(n1, "n2").ConfigMismatch)
 }

@@ -877,6 +877,7 @@ type peer struct {
 	knownDigest  atomic.Uint64 // the peer's digest we have in full
 	agreement    atomic.Pointer[agreement]
 	refusedOut   atomic.Uint64 // raft messages to it not sent: it disagrees
+	probed       atomic.Int64  // when it was last sent our description instead (monoBase ns)
 	notMember    atomic.Bool   // it refused us as no member; the node was told
 	confMu       sync.Mutex
 	remoteConfig *pb.NodeConfig
