@@ -13,12 +13,21 @@ package transport
 // What differs decides what happens:
 //   - cluster ID (both known): the two nodes belong to different clusters.
 //     Raft messages are refused both ways.
-//   - membership (names, identities, addresses): the two nodes count votes
-//     over different sets, so their majorities need not intersect. Raft
-//     messages are refused both ways, and the node is told
+//   - membership (names, identities, addresses), while NEITHER node is
+//     established (SetEstablished: its store holds the replicated
+//     membership): two brand-new nodes started with different lists would
+//     count votes over different sets, so their majorities need not
+//     intersect. Raft messages are refused both ways, and the node is told
 //     (Handler.MembershipDiffers): while it knows of any member that
 //     disagrees it takes no part in elections (internal/core, agreement.go,
 //     says why refusing the pair is not enough).
+//   - membership, once EITHER node is established: allowed, reported only.
+//     The membership is replicated in raft then, and members' lists differ
+//     legitimately while a change commits and applies; raft's joint
+//     consensus keeps the majorities of the old and the new configuration
+//     intersecting across the change, which the file comparison stood in
+//     for. A node outside a member's set is refused by that member as a
+//     non-member (server.go, peers.go), not by this comparison.
 //   - timings (heartbeat, election timeout, lease drift margin): allowed, as
 //     in a rolling change of election_timeout; reported only.
 //
@@ -84,9 +93,14 @@ type agreement struct {
 	kinds        []string
 	detail       string
 	refuse       bool // cluster ID or membership differ: no raft messages
+	// membershipRefused: the member lists differ while neither node is
+	// established; the node is told (Handler.MembershipDiffers).
+	membershipRefused bool
 }
 
 func (a *agreement) has(kind string) bool { return a != nil && slices.Contains(a.kinds, kind) }
+
+func (a *agreement) refusesMembership() bool { return a != nil && a.membershipRefused }
 
 // newLocalConfig describes this node's configuration.
 func newLocalConfig(clusterID string, members []Peer, tm Timings) *localConfig {
@@ -131,6 +145,11 @@ func configDigest(c *pb.NodeConfig) uint64 {
 	num(uint64(c.GetHeartbeatNs()))
 	num(uint64(c.GetElectionTimeoutNs()))
 	num(math.Float64bits(c.GetLeaseDriftMargin()))
+	if c.GetEstablished() {
+		// Hashed only when set: digests of descriptions without it are
+		// those of the release before it.
+		num(1)
+	}
 	if d := h.Sum64(); d != 0 {
 		return d
 	}
@@ -157,8 +176,43 @@ func (t *Transport) rebuildLocalLocked() *localConfig {
 		id = t.opts.ClusterID()
 	}
 	n := newLocalConfig(id, t.localMembers, t.opts.Timings)
+	if t.established {
+		n.desc.Established = true
+		n.digest = configDigest(n.desc)
+	}
 	t.local.Store(n)
 	return n
+}
+
+// SetEstablished tells the transport whether this node's cluster is
+// established: its store holds the replicated membership (or a recorded
+// cluster ID), so the member list it was started with no longer decides
+// anything (Options.Established gives the value at New). While neither node
+// of a pair is established, a difference of their member lists is refused
+// (two brand-new nodes started with different lists must not form a
+// cluster); once either is, a difference is reported only, since members
+// legitimately differ while a membership change commits and applies. The
+// description carries it; peers are told at once when it changes. It never
+// waits for the network.
+func (t *Transport) SetEstablished(established bool) {
+	t.localMu.Lock()
+	changed := t.established != established
+	t.established = established
+	if changed {
+		t.rebuildLocalLocked()
+	}
+	t.localMu.Unlock()
+	if !changed {
+		return
+	}
+	t.setMu.Lock()
+	defer t.setMu.Unlock()
+	if t.ctx == nil || t.stopped {
+		return
+	}
+	for _, p := range t.set().byID {
+		t.announce(p)
+	}
 }
 
 // updateOwnMembers makes the description carry a new member list, and
@@ -267,8 +321,8 @@ func (t *Transport) judge(p *peer, own *localConfig, d uint64, desc *pb.NodeConf
 // reportAgreement logs a changed verdict once and keeps count of the peers
 // that disagree on membership.
 func (t *Transport) reportAgreement(p *peer, prev, a *agreement) {
-	if prev.has(MismatchMembership) != a.has(MismatchMembership) {
-		t.noteConflicts(p, a.has(MismatchMembership))
+	if prev.refusesMembership() != a.refusesMembership() {
+		t.noteConflicts(p, a.refusesMembership())
 	}
 	if prev != nil && slices.Equal(prev.kinds, a.kinds) && prev.detail == a.detail {
 		return
@@ -300,15 +354,22 @@ func compareConfigs(self, peer string, own, remote *pb.NodeConfig) *agreement {
 			"with another cluster's data directory or peer list; give it the data directory and peers of its own cluster "+
 			"(to join this cluster instead, an empty data directory and this cluster's peers)", peer, r, self, o))
 	}
+	established := own.GetEstablished() || remote.GetEstablished()
 	if d := membershipDiff(peer, own.GetMembers(), remote.GetMembers()); d != "" {
 		a.kinds = append(a.kinds, MismatchMembership)
-		details = append(details, d+"; every node must list the same peers: fix the list of the nodes that are wrong and restart them")
+		a.membershipRefused = !established
+		if established {
+			details = append(details, d+" (allowed: the cluster is established, its replicated membership decides, and members' lists differ "+
+				"while a change commits and applies; if it lasts, a node has not applied a change: check that it is connected and follows the leader)")
+		} else {
+			details = append(details, d+"; every node must list the same peers: fix the list of the nodes that are wrong and restart them")
+		}
 	}
 	if d := timingsDiff(peer, own, remote); d != "" {
 		a.kinds = append(a.kinds, MismatchTimings)
 		details = append(details, d+" (allowed during a rolling change; finish it so that every node runs the same timings)")
 	}
-	a.refuse = a.has(MismatchClusterID) || a.has(MismatchMembership)
+	a.refuse = a.has(MismatchClusterID) || a.membershipRefused
 	a.detail = strings.Join(details, "; ")
 	return a
 }
@@ -430,10 +491,18 @@ func (t *Transport) refusedAsNonMember(p *peer, own *localConfig, err error) {
 		return // known already
 	}
 	a := &agreement{
-		ownDigest: own.digest, kinds: []string{MismatchMembership}, refuse: true,
+		ownDigest: own.digest, kinds: []string{MismatchMembership}, refuse: true, membershipRefused: true,
 		detail: fmt.Sprintf("%s refuses this node (%s) as no member of its cluster: its peer list does not name %s, "+
 			"or names it with another identity than this node's certificate carries; every node must list the same peers: "+
 			"fix the lists and restart the nodes whose list is wrong", p.Name, t.opts.Self.Name, t.opts.Self.Name),
+	}
+	if own.desc.GetEstablished() {
+		// Reported only (and to the node as NotMember): in an
+		// established cluster the member's set is replicated, and it
+		// removed us or has not applied our addition yet.
+		a.refuse, a.membershipRefused = false, false
+		a.detail = fmt.Sprintf("%s refuses this node (%s) as no member of its cluster: it removed %s, or has not applied its addition yet",
+			p.Name, t.opts.Self.Name, t.opts.Self.Name)
 	}
 	p.agreement.Store(a)
 	t.reportAgreement(p, prev, a)

@@ -17,8 +17,9 @@
 //
 // Both ways, every Send and its answer carry the digest of the node's
 // configuration (cluster ID, membership, timings), and nodes that disagree
-// on the cluster ID or the membership step none of each other's raft
-// messages (see agreement.go).
+// on the cluster ID, or on the membership while neither is established,
+// step none of each other's raft messages (see agreement.go). The member
+// set changes at runtime (SetPeers, peers.go).
 package transport
 
 import (
@@ -180,6 +181,9 @@ type Options struct {
 	// that differs from it. Timings are this node's election timings.
 	Members []Peer
 	Timings Timings
+	// Established: this node's cluster is established at New (its store
+	// holds the replicated membership); see SetEstablished.
+	Established bool
 
 	Logger  *slog.Logger
 	Hooks   *FaultHooks
@@ -286,6 +290,7 @@ type Transport struct {
 	local        atomic.Pointer[localConfig] // this node's configuration description
 	localMu      sync.Mutex                  // serializes rebuilding local
 	localMembers []Peer                      // the members local describes; under localMu
+	established  bool                        // SetEstablished; under localMu
 	stopped      bool                        // under setMu
 	formerList   []Peer                      // removed members, newest last; under setMu
 	// refusedRemoved: the removed members whose refusal was logged.
@@ -344,7 +349,15 @@ func New(opts Options) (*Transport, error) {
 		members = append([]Peer{opts.Self}, opts.Peers...)
 	}
 	t.localMembers = members
+	t.established = opts.Established
+	// The cluster ID is asked for at the first use (ownConfig), not here:
+	// the node may not be ready to answer before New returns.
 	t.local.Store(newLocalConfig("", members, opts.Timings))
+	if opts.Established {
+		l := t.local.Load()
+		l.desc.Established = true
+		l.digest = configDigest(l.desc)
+	}
 	set, err := t.newPeerSet(append([]Peer{opts.Self}, opts.Peers...), nil)
 	if err != nil {
 		return nil, err

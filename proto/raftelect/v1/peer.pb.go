@@ -294,8 +294,15 @@ type NodeConfig struct {
 	HeartbeatNs       int64     `protobuf:"varint,3,opt,name=heartbeat_ns,json=heartbeatNs,proto3" json:"heartbeat_ns,omitempty"`
 	ElectionTimeoutNs int64     `protobuf:"varint,4,opt,name=election_timeout_ns,json=electionTimeoutNs,proto3" json:"election_timeout_ns,omitempty"`
 	LeaseDriftMargin  float64   `protobuf:"fixed64,5,opt,name=lease_drift_margin,json=leaseDriftMargin,proto3" json:"lease_drift_margin,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The node's cluster is established: its store holds the replicated
+	// membership (or a recorded cluster ID), so the member list it was
+	// started with no longer decides anything. While neither side of a pair
+	// is established, their member lists must agree; once either is, a
+	// difference is reported only (transport/agreement.go). False from a
+	// release without the field.
+	Established   bool `protobuf:"varint,6,opt,name=established,proto3" json:"established,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NodeConfig) Reset() {
@@ -361,6 +368,13 @@ func (x *NodeConfig) GetLeaseDriftMargin() float64 {
 		return x.LeaseDriftMargin
 	}
 	return 0
+}
+
+func (x *NodeConfig) GetEstablished() bool {
+	if x != nil {
+		return x.Established
+	}
+	return false
 }
 
 type Member struct {
@@ -457,7 +471,7 @@ const file_raftelect_v1_peer_proto_rawDesc = "" +
 	"\vneed_config\x18\t \x01(\bR\n" +
 	"needConfig\x12\x18\n" +
 	"\arefused\x18\n" +
-	" \x01(\tR\arefused\"\xdc\x01\n" +
+	" \x01(\tR\arefused\"\xfe\x01\n" +
 	"\n" +
 	"NodeConfig\x12\x1d\n" +
 	"\n" +
@@ -465,7 +479,8 @@ const file_raftelect_v1_peer_proto_rawDesc = "" +
 	"\amembers\x18\x02 \x03(\v2\x14.raftelect.v1.MemberR\amembers\x12!\n" +
 	"\fheartbeat_ns\x18\x03 \x01(\x03R\vheartbeatNs\x12.\n" +
 	"\x13election_timeout_ns\x18\x04 \x01(\x03R\x11electionTimeoutNs\x12,\n" +
-	"\x12lease_drift_margin\x18\x05 \x01(\x01R\x10leaseDriftMargin\"R\n" +
+	"\x12lease_drift_margin\x18\x05 \x01(\x01R\x10leaseDriftMargin\x12 \n" +
+	"\vestablished\x18\x06 \x01(\bR\vestablished\"R\n" +
 	"\x06Member\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bidentity\x18\x02 \x01(\tR\bidentity\x12\x18\n" +
