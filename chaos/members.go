@@ -139,13 +139,16 @@ func (r *runner) changeMembers(ctx context.Context, kind string, target int, rep
 		if diff == "" {
 			break
 		}
+		if ctx.Err() != nil {
+			return ch.Desc, r.changeCut(ch, want, lastDiff)
+		}
 		lastDiff = diff
 		if time.Now().After(deadline) {
 			r.addChange(ch)
 			return ch.Desc, fmt.Errorf("the change did not reach every member within %v (want %v): %s", limit, want, lastDiff)
 		}
 		if err := sleepCtx(ctx, changePoll); err != nil {
-			return ch.Desc, err
+			return ch.Desc, r.changeCut(ch, want, lastDiff)
 		}
 	}
 	ch.Applied = eventlog.Now()
@@ -173,6 +176,16 @@ func (r *runner) changeMembers(ctx context.Context, kind string, target int, rep
 		return ch.Desc, errors.New(strings.Join(ch.Errors, "; "))
 	}
 	return ch.Desc, nil
+}
+
+// changeCut records a change the end of the run cut short and says where
+// it stood.
+func (r *runner) changeCut(ch MembershipChange, want memberView, lastDiff string) error {
+	r.addChange(ch)
+	if lastDiff == "" {
+		return fmt.Errorf("the run ended before the change reached every member (want %v), while the request was still waiting for the leader's answer", want)
+	}
+	return fmt.Errorf("the run ended before the change reached every member (want %v): %s", want, lastDiff)
 }
 
 // requestChange sends the change to node leader.
@@ -275,8 +288,8 @@ func (r *runner) addChange(ch MembershipChange) {
 func (r *runner) checkFinalMembers(ctx context.Context) {
 	r.mu.Lock()
 	var want memberView
-	if n := len(r.changes); n > 0 {
-		want = r.changes[n-1].After
+	if n := len(r.changes); n > 0 && r.changes[n-1].Applied != 0 {
+		want = r.changes[n-1].After // one that never applied failed the run already
 	}
 	r.mu.Unlock()
 	if want == nil {
