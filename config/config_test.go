@@ -335,3 +335,14 @@ func TestMembershipFieldsReachElectionConfig(t *testing.T) {
 		t.Errorf("from flags: join %v (source %q), fail-back %v; want true from --join, negative", c.Join, n.Source("join"), c.FailBackAfter)
 	}
 }
+
+// pflag takes a back-quoted word of a flag's usage for the name of its
+// value (`--join raftelect members add[="true"]` in run's help): no
+// override may have one.
+func TestOverrideUsagesHaveNoBackquotes(t *testing.T) {
+	for _, ov := range Overrides {
+		if strings.Contains(ov.Usage, "`") {
+			t.Errorf("--%s: usage %q has a backquote", ov.Flag, ov.Usage)
+		}
+	}
+}
