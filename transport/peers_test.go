@@ -86,6 +86,11 @@ func TestSetPeers_AddedMemberExchangesMessages(t *testing.T) {
 		tn.trs[2].Send([]*raftpb.Message{msg(raftpb.MsgHeartbeatResp, 3, 1, 1)})
 		return tn.recs[2].countFrom(1) > 0 && tn.recs[0].countFrom(3) > 0
 	})
+	// Hedged heartbeats as at Start: n1 sent n3 heartbeats, so it has a
+	// spare connection to it.
+	waitFor(t, 10*time.Second, "n1's spare connection to n3", func() bool {
+		return tn.trs[0].set().byID[3].spareReady.Load()
+	})
 	waitFor(t, 10*time.Second, "n3 to get n1's labels", func() bool {
 		return statsOf(tn.trs[2], "n1").Labels["api"] == "https://n1.example"
 	})
@@ -316,4 +321,33 @@ func TestSetPeers_LostAnnouncementRecovered(t *testing.T) {
 		return tn.recs[1].countFrom(1) > before
 	})
 	require.Empty(t, statsOf(n1, "n2").ConfigMismatch)
+}
+
+// memberConns counts the connections the limiter keyed as member name's.
+func memberConns(tr *Transport, name string) int {
+	l := tr.limiter
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, c := range l.byAddr {
+		if c.identity != nil && c.identity.identity == "member "+name {
+			n++
+		}
+	}
+	return n
+}
+
+// The connections a removed member made to us are closed, not only ours to
+// it: whatever it sends after comes on a new connection, identified (and
+// refused) by the new set.
+func TestSetPeers_RemovedMembersInboundConnectionsClosed(t *testing.T) {
+	t.Parallel()
+	tn := newTestNet(t, 3, nil)
+	n1 := tn.trs[0]
+	waitFor(t, 10*time.Second, "n2's and n3's connections to n1", func() bool {
+		return memberConns(n1, "n2") > 0 && memberConns(n1, "n3") > 0
+	})
+	require.NoError(t, n1.SetPeers(without(tn.peers, "n3")))
+	require.Zero(t, memberConns(n1, "n3"), "n3's connections to n1 still open as a member's")
+	require.Positive(t, memberConns(n1, "n2"), "n2's connections were closed too")
 }
