@@ -156,7 +156,10 @@ func (r *runner) changeMembers(ctx context.Context, kind string, target int, rep
 	r.logf("CHANGE %s applied on every member %v after the request: %v", ch.Desc, ch.Took, want)
 
 	// A removed node, or a replaced one that runs, learns it was removed
-	// and must stop by itself, saying so.
+	// and must stop by itself, saying so. That is watched on the side, so
+	// that one that does not stop fails the run without holding up the
+	// changes after it.
+	k := r.addChange(ch)
 	for _, gone := range []string{name, replaces} {
 		if gone == "" || (kind == FaultAdd && gone == name) {
 			continue
@@ -165,15 +168,15 @@ func (r *runner) changeMembers(ctx context.Context, kind string, target int, rep
 		if i < 0 || !c.pc.Running(i) {
 			continue
 		}
-		if err := r.awaitRemovedExit(ctx, i, limit); err != nil {
-			ch.Errors = append(ch.Errors, err.Error())
-		} else {
-			ch.RemovedExited = append(ch.RemovedExited, gone)
-		}
-	}
-	r.addChange(ch)
-	if len(ch.Errors) > 0 {
-		return ch.Desc, errors.New(strings.Join(ch.Errors, "; "))
+		r.exits.Go(func() {
+			if err := r.awaitRemovedExit(ctx, i, limit); err != nil {
+				r.fail(fmt.Errorf("change %s: %w", ch.Desc, err))
+				return
+			}
+			r.mu.Lock()
+			r.changes[k].RemovedExited = append(r.changes[k].RemovedExited, gone)
+			r.mu.Unlock()
+		})
 	}
 	return ch.Desc, nil
 }
@@ -260,6 +263,7 @@ func (r *runner) awaitRemovedExit(ctx context.Context, i int, limit time.Duratio
 	if p == nil {
 		return nil
 	}
+	start := time.Now()
 	t := time.NewTimer(limit)
 	defer t.Stop()
 	select {
@@ -267,7 +271,7 @@ func (r *runner) awaitRemovedExit(ctx context.Context, i int, limit time.Duratio
 	case <-t.C:
 		return fmt.Errorf("%s was removed but still runs %v later", c.nodes[i].name, limit)
 	case <-ctx.Done():
-		return ctx.Err()
+		return fmt.Errorf("%s was removed but still ran %v later, when the run ended", c.nodes[i].name, time.Since(start).Round(time.Millisecond))
 	}
 	tail := c.stderrTail(i, 5)
 	if p.ExitCode() == 0 || !strings.Contains(tail, "removed") {
@@ -277,10 +281,12 @@ func (r *runner) awaitRemovedExit(ctx context.Context, i int, limit time.Duratio
 	return nil
 }
 
-func (r *runner) addChange(ch MembershipChange) {
+// addChange records ch and returns its index in r.changes.
+func (r *runner) addChange(ch MembershipChange) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.changes = append(r.changes, ch)
+	return len(r.changes) - 1
 }
 
 // checkFinalMembers: after the last change, every running node, restarted

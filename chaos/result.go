@@ -163,7 +163,6 @@ type MembershipChange struct {
 	// RemovedExited: removed nodes whose processes stopped by themselves,
 	// saying they were removed.
 	RemovedExited []string `json:"removed_exited,omitempty"`
-	Errors        []string `json:"errors,omitempty"`
 }
 
 // measureChanges adds the membership changes of a run, with the leaderless

@@ -128,6 +128,8 @@ type runner struct {
 	// fault) finished; prevChange[i] is the change before it, or -1.
 	changeDone map[int]chan struct{}
 	prevChange map[int]int
+	// exits watches removed nodes until they stop by themselves.
+	exits sync.WaitGroup
 }
 
 func (r *runner) logf(format string, args ...any) {
@@ -243,6 +245,7 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	end := eventlog.Now()
 	stopObs()
 	faultWG.Wait()
+	r.exits.Wait()
 	wg.Wait()
 	r.checkFinalMembers(ctx)
 
