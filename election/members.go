@@ -247,8 +247,15 @@ func (l *raftLoop) publishMembers() {
 		v.members = append(v.members, memberFromCore(m))
 		v.names[m.ID] = m.Name
 		p := transport.Peer{ID: m.ID, Name: m.Name, Addr: m.Address, Identity: m.Identity, PublicKeyPins: m.Pins}
-		if m.ID == e.self {
+		if m.ID == e.self && p.Addr == "" {
+			// Our own entry as peers know it: the replicated address (not
+			// a listen_address), else the configured one.
 			p.Addr, p.Identity, p.PublicKeyPins = l.self.Addr, l.self.Identity, l.self.PublicKeyPins
+			for _, c := range e.cfg.Peers {
+				if c.Name == m.Name {
+					p.Addr = c.Address
+				}
+			}
 		} else if p.Addr == "" {
 			// A record from before addresses were replicated: the
 			// configured address.
@@ -319,11 +326,17 @@ func membershipNote(configured []PeerConfig, applied []Member) string {
 
 // notMemberVerdict decides, from the members that refused this node as no
 // member, whether it was removed: a majority of the voters of its applied
-// configuration, each refusing for an election timeout. One member's
-// refusal is not enough (it may not have applied our addition yet), and a
-// node that is not a member of its own configuration (it joins) ignores
-// refusals: it waits to be added.
+// configuration refused it within the last few election timeouts, and it
+// follows no leader (a removed node hears from none: the leader dropped
+// it). One member's refusal is not enough (it may not have applied our
+// addition yet, while the leader that added us keeps us), and a node that
+// is not a member of its own configuration (it joins) ignores refusals: it
+// waits to be added. The transport reports a member's refusal once, and
+// again only after that member accepted us in between.
 func (l *raftLoop) notMemberVerdict(now time.Time) error {
+	if l.lead != 0 {
+		return nil
+	}
 	ms := l.node.Members()
 	if !slices.ContainsFunc(ms, func(m core.Member) bool { return m.ID == l.e.self }) {
 		return nil
@@ -334,8 +347,7 @@ func (l *raftLoop) notMemberVerdict(now time.Time) error {
 			continue
 		}
 		voters++
-		r, ok := l.refusedBy[m.ID]
-		if ok && now.Sub(r.last) < l.e.electionTimeout && now.Sub(r.first) >= l.e.electionTimeout {
+		if at, ok := l.refusedBy[m.ID]; ok && now.Sub(at) < refusalMemory*l.e.electionTimeout {
 			refusing = append(refusing, m.Name)
 		}
 	}
@@ -346,5 +358,7 @@ func (l *raftLoop) notMemberVerdict(now time.Time) error {
 		ErrRemoved, refusing)
 }
 
-// refusal: when a member first and last refused this node as no member.
-type refusal struct{ first, last time.Time }
+// refusalMemory: a member's refusal counts for this many election
+// timeouts (a removed node's campaigns, which draw the refusals, come one
+// election timeout apart or more).
+const refusalMemory = 3

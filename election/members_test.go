@@ -3,6 +3,7 @@ package election_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -21,6 +22,95 @@ func voters(c *tc.Cluster, i int) []string {
 		}
 	}
 	return out
+}
+
+// Growing 3 -> 5 and shrinking back over real gRPC and TLS: each new node
+// starts with Join and an empty store, is added as a learner, promoted,
+// and every running member ends up with the same voters. A removed node
+// stops by itself with ErrRemoved. The checker finds no overlap of leases
+// throughout.
+func TestMembers_GrowToFiveAndShrinkBack(t *testing.T) {
+	c, l := startCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	// Only the leader changes the membership, and says who leads.
+	follower := (l + 1) % 3
+	err := c.Nodes[follower].Elector.AddMember(ctx, election.Member{Name: "n9", Address: "127.0.0.1:1"})
+	require.ErrorIs(t, err, election.ErrNotLeader)
+	require.Contains(t, err.Error(), c.Nodes[l].Name)
+
+	for range 2 {
+		l = c.WaitLeader(10 * time.Second)
+		i := c.AddSpare()
+		c.StartNode(i, nil)
+		require.NoError(t, c.Nodes[l].Elector.AddMember(ctx, election.Member{Name: c.Nodes[i].Name, Address: c.Nodes[i].Addr}))
+	}
+	want := []string{"n1", "n2", "n3", "n4", "n5"}
+	c.WaitFor(10*time.Second, "every node applies five voters", func() bool {
+		for i := range c.Nodes {
+			if !slices.Equal(voters(c, i), want) {
+				return false
+			}
+		}
+		return true
+	})
+	// Adding a member that exists is refused, with the reason.
+	l = c.WaitLeader(10 * time.Second)
+	err = c.Nodes[l].Elector.AddMember(ctx, election.Member{Name: "n4", Address: c.Nodes[3].Addr})
+	require.ErrorContains(t, err, "already a member")
+
+	// Shrink: remove the two newest (whichever leads, never itself).
+	for _, name := range []string{"n5", "n4"} {
+		l = c.WaitLeader(10 * time.Second)
+		if c.Nodes[l].Name == name {
+			require.NoError(t, c.Nodes[l].Elector.Transfer(ctx, ""))
+			l = c.WaitLeader(10 * time.Second)
+		}
+		require.NoError(t, c.Nodes[l].Elector.RemoveMember(ctx, name))
+		i := slices.IndexFunc(c.Nodes, func(n *tc.Node) bool { return n.Name == name })
+		require.ErrorIs(t, c.WaitExit(i, 10*time.Second), election.ErrRemoved, "%s must stop by itself once removed", name)
+	}
+	c.WaitFor(10*time.Second, "the three remaining apply three voters", func() bool {
+		for i := range 3 {
+			if !slices.Equal(voters(c, i), want[:3]) {
+				return false
+			}
+		}
+		return true
+	})
+	c.WaitLeader(10 * time.Second)
+	c.StopAll()
+	c.Check()
+}
+
+// A node removed while it was down comes back with its old state, in which
+// it is still a member: the members refuse it as no member (it holds a
+// valid certificate), and once a majority of its configuration has done so
+// for an election timeout it stops with ErrRemoved, without disturbing the
+// cluster's leader.
+func TestMembers_NodeRemovedWhileDownStopsWhenItComesBack(t *testing.T) {
+	c := tc.New(t, 3)
+	c.Durable = true
+	t.Cleanup(c.DumpEvents)
+	c.Start()
+	l := c.WaitLeader(10 * time.Second)
+	gone := (l + 1) % 3
+	c.StopNode(gone)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l = c.WaitLeader(10 * time.Second)
+	leader, term := c.Nodes[l].Name, c.Nodes[l].Elector.Leader().Term
+	require.NoError(t, c.Nodes[l].Elector.RemoveMember(ctx, c.Nodes[gone].Name))
+
+	c.StartNode(gone, nil)
+	err := c.WaitExit(gone, 15*time.Second)
+	require.ErrorIs(t, err, election.ErrRemoved)
+	require.Contains(t, err.Error(), "refuse it as no member")
+	require.Equal(t, leader, c.Nodes[c.WaitLeader(10*time.Second)].Name, "the removed node disturbed the leader")
+	require.Equal(t, term, c.Nodes[l].Elector.Leader().Term)
+	c.StopAll()
+	c.Check()
 }
 
 // Bad requests are refused with errors that say what is wrong, and change
@@ -51,6 +141,7 @@ func TestWitness_NeverLeads(t *testing.T) {
 	c.Durable = true // restarted nodes keep their state
 	t.Cleanup(c.DumpEvents)
 	c.Tweak = func(cfg *election.Config) {
+		cfg.Peers = slices.Clone(cfg.Peers) // shared by every node's configuration
 		for i := range cfg.Peers {
 			cfg.Peers[i].Witness = cfg.Peers[i].Name == "n3"
 		}
@@ -85,6 +176,7 @@ func TestPreferredLeader_FailsBackAfterTheStablePeriod(t *testing.T) {
 	t.Cleanup(c.DumpEvents)
 	c.Tweak = func(cfg *election.Config) {
 		cfg.FailBackAfter = 2 * time.Second
+		cfg.Peers = slices.Clone(cfg.Peers) // shared by every node's configuration
 		for i := range cfg.Peers {
 			switch cfg.Peers[i].Name {
 			case "n1":
@@ -102,8 +194,11 @@ func TestPreferredLeader_FailsBackAfterTheStablePeriod(t *testing.T) {
 	movedAt := time.Now()
 	c.WaitFor(20*time.Second, "leadership back on n1", func() bool { return c.Leader() == 0 })
 	back := time.Since(movedAt)
-	t.Logf("leadership returned to n1 %v after the transfer to n2 (FailBackAfter 2s)", back.Round(time.Millisecond))
-	require.GreaterOrEqual(t, back, 2*time.Second, "fail-back before the stable period")
+	// A figure, not a bound: the stable period counts from n2's lease
+	// start, a moment before the transfer call returned. The deterministic
+	// claim (never before the period, never while a link flaps) is the
+	// transcript internal/core/testdata/fail-back.txt.
+	t.Logf("leadership returned to n1 %v after the transfer to n2 returned (FailBackAfter 2s)", back.Round(time.Millisecond))
 	st := c.Nodes[1].Elector.Status()
 	require.Equal(t, "n1", st.PreferredLeader)
 	require.Contains(t, st.LastPreferredMove, "fail-back to preferred member n1")

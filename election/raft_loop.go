@@ -46,8 +46,11 @@ type raftLoop struct {
 	self      transport.Peer // our own address and identity
 	// refusedBy: the members that refused us as no member (members.go);
 	// removed: why this node must stop, once it was removed.
-	refusedBy map[uint64]refusal
+	refusedBy map[uint64]time.Time
 	removed   error
+	// established: the transport was told the cluster is established
+	// (core.Node.Established).
+	established bool
 
 	// leadership as last reported to the application
 	role       raft.StateType
@@ -130,7 +133,7 @@ func newRaftLoop(e *Elector, routines []func(context.Context, Lease) error) (*ra
 		transfers: make(chan transferRequest),
 		calls:     make(chan func()),
 		changes:   make(chan changeRequest),
-		refusedBy: map[uint64]refusal{},
+		refusedBy: map[uint64]time.Time{},
 		stopped:   make(chan struct{}),
 		cbq:       newCallbackQueue(cfg.Callbacks),
 	}
@@ -202,6 +205,7 @@ func newRaftLoop(e *Elector, routines []func(context.Context, Lease) error) (*ra
 		self.Addr = cfg.ListenAddress
 	}
 	l.self = self
+	l.established = node.Established()
 	l.tr, err = transport.New(transport.Options{
 		Self:        self,
 		Peers:       others,
@@ -237,6 +241,7 @@ func newRaftLoop(e *Elector, routines []func(context.Context, Lease) error) (*ra
 		ClusterID:           l.currentClusterID,
 		Operators:           cfg.Operators,
 		Limits:              cfg.ConnectionLimits.transport(),
+		Established:         l.established,
 	})
 	if err != nil {
 		return nil, err
@@ -290,6 +295,9 @@ func (l *raftLoop) run(ctx context.Context) (err error) {
 			return nil
 		case <-ticker.C:
 			err = l.node.Tick(time.Now())
+			if err == nil && len(l.refusedBy) > 0 {
+				err = l.notMemberVerdict(time.Now())
+			}
 		case b := <-l.inbound:
 			err = l.step(b)
 		case <-l.reports.notify:
@@ -344,6 +352,10 @@ func (l *raftLoop) flush() {
 	out := l.node.TakeOutput()
 	for _, ev := range out.Events {
 		l.report(ev)
+	}
+	if !l.established && l.node.Established() {
+		l.established = true
+		l.tr.SetEstablished(true)
 	}
 	if len(out.Messages) > 0 {
 		l.tr.Send(out.Messages)
@@ -419,12 +431,7 @@ func (l *raftLoop) applyReports() error {
 	r.mu.Unlock()
 	now := time.Now()
 	for id := range notMember {
-		r := l.refusedBy[id]
-		if r.first.IsZero() || now.Sub(r.last) >= l.e.electionTimeout {
-			r.first = now // a new run of refusals
-		}
-		r.last = now
-		l.refusedBy[id] = r
+		l.refusedBy[id] = now
 	}
 	if len(l.refusedBy) > 0 {
 		if err := l.notMemberVerdict(now); err != nil {

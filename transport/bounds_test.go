@@ -80,7 +80,8 @@ func TestInboundValidator_BoundsEveryTermAndIndex(t *testing.T) {
 		{"snapshot beyond it", snap(5, edge+1, nil), false},
 		{"snapshot at 2^64-1", snap(5, math.MaxUint64, nil), false},
 		{"snapshot in term 2^64-1", snap(math.MaxUint64, 9, nil), false},
-		{"snapshot with data", snap(5, 9, []byte("x")), false},
+		{"snapshot with member records", snap(5, 9, []byte("x")), true},
+		{"snapshot with too much data", snap(5, 9, make([]byte, MaxConfContextBytes+1)), false},
 		{"transfer vote context", with(raftpb.MsgVote, 5, func(m *raftpb.Message) { m.Context = []byte("CampaignTransfer") }), true},
 		{"large context", with(raftpb.MsgHeartbeat, 5, func(m *raftpb.Message) { m.Context = make([]byte, MaxContextBytes+1) }), false},
 	} {

@@ -41,26 +41,40 @@ func ValidateInbound(m *raftpb.Message, callerID, self uint64, peers map[uint64]
 //     to 2^64 there is room for 2^64-2^48 more increments, so no sum raft
 //     makes of an accepted term overflows.
 //   - Indexes: in this cluster the log holds only the bootstrap
-//     configuration (one entry per node, term 1), the empty entry raft
-//     appends for each elected leader, and the cluster ID record, which a
-//     leader proposes at most once per term until one is applied (see
-//     election/cluster_identity.go). So an entry of term t sits at index at
-//     most nodes+2t, every index a correct node sends is at most that for
-//     the message's term, and MaxIndexAt allows twice as much again
-//     (IndexesPerTerm). An index is therefore only as hostile as the term
-//     that comes with it, and the term's movement is bounded too (the step
-//     guard's term budget, election/step_guard.go). Whoever makes the
-//     cluster propose more must revisit IndexesPerTerm.
+//     configuration (one entry per node, term 1, at most MaxMembers), the
+//     empty entry raft appends for each elected leader, the cluster ID
+//     record, which a leader proposes at most once per term until one is
+//     applied (internal/core/cluster_id.go), and membership changes, up to
+//     three entries each (a learner added, its promotion, and leaving the
+//     joint configuration of a replacement), one change at a time. So an
+//     entry of term t sits at index at most MaxMembers+(2+3c)t for c
+//     changes per term, and MaxIndexAt allows IndexesPerTerm per term:
+//     twenty changes in one leader's term. An index is therefore only as
+//     hostile as the term that comes with it, and the term's movement is
+//     bounded too (the step guard's term budget, internal/core/step_guard.go).
+//     MaxIndexAt(MaxTerm) is below 2^55: no sum raft makes overflows. A
+//     leader that makes more changes in one term than the bound allows has
+//     its appends refused; it loses its quorum, and the next term's bound
+//     admits them.
 const (
 	MaxTerm        = 1 << 48
-	IndexesPerTerm = 4
+	IndexesPerTerm = 64
+	// MaxMembers bounds a membership: a leader election of a handful of
+	// sites, with room to spare.
+	MaxMembers = 64
 )
 
-// MaxIndexAt is the highest log index a member of a cluster of `nodes`
-// nodes may name in a message of term `term` (see MaxTerm).
+// MaxIndexAt is the highest log index a member may name in a message of
+// term `term` (see MaxTerm). nodes is kept for callers that know their
+// cluster's size; the bound uses MaxMembers, as members change.
 func MaxIndexAt(term uint64, nodes int) uint64 {
-	return uint64(nodes) + IndexesPerTerm*min(term, MaxTerm)
+	return uint64(max(nodes, MaxMembers)) + IndexesPerTerm*min(term, MaxTerm)
 }
+
+// MaxConfContextBytes bounds a configuration change's context: the records
+// of the members it adds (internal/core, membership.go), a few hundred
+// bytes each.
+const MaxConfContextBytes = 64 << 10
 
 // Per-request caps. A correct sender never reaches them: its lanes send at
 // most MaxMessagesPerSend messages per request (transport.go, runLane), and
@@ -214,37 +228,68 @@ func (v *inboundValidator) validateAppend(m *raftpb.Message) error {
 			if err := v.validateBootstrapConfChange(e); err != nil {
 				return fmt.Errorf("MsgApp entry %d: %w", i, err)
 			}
+		case raftpb.EntryConfChangeV2:
+			if err := validateConfChangeV2(e); err != nil {
+				return fmt.Errorf("MsgApp entry %d: %w", i, err)
+			}
 		default:
-			return fmt.Errorf("MsgApp entry %d has type %v: membership is fixed by configuration", i, e.GetType())
+			return fmt.Errorf("MsgApp entry %d has type %v, which this cluster never proposes", i, e.GetType())
 		}
 	}
 	return nil
 }
 
 // validateBootstrapConfChange accepts only the configuration entries every
-// node writes when it bootstraps: adding one configured voter, within the
-// first len(cluster) indexes.
+// node writes when it bootstraps: adding one voter, in term 1, within the
+// first MaxMembers indexes. (Members change later with ConfChangeV2
+// entries; the bootstrap's voters may have been removed since.)
 func (v *inboundValidator) validateBootstrapConfChange(e *raftpb.Entry) error {
-	if e.GetIndex() > uint64(len(v.peers)+1) {
-		return fmt.Errorf("configuration change at index %d, after bootstrap: membership is fixed by configuration", e.GetIndex())
+	if e.GetIndex() > MaxMembers || e.GetTerm() != 1 {
+		return fmt.Errorf("legacy configuration change at index %d in term %d: only the bootstrap (term 1) writes those", e.GetIndex(), e.GetTerm())
 	}
 	var cc raftpb.ConfChange
 	if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
 		return fmt.Errorf("malformed configuration change: %v", err)
 	}
-	if cc.GetType() != raftpb.ConfChangeAddNode {
-		return fmt.Errorf("configuration change %v: membership is fixed by configuration", cc.GetType())
+	if cc.GetType() != raftpb.ConfChangeAddNode || cc.GetNodeId() == 0 {
+		return fmt.Errorf("bootstrap configuration change %v of node %x: a bootstrap only adds voters", cc.GetType(), cc.GetNodeId())
 	}
-	if id := cc.GetNodeId(); id != v.self {
-		if _, ok := v.peers[id]; !ok {
-			return fmt.Errorf("configuration change adds unknown node %x", id)
-		}
+	if len(cc.GetContext()) > MaxConfContextBytes {
+		return fmt.Errorf("configuration change context of %d bytes, at most %d", len(cc.GetContext()), MaxConfContextBytes)
 	}
 	return nil
 }
 
-// validateSnapshot checks that a snapshot is well formed and carries exactly
-// the configured membership.
+// validateConfChangeV2 checks a membership change's shape: what the core
+// reads from it (its records, internal/core/membership.go) and what raft
+// can apply is checked when it is applied, where a change raft refuses is
+// skipped, never a crash.
+func validateConfChangeV2(e *raftpb.Entry) error {
+	var cc raftpb.ConfChangeV2
+	if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
+		return fmt.Errorf("malformed configuration change: %v", err)
+	}
+	if n := len(cc.GetChanges()); n > 2*MaxMembers {
+		return fmt.Errorf("configuration change of %d changes, at most %d", n, 2*MaxMembers)
+	}
+	for _, c := range cc.GetChanges() {
+		if c.GetNodeId() == 0 {
+			return fmt.Errorf("configuration change names node 0")
+		}
+		switch c.GetType() {
+		case raftpb.ConfChangeAddNode, raftpb.ConfChangeRemoveNode, raftpb.ConfChangeAddLearnerNode:
+		default:
+			return fmt.Errorf("configuration change of type %v, which this cluster never proposes", c.GetType())
+		}
+	}
+	if len(cc.GetContext()) > MaxConfContextBytes {
+		return fmt.Errorf("configuration change context of %d bytes, at most %d", len(cc.GetContext()), MaxConfContextBytes)
+	}
+	return nil
+}
+
+// validateSnapshot checks that a snapshot is well formed and its
+// membership plausible (the core reads its records when it applies it).
 func (v *inboundValidator) validateSnapshot(m *raftpb.Message) error {
 	s := m.GetSnapshot()
 	md := s.GetMetadata()
@@ -257,24 +302,24 @@ func (v *inboundValidator) validateSnapshot(m *raftpb.Message) error {
 	if limit := MaxIndexAt(md.GetTerm(), len(v.peers)+1); md.GetIndex() > limit {
 		return fmt.Errorf("MsgSnap snapshot at index %d with term %d: a log holds at most %d entries by term %d", md.GetIndex(), md.GetTerm(), limit, md.GetTerm())
 	}
-	if _, ok := clusterid.Parse(s.GetData()); len(s.GetData()) > 0 && !ok {
-		return fmt.Errorf("MsgSnap carries data other than a cluster ID record")
+	if len(s.GetData()) > MaxConfContextBytes {
+		return fmt.Errorf("MsgSnap carries %d bytes of data, at most %d (a cluster ID and member records)", len(s.GetData()), MaxConfContextBytes)
 	}
 	cs := md.GetConfState()
-	if len(cs.GetLearners()) > 0 || len(cs.GetVotersOutgoing()) > 0 || len(cs.GetLearnersNext()) > 0 || cs.GetAutoLeave() {
-		return fmt.Errorf("MsgSnap configuration has learners or a joint state: membership is fixed by configuration")
+	if len(cs.GetVoters()) == 0 {
+		return fmt.Errorf("MsgSnap configuration has no voter")
 	}
-	voters := cs.GetVoters()
-	if len(voters) != len(v.peers)+1 {
-		return fmt.Errorf("MsgSnap configuration has %d voters, the cluster has %d nodes", len(voters), len(v.peers)+1)
-	}
-	seen := make(map[uint64]bool, len(voters))
-	for _, id := range voters {
-		_, known := v.peers[id]
-		if (!known && id != v.self) || seen[id] {
-			return fmt.Errorf("MsgSnap configuration voters %v differ from the configured cluster", voters)
+	for _, l := range [][]uint64{cs.GetVoters(), cs.GetVotersOutgoing(), cs.GetLearners(), cs.GetLearnersNext()} {
+		if len(l) > MaxMembers {
+			return fmt.Errorf("MsgSnap configuration lists %d nodes in one set, at most %d", len(l), MaxMembers)
 		}
-		seen[id] = true
+		seen := make(map[uint64]bool, len(l))
+		for _, id := range l {
+			if id == 0 || seen[id] {
+				return fmt.Errorf("MsgSnap configuration %v lists node 0 or a node twice", l)
+			}
+			seen[id] = true
+		}
 	}
 	return nil
 }

@@ -323,6 +323,11 @@ func TestInboundValidator_RejectsWhatRaftMustNotSee(t *testing.T) {
 		require.NoError(t, err)
 		return b
 	}
+	cc2 := func(id uint64, typ raftpb.ConfChangeType, ctx []byte) []byte {
+		b, err := proto.Marshal(&raftpb.ConfChangeV2{Changes: []*raftpb.ConfChangeSingle{{Type: typ.Enum(), NodeId: &id}}, Context: ctx})
+		require.NoError(t, err)
+		return b
+	}
 	ent := func(index, term uint64, typ raftpb.EntryType, data []byte) *raftpb.Entry {
 		return &raftpb.Entry{Index: &index, Term: &term, Type: typ.Enum(), Data: data}
 	}
@@ -372,11 +377,23 @@ func TestInboundValidator_RejectsWhatRaftMustNotSee(t *testing.T) {
 		{"proposal data", app(3, 1, ent(4, 5, raftpb.EntryNormal, []byte("x"))), false},
 		{"conf change after bootstrap", app(5, 1, ent(6, 5, raftpb.EntryConfChange, cc(2, raftpb.ConfChangeAddNode))), false},
 		{"conf change removing", app(0, 0, ent(1, 1, raftpb.EntryConfChange, cc(2, raftpb.ConfChangeRemoveNode))), false},
-		{"conf change adding a stranger", app(0, 0, ent(1, 1, raftpb.EntryConfChange, cc(9, raftpb.ConfChangeAddNode))), false},
-		{"conf change v2", app(3, 1, ent(4, 5, raftpb.EntryConfChangeV2, nil)), false},
+		// A bootstrap entry may add a member removed since: a node that
+		// joins later replays the whole log.
+		{"bootstrap adding a member removed since", app(0, 0, ent(1, 1, raftpb.EntryConfChange, cc(9, raftpb.ConfChangeAddNode))), true},
+		{"legacy conf change after the bootstrap's term", app(3, 1, ent(4, 2, raftpb.EntryConfChange, cc(2, raftpb.ConfChangeAddNode))), false},
+		{"legacy conf change removing", app(0, 0, ent(1, 1, raftpb.EntryConfChange, cc(2, raftpb.ConfChangeRemoveNode))), false},
+		{"conf change v2 leaving a joint configuration", app(3, 1, ent(4, 5, raftpb.EntryConfChangeV2, nil)), true},
+		{"conf change v2 adding a learner", app(3, 1, ent(4, 5, raftpb.EntryConfChangeV2, cc2(9, raftpb.ConfChangeAddLearnerNode, nil))), true},
+		{"conf change v2 naming node 0", app(3, 1, ent(4, 5, raftpb.EntryConfChangeV2, cc2(0, raftpb.ConfChangeAddNode, nil))), false},
+		{"conf change v2 updating a node", app(3, 1, ent(4, 5, raftpb.EntryConfChangeV2, cc2(9, raftpb.ConfChangeUpdateNode, nil))), false},
+		{"conf change v2 with a huge context", app(3, 1, ent(4, 5, raftpb.EntryConfChangeV2, cc2(9, raftpb.ConfChangeAddNode, make([]byte, MaxConfContextBytes+1)))), false},
+		{"conf change v2 malformed", app(3, 1, ent(4, 5, raftpb.EntryConfChangeV2, []byte{0xff, 0xff})), false},
 		{"snapshot without metadata", func() *raftpb.Message { m := msg(raftpb.MsgSnap, 2, 1, 5); m.Snapshot = &raftpb.Snapshot{}; return m }(), false},
-		{"snapshot with other voters", snap(1, 2, 9), false},
-		{"snapshot with too few voters", snap(1, 2), false},
+		// Members change: a snapshot's voters are whoever the cluster has.
+		{"snapshot with other voters", snap(1, 2, 9), true},
+		{"snapshot with fewer voters", snap(1, 2), true},
+		{"snapshot without voters", snap(), false},
+		{"snapshot with node 0", snap(1, 0), false},
 		{"snapshot with duplicate voters", snap(1, 2, 2), false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -224,13 +224,24 @@ func (n *Node) applyConfChange(now time.Time, cc raftpb.ConfChangeI, index uint6
 		// later record names it.
 		n.log.Warn("configuration change without readable member records", "index", index, "err", err)
 	}
+	cs, err := n.applyToRaft(cc)
+	if err != nil {
+		// Committed, but raft cannot apply it (only a forged entry is
+		// like that: this cluster proposes one valid change at a time).
+		// Skipping it keeps this node alive with its configuration; a
+		// crash here would repeat at every restart.
+		n.log.Error("refusing a committed configuration change raft cannot apply", "index", index, "err", err)
+		return nil
+	}
+	n.confState = cs
 	for _, r := range recs {
 		if r.Replaces != 0 && r.Replaces == r.ID {
 			r.Replaces = 0
 		}
-		n.members[r.ID] = r
+		if n.isMember(r.ID) {
+			n.members[r.ID] = r
+		}
 	}
-	n.confState = n.rn.ApplyConfChange(cc)
 	for id := range n.members {
 		if !n.isMember(id) {
 			delete(n.members, id)
@@ -254,6 +265,18 @@ func (n *Node) membersApplied(now time.Time) {
 	}
 }
 
+// applyToRaft applies cc to raft, which panics on a change it cannot make
+// (removing every voter, say); the panic comes before raft changes
+// anything, so it is turned into an error.
+func (n *Node) applyToRaft(cc raftpb.ConfChangeI) (cs *raftpb.ConfState, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+	return n.rn.ApplyConfChange(cc), nil
+}
+
 // memberSummary is the applied membership for a log line: names, with
 // learners and witnesses marked.
 func (n *Node) memberSummary() string {
@@ -275,6 +298,14 @@ func (n *Node) memberSummary() string {
 	}
 	return b.String()
 }
+
+// Established reports whether this node's cluster has elected a leader
+// that committed an entry (or recorded a cluster ID): from then on the
+// membership is raft's, and member lists that differ in configuration
+// files no longer matter (the transport stops refusing over them; see
+// transport/agreement.go). Before that, a brand-new cluster relies on every
+// member's list being the same.
+func (n *Node) Established() bool { return n.identity.ClusterID != "" || n.appliedTerm >= 2 }
 
 // Removed reports whether this node was removed from the cluster.
 func (n *Node) Removed() bool { return n.removed }
@@ -476,7 +507,9 @@ func (n *Node) applySnapshotData(now time.Time, data []byte) error {
 	}
 	var r snapshotRecord
 	if err := json.Unmarshal(rest, &r); err != nil {
-		return fmt.Errorf("snapshot records: %w", err)
+		// Only a forged snapshot is unreadable; members stay known by ID.
+		n.log.Error("snapshot with unreadable member records", "err", err)
+		return nil
 	}
 	clear(n.members)
 	for _, m := range r.Members {

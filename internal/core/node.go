@@ -250,7 +250,9 @@ type Node struct {
 	// last, so it is not proposed twice while it commits.
 	members   map[uint64]Member
 	confIndex uint64
-	removed   bool
+	// appliedTerm: the term of the last entry applied (bootstrap: 1).
+	appliedTerm uint64
+	removed     bool
 	// membersChanged: a configuration change was applied in this Ready.
 	membersChanged bool
 	promotedTerm   uint64
@@ -305,7 +307,7 @@ func New(cfg Config, now time.Time) (*Node, error) {
 		return nil, fmt.Errorf("read raft snapshot: %w", err)
 	}
 	n.confState = cs
-	n.applied = snap.GetMetadata().GetIndex()
+	n.applied, n.appliedTerm = snap.GetMetadata().GetIndex(), snap.GetMetadata().GetTerm()
 	n.confIndex = n.applied
 	rc := &raft.Config{
 		ID:              cfg.ID,
@@ -589,7 +591,7 @@ func (n *Node) handleReady(now time.Time) (bool, error) {
 	n.out.Messages = append(n.out.Messages, msgs...)
 	if s := rd.Snapshot; s != nil && !raft.IsEmptySnap(s) {
 		n.confState = s.GetMetadata().GetConfState()
-		n.applied = s.GetMetadata().GetIndex()
+		n.applied, n.appliedTerm = s.GetMetadata().GetIndex(), s.GetMetadata().GetTerm()
 		n.confIndex = n.applied
 		if err := n.applySnapshotData(now, s.GetData()); err != nil {
 			return true, err
@@ -619,7 +621,7 @@ func (n *Node) handleReady(now time.Time) (bool, error) {
 				return true, err
 			}
 		}
-		n.applied = ent.GetIndex()
+		n.applied, n.appliedTerm = ent.GetIndex(), ent.GetTerm()
 	}
 	if n.membersChanged {
 		n.membersApplied(now)
