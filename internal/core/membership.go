@@ -369,13 +369,8 @@ func (n *Node) AddMember(now time.Time, m Member) error {
 			return fmt.Errorf("cannot add %s: it is already a member", m.Name)
 		}
 	}
-	if m.Replaces != 0 {
-		if !n.isVoter(m.Replaces) {
-			return fmt.Errorf("cannot replace %s: it is not a voter", n.name(m.Replaces))
-		}
-		if m.Replaces == n.cfg.ID {
-			return fmt.Errorf("cannot replace %s while it leads: transfer leadership to another member first", n.name(m.Replaces))
-		}
+	if m.Replaces != 0 && !n.isVoter(m.Replaces) {
+		return fmt.Errorf("cannot replace %s: it is not a voter", n.name(m.Replaces))
 	}
 	if err := n.changePending(0); err != nil {
 		return err
@@ -458,7 +453,11 @@ func (n *Node) promoteCaughtUpLearners(now time.Time) {
 		}
 		m := n.member(id)
 		changes := []*raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeAddNode.Enum(), NodeId: proto.Uint64(id)}}
-		if r := m.Replaces; r != 0 && n.isVoter(r) && r != n.cfg.ID {
+		// Replacing the leader itself is allowed: it leads the joint
+		// configuration (its lease needs a quorum of each half, and it is
+		// no voter of the incoming one), and steps down when raft leaves
+		// it (StepDownOnRemoval), then stops as removed.
+		if r := m.Replaces; r != 0 && n.isVoter(r) {
 			changes = append(changes, &raftpb.ConfChangeSingle{Type: raftpb.ConfChangeRemoveNode.Enum(), NodeId: proto.Uint64(r)})
 		}
 		m.Replaces = 0
@@ -471,6 +470,34 @@ func (n *Node) promoteCaughtUpLearners(now time.Time) {
 		n.log.Info("promoting caught-up learner to voter", "member", m.Name, "replaces", n.name(n.member(id).Replaces))
 		return
 	}
+}
+
+// handOffIfLeaving: a leader that the joint configuration it leads leaves
+// out of the incoming half (it is being replaced) hands leadership to a
+// voter of that half at once, rather than stepping down when raft leaves
+// the joint configuration and leaving the cluster to wait out every
+// follower's promise (an election timeout without a leader). The transfer
+// ends the lease and fences it first, as every transfer does.
+func (n *Node) handOffIfLeaving(now time.Time) {
+	if len(n.confState.GetVotersOutgoing()) == 0 || slices.Contains(n.confState.GetVoters(), n.cfg.ID) {
+		return
+	}
+	st := n.rn.Status()
+	if st.RaftState != raft.StateLeader || st.LeadTransferee != raft.None {
+		return
+	}
+	incoming := map[uint64]bool{}
+	for _, id := range n.confState.GetVoters() {
+		incoming[id] = true
+	}
+	c := n.transferCandidates(now, st, incoming)
+	if len(c) == 0 {
+		return
+	}
+	n.log.Info("this leader is being replaced: handing leadership to a member that stays", "to", n.name(c[0]))
+	n.endLease(now)
+	n.fenceTransfer(now)
+	n.rn.TransferLeader(c[0])
 }
 
 // Snapshot data: the cluster ID and the member records, so a node that

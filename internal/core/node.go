@@ -474,6 +474,7 @@ func (n *Node) afterInput(now time.Time) error {
 	if !observed {
 		n.observe(now)
 	}
+	n.handOffIfLeaving(now)
 	// Observing can propose (the cluster ID, once), which leaves a new
 	// Ready in raft: save and hand it out now, not at the next input (a
 	// heartbeat later, or never in a driver that waits for the network).
