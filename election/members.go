@@ -114,8 +114,9 @@ func (e *Elector) AddMember(ctx context.Context, m Member) error {
 // ReplaceMember adds m in the place of the voter old, alive or dead: m joins
 // as a learner, and once it has caught up one joint change makes it a voter
 // and removes old, so no intermediate configuration has fewer voters. It
-// waits until old is gone. The leader does not replace itself: transfer
-// first.
+// waits until old is gone. old may be the leader: it hands leadership to
+// a member that stays as soon as the joint configuration leaves it out, and
+// then stops as removed.
 func (e *Elector) ReplaceMember(ctx context.Context, old string, m Member) error {
 	if !e.isMember(old) {
 		return fmt.Errorf("%w: cannot replace %q, which is not a member", ErrUnknownPeer, old)
