@@ -135,7 +135,7 @@ func (e *Elector) changeMembers(ctx context.Context, m Member, replaces string) 
 	if err := e.onLoop(ctx, func(l *raftLoop, now time.Time) error { return l.node.AddMember(now, cm) }); err != nil {
 		return err
 	}
-	return e.waitMembers(ctx, fmt.Sprintf("%s is added but not yet a voter (it catches up as a learner, then the leader promotes it)", m.Name), func(ms []Member) bool {
+	return e.waitMembers(ctx, replaces == e.cfg.Name, fmt.Sprintf("%s is added but not yet a voter (it catches up as a learner, then the leader promotes it)", m.Name), func(ms []Member) bool {
 		voter := slices.ContainsFunc(ms, func(x Member) bool { return x.Name == m.Name && !x.Learner })
 		gone := replaces == "" || !slices.ContainsFunc(ms, func(x Member) bool { return x.Name == replaces })
 		return voter && gone
@@ -154,7 +154,7 @@ func (e *Elector) RemoveMember(ctx context.Context, name string) error {
 	if err := e.onLoop(ctx, func(l *raftLoop, now time.Time) error { return l.node.RemoveMember(now, id) }); err != nil {
 		return err
 	}
-	return e.waitMembers(ctx, fmt.Sprintf("the removal of %s is proposed but not yet applied here", name), func(ms []Member) bool {
+	return e.waitMembers(ctx, false, fmt.Sprintf("the removal of %s is proposed but not yet applied here", name), func(ms []Member) bool {
 		return !slices.ContainsFunc(ms, func(x Member) bool { return x.Name == name })
 	})
 }
@@ -203,8 +203,10 @@ func (e *Elector) onLoop(ctx context.Context, f func(l *raftLoop, now time.Time)
 	}
 }
 
-// waitMembers waits until done holds for the applied membership.
-func (e *Elector) waitMembers(ctx context.Context, pending string, done func([]Member) bool) error {
+// waitMembers waits until done holds for the applied membership. selfOut:
+// the change removes this node, so its stopping as removed means done (it
+// may learn of its removal from the members' refusals, never applying it).
+func (e *Elector) waitMembers(ctx context.Context, selfOut bool, pending string, done func([]Member) bool) error {
 	l := e.loop.Load()
 	if l == nil {
 		return ErrNotRunning
@@ -219,6 +221,9 @@ func (e *Elector) waitMembers(ctx context.Context, pending string, done func([]M
 		case <-ctx.Done():
 			return fmt.Errorf("election: %s: %w", pending, ctx.Err())
 		case <-l.stopped:
+			if done(e.membership.Load().members) || selfOut && errors.Is(l.removed, ErrRemoved) {
+				return nil // the change removed this node, which then stopped
+			}
 			return ErrStopped
 		}
 	}
@@ -230,15 +235,18 @@ type changeRequest struct {
 }
 
 // publishMembers publishes the applied membership and points the transport
-// at it. A node that is not a member yet (it joins) keeps its configured
-// peers: the leader reaches it once it is added.
+// at it. A node that joins and has no configuration yet keeps its
+// configured peers: the leader reaches it once it is added. A node that was
+// removed publishes the membership without it, and leaves the transport as
+// it is: it stops.
 func (l *raftLoop) publishMembers() {
 	e := l.e
 	cms := l.node.Members()
 	old := e.membership.Load()
-	if !slices.ContainsFunc(cms, func(m core.Member) bool { return m.ID == e.self }) {
+	if len(cms) == 0 {
 		return
 	}
+	member := slices.ContainsFunc(cms, func(m core.Member) bool { return m.ID == e.self })
 	v := &membershipView{names: map[uint64]string{}, changed: make(chan struct{})}
 	for id, n := range old.names {
 		v.names[id] = n
@@ -282,7 +290,7 @@ func (l *raftLoop) publishMembers() {
 	if v.note != "" && v.note != old.note {
 		e.log.Warn("the configured peers differ from the cluster's members; the cluster's members apply (update the configuration to match)", "difference", v.note)
 	}
-	if l.tr != nil {
+	if l.tr != nil && member {
 		if err := l.tr.SetPeers(peers); err != nil {
 			e.log.Error("cannot point the transport at the new members", "err", err)
 		}

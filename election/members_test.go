@@ -113,6 +113,35 @@ func TestMembers_NodeRemovedWhileDownStopsWhenItComesBack(t *testing.T) {
 	c.Check()
 }
 
+// Replacing the leader itself over real gRPC and TLS: the call on the
+// leader returns once the replacement is done, the old leader hands
+// leadership to a member that stays and stops with ErrRemoved, and the
+// checker finds no overlap.
+func TestMembers_ReplaceTheLeaderItself(t *testing.T) {
+	c, l := startCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	i := c.AddSpare()
+	c.StartNode(i, nil)
+	old := c.Nodes[l].Name
+	start := time.Now()
+	require.NoError(t, c.Nodes[l].Elector.ReplaceMember(ctx, old, election.Member{Name: c.Nodes[i].Name, Address: c.Nodes[i].Addr}))
+	t.Logf("replaced the leader %s by %s in %v", old, c.Nodes[i].Name, time.Since(start).Round(time.Millisecond))
+	require.ErrorIs(t, c.WaitExit(l, 10*time.Second), election.ErrRemoved)
+	nl := c.WaitLeader(10 * time.Second)
+	require.NotEqual(t, old, c.Nodes[nl].Name)
+	c.WaitFor(10*time.Second, "the members apply the replacement", func() bool {
+		for j := range c.Nodes {
+			if j != l && slices.Contains(voters(c, j), old) {
+				return false
+			}
+		}
+		return true
+	})
+	c.StopAll()
+	c.Check()
+}
+
 // Bad requests are refused with errors that say what is wrong, and change
 // nothing: a witness with a priority, a member without an address, removing
 // or replacing a name that is no member, and removing the leader itself.

@@ -297,6 +297,9 @@ func (l *raftLoop) run(ctx context.Context) (err error) {
 			err = l.node.Tick(time.Now())
 			if err == nil && len(l.refusedBy) > 0 {
 				err = l.notMemberVerdict(time.Now())
+				if err != nil {
+					l.removed = err
+				}
 			}
 		case b := <-l.inbound:
 			err = l.step(b)
@@ -436,6 +439,7 @@ func (l *raftLoop) applyReports() error {
 	if len(l.refusedBy) > 0 {
 		if err := l.notMemberVerdict(now); err != nil {
 			l.e.log.Error("this node is no member of the cluster any more: it stops", "err", err)
+			l.removed = err
 			return err
 		}
 	}
