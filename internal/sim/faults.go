@@ -23,6 +23,9 @@ func (s *sim) planFaults() {
 		at := ElectionTimeout + time.Duration(s.rng.Int64N(int64(end-ElectionTimeout)))
 		length := min(200*time.Millisecond+time.Duration(s.rng.Int64N(int64(4*time.Second))), end-at)
 		nd := s.nodes[s.rng.IntN(len(s.nodes))]
+		if s.m != nil {
+			s.aloneWithLostState()
+		}
 		s.faults = append(s.faults, fmt.Sprintf("crash-lose-state %s at %v for %v", nd.name, at, length))
 		s.at(at, func() { s.crash(nd) })
 		s.at(at+length, func() { s.restart(nd, true) })

@@ -173,9 +173,8 @@ func (s *sim) planMembership() {
 	for _, o := range m.ops {
 		o.at = at
 		at += time.Duration(s.rng.Int64N(int64(2 * time.Second)))
-		s.faults = append(s.faults, o.String(s))
 	}
-	s.at(m.ops[0].at, func() { s.operate() })
+	s.at(m.ops[0].at, func() { s.operate() }) // drawn first, so ops[0] is the earliest
 	for _, sp := range s.nodes[m.orig:] {
 		// A spare's process starts a little before it is added (or never,
 		// if it is never added).
@@ -183,7 +182,7 @@ func (s *sim) planMembership() {
 			if o.kind == "add" && o.node == sp.idx {
 				nd := sp
 				s.at(max(0, o.at-time.Duration(s.rng.Int64N(int64(time.Second)))), func() {
-					if nd.inc == 0 {
+					if nd.inc == 0 && slices.Contains(m.ops, o) {
 						s.start(nd, storage.NewMemory())
 					}
 				})
@@ -203,13 +202,43 @@ func (s *sim) planMembership() {
 			tr.on = "removed"
 		}
 		m.triggers = append(m.triggers, tr)
-		s.faults = append(s.faults, fmt.Sprintf("%s on %s after %v for %v", tr.action, tr.on, tr.delay, tr.length))
 	}
 	if testHookPlanned != nil {
 		testHookPlanned(s)
 	}
+}
+
+// describeMembership lists the plan among the schedule's faults.
+func (s *sim) describeMembership() {
+	m := s.m
+	for _, o := range m.ops {
+		s.faults = append(s.faults, o.String(s))
+	}
+	for _, tr := range m.triggers {
+		s.faults = append(s.faults, fmt.Sprintf("%s on %s after %v for %v", tr.action, tr.on, tr.delay, tr.length))
+	}
 	s.faults = append(s.faults, fmt.Sprintf("refuse-non-members=%v stop-removed=%v cut-in-flight=%v fail-back=%v witnesses=%v",
 		m.refuse, m.stop, m.cutFlight, m.failBack, s.witnesses()))
+}
+
+// aloneWithLostState keeps a schedule whose one fault is a restart without
+// state inside the model docs/safety.md gives for it: the rest of the
+// cluster keeps a leader and no other node lags behind. So its changes only
+// grow the cluster (a removal could leave two voters, one of them the node
+// that loses its state; a removed node that comes back, or one that never
+// learnt of its removal, is a node that lags behind), and no fault is timed
+// around them. Seed 90529 of an earlier model shows why: n2 was removed
+// while down, n1 lost its state and rejoined, and n2, back with its old
+// log and members, was elected with n1's vote (the transport refused no
+// one: refuse-non-members=false; and n1, empty, knew no removed member) —
+// the committed removal was lost.
+func (s *sim) aloneWithLostState() {
+	m := s.m
+	m.triggers = nil
+	m.ops = slices.DeleteFunc(m.ops, func(o *memberOp) bool { return o.kind != "add" })
+	for _, o := range m.ops {
+		o.replaces = -1
+	}
 }
 
 func (s *sim) witnesses() string {

@@ -286,6 +286,9 @@ func Run(seed uint64, opts Options) (res Result) {
 		}
 	}
 	s.planFaults()
+	if s.m != nil {
+		s.describeMembership()
+	}
 	if opts.MaxSteps == 0 {
 		opts.MaxSteps = 200_000
 	}
