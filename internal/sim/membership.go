@@ -49,11 +49,15 @@ type membership struct {
 	ops       []*memberOp
 	triggers  []*trigger
 	retry     time.Duration // the operator's pause between attempts
-	deadline  time.Duration // the operator gives up then
-	changed   bool          // a change was proposed: a node that lost its state joins
-	quietFrom time.Duration // the last fault, heal or change; the end check needs quiet since
-	done      int           // ops finished
-	settled   bool          // the end check ran
+	// transferFirst: the operator moves leadership away before replacing
+	// the leader (by the seed's parity: drawing it would move every
+	// seed's schedule).
+	transferFirst bool
+	deadline      time.Duration // the operator gives up then
+	changed       bool          // a change was proposed: a node that lost its state joins
+	quietFrom     time.Duration // the last fault, heal or change; the end check needs quiet since
+	done          int           // ops finished
+	settled       bool          // the end check ran
 }
 
 type memberOp struct {
@@ -94,11 +98,11 @@ type trigger struct {
 func (s *sim) planMembership() {
 	m := &membership{orig: len(s.nodes), bootNames: map[uint64]string{}}
 	s.m = m
-	// The hostile leader's batches go through the transport's stateless
-	// checks (validate), which still refuse every configuration change
-	// after bootstrap (transport/inbound_validator.go): with it leading, no
-	// change could ever commit. Membership schedules go without it until
-	// the transport accepts them.
+	// No hostile leader here: its forged appends overwrite entries a
+	// majority holds, after which the logs never agree again and nothing
+	// commits while it leads; with it, a third of the changes never
+	// finished (seeds 1-4,000: 3,364 of 5,016 done, against 98 % without).
+	// The quarter of schedules without changes keeps it.
 	s.hostile = -1
 	for _, nd := range s.nodes {
 		m.bootNames[nd.id] = nd.name
@@ -107,6 +111,7 @@ func (s *sim) planMembership() {
 	m.stop = s.rng.IntN(2) == 0
 	m.cutFlight = s.rng.IntN(2) == 0
 	m.retry = time.Duration(100+s.rng.IntN(400)) * time.Millisecond
+	m.transferFirst = s.seed%2 == 1
 	end := s.opts.Duration - 2*ElectionTimeout
 	m.deadline = end
 	if s.rng.IntN(4) == 0 {
@@ -315,9 +320,8 @@ func (s *sim) operate() {
 		// The joint configuration of a replacement: the leader leaves it
 		// by itself.
 	case addDone && o.replaces >= 0 && slices.ContainsFunc(members, func(mb core.Member) bool { return mb.ID == s.nodes[o.replaces].id }):
-		// Promoted without removing the member it replaces (it led when
-		// the learner caught up, and a leader is never replaced): the
-		// operator removes it now.
+		// Promoted without removing the member it replaces (a core that
+		// skipped the removal): the operator removes it now.
 		s.trace("operator: %s was promoted, %s is still a member", target.name, s.nodes[o.replaces].name)
 		*o = memberOp{kind: "remove", node: o.replaces, replaces: -1, at: o.at}
 		s.operate()
@@ -325,9 +329,12 @@ func (s *sim) operate() {
 	case addDone || o.kind != "add" && cur == nil:
 		s.finish(o)
 		return
-	case target == l && o.kind != "add" || o.kind == "add" && o.replaces == l.idx:
-		// The leader neither removes nor replaces itself: hand leadership
-		// over first.
+	case target == l && o.kind != "add" || o.kind == "add" && o.replaces == l.idx && m.transferFirst:
+		// The leader does not remove itself: hand leadership over first.
+		// It may replace itself (it leads the joint configuration and
+		// hands leadership to a member that stays), but in half the
+		// schedules the operator transfers first all the same, as the
+		// advice was before the core allowed it.
 		reach := map[uint64]bool{}
 		for _, nd := range s.nodes {
 			if nd.up && nd != l && !s.links[l.idx][nd.idx].drop {

@@ -234,6 +234,7 @@ type sim struct {
 	faults  []string
 	forged  int
 	m       *membership // nil: the membership never changes
+	seed    uint64
 }
 
 // Run runs the schedule of seed.
@@ -241,7 +242,7 @@ func Run(seed uint64, opts Options) (res Result) {
 	if opts.Duration == 0 {
 		opts.Duration = 12 * time.Second
 	}
-	s := &sim{opts: opts, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), hostile: -1}
+	s := &sim{seed: seed, opts: opts, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), hostile: -1}
 	s.hash = fnvOffset
 	n := 3
 	if s.rng.IntN(3) == 0 {
