@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"errors"
 	"fmt"
 
 	"go.etcd.io/raft/v3/raftpb"
@@ -98,6 +99,11 @@ const (
 func ValidateRequest(req *pb.SendRequest) error {
 	if n := len(req.GetMessages()); n > MaxMessagesPerSend {
 		return fmt.Errorf("%d messages in one request, at most %d (a correct peer splits larger batches)", n, MaxMessagesPerSend)
+	}
+	if req.GetHeartbeat() != nil {
+		// A stream makes it a raft message before this check: here it
+		// came on a unary Send, or from a caller that is no member.
+		return errors.New("a compact heartbeat outside a member's stream (send it as a raft message)")
 	}
 	return nil
 }

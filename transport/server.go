@@ -78,11 +78,18 @@ func (s *peerServer) Stream(stream pb.Peer_StreamServer) error {
 			return err
 		}
 		in.fill(req)
+		if req.Heartbeat != nil {
+			// From is the caller, as its certificate says: a caller
+			// that is no member gets no message made for it.
+			if p := t.set().byName[name]; p != nil {
+				expandHeartbeat(req, p.ID, t.opts.Self.ID)
+			}
+		}
 		resp, err := t.handleSend(ctx, name, cn, req)
 		if err != nil {
 			return err
 		}
-		out.elide(resp)
+		out.elide(resp, req.GetStamp(), req.GetIncarnation())
 		if err := stream.Send(resp); err != nil {
 			return err
 		}

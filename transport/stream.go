@@ -30,6 +30,17 @@ package transport
 // incarnation and configuration digest) are left out when they repeat the
 // previous message's value: 0 means "as before" there (peer.proto). None of
 // them ever changes back to 0 once set, so the elision is unambiguous.
+//
+// A heartbeat's bytes (docs/benchmarks.md, "What a heartbeat carries"):
+// node IDs are 64-bit hashes of the names, 10 bytes each on the wire, so a
+// raft heartbeat is 26 bytes of which 22 are its From and To, which a
+// stream already knows (its caller, checked once; the receiver). A batch
+// that is one plain heartbeat therefore travels as SendRequest.heartbeat
+// (term and commit), and the receiver makes the raft message back. An
+// answer says with one flag each that it acknowledges the very request it
+// answers (no stamp) and that its term, leader and promise are the
+// previous acknowledgement's. On an idle cluster of real processes a
+// round trip above TCP went from ~148 to ~104 bytes.
 
 import (
 	"context"
@@ -40,6 +51,8 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	pb "github.com/raftelect/raftelect/proto/raftelect/v1"
 )
@@ -66,23 +79,104 @@ func (s *streamRequests) fill(r *pb.SendRequest) {
 	fill(&r.KnownConfigDigest, &s.known)
 }
 
-// streamResponses is streamRequests for the answers.
+// streamResponses is streamRequests for the answers: the last
+// acknowledgement's incarnation, term, leader and promise, and the
+// configuration digest.
 type streamResponses struct {
 	ackIncarnation, config uint64
+	acked                  bool // an answer on this stream acknowledged something
+	ackTerm, ackLeader     uint64
+	ackPromise             int64
 }
 
-func (s *streamResponses) elide(r *pb.SendResponse) {
+// elide leaves out of r (to be sent) what the sender of the request it
+// answers (with stamp and incarnation, in full) knows already.
+func (s *streamResponses) elide(r *pb.SendResponse, stamp, incarnation uint64) {
 	if r.AckStamp != 0 {
-		elide(&r.AckIncarnation, &s.ackIncarnation)
+		if r.AckStamp == stamp && r.AckIncarnation == incarnation {
+			r.AckIsRequest = true
+			s.ackIncarnation = incarnation
+			r.AckStamp, r.AckIncarnation = 0, 0
+		} else {
+			elide(&r.AckIncarnation, &s.ackIncarnation)
+		}
+		if s.acked && r.AckTerm == s.ackTerm && r.AckLeader == s.ackLeader && r.AckPromiseNs == s.ackPromise {
+			r.AckRepeated = true
+			r.AckTerm, r.AckLeader, r.AckPromiseNs = 0, 0, 0
+		} else {
+			s.acked, s.ackTerm, s.ackLeader, s.ackPromise = true, r.AckTerm, r.AckLeader, r.AckPromiseNs
+		}
 	}
 	elide(&r.ConfigDigest, &s.config)
 }
 
-func (s *streamResponses) fill(r *pb.SendResponse) {
-	if r.AckStamp != 0 {
+// fill restores in r (as received) what the answerer left out; stamp and
+// incarnation are those of the request r answers, in full.
+func (s *streamResponses) fill(r *pb.SendResponse, stamp, incarnation uint64) {
+	switch {
+	case r.AckIsRequest:
+		r.AckStamp, r.AckIncarnation = stamp, incarnation
+		s.ackIncarnation = incarnation
+		r.AckIsRequest = false
+	case r.AckStamp != 0:
 		fill(&r.AckIncarnation, &s.ackIncarnation)
 	}
+	if r.AckStamp != 0 {
+		if r.AckRepeated {
+			r.AckTerm, r.AckLeader, r.AckPromiseNs = s.ackTerm, s.ackLeader, s.ackPromise
+			r.AckRepeated = false
+		} else {
+			s.acked, s.ackTerm, s.ackLeader, s.ackPromise = true, r.AckTerm, r.AckLeader, r.AckPromiseNs
+		}
+	}
 	fill(&r.ConfigDigest, &s.config)
+}
+
+// compactHeartbeat moves a batch of one plain heartbeat from self to the
+// stream's receiver out of r.Messages into r.Heartbeat; anything else stays
+// as it is. r is the lane's own request, built for this send: raft's
+// message itself is not touched.
+func compactHeartbeat(r *pb.SendRequest, self, to uint64) {
+	if len(r.Messages) != 1 {
+		return
+	}
+	m := r.Messages[0]
+	if m.GetType() != raftpb.MsgHeartbeat || m.GetFrom() != self || m.GetTo() != to || m.Term == nil ||
+		len(m.ProtoReflect().GetUnknown()) != 0 {
+		return
+	}
+	plain := true
+	m.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
+		switch fd.Name() {
+		case "type", "to", "from", "term", "commit":
+			return true
+		}
+		plain = false
+		return false
+	})
+	if !plain {
+		return
+	}
+	r.Heartbeat = &pb.Heartbeat{Term: m.GetTerm(), Commit: m.Commit}
+	r.Messages = nil
+}
+
+// expandHeartbeat makes r.Heartbeat, received on a stream from the member
+// from, back into the raft message it stands for.
+func expandHeartbeat(r *pb.SendRequest, from, self uint64) {
+	hb := r.Heartbeat
+	if hb == nil {
+		return
+	}
+	r.Heartbeat = nil
+	m := &raftpb.Message{
+		Type: raftpb.MsgHeartbeat.Enum(), To: proto.Uint64(self), From: proto.Uint64(from),
+		Term: proto.Uint64(hb.GetTerm()),
+	}
+	if hb.Commit != nil {
+		m.Commit = proto.Uint64(hb.GetCommit())
+	}
+	r.Messages = append(r.Messages, m)
 }
 
 func elide(v, prev *uint64) {
@@ -124,7 +218,7 @@ func (ls *laneStream) close() {
 // roundTrip sends req on the lane's stream, opening one if none is open,
 // and returns the answer, in full. The answer must come within timeout, or
 // the stream is torn down and the error says so; any error tears it down.
-func (ls *laneStream) roundTrip(t *Transport, client pb.PeerClient, req *pb.SendRequest, timeout time.Duration) (*pb.SendResponse, error) {
+func (ls *laneStream) roundTrip(t *Transport, client pb.PeerClient, to uint64, req *pb.SendRequest, timeout time.Duration) (*pb.SendResponse, error) {
 	if ls.stream == nil {
 		ctx, cancel := context.WithCancel(t.ctx)
 		// Armed before opening: opening waits for a connection that is
@@ -139,6 +233,11 @@ func (ls *laneStream) roundTrip(t *Transport, client pb.PeerClient, req *pb.Send
 		*ls = laneStream{stream: st, cancel: cancel, timer: timer}
 	} else {
 		ls.timer.Reset(timeout)
+	}
+	stamp, incarnation := req.Stamp, req.Incarnation
+	if t.opts.Credentials != nil {
+		// Without TLS the receiver knows no caller to make From of.
+		compactHeartbeat(req, t.opts.Self.ID, to)
 	}
 	ls.out.elide(req)
 	err := ls.stream.Send(req)
@@ -156,7 +255,7 @@ func (ls *laneStream) roundTrip(t *Transport, client pb.PeerClient, req *pb.Send
 		ls.close()
 		return nil, err
 	}
-	ls.in.fill(resp)
+	ls.in.fill(resp, stamp, incarnation)
 	if late {
 		// The answer came as the timer fired: take it, but the stream
 		// is being cancelled.
@@ -180,7 +279,7 @@ func (t *Transport) sendOnLane(p *peer, ls *laneStream, client pb.PeerClient, he
 	if hedged {
 		p.hedged.Add(uint64(len(batch)))
 	}
-	resp, err := ls.roundTrip(t, client, req, timeout)
+	resp, err := ls.roundTrip(t, client, p.ID, req, timeout)
 	if status.Code(err) == codes.Unimplemented {
 		// The previous release: unary Sends until the connection is
 		// re-established (the peer may be upgraded by then).

@@ -57,8 +57,14 @@ type SendRequest struct {
 	// it in full; the receiver answers with its own in full when its differs.
 	// stream: 0 means the previous request's.
 	KnownConfigDigest uint64 `protobuf:"fixed64,8,opt,name=known_config_digest,json=knownConfigDigest,proto3" json:"known_config_digest,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// stream: a batch that is one plain heartbeat (a raft message with only
+	// type MsgHeartbeat, to, from, term and commit set) may travel as this
+	// instead of in messages: 6-8 bytes instead of 28, most of which are the
+	// two node IDs, 64-bit hashes. The receiver makes the raft message back,
+	// from the stream's caller to itself.
+	Heartbeat     *Heartbeat `protobuf:"bytes,9,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SendRequest) Reset() {
@@ -147,6 +153,66 @@ func (x *SendRequest) GetKnownConfigDigest() uint64 {
 	return 0
 }
 
+func (x *SendRequest) GetHeartbeat() *Heartbeat {
+	if x != nil {
+		return x.Heartbeat
+	}
+	return nil
+}
+
+// A plain raft heartbeat on a stream (SendRequest.heartbeat).
+type Heartbeat struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Term          uint64                 `protobuf:"varint,1,opt,name=term,proto3" json:"term,omitempty"`
+	Commit        *uint64                `protobuf:"varint,2,opt,name=commit,proto3,oneof" json:"commit,omitempty"` // absent: the heartbeat had no commit
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Heartbeat) Reset() {
+	*x = Heartbeat{}
+	mi := &file_raftelect_v1_peer_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Heartbeat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Heartbeat) ProtoMessage() {}
+
+func (x *Heartbeat) ProtoReflect() protoreflect.Message {
+	mi := &file_raftelect_v1_peer_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
+func (*Heartbeat) Descriptor() ([]byte, []int) {
+	return file_raftelect_v1_peer_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Heartbeat) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *Heartbeat) GetCommit() uint64 {
+	if x != nil && x.Commit != nil {
+		return *x.Commit
+	}
+	return 0
+}
+
 type SendResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The last batch of heartbeats or appends from the caller that this node
@@ -177,14 +243,21 @@ type SendResponse struct {
 	// The receiver did not step the batch's messages: the two nodes disagree
 	// on the cluster ID or the membership, or the receiver does not know the
 	// sender's configuration yet (need_config). The reason is for the log.
-	Refused       string `protobuf:"bytes,10,opt,name=refused,proto3" json:"refused,omitempty"`
+	Refused string `protobuf:"bytes,10,opt,name=refused,proto3" json:"refused,omitempty"`
+	// stream: the acknowledgement is of the request this answers: ack_stamp
+	// and ack_incarnation are left out and are that request's stamp and
+	// incarnation.
+	AckIsRequest bool `protobuf:"varint,11,opt,name=ack_is_request,json=ackIsRequest,proto3" json:"ack_is_request,omitempty"`
+	// stream: ack_term, ack_leader and ack_promise_ns are left out and are
+	// those of the previous response that acknowledged something.
+	AckRepeated   bool `protobuf:"varint,12,opt,name=ack_repeated,json=ackRepeated,proto3" json:"ack_repeated,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SendResponse) Reset() {
 	*x = SendResponse{}
-	mi := &file_raftelect_v1_peer_proto_msgTypes[1]
+	mi := &file_raftelect_v1_peer_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -196,7 +269,7 @@ func (x *SendResponse) String() string {
 func (*SendResponse) ProtoMessage() {}
 
 func (x *SendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftelect_v1_peer_proto_msgTypes[1]
+	mi := &file_raftelect_v1_peer_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -209,7 +282,7 @@ func (x *SendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendResponse.ProtoReflect.Descriptor instead.
 func (*SendResponse) Descriptor() ([]byte, []int) {
-	return file_raftelect_v1_peer_proto_rawDescGZIP(), []int{1}
+	return file_raftelect_v1_peer_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *SendResponse) GetAckTerm() uint64 {
@@ -282,6 +355,20 @@ func (x *SendResponse) GetRefused() string {
 	return ""
 }
 
+func (x *SendResponse) GetAckIsRequest() bool {
+	if x != nil {
+		return x.AckIsRequest
+	}
+	return false
+}
+
+func (x *SendResponse) GetAckRepeated() bool {
+	if x != nil {
+		return x.AckRepeated
+	}
+	return false
+}
+
 // NodeConfig is what every member of one cluster must agree on, as one node
 // sees it. Its digest (transport/agreement.go) crosses the wire with every
 // Send; the message itself only when the digest is new to the other side.
@@ -307,7 +394,7 @@ type NodeConfig struct {
 
 func (x *NodeConfig) Reset() {
 	*x = NodeConfig{}
-	mi := &file_raftelect_v1_peer_proto_msgTypes[2]
+	mi := &file_raftelect_v1_peer_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -319,7 +406,7 @@ func (x *NodeConfig) String() string {
 func (*NodeConfig) ProtoMessage() {}
 
 func (x *NodeConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_raftelect_v1_peer_proto_msgTypes[2]
+	mi := &file_raftelect_v1_peer_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -332,7 +419,7 @@ func (x *NodeConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeConfig.ProtoReflect.Descriptor instead.
 func (*NodeConfig) Descriptor() ([]byte, []int) {
-	return file_raftelect_v1_peer_proto_rawDescGZIP(), []int{2}
+	return file_raftelect_v1_peer_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *NodeConfig) GetClusterId() string {
@@ -390,7 +477,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_raftelect_v1_peer_proto_msgTypes[3]
+	mi := &file_raftelect_v1_peer_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -402,7 +489,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_raftelect_v1_peer_proto_msgTypes[3]
+	mi := &file_raftelect_v1_peer_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -415,7 +502,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_raftelect_v1_peer_proto_rawDescGZIP(), []int{3}
+	return file_raftelect_v1_peer_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Member) GetName() string {
@@ -444,7 +531,7 @@ var File_raftelect_v1_peer_proto protoreflect.FileDescriptor
 const file_raftelect_v1_peer_proto_rawDesc = "" +
 	"\n" +
 	"\x17raftelect/v1/peer.proto\x12\fraftelect.v1\x1a\n" +
-	"raft.proto\"\x98\x03\n" +
+	"raft.proto\"\xcf\x03\n" +
 	"\vSendRequest\x12+\n" +
 	"\bmessages\x18\x01 \x03(\v2\x0f.raftpb.MessageR\bmessages\x12#\n" +
 	"\rlabels_digest\x18\x02 \x01(\x06R\flabelsDigest\x12=\n" +
@@ -453,10 +540,15 @@ const file_raftelect_v1_peer_proto_rawDesc = "" +
 	"\vincarnation\x18\x05 \x01(\x06R\vincarnation\x12#\n" +
 	"\rconfig_digest\x18\x06 \x01(\x06R\fconfigDigest\x120\n" +
 	"\x06config\x18\a \x01(\v2\x18.raftelect.v1.NodeConfigR\x06config\x12.\n" +
-	"\x13known_config_digest\x18\b \x01(\x06R\x11knownConfigDigest\x1a9\n" +
+	"\x13known_config_digest\x18\b \x01(\x06R\x11knownConfigDigest\x125\n" +
+	"\theartbeat\x18\t \x01(\v2\x17.raftelect.v1.HeartbeatR\theartbeat\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe7\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"G\n" +
+	"\tHeartbeat\x12\x12\n" +
+	"\x04term\x18\x01 \x01(\x04R\x04term\x12\x1b\n" +
+	"\x06commit\x18\x02 \x01(\x04H\x00R\x06commit\x88\x01\x01B\t\n" +
+	"\a_commit\"\xb0\x03\n" +
 	"\fSendResponse\x12\x19\n" +
 	"\back_term\x18\x01 \x01(\x04R\aackTerm\x12\x1d\n" +
 	"\n" +
@@ -471,7 +563,9 @@ const file_raftelect_v1_peer_proto_rawDesc = "" +
 	"\vneed_config\x18\t \x01(\bR\n" +
 	"needConfig\x12\x18\n" +
 	"\arefused\x18\n" +
-	" \x01(\tR\arefused\"\xfe\x01\n" +
+	" \x01(\tR\arefused\x12$\n" +
+	"\x0eack_is_request\x18\v \x01(\bR\fackIsRequest\x12!\n" +
+	"\fack_repeated\x18\f \x01(\bR\vackRepeated\"\xfe\x01\n" +
 	"\n" +
 	"NodeConfig\x12\x1d\n" +
 	"\n" +
@@ -501,30 +595,32 @@ func file_raftelect_v1_peer_proto_rawDescGZIP() []byte {
 	return file_raftelect_v1_peer_proto_rawDescData
 }
 
-var file_raftelect_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_raftelect_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_raftelect_v1_peer_proto_goTypes = []any{
 	(*SendRequest)(nil),    // 0: raftelect.v1.SendRequest
-	(*SendResponse)(nil),   // 1: raftelect.v1.SendResponse
-	(*NodeConfig)(nil),     // 2: raftelect.v1.NodeConfig
-	(*Member)(nil),         // 3: raftelect.v1.Member
-	nil,                    // 4: raftelect.v1.SendRequest.LabelsEntry
-	(*raftpb.Message)(nil), // 5: raftpb.Message
+	(*Heartbeat)(nil),      // 1: raftelect.v1.Heartbeat
+	(*SendResponse)(nil),   // 2: raftelect.v1.SendResponse
+	(*NodeConfig)(nil),     // 3: raftelect.v1.NodeConfig
+	(*Member)(nil),         // 4: raftelect.v1.Member
+	nil,                    // 5: raftelect.v1.SendRequest.LabelsEntry
+	(*raftpb.Message)(nil), // 6: raftpb.Message
 }
 var file_raftelect_v1_peer_proto_depIdxs = []int32{
-	5, // 0: raftelect.v1.SendRequest.messages:type_name -> raftpb.Message
-	4, // 1: raftelect.v1.SendRequest.labels:type_name -> raftelect.v1.SendRequest.LabelsEntry
-	2, // 2: raftelect.v1.SendRequest.config:type_name -> raftelect.v1.NodeConfig
-	2, // 3: raftelect.v1.SendResponse.config:type_name -> raftelect.v1.NodeConfig
-	3, // 4: raftelect.v1.NodeConfig.members:type_name -> raftelect.v1.Member
-	0, // 5: raftelect.v1.Peer.Send:input_type -> raftelect.v1.SendRequest
-	0, // 6: raftelect.v1.Peer.Stream:input_type -> raftelect.v1.SendRequest
-	1, // 7: raftelect.v1.Peer.Send:output_type -> raftelect.v1.SendResponse
-	1, // 8: raftelect.v1.Peer.Stream:output_type -> raftelect.v1.SendResponse
-	7, // [7:9] is the sub-list for method output_type
-	5, // [5:7] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	6, // 0: raftelect.v1.SendRequest.messages:type_name -> raftpb.Message
+	5, // 1: raftelect.v1.SendRequest.labels:type_name -> raftelect.v1.SendRequest.LabelsEntry
+	3, // 2: raftelect.v1.SendRequest.config:type_name -> raftelect.v1.NodeConfig
+	1, // 3: raftelect.v1.SendRequest.heartbeat:type_name -> raftelect.v1.Heartbeat
+	3, // 4: raftelect.v1.SendResponse.config:type_name -> raftelect.v1.NodeConfig
+	4, // 5: raftelect.v1.NodeConfig.members:type_name -> raftelect.v1.Member
+	0, // 6: raftelect.v1.Peer.Send:input_type -> raftelect.v1.SendRequest
+	0, // 7: raftelect.v1.Peer.Stream:input_type -> raftelect.v1.SendRequest
+	2, // 8: raftelect.v1.Peer.Send:output_type -> raftelect.v1.SendResponse
+	2, // 9: raftelect.v1.Peer.Stream:output_type -> raftelect.v1.SendResponse
+	8, // [8:10] is the sub-list for method output_type
+	6, // [6:8] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_raftelect_v1_peer_proto_init() }
@@ -532,13 +628,14 @@ func file_raftelect_v1_peer_proto_init() {
 	if File_raftelect_v1_peer_proto != nil {
 		return
 	}
+	file_raftelect_v1_peer_proto_msgTypes[1].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftelect_v1_peer_proto_rawDesc), len(file_raftelect_v1_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
