@@ -91,7 +91,8 @@ type suiteRun struct {
 // suite is what TestShortSuite runs, one after another (CPU figures mean
 // more when runs do not share the cores), at shortScale: the fault
 // scenarios, isolate-leader also on 5 nodes, then the scenarios of
-// operations, which are unscaled (short already, their times do not scale).
+// operations and membership changes, which are unscaled (short already,
+// their times do not scale).
 var suite = []suiteRun{
 	{"healthy", 3},
 	{"asym-drop", 3},
@@ -112,15 +113,14 @@ var suite = []suiteRun{
 	{"reject-leader", 3},
 	{"reject-leader-icmp", 3},
 	{"witness-two-region", 3},
+	{"replace-dead", 4},
+	{"grow-shrink", 6},
 }
 
 // awaitingFix lists the shipped scenarios that fail on this code and are
 // left out of the suite until the fix they wait for lands; docs/chaos.md
 // gives their figures.
-var awaitingFix = map[string]string{
-	"grow-shrink":  "the transport accepting configuration changes after bootstrap (its inbound validator refuses every ConfChangeV2 entry) and agreeing on a membership that changes while it runs",
-	"replace-dead": "the transport accepting configuration changes after bootstrap (its inbound validator refuses every ConfChangeV2 entry) and agreeing on a membership that changes while it runs",
-}
+var awaitingFix = map[string]string{}
 
 // TestSuiteCoversEveryBuiltinScenario: no shipped scenario is forgotten;
 // each is run by TestShortSuite or listed, with its reason, as awaiting a
