@@ -101,6 +101,18 @@ func (r *runner) changeMembers(ctx context.Context, kind string, target int, rep
 	// have started the change: the members tell.
 	ch.Requested = eventlog.Now()
 	deadline := time.Now().Add(limit)
+	if kind == FaultRemove && leader == target {
+		// The leader does not remove itself: hand leadership over first,
+		// as `raftelect members remove` does, and ask the new leader. Which
+		// node leads when a remove comes up is up to the elections before
+		// it, so a scenario cannot rule this out.
+		if leader, err = r.handOver(ctx, leader, deadline); err != nil {
+			r.addChange(ch)
+			return ch.Desc, fmt.Errorf("%s leads and could not hand leadership over before its removal: %w", name, err)
+		}
+		ch.HandedOverTo = c.nodes[leader].name
+		r.logf("CHANGE %s: %s leads; it handed leadership to %s first", ch.Desc, name, ch.HandedOverTo)
+	}
 	for {
 		err = r.requestChange(ctx, kind, leader, target, replaces)
 		if status.Code(err) != codes.FailedPrecondition || time.Now().After(deadline) {
@@ -111,6 +123,14 @@ func (r *runner) changeMembers(ctx context.Context, kind string, target int, rep
 		}
 	}
 	ch.Answered = eventlog.Now()
+	switch status.Code(err) {
+	case codes.InvalidArgument, codes.NotFound, codes.Aborted:
+		// Refused outright: nothing was proposed, so no member will show
+		// it. Say why now rather than wait for the run to end.
+		ch.RequestError = err.Error()
+		r.addChange(ch)
+		return ch.Desc, fmt.Errorf("the leader %s refused the change: %w", c.nodes[leader].name, err)
+	}
 	if err != nil {
 		ch.RequestError = err.Error()
 		r.logf("CHANGE %s: the request failed (%v); waiting for the members to show whether it went through", ch.Desc, err)
@@ -210,6 +230,23 @@ func (r *runner) requestChange(ctx context.Context, kind string, leader, target 
 		Replaces: replaces,
 	})
 	return err
+}
+
+// handOver asks node leader to hand leadership to another member (of its
+// choosing, as `raftelect transfer` does without --to) and returns the node
+// that leads then.
+func (r *runner) handOver(ctx context.Context, leader int, deadline time.Time) (int, error) {
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	resp, err := pb.NewNodeClient(r.sp.conns[leader]).Transfer(ctx, &pb.TransferRequest{})
+	if err != nil {
+		return -1, err
+	}
+	i := slices.IndexFunc(r.c.nodes, func(p *proc) bool { return p.name == resp.GetLeader() })
+	if i < 0 || i == leader {
+		return -1, fmt.Errorf("after the transfer %q leads (term %d), not another member", resp.GetLeader(), resp.GetTerm())
+	}
+	return i, nil
 }
 
 // awaitLeader waits until the event logs show a leader that runs.

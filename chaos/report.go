@@ -88,6 +88,9 @@ func (r *Result) Summary() string {
 		}
 		fmt.Fprintf(&b, "   change %s at %+.1fs: %v -> %v, %s, leaderless %v during it", c.Desc,
 			time.Duration(c.Requested-r.Start).Seconds(), c.Before, c.After, took, c.Leaderless)
+		if c.HandedOverTo != "" {
+			fmt.Fprintf(&b, " (%s led: it handed leadership to %s first)", c.Node, c.HandedOverTo)
+		}
 		if c.RequestError != "" {
 			fmt.Fprintf(&b, " (the request failed: %s)", c.RequestError)
 		}

@@ -156,6 +156,9 @@ type MembershipChange struct {
 	Answered     int64  `json:"answered_mono_ns"`
 	Applied      int64  `json:"applied_mono_ns"`
 	RequestError string `json:"request_error,omitempty"`
+	// HandedOverTo: the node removed led when the removal came up, so it
+	// handed leadership to this one first (inside Took).
+	HandedOverTo string `json:"handed_over_to,omitempty"`
 	// Took: from Requested to Applied. Leaderless: the time in it when no
 	// node held the lease.
 	Took       Millis `json:"took_ms"`

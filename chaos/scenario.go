@@ -287,7 +287,7 @@ var builtin embed.FS
 func Builtin() []string {
 	return []string{"healthy", "asym-drop", "partition-follower", "isolate-leader", "loss", "kill-leader", "stop-leader", "hung-peer", "slow-wan",
 		"kill-leader-fast", "rolling-timeout", "rolling-timeout-up", "peer-lists-3-first", "peer-lists-5-first", "peer-lists-minority", "reject-leader", "reject-leader-icmp",
-		"grow-shrink", "replace-dead", "witness-two-region"}
+		"grow-shrink", "replace-dead", "remove-leader", "witness-two-region"}
 }
 
 // LoadScenario reads a scenario by built-in name ("asym-drop") or from a

@@ -114,6 +114,7 @@ var suite = []suiteRun{
 	{"reject-leader-icmp", 3},
 	{"witness-two-region", 3},
 	{"replace-dead", 4},
+	{"remove-leader", 4},
 	{"grow-shrink", 6},
 }
 
