@@ -11,6 +11,8 @@
 //	   signal); for status, some node did not answer or no single leader
 //	2  invalid configuration or usage
 //	3  members add/remove: --wait ran out while the change was under way
+//	4  run: this node was removed from the cluster (do not restart it with
+//	   its data directory)
 package main
 
 import (
@@ -30,6 +32,9 @@ const (
 	// exitPending: a membership change was made but had not completed
 	// when --wait ran out; it goes on by itself.
 	exitPending = 3
+	// exitRemoved: run stopped because the node was removed from the
+	// cluster; a restart with the same data directory is refused again.
+	exitRemoved = 4
 )
 
 // commands holds the constructors of every subcommand.

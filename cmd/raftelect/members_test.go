@@ -3,8 +3,10 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -187,4 +189,219 @@ func TestMembers_FailBackToThePreferredLeader(t *testing.T) {
 	if v, l := scrape(t, n1, "raftelect_voters"), scrape(t, n1, "raftelect_learners"); v != 3 || l != 0 {
 		t.Errorf("n1: raftelect_voters %v, raftelect_learners %v; want 3 and 0", v, l)
 	}
+}
+
+// joiner writes the config of a node that joins c (join: true, the
+// cluster ID, peers: the members it may hear from and itself), issues its
+// certificate and starts it.
+func (c *cluster) joiner(t *testing.T, name, clusterID string, members []config.Peer) *proc {
+	t.Helper()
+	certDir := filepath.Join(c.dir, "certs")
+	if r := raftelect(t, "certs", "issue", "--dir", certDir, "--name", name, "--host", "127.0.0.1"); r.code != 0 {
+		t.Fatalf("certs issue %s: %+v", name, r)
+	}
+	ports := freePorts(t, 2)
+	self := config.Peer{Name: name, Address: fmt.Sprintf("127.0.0.1:%d", ports[0])}
+	p := &proc{name: name, httpAddr: fmt.Sprintf("127.0.0.1:%d", ports[1]),
+		cfg: filepath.Join(c.dir, name+".yaml"), log: filepath.Join(c.dir, name+".log")}
+	cfg := &config.Node{
+		Name: name, Peers: append(slices.Clone(members), self), Join: true, ClusterID: clusterID,
+		HeartbeatInterval: config.Duration(100 * time.Millisecond), ElectionTimeout: config.Duration(time.Second),
+		TLS:     config.TLS{CAFile: "certs/ca.crt", CertFile: "certs/" + name + ".crt", KeyFile: "certs/" + name + ".key"},
+		DataDir: "data/" + name, HTTPAddress: p.httpAddr, Log: config.Log{Format: "json"}, Operators: []string{"ops"},
+	}
+	if err := cfg.WriteFile(p.cfg); err != nil {
+		t.Fatal(err)
+	}
+	p.start(t)
+	c.nodes = append(c.nodes, p)
+	return p
+}
+
+// listMembers is `members list -o json` through the node of cfg.
+func listMembers(t *testing.T, cfg string) membersListReport {
+	t.Helper()
+	r := raftelect(t, "members", "list", "--config", cfg, "-o", "json")
+	var lr membersListReport
+	if err := json.Unmarshal([]byte(r.stdout), &lr); err != nil || r.code != 0 {
+		t.Fatalf("members list: exit %d, %v\n%s%s", r.code, err, r.stdout, r.stderr)
+	}
+	return lr
+}
+
+// stoppedRemoved waits until p exits by itself with exit code 4, saying
+// it was removed.
+func stoppedRemoved(t *testing.T, p *proc) {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s, removed, still runs after 30s", p.name)
+	}
+	b, _ := os.ReadFile(p.log)
+	if p.exitCode != exitRemoved || !strings.Contains(string(b), "removed") {
+		t.Errorf("%s exited %d; want %d, saying it was removed:\n%s", p.name, p.exitCode, exitRemoved, b)
+	}
+}
+
+// TestMembers_GrowReplaceAndShrink: on three real nodes with TLS, a node
+// started with join is added from a follower (the follower sends the
+// command on to the leader, saying so) and becomes a voter; a member is
+// replaced in one joint change with an operator's certificate; removing the
+// leader transfers leadership first, then removes it; removed nodes stop by
+// themselves; status follows the members rather than the config files; and
+// a removal that would leave fewer reachable voters than a quorum is
+// refused and changes nothing.
+func TestMembers_GrowReplaceAndShrink(t *testing.T) {
+	c := startCluster(t)
+	rep := c.agreedLeader(t, 30*time.Second)
+	f := c.follower(rep)
+	lr := listMembers(t, f.cfg)
+	var members []config.Peer
+	for _, m := range lr.Members {
+		members = append(members, config.Peer{Name: m.Name, Address: m.Address})
+	}
+
+	// A member that never catches up (nothing listens at its address)
+	// stays a learner: --wait runs out with exit 3, saying what the change
+	// waits for; removing it gives up on it.
+	r := raftelect(t, "members", "add", "n9", "--address", "127.0.0.1:1", "--config", f.cfg, "--wait", "3s")
+	t.Logf("members add n9 (not running): exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	if r.code != 3 || !strings.Contains(r.stderr, "not done within --wait (3s): n9 is a learner, catching up with the log") {
+		t.Fatalf("members add n9 (not running): exit %d, %q; want 3, a learner catching up", r.code, r.stderr)
+	}
+	if r := raftelect(t, "members", "remove", "n9", "--config", f.cfg); r.code != 0 || !strings.HasPrefix(r.stdout, "n9 removed in ") {
+		t.Fatalf("members remove n9 (a learner): exit %d, %q %q", r.code, r.stdout, r.stderr)
+	}
+
+	// Grow: n4 joins, added through a follower with its member certificate.
+	n4 := c.joiner(t, "n4", lr.ClusterID, members)
+	n4cfg, err := config.Load(n4.cfg, config.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n4addr := n4cfg.Peers[len(n4cfg.Peers)-1].Address
+	r = raftelect(t, "members", "add", "n4", "--address", n4addr, "--config", f.cfg, "--wait", "60s")
+	t.Logf("members add n4 via %s: exit %d\n%s%s", f.name, r.code, r.stdout, r.stderr)
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "n4 added: voter at "+n4addr) {
+		t.Fatalf("members add n4: exit %d, %q; want 0 and n4 a voter", r.code, r.stdout)
+	}
+	if want := f.name + " is not the leader; asking the leader " + rep.Leader; !strings.Contains(r.stderr, want) {
+		t.Errorf("members add via follower %s: stderr lacks %q", f.name, want)
+	}
+
+	// Replace: n5 takes the place of a follower, with the operator's
+	// certificate; the replaced node stops by itself.
+	ops := c.operatorArgs(t, rep)
+	members = append(members, config.Peer{Name: "n4", Address: n4addr})
+	old := f
+	n5 := c.joiner(t, "n5", lr.ClusterID, members)
+	n5cfg, err := config.Load(n5.cfg, config.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n5addr := n5cfg.Peers[len(n5cfg.Peers)-1].Address
+	r = raftelect(t, append([]string{"members", "add", "n5", "--address", n5addr, "--replaces", old.name, "--wait", "60s"}, ops...)...)
+	t.Logf("members add n5 --replaces %s: exit %d\n%s%s", old.name, r.code, r.stdout, r.stderr)
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "n5 replaced "+old.name+": voter at "+n5addr) {
+		t.Fatalf("members add n5 --replaces %s: exit %d, %q", old.name, r.code, r.stdout)
+	}
+	stoppedRemoved(t, old)
+
+	// Shrink: remove the leader, through n4.
+	leader := c.agreedLeaderOf(t, n4.cfg)
+	r = raftelect(t, "members", "remove", leader.Leader, "--config", n4.cfg, "--wait", "60s")
+	t.Logf("members remove %s: exit %d\n%s%s", leader.Leader, r.code, r.stdout, r.stderr)
+	if r.code != 0 || !strings.HasPrefix(r.stdout, leader.Leader+" removed in ") {
+		t.Fatalf("members remove %s: exit %d, %q", leader.Leader, r.code, r.stdout)
+	}
+	if want := leader.Leader + " leads: handing leadership to another member first (transfer), then removing it"; !strings.Contains(r.stderr, want) {
+		t.Errorf("members remove of the leader: stderr lacks %q", want)
+	}
+	stoppedRemoved(t, c.node(leader.Leader))
+
+	lr = listMembers(t, n4.cfg)
+	var names []string
+	for _, m := range lr.Members {
+		names = append(names, m.Name+":"+m.Role)
+	}
+	if len(names) != 3 || !slices.Contains(names, "n4:voter") || !slices.Contains(names, "n5:voter") {
+		t.Errorf("members after grow, replace and remove: %v; want 3 voters with n4 and n5", names)
+	}
+	// Every file lists n1-n3, two of which were removed: the leader's
+	// file differs from the members, and it says so.
+	gone := []string{old.name, leader.Leader}
+	slices.Sort(gone)
+	if want := fmt.Sprintf("configured but not members: %v", gone); !strings.Contains(lr.MembershipNote, want) {
+		t.Errorf("%s's membership note %q; want %q", lr.AnsweredBy, lr.MembershipNote, want)
+	}
+	// Status through n4's config, which lists removed nodes: they are
+	// named as no members and, down, do not make it fail.
+	r = raftelect(t, "status", "--config", n4.cfg)
+	t.Logf("status:\n%s%s", r.stdout, r.stderr)
+	if r.code != 0 || !strings.Contains(r.stdout, old.name+": not a member") || !strings.Contains(r.stdout, "n5: a member the given peers do not list (added online)") {
+		t.Errorf("status after the changes: exit %d; want 0, %s named no member, n5 asked", r.code, old.name)
+	}
+
+	// With one of the three voters down, removing another would leave one
+	// reachable voter of two: refused, nothing changed.
+	var down, keep string
+	for _, m := range lr.Members {
+		switch {
+		case m.Name == lr.Leader:
+		case down == "":
+			down = m.Name
+		default:
+			keep = m.Name
+		}
+	}
+	c.node(down).kill()
+	leaderCfg := c.node(lr.Leader).cfg
+	// The leader counts a voter as reachable while it acknowledged within
+	// an election timeout (1s): wait until the leader last heard from the
+	// dead one longer ago than that.
+	eventually(t, 30*time.Second, "the leader to miss "+down+" for an election timeout", func() error {
+		r := raftelect(t, "status", "--config", leaderCfg, "-o", "json")
+		var rep statusReport
+		if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+			return err
+		}
+		for _, n := range rep.Nodes {
+			if n.Name != lr.Leader || !n.OK {
+				continue
+			}
+			for _, p := range n.Peers {
+				if p.Name == down && p.LastContactAgoSeconds > 1.5 {
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("the leader %s still heard from %s lately", lr.Leader, down)
+	})
+	r = raftelect(t, "members", "remove", keep, "--config", leaderCfg, "--wait", "10s")
+	t.Logf("members remove %s with %s down: exit %d: %s%s", keep, down, r.code, r.stdout, r.stderr)
+	if r.code != 2 || !strings.Contains(r.stderr, "cannot remove "+keep+": of the 2 voters that would remain only 1 acknowledged this leader within an election timeout, fewer than the 2 a quorum needs; bring members back first") {
+		t.Errorf("members remove %s with %s down: exit %d; want 2, refused for want of a quorum", keep, down, r.code)
+	}
+	if lr := listMembers(t, leaderCfg); len(lr.Members) != 3 {
+		t.Errorf("after the refused removal: %d members, want 3", len(lr.Members))
+	}
+}
+
+// agreedLeaderOf polls status through cfg until the nodes agree on a
+// leader.
+func (c *cluster) agreedLeaderOf(t *testing.T, cfg string) statusReport {
+	t.Helper()
+	var rep statusReport
+	eventually(t, 30*time.Second, "status agrees on one leader", func() error {
+		r := raftelect(t, "status", "--config", cfg, "-o", "json")
+		if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+			return err
+		}
+		if r.code != 0 || !rep.Agreed {
+			return fmt.Errorf("exit %d: %s", r.code, r.stderr)
+		}
+		return nil
+	})
+	return rep
 }

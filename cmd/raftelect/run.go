@@ -226,6 +226,12 @@ func (nd *node) run(ctx context.Context) error {
 		// like a bad configuration (exit 2), and a restart loop will not help.
 		return usageError(fmt.Errorf("data_dir %s: %w", nd.cfg.DataDir, err))
 	}
+	if errors.Is(err, election.ErrRemoved) {
+		// Removed from the cluster: restarting with this data directory
+		// is refused again, so supervisors must not (exit 4; systemd:
+		// RestartPreventExitStatus=4).
+		return &exitError{code: exitRemoved, err: err}
+	}
 	if err != nil {
 		// Our own certificate, key or CA cannot work (expired, another
 		// CA, not our identity...): a configuration problem, exit 2, like
