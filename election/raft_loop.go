@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -435,6 +436,13 @@ func (l *raftLoop) applyReports() error {
 	now := time.Now()
 	for id := range notMember {
 		l.refusedBy[id] = now
+		if l.lead == l.e.self && slices.ContainsFunc(l.node.Members(), func(m core.Member) bool { return m.ID == id }) {
+			// A member of our configuration that has not applied our
+			// addition cannot hear us: leadership must move to a member
+			// it knows for it to catch up.
+			l.e.log.Warn("a member refuses this leader as no member: it has not applied this node's addition and cannot catch up while this node leads; transfer leadership to a member it knows (raftelect transfer)",
+				"member", l.e.name(id))
+		}
 	}
 	if len(l.refusedBy) > 0 {
 		if err := l.notMemberVerdict(now); err != nil {

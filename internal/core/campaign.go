@@ -58,12 +58,16 @@ func (n *Node) PeerRefused(now time.Time, id uint64) error {
 // vote four times in a row in the chaos grow-shrink scenario at 50 ms each
 // way.
 func (n *Node) campaignDelay() time.Duration {
-	rank := 0
-	for _, m := range n.Members() {
-		if !m.Learner && !m.Witness && m.ID != n.goneLeader && m.ID != n.cfg.ID && m.Name < n.cfg.Name {
-			rank++
+	c := n.conf()
+	if !c.rankValid || c.rankGone != n.goneLeader {
+		c.rank, c.rankGone, c.rankValid = 0, n.goneLeader, true
+		for _, m := range n.Members() {
+			if !m.Learner && !m.Witness && m.ID != n.goneLeader && m.ID != n.cfg.ID && m.Name < n.cfg.Name {
+				c.rank++
+			}
 		}
 	}
+	rank := c.rank
 	stagger := n.cfg.Tick / 2 << min(n.campaigns, 3)
 	return time.Duration(rank)*stagger + time.Duration(n.rand.Int64N(int64(stagger/2)+1))
 }
@@ -81,6 +85,13 @@ func (n *Node) campaignIfLeaderSilent(now time.Time) {
 		return
 	}
 	switch {
+	case n.quick && st.Lead == raft.None && st.RaftState == raft.StateCandidate && now.Sub(n.candidateAt) < n.electionTimeout/2:
+		// Our pre-vote succeeded and the vote itself is under way: on a
+		// slow or lossy link its answers may take a while. Restarting now
+		// would abandon a candidacy that may be winning (the simulator
+		// found schedules that went on so for seconds); look again later.
+		n.campaignAt = n.candidateAt.Add(n.electionTimeout / 2)
+		return
 	case n.quick && st.Lead == raft.None:
 		// Our quick campaign (or the refusal fast path) is under way and
 		// no leader has come of it yet: try again.

@@ -178,20 +178,55 @@ func (n *Node) name(id uint64) string {
 	return n.member(id).Name
 }
 
-// configIDs lists every node of the applied configuration, sorted.
-func (n *Node) configIDs() []uint64 {
-	set := map[uint64]bool{}
+// confCache holds what is derived from the applied configuration and the
+// member records, so that inputs on the hot path (every acknowledgement,
+// every heartbeat a follower steps, every lease check) allocate nothing:
+// it is rebuilt only when gen changes (configurationChanged).
+type confCache struct {
+	gen    uint64
+	built  bool
+	ids    []uint64        // every node, sorted
+	set    map[uint64]bool // the same
+	voters quorum.JointConfig
+	// rankGone/rank: our campaign rank, for the leader that was gone when
+	// it was computed.
+	rankGone  uint64
+	rank      int
+	rankValid bool
+}
+
+// configurationChanged marks what confCache holds as stale.
+func (n *Node) configurationChanged() { n.confGen++ }
+
+func (n *Node) conf() *confCache {
+	c := &n.cache
+	if c.built && c.gen == n.confGen {
+		return c
+	}
+	*c = confCache{gen: n.confGen, built: true, set: map[uint64]bool{}}
 	cs := n.confState
 	for _, l := range [][]uint64{cs.GetVoters(), cs.GetVotersOutgoing(), cs.GetLearners(), cs.GetLearnersNext()} {
 		for _, id := range l {
-			set[id] = true
+			c.set[id] = true
 		}
 	}
-	return slices.Sorted(maps.Keys(set))
+	c.ids = slices.Sorted(maps.Keys(c.set))
+	c.voters[0], c.voters[1] = quorum.MajorityConfig{}, quorum.MajorityConfig{}
+	for _, id := range cs.GetVoters() {
+		c.voters[0][id] = struct{}{}
+	}
+	for _, id := range cs.GetVotersOutgoing() {
+		c.voters[1][id] = struct{}{}
+	}
+	return c
 }
 
+// configIDs lists every node of the applied configuration, sorted. The
+// slice is shared: do not modify it.
+func (n *Node) configIDs() []uint64 { return n.conf().ids }
+
 // isMember reports whether id is in the applied configuration.
-func (n *Node) isMember(id uint64) bool { return slices.Contains(n.configIDs(), id) }
+func (n *Node) isMember(id uint64) bool { return n.conf().set[id] }
 
 // isVoter reports whether id votes in the applied configuration (in either
 // half of a joint one).
@@ -201,17 +236,8 @@ func (n *Node) isVoter(id uint64) bool {
 
 // voters is the applied configuration's voters, as raft's quorum code
 // counts them.
-func (n *Node) voters() quorum.JointConfig {
-	var jc quorum.JointConfig
-	jc[0], jc[1] = quorum.MajorityConfig{}, quorum.MajorityConfig{}
-	for _, id := range n.confState.GetVoters() {
-		jc[0][id] = struct{}{}
-	}
-	for _, id := range n.confState.GetVotersOutgoing() {
-		jc[1][id] = struct{}{}
-	}
-	return jc
-}
+// The maps are shared: do not modify them.
+func (n *Node) voters() quorum.JointConfig { return n.conf().voters }
 
 // applyConfChange applies a committed configuration change: the records it
 // carries, then raft's configuration.
@@ -234,6 +260,7 @@ func (n *Node) applyConfChange(now time.Time, cc raftpb.ConfChangeI, index uint6
 		return nil
 	}
 	n.confState = cs
+	n.configurationChanged()
 	for _, r := range recs {
 		if r.Replaces != 0 && r.Replaces == r.ID {
 			r.Replaces = 0
@@ -539,6 +566,7 @@ func (n *Node) applySnapshotData(now time.Time, data []byte) error {
 		return nil
 	}
 	clear(n.members)
+	n.configurationChanged()
 	for _, m := range r.Members {
 		if err := m.validate(); err != nil {
 			n.log.Warn("snapshot: unreadable member record", "err", err)

@@ -216,8 +216,10 @@ type Node struct {
 	// leaderHeardAt: when we last stepped a heartbeat or append of the
 	// leader we follow, which renews our promise to it.
 	leaderHeardAt time.Time
-	// quick: a quick campaign is under way.
-	quick bool
+	// quick: a quick campaign is under way; candidateAt: when we last
+	// became a candidate (the vote phase, after the pre-vote).
+	quick       bool
+	candidateAt time.Time
 	// candidateSeenAt: when a vote or pre-vote request last reached us.
 	candidateSeenAt time.Time
 	// guardLen is the vote guard's length at start.
@@ -259,6 +261,10 @@ type Node struct {
 	promotedAt     uint64
 	// pref: the preferred-leader state (preference.go).
 	pref preference
+	// confGen counts configuration and record changes; cache holds what
+	// is derived from them (membership.go).
+	confGen uint64
+	cache   confCache
 }
 
 // New starts a node from its store at now: it bootstraps an empty store
@@ -307,6 +313,7 @@ func New(cfg Config, now time.Time) (*Node, error) {
 		return nil, fmt.Errorf("read raft snapshot: %w", err)
 	}
 	n.confState = cs
+	n.configurationChanged()
 	n.applied, n.appliedTerm = snap.GetMetadata().GetIndex(), snap.GetMetadata().GetTerm()
 	n.confIndex = n.applied
 	rc := &raft.Config{
@@ -592,6 +599,7 @@ func (n *Node) handleReady(now time.Time) (bool, error) {
 	n.out.Messages = append(n.out.Messages, msgs...)
 	if s := rd.Snapshot; s != nil && !raft.IsEmptySnap(s) {
 		n.confState = s.GetMetadata().GetConfState()
+		n.configurationChanged()
 		n.applied, n.appliedTerm = s.GetMetadata().GetIndex(), s.GetMetadata().GetTerm()
 		n.confIndex = n.applied
 		if err := n.applySnapshotData(now, s.GetData()); err != nil {
@@ -651,6 +659,9 @@ func (n *Node) observe(now time.Time) {
 	leaderChanged := st.Lead != n.lead
 	// The vote belongs to its term: a new term starts with none, and
 	// carrying the old one over would log a vote never cast.
+	if st.RaftState == raft.StateCandidate && (n.role != raft.StateCandidate || st.GetTerm() != n.term) {
+		n.candidateAt = now
+	}
 	n.role, n.lead, n.term, n.vote = st.RaftState, st.Lead, st.GetTerm(), st.GetVote()
 	if leaderChanged {
 		if name := n.name(st.Lead); name != "" {
