@@ -246,6 +246,18 @@ func (r *runner) handOver(ctx context.Context, leader int, deadline time.Time) (
 	if i < 0 || i == leader {
 		return -1, fmt.Errorf("after the transfer %q leads (term %d), not another member", resp.GetLeader(), resp.GetTerm())
 	}
+	// A leader a moment old has no acknowledgements yet, and refuses to
+	// remove a voter until a quorum of the rest acknowledged it ("only 1
+	// acknowledged this leader"): ask once it holds the lease, which rests
+	// on those acknowledgements.
+	for !r.t.holdsLease(resp.GetLeader()) {
+		if time.Now().After(deadline) {
+			return -1, fmt.Errorf("%s leads after the transfer but did not take the lease", resp.GetLeader())
+		}
+		if err := sleepCtx(ctx, changePoll); err != nil {
+			return -1, err
+		}
+	}
 	return i, nil
 }
 

@@ -38,6 +38,7 @@ type nodeView struct {
 	alive bool
 	role  string
 	term  uint64
+	lease bool // holds the lease (lease_start without its lease_end)
 }
 
 func newTailer(files []string) *tailer {
@@ -84,9 +85,13 @@ func (t *tailer) poll() []eventlog.Event {
 		}
 		switch e.Kind {
 		case eventlog.KindStart:
-			v.alive, v.role, v.term = true, "", e.Term
+			v.alive, v.role, v.term, v.lease = true, "", e.Term, false
 		case eventlog.KindStop, eventlog.KindCrash:
-			v.alive, v.role = false, ""
+			v.alive, v.role, v.lease = false, "", false
+		case eventlog.KindLeaseStart:
+			v.lease = true
+		case eventlog.KindLeaseEnd:
+			v.lease = false
 		case eventlog.KindState:
 			v.alive, v.role, v.term = true, e.Role, e.Term
 		}
@@ -107,6 +112,14 @@ func (t *tailer) leader() (string, uint64) {
 		}
 	}
 	return best, term
+}
+
+// holdsLease reports whether node name is alive and holds the lease.
+func (t *tailer) holdsLease(name string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	v := t.nodes[name]
+	return v != nil && v.alive && v.lease
 }
 
 // agreed reports whether every node is alive in one term with one leader:
