@@ -154,12 +154,14 @@ func (e *Elector) Run(ctx context.Context) error {
 
 	l, err := newRaftLoop(e, routines)
 	if err != nil {
-		return markCertificate(err)
+		return markStoreMismatch(markCertificate(err))
 	}
 	l.cbq.tap = e.hub.publish
 	e.loop.Store(l)
 	defer e.loop.Store(nil)
-	return l.run(ctx)
+	// The store's identity is checked at start and again when the cluster
+	// ID is learned from the leader.
+	return markStoreMismatch(l.run(ctx))
 }
 
 // IsLeader reports whether this node holds the lease now: whether its

@@ -7,7 +7,7 @@ import (
 )
 
 // Errors the Elector returns, for errors.Is. Messages of wrapped errors say
-// more (which peer, what to do). ErrStoreMismatch is in cluster_identity.go.
+// more (which peer, what to do).
 var (
 	// ErrNotRunning: the call needs a running node (Run not called yet, or
 	// returned).
@@ -25,6 +25,12 @@ var (
 	// Run return it wrapped, with what is wrong and what to do; a restart
 	// will not help.
 	ErrCertificate = errors.New("election: this node's TLS material cannot be used")
+	// ErrStoreMismatch: the raft store holds another node's state or
+	// another cluster's (a data directory copied from elsewhere), which
+	// would vote and acknowledge with a history that is not this node's.
+	// Run returns it wrapped, with whose state it is and what to do; a
+	// restart will not help.
+	ErrStoreMismatch = errors.New("election: the raft store belongs to another node or cluster")
 )
 
 // certificateError marks an error of the transport's credential checks as

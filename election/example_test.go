@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/raftelect/raftelect/election"
+	"github.com/raftelect/raftelect/storage"
 )
 
 // A node runs leader-only work through RunWhileLeader: the work starts when
@@ -116,5 +117,30 @@ func ExampleErrCertificate() {
 		TLS:   election.TLSConfig{CAFile: "no/such/ca.crt", CertFile: "no/such/n1.crt", KeyFile: "no/such/n1.key"},
 	})
 	fmt.Println(errors.Is(err, election.ErrCertificate))
+	// Output: true
+}
+
+// A store that holds another node's raft state (a data directory copied from
+// n2) is refused when the node starts, with an error that matches
+// ErrStoreMismatch and says what to do: voting and acknowledging with n2's
+// history would break the promises the lease rests on.
+func ExampleErrStoreMismatch() {
+	copied := storage.NewMemory()
+	if err := copied.SetIdentity(storage.Identity{Node: "n2"}); err != nil {
+		fmt.Println(err)
+		return
+	}
+	e, err := election.New(election.Config{
+		Name:     "n1",
+		Peers:    []election.PeerConfig{{Name: "n1", Address: "127.0.0.1:0"}, {Name: "n2", Address: "127.0.0.1:1"}, {Name: "n3", Address: "127.0.0.1:2"}},
+		Insecure: true,
+		Storage:  copied,
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	err = e.Run(context.Background())
+	fmt.Println(errors.Is(err, election.ErrStoreMismatch))
 	// Output: true
 }
