@@ -89,6 +89,15 @@ type Options struct {
 	// Trace, if set, receives every step as a line (for reading a failing
 	// seed); it does not change the run.
 	Trace func(string)
+	// SyncSends puts a fixed driver bug back: messages sent on the node's
+	// own loop, one destination after the other, each waiting for its
+	// answer, or for the synchronous deadline (2 election timeouts) from a
+	// peer that never answers (transport.Options.SyncSend, the reference
+	// system before its fix). The node takes no input meanwhile.
+	SyncSends bool
+	// plan, if set, replaces the drawn faults: a test of this package
+	// places its own at fixed times (scenario_test.go).
+	plan func(s *sim)
 }
 
 // Result is one schedule's outcome.
@@ -286,7 +295,11 @@ func Run(seed uint64, opts Options) (res Result) {
 			s.start(nd, storage.NewMemory())
 		}
 	}
-	s.planFaults()
+	if opts.plan != nil {
+		opts.plan(s)
+	} else {
+		s.planFaults()
+	}
 	if s.m != nil {
 		s.describeMembership()
 	}
@@ -665,7 +678,26 @@ func (s *sim) send(nd *node, msgs []*raftpb.Message, at time.Duration) {
 		s.transmit(nd, s.nodes[dst], at, func(arrive time.Duration) *event {
 			return &event{at: arrive, kind: evDeliver, node: dst, inc: s.nodes[dst].inc, from: nd.idx, msgs: cloneAll(batch), stamp: stamp}
 		})
+		if s.opts.SyncSends {
+			// The next destination's batch leaves once this one is
+			// answered, and the node waits for the last.
+			at += s.syncWait(nd, s.nodes[dst])
+			nd.busyUntil = max(nd.busyUntil, at)
+		}
 	}
+}
+
+// syncWait is how long a synchronous send from a to b waits: a round trip,
+// a refusal's latency (a process gone, a reject rule), or the whole
+// synchronous deadline for a peer that never answers.
+func (s *sim) syncWait(a, b *node) time.Duration {
+	switch l, back := s.links[a.idx][b.idx], s.links[b.idx][a.idx]; {
+	case !b.up || l.reject:
+		return s.latency()
+	case l.drop || back.drop:
+		return 2 * ElectionTimeout
+	}
+	return 2 * s.latency()
 }
 
 // sendAck answers leader's batch on the connection the leader opened: a
