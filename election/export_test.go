@@ -72,3 +72,22 @@ func ReportRefusedForTest(e *Elector, peer string) bool {
 	l.PeerRefused(NodeID(peer))
 	return true
 }
+
+// StallLoopForTest holds e's raft loop between two inputs, as a long GC
+// pause, a starved process or a store write that does not return would,
+// until release is closed. It returns once the loop is held, false if the
+// node is not running.
+func StallLoopForTest(e *Elector, release <-chan struct{}) bool {
+	l := e.loop.Load()
+	if l == nil {
+		return false
+	}
+	held := make(chan struct{})
+	select {
+	case l.calls <- func() { close(held); <-release }:
+	case <-l.stopped:
+		return false
+	}
+	<-held
+	return true
+}
