@@ -13,15 +13,20 @@ package transport
 // What differs decides what happens:
 //   - cluster ID (both known): the two nodes belong to different clusters.
 //     Raft messages are refused both ways.
-//   - membership (names, identities, addresses), while NEITHER node is
-//     established (SetEstablished: its store holds the replicated
-//     membership): two brand-new nodes started with different lists would
-//     count votes over different sets, so their majorities need not
-//     intersect. Raft messages are refused both ways, and the node is told
-//     (Handler.MembershipDiffers): while it knows of any member that
-//     disagrees it takes no part in elections (internal/core, agreement.go,
-//     says why refusing the pair is not enough).
-//   - membership, once EITHER node is established: allowed, reported only.
+//   - membership (names, identities, addresses), unless BOTH nodes are
+//     established (SetEstablished: the node's membership is raft's: its
+//     cluster elected a leader, or it joins one and has no list of its
+//     own): a node that bootstrapped from its list and has not yet been
+//     part of an elected cluster counts votes over that list, so its
+//     majorities need not intersect another list's. Raft messages are
+//     refused both ways, and the node is told (Handler.MembershipDiffers):
+//     while it knows of any member that disagrees it takes no part in
+//     elections (internal/core, agreement.go, says why refusing the pair is
+//     not enough). One established side is not enough: brand-new nodes n1
+//     and n2 listing {n1,n2,n3} beside an established n3, n4, n5 listing
+//     five elected a second leader with each other's votes (chaos
+//     peer-lists-5-first, when only one side had to be established).
+//   - membership, once both nodes are established: allowed, reported only.
 //     The membership is replicated in raft then, and members' lists differ
 //     legitimately while a change commits and applies; raft's joint
 //     consensus keeps the majorities of the old and the new configuration
@@ -354,14 +359,18 @@ func compareConfigs(self, peer string, own, remote *pb.NodeConfig) *agreement {
 			"with another cluster's data directory or peer list; give it the data directory and peers of its own cluster "+
 			"(to join this cluster instead, an empty data directory and this cluster's peers)", peer, r, self, o))
 	}
-	established := own.GetEstablished() || remote.GetEstablished()
+	established := own.GetEstablished() && remote.GetEstablished()
 	if d := membershipDiff(peer, own.GetMembers(), remote.GetMembers()); d != "" {
 		a.kinds = append(a.kinds, MismatchMembership)
 		a.membershipRefused = !established
-		if established {
+		switch {
+		case established:
 			details = append(details, d+" (allowed: the cluster is established, its replicated membership decides, and members' lists differ "+
 				"while a change commits and applies; if it lasts, a node has not applied a change: check that it is connected and follows the leader)")
-		} else {
+		case own.GetEstablished() || remote.GetEstablished():
+			details = append(details, d+"; refused: one of the two bootstrapped a cluster from its own list and was never part of this one: "+
+				"to join the established cluster, give it an empty data directory and join (`raftelect run --join`), then add it (`raftelect members add`)")
+		default:
 			details = append(details, d+"; every node must list the same peers: fix the list of the nodes that are wrong and restart them")
 		}
 	}

@@ -11,14 +11,14 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 )
 
-// Member lists are compared strictly only while a cluster is brand new.
+// Member lists are compared strictly unless both nodes are established.
 // n1 lists n1, n2, n3 and n2 lists n1, n2 (a member n2 has not heard of):
 // while neither is established they refuse each other's raft messages and
-// each node is told (as before). Once n1 is established, the difference is
-// what a running membership change looks like: both report it (status,
-// metrics, a log line saying raft messages are not refused), the nodes are
-// told it no longer differs in the blocking sense, and messages flow both
-// ways.
+// each node is told (as before); so while only n1 is. Once both are, the
+// difference is what a running membership change looks like: both report
+// it (status, metrics, a log line saying raft messages are not refused),
+// the nodes are told it no longer differs in the blocking sense, and
+// messages flow both ways.
 func TestAgreement_EstablishedNodeExchangesDespiteOtherMemberList(t *testing.T) {
 	t.Parallel()
 	logs := []*lineCounter{{}, {}}
@@ -45,7 +45,20 @@ func TestAgreement_EstablishedNodeExchangesDespiteOtherMemberList(t *testing.T) 
 	require.Zero(t, tn.recs[0].countFrom(2), "n1 stepped a brand-new node's messages with another list")
 	require.Zero(t, tn.recs[1].countFrom(1), "n2 stepped a brand-new node's messages with another list")
 
+	// One side established is not enough: n2 bootstrapped from its own
+	// list, and would count votes over it (chaos peer-lists-5-first).
 	n1.SetEstablished(true)
+	waitFor(t, 10*time.Second, "n2 to judge n1's established description", func() bool {
+		heartbeatsBothWays(tn, 3)
+		return strings.Contains(statsOf(n2, "n1").ConfigDetail, "bootstrapped a cluster from its own list")
+	})
+	heartbeatsBothWays(tn, 4)
+	require.Zero(t, tn.recs[0].countFrom(2), "n1 stepped the messages of a node that bootstrapped another list")
+	require.Zero(t, tn.recs[1].countFrom(1), "n2 stepped an established node's messages with its own list never part of that cluster")
+	differs, _ := tn.recs[1].told(1)
+	require.True(t, differs, "n2 must hold elections while an established member's list differs")
+
+	n2.SetEstablished(true)
 	waitFor(t, 10*time.Second, "n1 and n2 to exchange heartbeats", func() bool {
 		heartbeatsBothWays(tn, 3)
 		return tn.recs[0].countFrom(2) > 0 && tn.recs[1].countFrom(1) > 0

@@ -332,7 +332,13 @@ func (n *Node) memberSummary() string {
 // files no longer matter (the transport stops refusing over them; see
 // transport/agreement.go). Before that, a brand-new cluster relies on every
 // member's list being the same.
-func (n *Node) Established() bool { return n.identity.ClusterID != "" || n.appliedTerm >= 2 }
+//
+// A node that joins (Config.Join on an empty store) is established from the
+// start: it has no list of its own, and takes its membership from the
+// leader's log.
+func (n *Node) Established() bool {
+	return n.identity.ClusterID != "" || n.appliedTerm >= 2 || n.joining
+}
 
 // Removed reports whether this node was removed from the cluster.
 func (n *Node) Removed() bool { return n.removed }

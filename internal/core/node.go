@@ -254,6 +254,8 @@ type Node struct {
 	confIndex uint64
 	// appliedTerm: the term of the last entry applied (bootstrap: 1).
 	appliedTerm uint64
+	// joining: started with Config.Join on an empty store (no bootstrap).
+	joining bool
 	removed     bool
 	// membersChanged: a configuration change was applied in this Ready.
 	membersChanged bool
@@ -339,6 +341,7 @@ func New(cfg Config, now time.Time) (*Node, error) {
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
 	last, _ := n.store.LastIndex()
+	n.joining = raft.IsEmptyHardState(hs) && last == 0 && cfg.Join
 	if raft.IsEmptyHardState(hs) && last == 0 && !cfg.Join {
 		// Each bootstrap entry carries its member's record, so that every
 		// node, and every node added later, learns addresses, witnesses
