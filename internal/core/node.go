@@ -256,7 +256,7 @@ type Node struct {
 	appliedTerm uint64
 	// joining: started with Config.Join on an empty store (no bootstrap).
 	joining bool
-	removed     bool
+	removed bool
 	// membersChanged: a configuration change was applied in this Ready.
 	membersChanged bool
 	promotedTerm   uint64
