@@ -51,8 +51,6 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 
 	pb "github.com/raftelect/raftelect/proto/raftelect/v1"
 )
@@ -133,32 +131,45 @@ func (s *streamResponses) fill(r *pb.SendResponse, stamp, incarnation uint64) {
 }
 
 // compactHeartbeat moves a batch of one plain heartbeat from self to the
-// stream's receiver out of r.Messages into r.Heartbeat; anything else stays
-// as it is. r is the lane's own request, built for this send: raft's
-// message itself is not touched.
-func compactHeartbeat(r *pb.SendRequest, self, to uint64) {
+// stream's receiver out of r.Messages into r.Heartbeat, using hb (the
+// lane's own, reused: gRPC has encoded it when Send returns); anything
+// else stays as it is. r is the lane's own request, built for this send:
+// raft's message itself is not touched.
+func compactHeartbeat(r *pb.SendRequest, self, to uint64, hb *pb.Heartbeat) {
 	if len(r.Messages) != 1 {
 		return
 	}
 	m := r.Messages[0]
-	if m.GetType() != raftpb.MsgHeartbeat || m.GetFrom() != self || m.GetTo() != to || m.Term == nil ||
-		len(m.ProtoReflect().GetUnknown()) != 0 {
+	if m.GetType() != raftpb.MsgHeartbeat || m.GetFrom() != self || m.GetTo() != to || m.Term == nil {
 		return
 	}
-	plain := true
-	m.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
+	// Nothing else set, in any field raft's Message has or will have.
+	mr := m.ProtoReflect()
+	if len(mr.GetUnknown()) != 0 {
+		return
+	}
+	fields := mr.Descriptor().Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
 		switch fd.Name() {
 		case "type", "to", "from", "term", "commit":
-			return true
+			continue
 		}
-		plain = false
-		return false
-	})
-	if !plain {
-		return
+		if mr.Has(fd) {
+			return
+		}
 	}
-	r.Heartbeat = &pb.Heartbeat{Term: m.GetTerm(), Commit: m.Commit}
+	hb.Term, hb.Commit = m.GetTerm(), m.Commit
+	r.Heartbeat = hb
 	r.Messages = nil
+}
+
+// expandedHeartbeat is a raft heartbeat made back from its compact form,
+// with the values its fields point to, in one allocation.
+type expandedHeartbeat struct {
+	m              raftpb.Message
+	typ            raftpb.MessageType
+	to, from, term uint64
 }
 
 // expandHeartbeat makes r.Heartbeat, received on a stream from the member
@@ -169,14 +180,10 @@ func expandHeartbeat(r *pb.SendRequest, from, self uint64) {
 		return
 	}
 	r.Heartbeat = nil
-	m := &raftpb.Message{
-		Type: raftpb.MsgHeartbeat.Enum(), To: proto.Uint64(self), From: proto.Uint64(from),
-		Term: proto.Uint64(hb.GetTerm()),
-	}
-	if hb.Commit != nil {
-		m.Commit = proto.Uint64(hb.GetCommit())
-	}
-	r.Messages = append(r.Messages, m)
+	e := &expandedHeartbeat{typ: raftpb.MsgHeartbeat, to: self, from: from, term: hb.GetTerm()}
+	e.m.Type, e.m.To, e.m.From, e.m.Term = &e.typ, &e.to, &e.from, &e.term
+	e.m.Commit = hb.Commit // hb is this request's own, and dropped here
+	r.Messages = append(r.Messages, &e.m)
 }
 
 func elide(v, prev *uint64) {
@@ -203,6 +210,7 @@ type laneStream struct {
 	timer  *time.Timer // cancels the stream when an answer is late
 	out    streamRequests
 	in     streamResponses
+	hb     pb.Heartbeat // the compact heartbeat of the request in flight
 }
 
 // close tears the stream down, if one is open.
@@ -237,7 +245,7 @@ func (ls *laneStream) roundTrip(t *Transport, client pb.PeerClient, to uint64, r
 	stamp, incarnation := req.Stamp, req.Incarnation
 	if t.opts.Credentials != nil {
 		// Without TLS the receiver knows no caller to make From of.
-		compactHeartbeat(req, t.opts.Self.ID, to)
+		compactHeartbeat(req, t.opts.Self.ID, to, &ls.hb)
 	}
 	ls.out.elide(req)
 	err := ls.stream.Send(req)

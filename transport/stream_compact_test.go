@@ -27,7 +27,7 @@ func TestCompactHeartbeat_OnlyPlainHeartbeatsAndBackUnchanged(t *testing.T) {
 	for _, m := range []*raftpb.Message{heartbeat(self, to, 3, proto.Uint64(12)), heartbeat(self, to, 3, nil), heartbeat(self, to, 3, proto.Uint64(0))} {
 		req := &pb.SendRequest{Messages: []*raftpb.Message{m}, Stamp: 42}
 		full := proto.Size(req)
-		compactHeartbeat(req, self, to)
+		compactHeartbeat(req, self, to, &pb.Heartbeat{})
 		require.Nil(t, req.Messages)
 		require.NotNil(t, req.Heartbeat)
 		t.Logf("heartbeat (commit %v): %d bytes in full, %d compact", m.Commit != nil, full, proto.Size(req))
@@ -41,7 +41,7 @@ func TestCompactHeartbeat_OnlyPlainHeartbeatsAndBackUnchanged(t *testing.T) {
 	keeps := func(what string, m *raftpb.Message) {
 		t.Helper()
 		req := &pb.SendRequest{Messages: []*raftpb.Message{m}}
-		compactHeartbeat(req, self, to)
+		compactHeartbeat(req, self, to, &pb.Heartbeat{})
 		require.Nil(t, req.Heartbeat, what)
 		require.Len(t, req.Messages, 1, what)
 		require.Same(t, m, req.Messages[0], what)
