@@ -1,6 +1,7 @@
 package core
 
 import (
+	"slices"
 	"time"
 
 	"go.etcd.io/raft/v3"
@@ -65,6 +66,12 @@ func (n *Node) campaignDelay() time.Duration {
 			if !m.Learner && !m.Witness && m.ID != n.goneLeader && m.ID != n.cfg.ID && m.Name < n.cfg.Name {
 				c.rank++
 			}
+		}
+		if len(n.confState.GetVotersOutgoing()) > 0 && !slices.Contains(n.confState.GetVoters(), n.cfg.ID) {
+			// A change is removing us: the members that stay go first
+			// (a leader being removed must hand leadership over, which
+			// costs a round trip when it has just been elected).
+			c.rank += len(n.confState.GetVoters())
 		}
 	}
 	rank := c.rank

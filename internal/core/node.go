@@ -402,7 +402,7 @@ func New(cfg Config, now time.Time) (*Node, error) {
 		guard, n.tickFrom = 0, time.Time{}
 	}
 	n.guard = stepGuard{rn: n.rn, store: n.store, voteGuardUntil: now.Add(guard), liftOnLeader: liftOnLeader,
-		againstBatchStart: cfg.Bugs.ChecksAgainstBatchStart, electionsHeld: n.ElectionsHeld}
+		againstBatchStart: cfg.Bugs.ChecksAgainstBatchStart, electionsHeld: n.ElectionsHeld, isVoter: n.isVoter}
 	n.guardLen = guard
 	n.identity = ident
 	n.identity.Node, n.identity.NeverRan = cfg.Name, false

@@ -41,6 +41,29 @@ type stepGuard struct {
 	// electionsHeld: a member's list differs from ours, so no vote request
 	// is stepped (agreement.go).
 	electionsHeld func() bool
+	// isVoter: whether a node votes in our applied configuration.
+	isVoter func(uint64) bool
+}
+
+// mayWin reports whether a vote request could come to something, as far as
+// we can tell: its candidate is a voter of our configuration and its log is
+// at least as up to date as ours. Only such a campaign is worth waiting for
+// instead of starting ours (campaign.go): a removed member's or a stale
+// node's held every follower back by half an election timeout (chaos
+// grow-shrink).
+func (g *stepGuard) mayWin(m *raftpb.Message) bool {
+	if g.isVoter != nil && !g.isVoter(m.GetFrom()) {
+		return false
+	}
+	last, err := g.store.LastIndex()
+	if err != nil {
+		return true
+	}
+	lastTerm, err := g.store.Term(last)
+	if err != nil {
+		return true
+	}
+	return m.GetLogTerm() > lastTerm || m.GetLogTerm() == lastTerm && m.GetIndex() >= last
 }
 
 // The term budget: how far messages may move our term. The transport
@@ -128,7 +151,7 @@ func (g *stepGuard) stepBatch(msgs []*raftpb.Message, now time.Time, ready func(
 	before := g.rn.BasicStatus()
 	term := before.GetTerm()
 	for i, m := range msgs {
-		if t := m.GetType(); t == raftpb.MsgPreVote || t == raftpb.MsgVote {
+		if t := m.GetType(); (t == raftpb.MsgPreVote || t == raftpb.MsgVote) && g.mayWin(m) {
 			campaign = true
 		}
 		skip, err := g.check(m, before, term, now)
