@@ -454,6 +454,10 @@ func (n *Node) RemoveMember(now time.Time, id uint64) error {
 		if remaining == 0 {
 			return fmt.Errorf("cannot remove %s: it is the last voter besides this one", n.name(id))
 		}
+		if live < remaining/2+1 && n.holding && now.Sub(n.leaseStart) < n.electionTimeout {
+			return fmt.Errorf("%w: this leader was elected %v ago and has not yet heard from enough of the %d voters that would remain to know they are alive; try again in a moment",
+				ErrChangeInProgress, now.Sub(n.leaseStart).Round(time.Millisecond), remaining)
+		}
 		if live < remaining/2+1 {
 			return fmt.Errorf("cannot remove %s: of the %d voters that would remain only %d acknowledged this leader within an election timeout, fewer than the %d a quorum needs; bring members back first",
 				n.name(id), remaining, live, remaining/2+1)
