@@ -454,9 +454,9 @@ func (n *Node) RemoveMember(now time.Time, id uint64) error {
 		if remaining == 0 {
 			return fmt.Errorf("cannot remove %s: it is the last voter besides this one", n.name(id))
 		}
-		if live < remaining/2+1 && n.holding && now.Sub(n.leaseStart) < n.electionTimeout {
+		if live < remaining/2+1 && now.Sub(n.leaderSince) < n.electionTimeout {
 			return fmt.Errorf("%w: this leader was elected %v ago and has not yet heard from enough of the %d voters that would remain to know they are alive; try again in a moment",
-				ErrChangeInProgress, now.Sub(n.leaseStart).Round(time.Millisecond), remaining)
+				ErrChangeInProgress, now.Sub(n.leaderSince).Round(time.Millisecond), remaining)
 		}
 		if live < remaining/2+1 {
 			return fmt.Errorf("cannot remove %s: of the %d voters that would remain only %d acknowledged this leader within an election timeout, fewer than the %d a quorum needs; bring members back first",

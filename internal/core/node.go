@@ -220,6 +220,7 @@ type Node struct {
 	// became a candidate (the vote phase, after the pre-vote).
 	quick       bool
 	candidateAt time.Time
+	leaderSince time.Time // when we last became leader
 	// candidateSeenAt: when a vote or pre-vote request last reached us.
 	candidateSeenAt time.Time
 	// guardLen is the vote guard's length at start.
@@ -664,6 +665,9 @@ func (n *Node) observe(now time.Time) {
 	// carrying the old one over would log a vote never cast.
 	if st.RaftState == raft.StateCandidate && (n.role != raft.StateCandidate || st.GetTerm() != n.term) {
 		n.candidateAt = now
+	}
+	if st.RaftState == raft.StateLeader && (n.role != raft.StateLeader || st.GetTerm() != n.term) {
+		n.leaderSince = now
 	}
 	n.role, n.lead, n.term, n.vote = st.RaftState, st.Lead, st.GetTerm(), st.GetVote()
 	if leaderChanged {
