@@ -54,6 +54,13 @@ type membershipView struct {
 	preferred, lastMove string
 	// note: how the configured peers differ from the applied members.
 	note string
+	// published: set by publishMembers (not the configured peers New
+	// starts with); member: this node is in the applied membership.
+	published, member bool
+	// joinedAt: when this node, joining, found itself added (zero if it
+	// did not join in this run). Refusals from before say nothing of a
+	// removal: a node that joins is refused until it is added.
+	joinedAt time.Time
 	// changed is closed when a newer view replaces this one.
 	changed chan struct{}
 }
@@ -247,7 +254,10 @@ func (l *raftLoop) publishMembers() {
 		return
 	}
 	member := slices.ContainsFunc(cms, func(m core.Member) bool { return m.ID == e.self })
-	v := &membershipView{names: map[uint64]string{}, changed: make(chan struct{})}
+	v := &membershipView{names: map[uint64]string{}, changed: make(chan struct{}), published: true, member: member, joinedAt: old.joinedAt}
+	if member && !old.member && (old.published || e.cfg.Join) {
+		v.joinedAt = time.Now()
+	}
 	for id, n := range old.names {
 		v.names[id] = n
 	}
@@ -350,13 +360,14 @@ func (l *raftLoop) notMemberVerdict(now time.Time) error {
 	if !slices.ContainsFunc(ms, func(m core.Member) bool { return m.ID == l.e.self }) {
 		return nil
 	}
+	joined := l.e.membership.Load().joinedAt
 	voters, refusing := 0, []string{}
 	for _, m := range ms {
 		if m.Learner {
 			continue
 		}
 		voters++
-		if at, ok := l.refusedBy[m.ID]; ok && now.Sub(at) < refusalMemory*l.e.electionTimeout {
+		if at, ok := l.refusedBy[m.ID]; ok && now.Sub(at) < refusalMemory*l.e.electionTimeout && at.After(joined) {
 			refusing = append(refusing, m.Name)
 		}
 	}
