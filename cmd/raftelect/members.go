@@ -113,7 +113,8 @@ caught up. The command waits for that, printing on stderr what it waits for.
 
 --replaces OLD makes NAME a voter and removes OLD in one joint change, alive or
 dead (a lost region's node), so no configuration in between has fewer voters.
-The leader does not replace itself: transfer first (raftelect transfer).
+OLD may lead: it hands leadership to a member that stays, then stops; the
+command then follows the change through the other members.
 
 --witness: a voter that never leads, for a third site that only breaks ties.
 --priority N (1-1000): leadership returns to the healthy voter of the highest
@@ -159,6 +160,16 @@ give it an empty data directory, start it with join: true and add it again.
 	return cmd
 }
 
+// notSelf refuses to remove the member whose certificate the command
+// presents: the members refuse a removed member's certificate, so the
+// command could not follow the change to its end.
+func (s *membersSession) notSelf(name string) error {
+	if name != s.self {
+		return nil
+	}
+	return usageError(fmt.Errorf("%s is the member whose certificate this command presents (--config %s): once it is removed the members refuse that certificate and the command could not follow the change; use another member's config, or an operator's certificate (--cert, --key)", name, s.o.config))
+}
+
 // pendingError: the change was made but had not completed when --wait ran
 // out (exit 3).
 func pendingError(err error) error { return &exitError{code: exitPending, err: err} }
@@ -187,6 +198,9 @@ type membersSession struct {
 	asked   *memberNode
 	view    *pb.MembersResponse
 	answers []*pb.MembersResponse
+	// self: the member whose certificate the session presents ("" for
+	// an operator's, or one given with --cert).
+	self string
 	// opened: every connection this session made, closed at the end.
 	opened []*memberNode
 }
@@ -198,6 +212,11 @@ func (s *membersSession) close() {
 }
 
 func (s *membersSession) dial(p config.Peer) (*memberNode, error) {
+	for _, n := range s.opened {
+		if n.peer.Name == p.Name && n.peer.Address == p.Address && n.peer.Identity == p.Identity {
+			return n, nil
+		}
+	}
 	conn, err := dialNode(p, s.creds)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", p.Name, err)
@@ -245,6 +264,9 @@ func openMembersSession(ctx context.Context, o membersOptions) (*membersSession,
 		peers = append([]config.Peer{peers[i]}, slices.Delete(slices.Clone(peers), i, i+1)...)
 	}
 	s := &membersSession{o: o, creds: creds, peers: peers}
+	if o.config != "" && o.cert == "" {
+		s.self = first
+	}
 	nodes := make([]*memberNode, len(peers))
 	answers := make([]*pb.MembersResponse, len(peers))
 	errs := make([]error, len(peers))
@@ -467,6 +489,11 @@ func runMembersAdd(ctx context.Context, out, progress io.Writer, name string, o 
 	if o.replaces != "" && findMember(s.view, o.replaces) == nil {
 		return usageError(fmt.Errorf("--replaces %s: not a member (members: %s)", o.replaces, memberNames(s.view)))
 	}
+	if o.replaces != "" {
+		if err := s.notSelf(o.replaces); err != nil {
+			return err
+		}
+	}
 	if cur := findMember(s.view, name); cur != nil && o.replaces == "" {
 		if !cur.GetLearner() {
 			fmt.Fprintf(out, "%s is a member already (%s at %s); nothing to do\n", name, roleOf(cur), cur.GetAddress())
@@ -528,6 +555,9 @@ func runMembersRemove(ctx context.Context, out, progress io.Writer, name string,
 	defer s.close()
 	if findMember(s.view, name) == nil {
 		return usageError(fmt.Errorf("%s is not a member (members: %s); nothing to remove", name, memberNames(s.view)))
+	}
+	if err := s.notSelf(name); err != nil {
+		return err
 	}
 	start := time.Now()
 	wctx, cancel := context.WithTimeout(ctx, o.wait)
@@ -641,14 +671,49 @@ func (s *membersSession) changeFrom(ctx context.Context, out, progress io.Writer
 			return failure(fmt.Errorf("%s: %s; leadership moved while asking: try again", ln.peer.Name, st.Message()))
 		}
 	}
+	uncertain := ""
 	if err != nil {
-		if st, ok := status.FromError(err); !ok || st.Code() != codes.DeadlineExceeded {
+		st, _ := status.FromError(err)
+		switch st.Code() {
+		case codes.DeadlineExceeded:
+			// The node stopped waiting (its own bound) or ours ran out:
+			// the change is under way.
+		case codes.Unavailable, codes.Canceled, codes.Unknown, codes.Internal:
+			// The node went away during the call: it may have taken the
+			// change and then stopped (a replaced leader does), or not.
+			// The members tell.
+			uncertain = fmt.Sprintf("%s stopped answering during the request (%s)", s.asked.peer.Name, describeRPCError(err))
+			fmt.Fprintf(progress, "%s; asking the other members whether the change was made\n", uncertain)
+		default:
 			return changeFailure(s.asked.peer.Name, err)
 		}
-		// The node stopped waiting (its own bound) or ours ran out: the
-		// change may still be under way.
 	}
-	return s.awaitChange(ctx, out, progress, g, start)
+	return s.awaitChangeOrUnknown(ctx, out, progress, g, start, uncertain)
+}
+
+// clusterMembers asks the node asked for the members; if it does not
+// answer (a removed node stops), the other members of the last answer, and
+// moves the session to the first that does.
+func (s *membersSession) clusterMembers(ctx context.Context) (*pb.MembersResponse, error) {
+	v, err := s.members(ctx, s.asked)
+	if err == nil {
+		s.view = v
+		return v, nil
+	}
+	for _, m := range s.view.GetMembers() {
+		if m.GetName() == s.asked.peer.Name || m.GetAddress() == "" {
+			continue
+		}
+		n, derr := s.dial(config.Peer{Name: m.GetName(), Address: m.GetAddress(), Identity: m.GetIdentity()})
+		if derr != nil {
+			continue
+		}
+		if v, merr := s.members(ctx, n); merr == nil {
+			s.asked, s.view = n, v
+			return v, nil
+		}
+	}
+	return nil, err
 }
 
 // changeFailure maps a refused change to an exit code and a message.
@@ -715,13 +780,20 @@ func (s *membersSession) watchProgress(ctx context.Context, stop <-chan struct{}
 	}
 }
 
-// awaitChange polls the node asked until the change completed or ctx ends.
+// awaitChange polls the members until the change completed or ctx ends.
 func (s *membersSession) awaitChange(ctx context.Context, out, progress io.Writer, g goal, start time.Time) error {
+	return s.awaitChangeOrUnknown(ctx, out, progress, g, start, "")
+}
+
+// awaitChangeOrUnknown is awaitChange; uncertain, if set, says why the
+// change may not have been made at all (exit 1 rather than 3 if it is not
+// seen done).
+func (s *membersSession) awaitChangeOrUnknown(ctx context.Context, out, progress io.Writer, g goal, start time.Time, uncertain string) error {
 	var last string
 	var said time.Time
 	var view *pb.MembersResponse
 	for {
-		v, err := s.members(context.WithoutCancel(ctx), s.asked)
+		v, err := s.clusterMembers(context.WithoutCancel(ctx))
 		if err == nil {
 			view = v
 			done, waiting := g.check(v)
@@ -739,6 +811,9 @@ func (s *membersSession) awaitChange(ctx context.Context, out, progress io.Write
 			// The leader took the change (it refuses at once otherwise),
 			// so it is under way: it commits once a quorum acknowledges
 			// it, and a learner is promoted once it has caught up.
+			if uncertain != "" {
+				return failure(fmt.Errorf("not done within --wait (%v): %s; %s, so it may not have been made: `raftelect members list` shows whether it was", s.o.wait, cmp.Or(last, "no member answered"), uncertain))
+			}
 			if view == nil {
 				return pendingError(fmt.Errorf("not done within --wait (%v), and %s does not answer now (%s): the change it took goes on by itself; `raftelect members list` shows it", s.o.wait, s.asked.peer.Name, describeRPCError(err)))
 			}
