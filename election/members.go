@@ -37,9 +37,9 @@ type Member struct {
 var (
 	// ErrChangeInProgress: another membership change has not finished;
 	// try again once Members shows it done.
-	ErrChangeInProgress = core.ErrChangeInProgress
+	ErrChangeInProgress = errors.New("election: another membership change is in progress")
 	// ErrRemoved: this node was removed from the cluster (Run returns it).
-	ErrRemoved = core.ErrRemoved
+	ErrRemoved = errors.New("election: this node was removed from the cluster")
 )
 
 // membershipView is the applied membership as the raft loop last published
@@ -199,6 +199,8 @@ func (e *Elector) onLoop(ctx context.Context, f func(l *raftLoop, now time.Time)
 	switch {
 	case err == nil:
 		return nil
+	case errors.Is(err, core.ErrChangeInProgress):
+		return &markedError{is: ErrChangeInProgress, err: err}
 	case errors.Is(err, core.ErrNotLeader):
 		v := e.view.Load()
 		if v.lead == 0 {
@@ -382,3 +384,10 @@ func (l *raftLoop) notMemberVerdict(now time.Time) error {
 // timeouts (a removed node's campaigns, which draw the refusals, come one
 // election timeout apart or more).
 const refusalMemory = 3
+
+// markedError carries a lower layer's error, with its message, and matches
+// election's own sentinel is as well (errors.Is).
+type markedError struct{ is, err error }
+
+func (e *markedError) Error() string   { return e.err.Error() }
+func (e *markedError) Unwrap() []error { return []error{e.is, e.err} }

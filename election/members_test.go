@@ -158,6 +158,17 @@ func TestMembers_BadRequestsAreRefused(t *testing.T) {
 	require.ErrorContains(t, err, "transfer leadership")
 	require.Len(t, e.Members(), 3)
 	require.False(t, errors.Is(err, election.ErrNotLeader))
+	// A member added but not running stays a learner: the call gives up
+	// with the caller's deadline, and the next change is refused as
+	// another in progress, matching election's own sentinel.
+	short, cancelShort := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancelShort()
+	err = e.AddMember(short, election.Member{Name: "n9", Address: "127.0.0.1:1"})
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.ErrorContains(t, err, "not yet a voter")
+	err = e.AddMember(ctx, election.Member{Name: "n8", Address: "127.0.0.1:2"})
+	require.ErrorIs(t, err, election.ErrChangeInProgress)
+	require.ErrorContains(t, err, "n9 was added and is catching up as a learner")
 	c.StopAll()
 	c.Check()
 }

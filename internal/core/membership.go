@@ -128,8 +128,6 @@ func (m Member) validate() error {
 var (
 	// ErrChangeInProgress: another membership change has not finished.
 	ErrChangeInProgress = errors.New("another membership change is in progress")
-	// ErrRemoved: this node was removed from the cluster.
-	ErrRemoved = errors.New("this node was removed from the cluster")
 )
 
 // Members returns the members of the applied configuration, voters and
