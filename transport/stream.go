@@ -32,8 +32,8 @@ package transport
 // them ever changes back to 0 once set, so the elision is unambiguous.
 //
 // A heartbeat's bytes (docs/benchmarks.md, "What a heartbeat carries"):
-// node IDs are 64-bit hashes of the names, 10 bytes each on the wire, so a
-// raft heartbeat is 26 bytes of which 22 are its From and To, which a
+// node IDs are 64-bit hashes of the names, 10 bytes each with their tag, so a
+// raft heartbeat is 26 bytes of which 20 are its From and To, which a
 // stream already knows (its caller, checked once; the receiver). A batch
 // that is one plain heartbeat therefore travels as SendRequest.heartbeat
 // (term and commit), and the receiver makes the raft message back. An
