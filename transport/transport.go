@@ -422,6 +422,8 @@ func (t *Transport) Start() error {
 		// Fixed flow-control windows (see windowSize).
 		grpc.StaticStreamWindowSize(windowSize),
 		grpc.StaticConnWindowSize(windowSize),
+		// No read buffer of gRPC's own: see dial.
+		grpc.ReadBufferSize(0),
 		// Identify the caller once per RPC, for every service on this
 		// server (CallerMember).
 		grpc.ChainUnaryInterceptor(t.intercept),
@@ -524,6 +526,11 @@ func (t *Transport) dial(p *peer) (*grpc.ClientConn, error) {
 		// and make the next heartbeat or hedge wait for a handshake.
 		grpc.WithIdleTimeout(0),
 		grpc.WithStaticConnWindowSize(windowSize),
+		// No read buffer of gRPC's own (32 KB per connection): TLS
+		// buffers a whole record already, and a leader holds two
+		// connections to every peer (docs/benchmarks.md, "Idle, heartbeat
+		// bytes and loss: the second pass").
+		grpc.WithReadBufferSize(0),
 	)
 }
 
