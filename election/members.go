@@ -354,8 +354,13 @@ func membershipNote(configured []PeerConfig, applied []Member) string {
 // is not a member of its own configuration (it joins) ignores refusals: it
 // waits to be added. The transport reports a member's refusal once, and
 // again only after that member accepted us in between.
+//
+// Only an established node can have been removed: a brand-new node whose
+// list differs from its peers' is misconfigured, not removed; it stays up,
+// takes no part in elections and reports the difference (the transport's
+// agreement).
 func (l *raftLoop) notMemberVerdict(now time.Time) error {
-	if l.lead != 0 {
+	if l.lead != 0 || !l.node.Established() {
 		return nil
 	}
 	ms := l.node.Members()

@@ -484,6 +484,14 @@ const notMemberText = "is not a member of this cluster"
 // not list them ({n3..n7} against n3's {n1,n2,n3}) would see no difference
 // and could elect a second leader.
 func (t *Transport) refusedAsNonMember(p *peer, own *localConfig, err error) {
+	if t.opts.Credentials == nil {
+		// Without TLS nobody has an identity: a receiver cannot tell who
+		// sent a request without raft messages (a hello, a description)
+		// and refuses it as no member's. That says nothing about us, and
+		// taking it as a verdict stopped every insecure cluster from
+		// electing (each node's hello refused, raft messages then held).
+		return
+	}
 	s, ok := status.FromError(err)
 	if !ok || s.Code() != codes.PermissionDenied || !strings.Contains(s.Message(), notMemberText) {
 		return

@@ -113,9 +113,18 @@ func (t *Transport) takeSendSlot(ctx context.Context, name string) (release func
 // for none) and hands its messages to the node; Send and Stream share it.
 func (t *Transport) handleSend(ctx context.Context, name, cn string, req *pb.SendRequest) (*pb.SendResponse, error) {
 	set := t.set()
-	if t.opts.Credentials == nil && len(req.GetMessages()) > 0 {
+	if t.opts.Credentials == nil {
+		if len(req.GetMessages()) == 0 && req.GetHeartbeat() == nil {
+			// Without TLS there is no identity, and a request without raft
+			// messages (a hello, a description) claims none: answer it
+			// empty rather than refuse it as no member's, which its
+			// sender would log as a failed send every heartbeat.
+			return &pb.SendResponse{}, nil
+		}
 		// Without TLS there is no identity to check: take the claim.
-		name = set.validator.peers[req.GetMessages()[0].GetFrom()]
+		if len(req.GetMessages()) > 0 {
+			name = set.validator.peers[req.GetMessages()[0].GetFrom()]
+		}
 	}
 	if t.opts.Hooks.blocks(name) {
 		return nil, hang(ctx)
