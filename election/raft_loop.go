@@ -295,7 +295,10 @@ func (l *raftLoop) run(ctx context.Context) (err error) {
 			l.e.log.Warn("leadership transfer did not complete before stop")
 			return nil
 		case <-ticker.C:
-			err = l.node.Tick(time.Now())
+			err = l.stepQueued()
+			if err == nil {
+				err = l.node.Tick(time.Now())
+			}
 			if err == nil && len(l.refusedBy) > 0 {
 				err = l.notMemberVerdict(time.Now())
 				if err != nil {
@@ -307,7 +310,10 @@ func (l *raftLoop) run(ctx context.Context) (err error) {
 		case <-l.reports.notify:
 			err = l.applyReports()
 		case <-l.wake.C:
-			err = l.node.Wake(time.Now())
+			err = l.stepQueued()
+			if err == nil {
+				err = l.node.Wake(time.Now())
+			}
 		case req := <-l.changes:
 			req.result <- req.f(l, time.Now())
 		case req := <-l.transfers:
@@ -339,6 +345,24 @@ func (l *raftLoop) run(ctx context.Context) (err error) {
 		l.flush()
 		l.resetWake()
 	}
+}
+
+// stepQueued steps the batches already waiting before a timer's input: after
+// a stall, select picks at random among ready cases, and a follower could
+// campaign (its timer) while its leader's heartbeat already waits in the
+// queue. Bounded by what is queued now.
+func (l *raftLoop) stepQueued() error {
+	for range len(l.inbound) {
+		select {
+		case b := <-l.inbound:
+			if err := l.step(b); err != nil {
+				return err
+			}
+		default:
+			return nil
+		}
+	}
+	return nil
 }
 
 // resetWake sets the timer for the core's next deadline.
