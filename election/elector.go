@@ -21,7 +21,6 @@ package election
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -210,22 +209,9 @@ func (e *Elector) Transfer(ctx context.Context, to string) error {
 			return fmt.Errorf("election: cannot transfer to %q: it is this node; name another, or none to let it choose", to)
 		}
 	}
-	req := transferRequest{to: target, result: make(chan error, 1)}
-	select {
-	case l.transfers <- req:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-l.stopped:
-		return ErrStopped
-	}
-	if err := <-req.result; err != nil {
-		if errors.Is(err, ErrNotLeader) {
-			v := e.view.Load()
-			if v.lead == 0 {
-				return fmt.Errorf("%w: %s knows of no leader (term %d)", ErrNotLeader, e.cfg.Name, v.term)
-			}
-			return fmt.Errorf("%w: %s is not, %s is (term %d)", ErrNotLeader, e.cfg.Name, e.name(v.lead), v.term)
-		}
+	if err := e.onLoop(ctx, func(l *raftLoop, now time.Time) error {
+		return l.node.Transfer(now, target, l.reachablePeers())
+	}); err != nil {
 		return err
 	}
 	// Wait for the new leader: poll the published view at the tick rate.

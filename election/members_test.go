@@ -67,7 +67,14 @@ func TestMembers_GrowToFiveAndShrinkBack(t *testing.T) {
 			require.NoError(t, c.Nodes[l].Elector.Transfer(ctx, ""))
 			l = c.WaitLeader(10 * time.Second)
 		}
-		require.NoError(t, c.Nodes[l].Elector.RemoveMember(ctx, name))
+		var err error
+		c.WaitFor(10*time.Second, "the leader to accept the removal of "+name, func() bool {
+			// A leader just elected says to try again until it knows its
+			// followers are alive (ErrChangeInProgress).
+			err = c.Nodes[l].Elector.RemoveMember(ctx, name)
+			return !errors.Is(err, election.ErrChangeInProgress)
+		})
+		require.NoError(t, err)
 		i := slices.IndexFunc(c.Nodes, func(n *tc.Node) bool { return n.Name == name })
 		require.ErrorIs(t, c.WaitExit(i, 10*time.Second), election.ErrRemoved, "%s must stop by itself once removed", name)
 	}
@@ -101,10 +108,17 @@ func TestMembers_NodeRemovedWhileDownStopsWhenItComesBack(t *testing.T) {
 	defer cancel()
 	l = c.WaitLeader(10 * time.Second)
 	leader, term := c.Nodes[l].Name, c.Nodes[l].Elector.Leader().Term
-	require.NoError(t, c.Nodes[l].Elector.RemoveMember(ctx, c.Nodes[gone].Name))
+	// A leader just elected may not yet know its followers are alive: it
+	// says to try again (ErrChangeInProgress), as an operator would.
+	var err error
+	c.WaitFor(10*time.Second, "the leader to accept the removal", func() bool {
+		err = c.Nodes[l].Elector.RemoveMember(ctx, c.Nodes[gone].Name)
+		return !errors.Is(err, election.ErrChangeInProgress)
+	})
+	require.NoError(t, err)
 
 	c.StartNode(gone, nil)
-	err := c.WaitExit(gone, 15*time.Second)
+	err = c.WaitExit(gone, 15*time.Second)
 	require.ErrorIs(t, err, election.ErrRemoved)
 	require.Contains(t, err.Error(), "refuse it as no member")
 	require.Equal(t, leader, c.Nodes[c.WaitLeader(10*time.Second)].Name, "the removed node disturbed the leader")

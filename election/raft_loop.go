@@ -3,7 +3,6 @@ package election
 import (
 	"context"
 	crand "crypto/rand"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -36,15 +35,14 @@ type raftLoop struct {
 	cbq      *callbackQueue
 	routines []func(context.Context, Lease) error
 
-	inbound   chan inboundBatch
-	acks      peerValues[transport.Ack] // the acknowledgement we give each peer
-	transfers chan transferRequest
-	reports   deliveryReports
-	stopped   chan struct{} // closed when the loop has exited
-	wake      *time.Timer   // the core's next timer (Node.NextWake)
-	calls     chan func()   // tests: run on the loop between two inputs
-	changes   chan changeRequest
-	self      transport.Peer // our own address and identity
+	inbound chan inboundBatch
+	acks    peerValues[transport.Ack] // the acknowledgement we give each peer
+	reports deliveryReports
+	stopped chan struct{} // closed when the loop has exited
+	wake    *time.Timer   // the core's next timer (Node.NextWake)
+	calls   chan func()   // tests: run on the loop between two inputs
+	changes chan changeRequest
+	self    transport.Peer // our own address and identity
 	// refusedBy: the members that refused us as no member (members.go);
 	// removed: why this node must stop, once it was removed.
 	refusedBy map[uint64]time.Time
@@ -103,11 +101,6 @@ func (b *peerValues[V]) set(peer uint64, v V) {
 	b.mu.Unlock()
 }
 
-type transferRequest struct {
-	to     uint64
-	result chan error
-}
-
 // deliveryReports collects the transport's reports for the loop without
 // blocking the senders.
 type deliveryReports struct {
@@ -131,7 +124,6 @@ func newRaftLoop(e *Elector, routines []func(context.Context, Lease) error) (*ra
 		store:     cfg.Storage,
 		routines:  routines,
 		inbound:   make(chan inboundBatch, inboundQueue),
-		transfers: make(chan transferRequest),
 		calls:     make(chan func()),
 		changes:   make(chan changeRequest),
 		refusedBy: map[uint64]time.Time{},
@@ -316,15 +308,6 @@ func (l *raftLoop) run(ctx context.Context) (err error) {
 			}
 		case req := <-l.changes:
 			req.result <- req.f(l, time.Now())
-		case req := <-l.transfers:
-			terr := l.node.Transfer(time.Now(), req.to, l.reachablePeers())
-			switch {
-			case errors.Is(terr, core.ErrNotLeader):
-				terr = ErrNotLeader
-			case terr != nil:
-				terr = fmt.Errorf("election: %w", terr)
-			}
-			req.result <- terr
 		case f := <-l.calls:
 			f()
 		}

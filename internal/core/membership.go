@@ -517,22 +517,11 @@ func (n *Node) handOffIfLeaving(now time.Time) {
 	if len(n.confState.GetVotersOutgoing()) == 0 || slices.Contains(n.confState.GetVoters(), n.cfg.ID) {
 		return
 	}
-	st := n.rn.Status()
-	if st.RaftState != raft.StateLeader || st.LeadTransferee != raft.None {
-		return
-	}
 	incoming := map[uint64]bool{}
 	for _, id := range n.confState.GetVoters() {
 		incoming[id] = true
 	}
-	c := n.transferCandidates(now, st, incoming)
-	if len(c) == 0 {
-		return
-	}
-	n.log.Info("this leader is being replaced: handing leadership to a member that stays", "to", n.name(c[0]))
-	n.endLease(now)
-	n.fenceTransfer(now)
-	n.rn.TransferLeader(c[0])
+	n.handLeadershipTo(now, incoming, "this leader is being replaced: handing leadership to a member that stays")
 }
 
 // Snapshot data: the cluster ID and the member records, so a node that

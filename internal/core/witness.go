@@ -48,19 +48,27 @@ func (n *Node) handAwayIfWitness(now time.Time) {
 	if !n.isWitness() {
 		return
 	}
-	st := n.rn.Status()
-	if st.RaftState != raft.StateLeader || st.LeadTransferee != raft.None {
-		return
-	}
 	all := map[uint64]bool{}
 	for _, id := range n.configIDs() {
 		all[id] = true
 	}
-	c := n.transferCandidates(now, st, all)
+	n.handLeadershipTo(now, all, "a witness won an election: handing leadership away")
+}
+
+// handLeadershipTo transfers leadership, if we lead and no transfer is under
+// way, to the best of the peers in eligible (transferCandidates), ending and
+// fencing the lease first as every transfer does.
+func (n *Node) handLeadershipTo(now time.Time, eligible map[uint64]bool, why string) {
+	st := n.rn.Status()
+	if st.RaftState != raft.StateLeader || st.LeadTransferee != raft.None {
+		return
+	}
+	c := n.transferCandidates(now, st, eligible)
 	if len(c) == 0 {
 		return
 	}
-	n.log.Info("a witness won an election: handing leadership away", "to", n.name(c[0]))
+	n.log.Info(why, "to", n.name(c[0]))
+	n.endLease(now)
 	n.fenceTransfer(now)
 	n.rn.TransferLeader(c[0])
 }
