@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 
+	"go.etcd.io/raft/v3/confchange"
 	"go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/raftelect/raftelect/internal/clusterid"
@@ -326,6 +328,19 @@ func (v *inboundValidator) validateSnapshot(m *raftpb.Message) error {
 			}
 			seen[id] = true
 		}
+	}
+	// Raft restores a snapshot's configuration with its own change code
+	// and panics if the result is not the configuration it was given (a
+	// voter that is also a learner, say: FuzzInbound found one). Run the
+	// same restore here, where a failure is a refusal.
+	trk := tracker.MakeProgressTracker(1, 0)
+	cfg, prs, err := confchange.Restore(confchange.Changer{Tracker: trk, LastIndex: md.GetIndex()}, cs)
+	if err != nil {
+		return fmt.Errorf("MsgSnap configuration cannot be restored: %v", err)
+	}
+	trk.Config, trk.Progress = cfg, prs
+	if err := cs.Equivalent(trk.ConfState()); err != nil {
+		return fmt.Errorf("MsgSnap configuration is not what restoring it gives: %v", err)
 	}
 	return nil
 }

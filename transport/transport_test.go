@@ -395,6 +395,24 @@ func TestInboundValidator_RejectsWhatRaftMustNotSee(t *testing.T) {
 		{"snapshot without voters", snap(), false},
 		{"snapshot with node 0", snap(1, 0), false},
 		{"snapshot with duplicate voters", snap(1, 2, 2), false},
+		// Raft panics restoring these (FuzzInbound found the first).
+		{"snapshot with a voter that is also a learner", func() *raftpb.Message {
+			m := snap(1, 2, 3)
+			m.Snapshot.Metadata.ConfState.Learners = []uint64{2}
+			return m
+		}(), false},
+		{"snapshot with learners next outside the outgoing voters", func() *raftpb.Message {
+			m := snap(1, 2, 3)
+			m.Snapshot.Metadata.ConfState.VotersOutgoing = []uint64{1, 2, 3}
+			m.Snapshot.Metadata.ConfState.LearnersNext = []uint64{7}
+			return m
+		}(), false},
+		{"snapshot in a joint configuration", func() *raftpb.Message {
+			m := snap(1, 2, 4)
+			m.Snapshot.Metadata.ConfState.VotersOutgoing = []uint64{1, 2, 3}
+			m.Snapshot.Metadata.ConfState.AutoLeave = proto.Bool(true)
+			return m
+		}(), true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			err := v.validate(tt.m, 2)
