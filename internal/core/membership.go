@@ -239,7 +239,7 @@ func (n *Node) voters() quorum.JointConfig { return n.conf().voters }
 
 // applyConfChange applies a committed configuration change: the records it
 // carries, then raft's configuration.
-func (n *Node) applyConfChange(now time.Time, cc raftpb.ConfChangeI, index uint64) error {
+func (n *Node) applyConfChange(cc raftpb.ConfChangeI, index uint64) {
 	v2 := cc.AsV2()
 	recs, err := parseMembersContext(v2.GetContext())
 	if err != nil {
@@ -255,7 +255,7 @@ func (n *Node) applyConfChange(now time.Time, cc raftpb.ConfChangeI, index uint6
 		// Skipping it keeps this node alive with its configuration; a
 		// crash here would repeat at every restart.
 		n.log.Error("refusing a committed configuration change raft cannot apply", "index", index, "err", err)
-		return nil
+		return
 	}
 	n.confState = cs
 	n.configurationChanged()
@@ -272,10 +272,8 @@ func (n *Node) applyConfChange(now time.Time, cc raftpb.ConfChangeI, index uint6
 			delete(n.members, id)
 		}
 	}
-	n.confIndex = index
 	n.log.Info("membership changed", "index", index, "members", n.memberSummary())
 	n.membersChanged = true // one EventMembers per Ready (handleReady)
-	return nil
 }
 
 // membersApplied reports the configuration changes of one Ready: one
@@ -337,9 +335,6 @@ func (n *Node) memberSummary() string {
 func (n *Node) Established() bool {
 	return n.identity.ClusterID != "" || n.appliedTerm >= 2 || n.joining
 }
-
-// Removed reports whether this node was removed from the cluster.
-func (n *Node) Removed() bool { return n.removed }
 
 // changePending reports why a new membership change must wait, if it must:
 // a joint configuration not yet left, a change in the log not yet applied,

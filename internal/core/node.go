@@ -247,12 +247,10 @@ type Node struct {
 	// (agreement.go).
 	differing map[uint64]bool
 
-	// members: the replicated member records (membership.go); confIndex
-	// is the index of the last configuration change applied; removed: this
-	// node is no longer a member. promotedTerm/At: the promotion proposed
+	// members: the replicated member records (membership.go); removed:
+	// this node is no longer a member. promotedTerm/At: the promotion proposed
 	// last, so it is not proposed twice while it commits.
-	members   map[uint64]Member
-	confIndex uint64
+	members map[uint64]Member
 	// appliedTerm: the term of the last entry applied (bootstrap: 1).
 	appliedTerm uint64
 	// joining: started with Config.Join on an empty store (no bootstrap).
@@ -318,7 +316,6 @@ func New(cfg Config, now time.Time) (*Node, error) {
 	n.confState = cs
 	n.configurationChanged()
 	n.applied, n.appliedTerm = snap.GetMetadata().GetIndex(), snap.GetMetadata().GetTerm()
-	n.confIndex = n.applied
 	rc := &raft.Config{
 		ID:              cfg.ID,
 		ElectionTick:    cfg.ElectionTicks,
@@ -605,7 +602,6 @@ func (n *Node) handleReady(now time.Time) (bool, error) {
 		n.confState = s.GetMetadata().GetConfState()
 		n.configurationChanged()
 		n.applied, n.appliedTerm = s.GetMetadata().GetIndex(), s.GetMetadata().GetTerm()
-		n.confIndex = n.applied
 		if err := n.applySnapshotData(now, s.GetData()); err != nil {
 			return true, err
 		}
@@ -622,17 +618,13 @@ func (n *Node) handleReady(now time.Time) (bool, error) {
 			if err := proto.Unmarshal(ent.GetData(), &cc); err != nil {
 				return true, fmt.Errorf("committed configuration change %d: %w", ent.GetIndex(), err)
 			}
-			if err := n.applyConfChange(now, &cc, ent.GetIndex()); err != nil {
-				return true, err
-			}
+			n.applyConfChange(&cc, ent.GetIndex())
 		case raftpb.EntryConfChangeV2:
 			var cc raftpb.ConfChangeV2
 			if err := proto.Unmarshal(ent.GetData(), &cc); err != nil {
 				return true, fmt.Errorf("committed configuration change %d: %w", ent.GetIndex(), err)
 			}
-			if err := n.applyConfChange(now, &cc, ent.GetIndex()); err != nil {
-				return true, err
-			}
+			n.applyConfChange(&cc, ent.GetIndex())
 		}
 		n.applied, n.appliedTerm = ent.GetIndex(), ent.GetTerm()
 	}
