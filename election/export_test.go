@@ -1,11 +1,14 @@
 package election
 
 import (
+	"context"
 	"time"
 
 	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/raftelect/raftelect/internal/core"
+	"github.com/raftelect/raftelect/transport"
 )
 
 // The term budget's constants, for the bound tests.
@@ -88,6 +91,23 @@ func StallLoopForTest(e *Elector, release <-chan struct{}) bool {
 	case <-l.stopped:
 		return false
 	}
-	<-held
-	return true
+	select {
+	case <-held:
+		return true
+	case <-l.stopped:
+		return false
+	}
+}
+
+// HeartbeatForTest delivers to e, as its transport would, a heartbeat from
+// leader in term, stamped at, and returns the stamp e's answer acknowledges.
+func HeartbeatForTest(ctx context.Context, e *Elector, leader string, term, at uint64) (uint64, error) {
+	l := e.loop.Load()
+	if l == nil {
+		return 0, ErrNotRunning
+	}
+	from := NodeID(leader)
+	m := &raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), From: &from, To: &e.self, Term: &term}
+	ack, err := l.Deliver(ctx, from, []*raftpb.Message{m}, transport.Stamp{At: at, Incarnation: 1})
+	return ack.Stamp.At, err
 }

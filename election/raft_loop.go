@@ -36,6 +36,10 @@ type raftLoop struct {
 	routines []func(context.Context, Lease) error
 
 	inbound chan inboundBatch
+	// parked: the loop waits in its select and has begun no input. Every
+	// input begins by stepping the queued batches (begin), so a batch
+	// queued while parked is stepped before anything else (Deliver).
+	parked  atomic.Bool
 	acks    peerValues[transport.Ack] // the acknowledgement we give each peer
 	reports deliveryReports
 	stopped chan struct{} // closed when the loop has exited
@@ -276,18 +280,23 @@ func (l *raftLoop) run(ctx context.Context) (err error) {
 		// Every input carries the time it is handled at, never the time a
 		// timer fired: a late tick must not make the core think it is
 		// earlier than it is (the lease compares now with its end).
+		l.parked.Store(true)
 		select {
 		case <-done:
+			if err = l.begin(); err != nil {
+				break
+			}
 			done = nil
 			if !l.node.StartGracefulStop(time.Now(), l.reachablePeers()) {
 				return nil
 			}
 			stopBy = time.After(l.e.electionTimeout)
 		case <-stopBy:
+			l.parked.Store(false)
 			l.e.log.Warn("leadership transfer did not complete before stop")
 			return nil
 		case <-ticker.C:
-			err = l.stepQueued()
+			err = l.begin()
 			if err == nil {
 				err = l.node.Tick(time.Now())
 			}
@@ -298,18 +307,30 @@ func (l *raftLoop) run(ctx context.Context) (err error) {
 				}
 			}
 		case b := <-l.inbound:
+			l.parked.Store(false)
 			err = l.step(b)
+			if err == nil {
+				err = l.stepQueued()
+			}
 		case <-l.reports.notify:
-			err = l.applyReports()
+			if err = l.begin(); err == nil {
+				err = l.applyReports()
+			}
 		case <-l.wake.C:
-			err = l.stepQueued()
+			err = l.begin()
 			if err == nil {
 				err = l.node.Wake(time.Now())
 			}
 		case req := <-l.changes:
-			req.result <- req.f(l, time.Now())
+			if err = l.begin(); err == nil {
+				req.result <- req.f(l, time.Now())
+			} else {
+				req.result <- err
+			}
 		case f := <-l.calls:
-			f()
+			if err = l.begin(); err == nil {
+				f()
+			}
 		}
 		if err == nil {
 			err = l.removed
@@ -330,10 +351,18 @@ func (l *raftLoop) run(ctx context.Context) (err error) {
 	}
 }
 
-// stepQueued steps the batches already waiting before a timer's input: after
-// a stall, select picks at random among ready cases, and a follower could
-// campaign (its timer) while its leader's heartbeat already waits in the
-// queue. Bounded by what is queued now.
+// begin ends the loop's wait: every input steps the batches already queued
+// first. After a stall select picks at random among ready cases, and a
+// follower could campaign (its timer) while its leader's heartbeat already
+// waits in the queue; and Deliver, which finds the loop parked, relies on its
+// batch being stepped before any other work (no timer needed).
+func (l *raftLoop) begin() error {
+	l.parked.Store(false)
+	return l.stepQueued()
+}
+
+// stepQueued steps the batches queued now, in order. Bounded by what is
+// queued now.
 func (l *raftLoop) stepQueued() error {
 	for range len(l.inbound) {
 		select {
@@ -582,11 +611,26 @@ func (l *raftLoop) Deliver(ctx context.Context, from uint64, msgs []*raftpb.Mess
 	case <-l.stopped:
 		return transport.Ack{}, ErrStopped
 	}
-	// Wait a little for the loop to step the batch, so the answer
-	// acknowledges this batch rather than the previous one: a fresher lease
-	// for the sender, which matters on links slower than the heartbeat. The
-	// wait is short and bounded: a loop busy elsewhere (a slow disk) must
-	// not hold the caller, and either answer is true.
+	// Wait for the loop to step the batch, so the answer acknowledges this
+	// batch rather than the previous one: a fresher lease for the sender,
+	// which matters on links slower than the heartbeat.
+	if l.parked.Load() {
+		// The loop had begun no input when the batch was queued: the next
+		// input it takes begins by stepping the queue, this batch included
+		// (begin), so the wait is that step's own. No timer: a stopped
+		// timer stays in the runtime's heap and wakes the process when it
+		// would have fired, a quarter heartbeat after every heartbeat on
+		// an idle follower.
+		select {
+		case <-b.stepped:
+		case <-ctx.Done():
+		case <-l.stopped:
+		}
+		return l.acks.get(from), nil
+	}
+	// The loop is busy elsewhere (a slow disk, a long input): wait a
+	// little, bounded, as the caller must not be held and either answer
+	// is true.
 	t := time.NewTimer(l.e.tick / 4)
 	select {
 	case <-b.stepped:
