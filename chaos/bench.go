@@ -47,6 +47,12 @@ type BenchOptions struct {
 	Soak    time.Duration // goroutines and heap over each of the two soaks
 	Profile time.Duration // CPU profile length; 0: no profiles
 
+	// FastFailover sets fast_failover_on_refusal on every node: a refused
+	// connection to the leader is taken as proof that it is gone
+	// (docs/safety.md). Off, a killed leader's followers wait out their
+	// election timeout, as for a silent one.
+	FastFailover bool
+
 	// NodeEnv is added to the nodes' environment (KEY=VALUE each), to
 	// compare runtime settings such as GOMAXPROCS or GOGC on one build.
 	NodeEnv []string
@@ -114,20 +120,32 @@ func Bench(ctx context.Context, o BenchOptions) (*BenchResult, error) {
 	b := &bench{o: o, start: time.Now(), res: &BenchResult{
 		Nodes: o.Nodes, Heartbeat: Millis(o.HeartbeatInterval), ElectionTimeout: Millis(o.ElectionTimeout),
 		CPUs: runtime.NumCPU(), Kernel: kernel(), GoVersion: runtime.Version(), Dir: o.Dir,
-		Violations: []string{}, Errors: []string{}, Profiles: []Profile{}, Soaks: []Soak{},
+		FastFailover: o.FastFailover,
+		Violations:   []string{}, Errors: []string{}, Profiles: []Profile{}, Soaks: []Soak{},
 	}}
+	var nodeConfig []NodeConfig
+	if o.FastFailover {
+		nodeConfig = make([]NodeConfig, o.Nodes)
+		for i := range nodeConfig {
+			nodeConfig[i].FastFailoverOnRefusal = true
+		}
+	}
 	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	b.c, err = newCluster(setup, clusterConfig{
 		nodes: o.Nodes, binary: bin, dir: clusterDir,
 		heartbeat: o.HeartbeatInterval, electionTimeout: o.ElectionTimeout,
-		pprof: true, env: o.NodeEnv,
+		pprof: true, env: o.NodeEnv, nodeConfig: nodeConfig,
 	})
 	if err != nil {
 		return nil, err
 	}
 	defer b.c.Close()
-	b.logf("%d nodes in network namespaces, heartbeat %v, election timeout %v; files in %s", o.Nodes, o.HeartbeatInterval, o.ElectionTimeout, o.Dir)
+	ff := ""
+	if o.FastFailover {
+		ff = ", fast_failover_on_refusal"
+	}
+	b.logf("%d nodes in network namespaces, heartbeat %v, election timeout %v%s; files in %s", o.Nodes, o.HeartbeatInterval, o.ElectionTimeout, ff, o.Dir)
 
 	if err := b.run(ctx); err != nil {
 		return nil, err
@@ -270,8 +288,10 @@ func (b *bench) index(name string) int {
 }
 
 // coldStart kills every node, moves the event logs aside, empties the data
-// directories and starts all nodes at once; it returns the time from the
-// first exec to the first lease.
+// directories, bootstraps them as a brand-new cluster's (`raftelect
+// bootstrap`, as docs/operations.md tells operators to) and starts all
+// nodes at once; it returns the time from the first exec to the first
+// lease.
 func (b *bench) coldStart(ctx context.Context, k int) (time.Duration, error) {
 	if err := b.c.killAll(); err != nil {
 		return 0, err
@@ -287,6 +307,11 @@ func (b *bench) coldStart(ctx context.Context, k int) (time.Duration, error) {
 			return 0, err
 		}
 		files = append(files, p.events)
+	}
+	for i := range b.c.nodes {
+		if err := b.c.bootstrap(ctx, i); err != nil {
+			return 0, err
+		}
 	}
 	b.t, b.ev = newTailer(files), nil
 	t0 := eventlog.Now()

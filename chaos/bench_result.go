@@ -153,9 +153,11 @@ type BenchResult struct {
 	GoVersion       string `json:"go_version"`
 	Dir             string `json:"dir"`
 	Took            Millis `json:"took_ms"`
+	// FastFailover: the nodes ran with fast_failover_on_refusal.
+	FastFailover bool `json:"fast_failover_on_refusal"`
 
-	// ColdStart: all nodes started at once on empty data directories,
-	// from the first exec to the first lease.
+	// ColdStart: all nodes started at once on empty, bootstrapped data
+	// directories, from the first exec to the first lease.
 	ColdStart Dist `json:"cold_start"`
 	// FailoverKill: kill -9 of the leader to another node's lease.
 	FailoverKill Dist `json:"failover_kill"`
@@ -194,15 +196,29 @@ func (r *BenchResult) judge() {
 		r.Targets = append(r.Targets, Target{fig, measured, target, ref, holds})
 	}
 	d := func(m Millis) time.Duration { return time.Duration(m) }
+	// A leader that is cut off (or killed, without the refusal fast path)
+	// is replaced after the followers' election timeout: p50 1.2 x, max
+	// 1.6 x it (issue 15's 1.2 s and 1.6 s at 1 s).
+	silentP50, silentMax := et*12/10, et*16/10
+	if r.ColdStart.N > 0 {
+		lim := et * 13 / 10
+		add("new cluster (bootstrapped): start to first lease", r.ColdStart.String(), fmt.Sprintf("p50 <= %v", lim),
+			"p50 2.4 s, max 3.4 s without a bootstrap", d(r.ColdStart.P50) <= lim)
+	}
 	if r.FailoverKill.N > 0 {
-		lim := et / 5
-		add("failover, leader process killed", r.FailoverKill.String(), fmt.Sprintf("p50 <= %v", lim),
-			"p50 1.1-1.3 s, max 1.6-1.9 s; hashicorp p50 2.2 s", d(r.FailoverKill.P50) <= lim)
+		if r.FastFailover {
+			lim := et / 5
+			add("failover, leader process killed (fast_failover_on_refusal)", r.FailoverKill.String(), fmt.Sprintf("p50 <= %v", lim),
+				"p50 1.1-1.3 s, max 1.6-1.9 s; hashicorp p50 2.2 s", d(r.FailoverKill.P50) <= lim)
+		} else {
+			add("failover, leader process killed (no refusal fast path: an election timeout)", r.FailoverKill.String(),
+				fmt.Sprintf("p50 <= %v, max <= %v", silentP50, silentMax),
+				"p50 1.1-1.3 s, max 1.6-1.9 s; hashicorp p50 2.2 s", d(r.FailoverKill.P50) <= silentP50 && d(r.FailoverKill.Max) <= silentMax)
+		}
 	}
 	if r.FailoverIsolate.N > 0 {
-		p, m := et*135/100, 2*et
-		add("failover, leader host silently gone", r.FailoverIsolate.String(), fmt.Sprintf("p50 <= %v, max <= %v", p, m),
-			"same as a crash", d(r.FailoverIsolate.P50) <= p && d(r.FailoverIsolate.Max) <= m)
+		add("failover, leader host silently gone", r.FailoverIsolate.String(), fmt.Sprintf("p50 <= %v, max <= %v", silentP50, silentMax),
+			"same as a crash", d(r.FailoverIsolate.P50) <= silentP50 && d(r.FailoverIsolate.Max) <= silentMax)
 	}
 	if r.FailoverTerm.N > 0 {
 		add("failover, leader stopped gracefully", r.FailoverTerm.String(), fmt.Sprintf("<= %v (3 heartbeats)", 3*hb),
@@ -229,17 +245,36 @@ func (r *BenchResult) judge() {
 		add("agreement again after an asymmetric drop heals", r.AsymHeal.String(), "<= 500ms", "0.3-4.4 s; hashicorp 0.6-0.7 s", d(r.AsymHeal.Max) <= 500*time.Millisecond)
 	}
 	if len(r.Idle.Nodes) > 0 {
+		// Issue 15's targets: leader 0.3 %, followers 0.2 % of a core;
+		// 12 MB resident; 250 bytes per heartbeat round trip on a link.
 		var parts []string
 		cpuOK, rssOK := true, true
 		var rss []string
+		var hbBytes []float64
 		for _, n := range r.Idle.Nodes {
-			parts = append(parts, fmt.Sprintf("%s %s %.2f%%", n.Name, n.Role, n.CPUPercent))
+			cpu := n.IdleCPUPercent()
+			parts = append(parts, fmt.Sprintf("%s %s %.2f%%", n.Name, n.Role, cpu))
 			rss = append(rss, fmt.Sprintf("%s %.1f MB (anon %.1f, pss %.1f)", n.Name, n.RSSMaxMB, n.AnonMB, n.PssMB))
-			cpuOK = cpuOK && n.CPUPercent <= 0.4
-			rssOK = rssOK && n.RSSMaxMB <= 15
+			lim := 0.2
+			if n.Role == "leader" {
+				lim = 0.3
+			} else {
+				hbBytes = append(hbBytes, n.BytesPerHeartbeat(hb))
+			}
+			cpuOK = cpuOK && cpu <= lim
+			rssOK = rssOK && n.RSSMaxMB <= 12
 		}
-		add("idle CPU per node", strings.Join(parts, ", "), "<= 0.4 % on every node", "1.3-2.0 %; hashicorp leader 1.5 %, followers 0.4 %", cpuOK)
-		add("idle RSS per node (max)", strings.Join(rss, ", "), "<= 15 MB", "20-33 MB; hashicorp 9-12 MB", rssOK)
+		add("idle CPU per node", strings.Join(parts, ", "), "leader <= 0.3 %, followers <= 0.2 %", "1.3-2.0 %; hashicorp leader 1.5 %, followers 0.4 %", cpuOK)
+		add("idle RSS per node (max)", strings.Join(rss, ", "), "<= 12 MB", "20-33 MB; hashicorp 9-12 MB", rssOK)
+		if len(hbBytes) > 0 {
+			var s []string
+			bytesOK := true
+			for _, v := range hbBytes {
+				s = append(s, fmt.Sprintf("%.0f B", v))
+				bytesOK = bytesOK && v <= 250
+			}
+			add("bytes per heartbeat round trip on a link (a follower's eth0 in+out per heartbeat)", strings.Join(s, ", "), "<= 250 B", "~770 B (unary calls)", bytesOK)
+		}
 	}
 	for _, s := range r.Soaks {
 		var parts []string
@@ -254,14 +289,37 @@ func (r *BenchResult) judge() {
 	}
 }
 
+// IdleCPUPercent is the node's CPU in percent of one core: from the
+// scheduler's nanosecond counts where the host has them, else from
+// utime+stime, which count in 10 ms ticks and are coarse over short windows.
+func (n IdleNode) IdleCPUPercent() float64 {
+	if n.OnCPUMsPerSec > 0 {
+		return n.OnCPUMsPerSec / 10
+	}
+	return n.CPUPercent
+}
+
+// BytesPerHeartbeat is a follower's traffic, both directions, per
+// heartbeat interval: in an idle cluster a follower talks to the leader
+// only, so this is one link's heartbeat round trip with its TCP, TLS,
+// HTTP/2 and gRPC framing (and whatever else the link carries, such as
+// keepalives, spread over it).
+func (n IdleNode) BytesPerHeartbeat(hb time.Duration) float64 {
+	return (n.TxBytesPerSec + n.RxBytesPerSec) * hb.Seconds()
+}
+
 // Table is the measured figures against the targets, for the screen.
 func (r *BenchResult) Table() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "== raftelect bench: %d nodes, heartbeat %v, election timeout %v, %d CPUs, %s, %s; took %v\n",
 		r.Nodes, r.Heartbeat, r.ElectionTimeout, r.CPUs, r.Kernel, r.GoVersion, time.Duration(r.Took).Round(time.Second))
 	row := func(k, v string) { fmt.Fprintf(&b, "   %-44s %s\n", k, v) }
-	row("cold start to a lease", r.ColdStart.String())
-	row("failover, kill -9 of the leader", r.FailoverKill.String())
+	row("cold start (bootstrapped) to a lease", r.ColdStart.String())
+	kill := "failover, kill -9 of the leader"
+	if r.FastFailover {
+		kill += " (fast)"
+	}
+	row(kill, r.FailoverKill.String())
 	row("failover, leader isolated (silence)", r.FailoverIsolate.String())
 	row("  its lease ended after", r.IsolateOldLeaseEnd.String())
 	if r.FailoverIsolate.N > 0 {

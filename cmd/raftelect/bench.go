@@ -86,6 +86,7 @@ See docs/benchmarks.md.`,
 	f.DurationVar(&o.Idle, "idle", 60*time.Second, "idle window for CPU, RSS and traffic")
 	f.DurationVar(&o.Soak, "soak", 10*time.Minute, "length of each soak (idle, then one follower hung) for goroutine and heap growth")
 	f.DurationVar(&o.Profile, "profile", 20*time.Second, "CPU profile length at the end of each soak (0: no profiles)")
+	f.BoolVar(&o.FastFailover, "fast-failover", false, "run the nodes with fast_failover_on_refusal (a refused connection to the leader is taken as proof it is gone): kill -9 failover in a fraction of a heartbeat")
 	f.StringArrayVar(&o.NodeEnv, "node-env", nil, "KEY=VALUE added to every node's environment, e.g. GOMAXPROCS=1 (repeatable)")
 	f.BoolVar(&quick, "quick", false, "few repetitions and 5 s windows (CI); overrides the counts and durations")
 	return cmd
