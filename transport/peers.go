@@ -249,7 +249,7 @@ func peerNames(ps []*peer) []string {
 // startPeer dials p and starts its goroutines. Called with setMu held,
 // after Start and before Stop.
 func (t *Transport) startPeer(p *peer) error {
-	conn, err := t.dial(p)
+	conn, err := t.dial(p, true)
 	if err != nil {
 		return err
 	}

@@ -46,10 +46,13 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+	grpcpeer "google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/raftelect/raftelect/proto/raftelect/v1"
@@ -211,6 +214,7 @@ type laneStream struct {
 	out    streamRequests
 	in     streamResponses
 	hb     pb.Heartbeat // the compact heartbeat of the request in flight
+	local  string       // the local address of the TCP connection it is on
 }
 
 // close tears the stream down, if one is open.
@@ -226,26 +230,31 @@ func (ls *laneStream) close() {
 // roundTrip sends req on the lane's stream, opening one if none is open,
 // and returns the answer, in full. The answer must come within timeout, or
 // the stream is torn down and the error says so; any error tears it down.
-func (ls *laneStream) roundTrip(t *Transport, client pb.PeerClient, to uint64, req *pb.SendRequest, timeout time.Duration) (*pb.SendResponse, error) {
-	if ls.stream == nil {
-		ctx, cancel := context.WithCancel(t.ctx)
-		// Armed before opening: opening waits for a connection that is
-		// still being made.
-		timer := time.AfterFunc(timeout, cancel)
-		st, err := client.Stream(ctx)
-		if err != nil {
-			timer.Stop()
-			cancel()
-			return nil, err
+//
+// dialed, if not nil, is the local address of the lane's connection's
+// latest TCP connection: a stream on an older one is dead (the connection
+// dropped and was made again), and so is one whose connection is not ready
+// now (dropped, not made again yet), even if nothing has been sent on it,
+// and gRPC lets Send succeed on it and fails only the Recv after, with the
+// request lost. So such a stream is replaced before the request goes out. Without this, between
+// real processes a follower of a killed leader lost its answer to the
+// other follower's pre-vote (their connection dated from before that
+// follower's own restart), and failover took a heartbeat longer
+// (docs/benchmarks.md).
+func (ls *laneStream) roundTrip(t *Transport, client pb.PeerClient, p *peer, dialed *atomic.Pointer[string], req *pb.SendRequest, timeout time.Duration) (*pb.SendResponse, error) {
+	if ls.stream != nil && dialed != nil {
+		d := dialed.Load()
+		if (d != nil && *d != ls.local) || p.conn.GetState() != connectivity.Ready {
+			ls.close()
 		}
-		*ls = laneStream{stream: st, cancel: cancel, timer: timer}
-	} else {
-		ls.timer.Reset(timeout)
+	}
+	if err := ls.open(t, client, p, timeout); err != nil {
+		return nil, err
 	}
 	stamp, incarnation := req.Stamp, req.Incarnation
 	if t.opts.Credentials != nil {
 		// Without TLS the receiver knows no caller to make From of.
-		compactHeartbeat(req, t.opts.Self.ID, to, &ls.hb)
+		compactHeartbeat(req, t.opts.Self.ID, p.ID, &ls.hb)
 	}
 	ls.out.elide(req)
 	err := ls.stream.Send(req)
@@ -272,6 +281,32 @@ func (ls *laneStream) roundTrip(t *Transport, client pb.PeerClient, to uint64, r
 	return resp, nil
 }
 
+// open opens the lane's stream if none is open, and arms (or re-arms) its
+// timer for one round trip of timeout.
+func (ls *laneStream) open(t *Transport, client pb.PeerClient, p *peer, timeout time.Duration) error {
+	if ls.stream != nil {
+		ls.timer.Reset(timeout)
+		return nil
+	}
+	ctx, cancel := context.WithCancel(t.ctx)
+	// Armed before opening: opening waits for a connection that is still
+	// being made.
+	timer := time.AfterFunc(timeout, cancel)
+	st, err := client.Stream(ctx)
+	if err != nil {
+		timer.Stop()
+		cancel()
+		return err
+	}
+	p.streams.Add(1)
+	local := ""
+	if pr, ok := grpcpeer.FromContext(st.Context()); ok && pr.LocalAddr != nil {
+		local = pr.LocalAddr.String()
+	}
+	*ls = laneStream{stream: st, cancel: cancel, timer: timer, local: local}
+	return nil
+}
+
 // sendOnLane delivers one batch to p on the lane's stream and reports the
 // outcome as send does.
 func (t *Transport) sendOnLane(p *peer, ls *laneStream, client pb.PeerClient, hedged bool, batch []*raftpb.Message, timeout time.Duration) {
@@ -281,13 +316,16 @@ func (t *Transport) sendOnLane(p *peer, ls *laneStream, client pb.PeerClient, he
 	}
 	req, own := t.request(p, batch)
 	start := time.Now()
-	if ls.stream == nil {
-		p.streams.Add(1)
-	}
 	if hedged {
 		p.hedged.Add(uint64(len(batch)))
 	}
-	resp, err := ls.roundTrip(t, client, p.ID, req, timeout)
+	// The spare connection's lane (hedged) is not checked: a stale
+	// stream there costs one hedge, never a message of its own.
+	var dialed *atomic.Pointer[string]
+	if !hedged {
+		dialed = &p.dialed
+	}
+	resp, err := ls.roundTrip(t, client, p, dialed, req, timeout)
 	if status.Code(err) == codes.Unimplemented {
 		// The previous release: unary Sends until the connection is
 		// re-established (the peer may be upgraded by then).
@@ -351,7 +389,7 @@ func (t *Transport) openSpare(p *peer) {
 		return
 	}
 	p.spareTried = true
-	conn, err := t.dial(p)
+	conn, err := t.dial(p, false)
 	if err != nil {
 		// Only a malformed address fails here, and the primary
 		// connection was dialled with the same one.

@@ -190,14 +190,14 @@ func TestStream_RefusesAForgedFromAndEndsTheStream(t *testing.T) {
 	var ls laneStream
 	defer ls.close()
 	req, _ := tn.trs[1].request(p, []*raftpb.Message{msg(raftpb.MsgHeartbeat, 2, 1, 1)})
-	_, err := ls.roundTrip(tn.trs[1], p.client, p.ID, req, 5*time.Second)
+	_, err := ls.roundTrip(tn.trs[1], p.client, p, &p.dialed, req, 5*time.Second)
 	require.NoError(t, err)
 	req, _ = tn.trs[1].request(p, []*raftpb.Message{msg(raftpb.MsgHeartbeat, 3, 1, 1)}) // n2 posing as n3
-	_, err = ls.roundTrip(tn.trs[1], p.client, p.ID, req, 5*time.Second)
+	_, err = ls.roundTrip(tn.trs[1], p.client, p, &p.dialed, req, 5*time.Second)
 	require.Equal(t, codes.PermissionDenied, status.Code(err), "%v", err)
 	require.Nil(t, ls.stream, "torn down")
 	req, _ = tn.trs[1].request(p, []*raftpb.Message{msg(raftpb.MsgHeartbeat, 2, 1, 1)})
-	_, err = ls.roundTrip(tn.trs[1], p.client, p.ID, req, 5*time.Second)
+	_, err = ls.roundTrip(tn.trs[1], p.client, p, &p.dialed, req, 5*time.Second)
 	require.NoError(t, err)
 	require.Equal(t, 2, tn.recs[0].count(raftpb.MsgHeartbeat), "only n2's own heartbeats reached n1")
 	require.Equal(t, uint64(1), tn.trs[0].Rejections(RejectFromMismatch))
@@ -375,4 +375,35 @@ func TestHedge_SpareConnectionOnlyForHeartbeats(t *testing.T) {
 	require.True(t, spare(), "no spare connection after a heartbeat")
 	require.True(t, p.spareReady.Load())
 	waitFor(t, 10*time.Second, "n2 to accept the spare connection", func() bool { return tn.trs[1].ConnStats().Open == 2 })
+}
+
+// A lane's stream whose connection dropped while the lane was idle (the
+// peer restarted, or closed it) must not cost the next message: Send finds
+// the stream ended, so nothing of the message left, and it goes on a new
+// stream. Before, it was reported unreachable and lost: between real
+// processes a follower of a killed leader lost so its answer to the other
+// follower's pre-vote (their connection dated from before that follower's
+// own restart), and failover took a heartbeat longer (docs/benchmarks.md).
+func TestStream_EndedWhileIdleLosesNothing(t *testing.T) {
+	t.Parallel()
+	tn := newTestNet(t, 2, nil)
+	p := tn.trs[1].set().byID[1] // n2's view of n1
+	var ls laneStream
+	defer ls.close()
+	req, _ := tn.trs[1].request(p, []*raftpb.Message{msg(raftpb.MsgHeartbeat, 2, 1, 1)})
+	_, err := ls.roundTrip(tn.trs[1], p.client, p, &p.dialed, req, 5*time.Second)
+	require.NoError(t, err)
+	require.Equal(t, 1, tn.recs[0].count(raftpb.MsgHeartbeat))
+
+	require.Equal(t, connectivity.Ready, p.conn.GetState())
+	tn.trs[0].limiter.closeMember("n2")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.True(t, p.conn.WaitForStateChange(ctx, connectivity.Ready), "n2's connection to n1 drops")
+
+	req, _ = tn.trs[1].request(p, []*raftpb.Message{msg(raftpb.MsgHeartbeat, 2, 1, 2)})
+	_, err = ls.roundTrip(tn.trs[1], p.client, p, &p.dialed, req, 5*time.Second)
+	require.NoError(t, err, "the message after the end goes on a new stream")
+	require.Equal(t, 2, tn.recs[0].count(raftpb.MsgHeartbeat), "and arrives")
+	require.Equal(t, uint64(2), p.streams.Load(), "streams opened")
 }

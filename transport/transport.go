@@ -478,7 +478,7 @@ func (t *Transport) Start() error {
 // are at most MaxAppendBytes, snapshots carry no data.
 const windowSize = 64 << 10
 
-func (t *Transport) dial(p *peer) (*grpc.ClientConn, error) {
+func (t *Transport) dial(p *peer, primary bool) (*grpc.ClientConn, error) {
 	creds := insecure.NewCredentials()
 	if t.opts.Credentials != nil {
 		// The member table of the moment of each handshake: the set
@@ -504,6 +504,10 @@ func (t *Transport) dial(p *peer) (*grpc.ClientConn, error) {
 			c, err := thinStreamDialer().DialContext(ctx, "tcp", addr)
 			if errors.Is(err, syscall.ECONNREFUSED) && t.opts.Handler != nil {
 				t.opts.Handler.PeerRefused(p.ID)
+			}
+			if err == nil && primary {
+				local := c.LocalAddr().String()
+				p.dialed.Store(&local)
 			}
 			return c, err
 		}),
@@ -888,6 +892,9 @@ type peer struct {
 	sendLabels  atomic.Bool   // the peer asked for our labels
 	unary       atomic.Bool   // the peer has no Stream method: lanes send unary Sends
 	streams     atomic.Uint64 // lane streams opened to it
+	// dialed: the local address of the primary connection's latest TCP
+	// connection; a lane stream on an older one is dead (roundTrip).
+	dialed atomic.Pointer[string]
 
 	// Agreement (agreement.go). agreement is the verdict on the peer's
 	// configuration; confMu guards updating it from the peer's last full

@@ -521,7 +521,7 @@ func TestKeepalive_DefaultServerPolicyWouldDropUs(t *testing.T) {
 	defer srv.Stop()
 	tr := tn.trs[0]
 	tr.opts.Credentials = nil
-	conn, err := tr.dial(&peer{Peer: Peer{Name: "x", Addr: lis.Addr().String()}})
+	conn, err := tr.dial(&peer{Peer: Peer{Name: "x", Addr: lis.Addr().String()}}, true)
 	require.NoError(t, err)
 	defer conn.Close()
 	conn.Connect()
