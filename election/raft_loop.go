@@ -292,7 +292,6 @@ func (l *raftLoop) run(ctx context.Context) (err error) {
 			}
 			stopBy = time.After(l.e.electionTimeout)
 		case <-stopBy:
-			l.parked.Store(false)
 			l.e.log.Warn("leadership transfer did not complete before stop")
 			return nil
 		case <-ticker.C:
@@ -309,9 +308,6 @@ func (l *raftLoop) run(ctx context.Context) (err error) {
 		case b := <-l.inbound:
 			l.parked.Store(false)
 			err = l.step(b)
-			if err == nil {
-				err = l.stepQueued()
-			}
 		case <-l.reports.notify:
 			if err = l.begin(); err == nil {
 				err = l.applyReports()
