@@ -46,7 +46,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"sync/atomic"
 	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
@@ -231,19 +230,17 @@ func (ls *laneStream) close() {
 // and returns the answer, in full. The answer must come within timeout, or
 // the stream is torn down and the error says so; any error tears it down.
 //
-// dialed, if not nil, is the local address of the lane's connection's
-// latest TCP connection: a stream on an older one is dead (the connection
-// dropped and was made again), and so is one whose connection is not ready
-// now (dropped, not made again yet), even if nothing has been sent on it,
-// and gRPC lets Send succeed on it and fails only the Recv after, with the
-// request lost. So such a stream is replaced before the request goes out. Without this, between
-// real processes a follower of a killed leader lost its answer to the
-// other follower's pre-vote (their connection dated from before that
-// follower's own restart), and failover took a heartbeat longer
-// (docs/benchmarks.md).
-func (ls *laneStream) roundTrip(t *Transport, client pb.PeerClient, p *peer, dialed *atomic.Pointer[string], req *pb.SendRequest, timeout time.Duration) (*pb.SendResponse, error) {
-	if ls.stream != nil && dialed != nil {
-		d := dialed.Load()
+// On the primary connection, a stream is replaced before the request goes
+// out when the connection has been made again since the stream was opened
+// (p.dialed is the local address of its latest TCP connection) or is not
+// ready now: the stream is dead, and gRPC lets Send succeed on it and fails
+// only the Recv after, with the request lost. Without this, between real
+// processes a follower of a killed leader lost its answer to the other
+// follower's pre-vote (their connection dated from before that follower's
+// own restart), and failover took a heartbeat longer (docs/benchmarks.md).
+func (ls *laneStream) roundTrip(t *Transport, client pb.PeerClient, p *peer, primary bool, req *pb.SendRequest, timeout time.Duration) (*pb.SendResponse, error) {
+	if ls.stream != nil && primary {
+		d := p.dialed.Load()
 		if (d != nil && *d != ls.local) || p.conn.GetState() != connectivity.Ready {
 			ls.close()
 		}
@@ -321,11 +318,7 @@ func (t *Transport) sendOnLane(p *peer, ls *laneStream, client pb.PeerClient, he
 	}
 	// The spare connection's lane (hedged) is not checked: a stale
 	// stream there costs one hedge, never a message of its own.
-	var dialed *atomic.Pointer[string]
-	if !hedged {
-		dialed = &p.dialed
-	}
-	resp, err := ls.roundTrip(t, client, p, dialed, req, timeout)
+	resp, err := ls.roundTrip(t, client, p, !hedged, req, timeout)
 	if status.Code(err) == codes.Unimplemented {
 		// The previous release: unary Sends until the connection is
 		// re-established (the peer may be upgraded by then).

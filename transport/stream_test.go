@@ -376,7 +376,7 @@ func TestHedge_SpareConnectionOnlyForHeartbeats(t *testing.T) {
 // and waits for the answer.
 func laneHeartbeat(tn *testNet, ls *laneStream, p *peer, from, term uint64) error {
 	req, _ := tn.trs[1].request(p, []*raftpb.Message{msg(raftpb.MsgHeartbeat, from, 1, term)})
-	_, err := ls.roundTrip(tn.trs[1], p.client, p, &p.dialed, req, 5*time.Second)
+	_, err := ls.roundTrip(tn.trs[1], p.client, p, true, req, 5*time.Second)
 	return err
 }
 
