@@ -41,7 +41,12 @@ type BenchOptions struct {
 	Terms      int // SIGTERM of the leader
 	Rejoins    int // kill -9 of a follower, started again
 	AsymHeals  int // drop leader -> follower, healed
-	Rolling    bool
+	// AsymDrop is how long each of those drops lasts; default three
+	// election timeouts. TCP's retransmission backoff makes the wait after
+	// the heal depend on it (docs/benchmarks.md, "Agreement after an
+	// asymmetric drop heals").
+	AsymDrop time.Duration
+	Rolling  bool
 
 	Idle    time.Duration // idle CPU, RSS and traffic window
 	Soak    time.Duration // goroutines and heap over each of the two soaks
@@ -101,6 +106,12 @@ func Bench(ctx context.Context, o BenchOptions) (*BenchResult, error) {
 	}
 	if o.ElectionTimeout == 0 {
 		o.ElectionTimeout = time.Second
+	}
+	if o.AsymDrop == 0 {
+		o.AsymDrop = 3 * o.ElectionTimeout
+	}
+	if o.AsymDrop < 0 {
+		return nil, fmt.Errorf("chaos: BenchOptions.AsymDrop %v: the drop must last a positive time", o.AsymDrop)
 	}
 	if o.Dir == "" {
 		d, err := os.MkdirTemp("", "raftelect-bench-")
@@ -494,9 +505,9 @@ func agree(m map[string]*view, n int) bool {
 	return true
 }
 
-// asymHeals drops every packet leader -> follower for three election
-// timeouts, heals, and measures until every node agrees on leader and
-// term, and keeps agreeing for an election timeout.
+// asymHeals drops every packet leader -> follower for AsymDrop (three
+// election timeouts unless given), heals, and measures until every node
+// agrees on leader and term, and keeps agreeing for an election timeout.
 func (b *bench) asymHeals(ctx context.Context) error {
 	var out []time.Duration
 	et := b.o.ElectionTimeout
@@ -509,7 +520,8 @@ func (b *bench) asymHeals(ctx context.Context) error {
 		if err := b.c.nw.DropBetween(li, fi); err != nil {
 			return err
 		}
-		if err := sleepCtx(ctx, 3*et); err != nil {
+		b.logf("asym heal %d/%d: dropping %s -> %s for %v", k+1, b.o.AsymHeals, b.c.nodes[li].name, b.c.nodes[fi].name, b.o.AsymDrop)
+		if err := sleepCtx(ctx, b.o.AsymDrop); err != nil {
 			_ = b.c.nw.Heal(li)
 			return err
 		}
@@ -555,9 +567,10 @@ func (b *bench) asymHeals(ctx context.Context) error {
 		d := time.Duration(since - heal)
 		out = append(out, d)
 		b.logf("asym heal %d/%d: drop %s -> %s for %v; all agree %v after the heal (agreed at the heal: %v)", k+1, b.o.AsymHeals,
-			b.c.nodes[li].name, b.c.nodes[fi].name, 3*et, d.Round(time.Millisecond), agreedAtHeal)
+			b.c.nodes[li].name, b.c.nodes[fi].name, b.o.AsymDrop, d.Round(time.Millisecond), agreedAtHeal)
 	}
 	b.res.AsymHeal = newDist(out)
+	b.res.AsymDrop = Millis(b.o.AsymDrop)
 	return nil
 }
 

@@ -176,8 +176,10 @@ type BenchResult struct {
 	Rejoin         Dist `json:"rejoin"`
 	RejoinFromLoad Dist `json:"rejoin_from_load"`
 	// AsymHeal: a silent drop leader -> one follower healed, to every
-	// node agreeing on leader and term (and staying so).
+	// node agreeing on leader and term (and staying so); AsymDrop: how
+	// long each drop lasted.
 	AsymHeal Dist      `json:"asym_heal"`
+	AsymDrop Millis    `json:"asym_drop_ms,omitempty"`
 	Idle     Idle      `json:"idle"`
 	Soaks    []Soak    `json:"soaks"`
 	Profiles []Profile `json:"profiles"`
@@ -333,7 +335,11 @@ func (r *BenchResult) Table() string {
 	row("rolling restart, leaderless time", rolling)
 	row("restarted follower knows the leader (exec)", r.Rejoin.String())
 	row("  (from its start event)", r.RejoinFromLoad.String())
-	row("agreement after an asymmetric drop heals", r.AsymHeal.String())
+	heal := "agreement after an asymmetric drop heals"
+	if r.AsymHeal.N > 0 {
+		heal = fmt.Sprintf("agreement after a %v asymmetric drop heals", r.AsymDrop)
+	}
+	row(heal, r.AsymHeal.String())
 	if len(r.Idle.Nodes) > 0 {
 		fmt.Fprintf(&b, "   idle over %v (load average %.2f at the start, %.2f at the end):\n", r.Idle.Window, r.Idle.LoadStart, r.Idle.LoadEnd)
 		fmt.Fprintf(&b, "   %-4s %-8s %9s %6s %9s %9s %8s %8s %8s %8s %10s %10s\n", "node", "role", "cpu ms/s", "cpu%", "oncpu ms/s", "wakeups/s", "rss MB", "max MB", "anon MB", "pss MB", "tx B/s", "rx B/s")

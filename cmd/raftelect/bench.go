@@ -82,6 +82,7 @@ See docs/benchmarks.md.`,
 	f.IntVar(&o.Terms, "terms", 10, "SIGTERMs of the leader (graceful transfer)")
 	f.IntVar(&o.Rejoins, "rejoins", 10, "follower restarts (kill -9, start)")
 	f.IntVar(&o.AsymHeals, "asym-heals", 5, "silent drops leader -> follower, healed")
+	f.DurationVar(&o.AsymDrop, "asym-drop", 0, "how long each of those drops lasts (default: 3 x election timeout)")
 	f.BoolVar(&o.Rolling, "rolling", true, "a rolling restart of every node (SIGTERM, start)")
 	f.DurationVar(&o.Idle, "idle", 60*time.Second, "idle window for CPU, RSS and traffic")
 	f.DurationVar(&o.Soak, "soak", 10*time.Minute, "length of each soak (idle, then one follower hung) for goroutine and heap growth")
