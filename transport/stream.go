@@ -304,12 +304,11 @@ func (ls *laneStream) open(t *Transport, client pb.PeerClient, p *peer, timeout 
 	return nil
 }
 
-// sendOnLane delivers one batch to p on the lane's stream and reports the
-// outcome as send does.
-func (t *Transport) sendOnLane(p *peer, ls *laneStream, client pb.PeerClient, hedged bool, batch []*raftpb.Message, timeout time.Duration) {
+// sendOnLane delivers one batch to p on the lane's stream, reports the
+// outcome as send does, and returns the error, if any.
+func (t *Transport) sendOnLane(p *peer, ls *laneStream, client pb.PeerClient, hedged bool, batch []*raftpb.Message, timeout time.Duration) error {
 	if p.unary.Load() {
-		t.send(p, batch, timeout)
-		return
+		return t.send(p, batch, timeout)
 	}
 	req, own := t.request(p, batch)
 	start := time.Now()
@@ -325,10 +324,10 @@ func (t *Transport) sendOnLane(p *peer, ls *laneStream, client pb.PeerClient, he
 		if !p.unary.Swap(true) {
 			t.log.Info("peer has no streams: sending it unary Sends", "peer", p.Name)
 		}
-		t.send(p, batch, timeout)
-		return
+		return t.send(p, batch, timeout)
 	}
 	t.sent(p, batch, req, own, resp, err, time.Since(start))
+	return err
 }
 
 // Hedged heartbeats. Both lanes to a peer share one TCP connection, so one

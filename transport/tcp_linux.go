@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"net"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -72,4 +73,32 @@ func thinStream(c syscall.RawConn) error {
 		return err
 	}
 	return serr
+}
+
+// tcpStalled reports whether c holds data that TCP cannot get across: the
+// retransmission timer fired for its oldest unacknowledged segment (a
+// silent loss: TCP_INFO's retransmits, reset when that segment is
+// acknowledged), or its sends fail on this host and the probe timer
+// retries them (a local drop, such as a firewall rule on the way out:
+// probes with the peer's window open). A peer process that stopped reading
+// causes neither while its kernel acknowledges, nor do zero-window probes
+// (the window is shut then). ok is false when c is no TCP connection or is
+// closed.
+func tcpStalled(c net.Conn) (stalled, ok bool) {
+	sc, isTCP := c.(syscall.Conn)
+	if !isTCP {
+		return false, false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false, false
+	}
+	var info *unix.TCPInfo
+	var ierr error
+	if err := rc.Control(func(fd uintptr) {
+		info, ierr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+	}); err != nil || ierr != nil {
+		return false, false
+	}
+	return info.Retransmits > 0 || info.Probes > 0 && info.Snd_wnd > 0, true
 }

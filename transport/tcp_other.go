@@ -2,8 +2,15 @@
 
 package transport
 
-import "syscall"
+import (
+	"net"
+	"syscall"
+)
 
 // thinStream is Linux's TCP_THIN_LINEAR_TIMEOUTS (see tcp_linux.go); other
 // platforms keep their default retransmission backoff.
 func thinStream(syscall.RawConn) error { return nil }
+
+// tcpStalled is known on Linux only (see tcp_linux.go): elsewhere a
+// stalled path waits for TCP's own retransmissions, as it always did.
+func tcpStalled(net.Conn) (stalled, ok bool) { return false, false }

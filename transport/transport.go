@@ -36,7 +36,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
@@ -478,6 +477,8 @@ func (t *Transport) Start() error {
 // are at most MaxAppendBytes, snapshots carry no data.
 const windowSize = 64 << 10
 
+// dial makes a ClientConn to p: its primary one, or the spare one for
+// hedged heartbeats.
 func (t *Transport) dial(p *peer, primary bool) (*grpc.ClientConn, error) {
 	creds := insecure.NewCredentials()
 	if t.opts.Credentials != nil {
@@ -501,15 +502,7 @@ func (t *Transport) dial(p *peer, primary bool) (*grpc.ClientConn, error) {
 	return grpc.NewClient(p.Addr,
 		grpc.WithTransportCredentials(creds),
 		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
-			c, err := thinStreamDialer().DialContext(ctx, "tcp", addr)
-			if errors.Is(err, syscall.ECONNREFUSED) && t.opts.Handler != nil {
-				t.opts.Handler.PeerRefused(p.ID)
-			}
-			if err == nil && primary {
-				local := c.LocalAddr().String()
-				p.dialed.Store(&local)
-			}
-			return c, err
+			return t.dialPeer(ctx, p, addr, primary)
 		}),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{
 			Time:                t.opts.KeepaliveTime,
@@ -699,9 +692,13 @@ func (t *Transport) runLane(p *peer, q *sendQueue, client pb.PeerClient, timeout
 				}
 				p.controlBusy.Store(int64(time.Since(monoBase)))
 			}
-			t.sendOnLane(p, &ls, client, q == p.hedge, rest[:n], timeout)
+			err := t.sendOnLane(p, &ls, client, q == p.hedge, rest[:n], timeout)
 			if q == p.control {
 				p.controlBusy.Store(0)
+				p.wanted.Store(int64(time.Since(monoBase)))
+				if err != nil {
+					t.controlFailed(p)
+				}
 			}
 			rest = rest[n:]
 		}
@@ -729,16 +726,18 @@ func sendChunk(msgs []*raftpb.Message, maxBytes int) int {
 	return n
 }
 
-// send delivers one batch to p by a unary Send with a deadline and reports
-// the outcome to raft. The lanes send on their streams (sendOnLane); the
-// hello, SyncSend and lanes to a peer without Stream use this.
-func (t *Transport) send(p *peer, batch []*raftpb.Message, timeout time.Duration) {
+// send delivers one batch to p by a unary Send with a deadline, reports the
+// outcome to raft and returns the error. The lanes send on their streams
+// (sendOnLane); the hello, SyncSend and lanes to a peer without Stream use
+// this.
+func (t *Transport) send(p *peer, batch []*raftpb.Message, timeout time.Duration) error {
 	req, own := t.request(p, batch)
 	ctx, cancel := context.WithTimeout(t.ctx, timeout)
 	start := time.Now()
 	resp, err := p.client.Send(ctx, req)
 	cancel()
 	t.sent(p, batch, req, own, resp, err, time.Since(start))
+	return err
 }
 
 // request builds the request that carries batch to p, in full.
@@ -882,6 +881,13 @@ type peer struct {
 	controlBusy atomic.Int64
 	minRTT      atomic.Int64
 	hedged      atomic.Uint64
+
+	// Stalled paths (path.go): the connections under the ClientConns and
+	// the prober's hand-over; when the control lane last sent (monoBase
+	// ns); how often a stalled connection was replaced.
+	path     pathState
+	wanted   atomic.Int64
+	rerouted atomic.Uint64
 
 	drops       atomic.Uint64 // queue full
 	expired     atomic.Uint64 // too old to send
