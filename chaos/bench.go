@@ -46,7 +46,12 @@ type BenchOptions struct {
 	// the heal depend on it (docs/benchmarks.md, "Agreement after an
 	// asymmetric drop heals").
 	AsymDrop time.Duration
-	Rolling  bool
+	// AsymDropArriving drops those packets as they arrive at the follower
+	// (netns.DropArriving: the leader's stack learns nothing, as when a
+	// network loses them) instead of on the leader's way out
+	// (netns.DropBetween: its sends fail on its host).
+	AsymDropArriving bool
+	Rolling          bool
 
 	Idle    time.Duration // idle CPU, RSS and traffic window
 	Soak    time.Duration // goroutines and heap over each of the two soaks
@@ -517,19 +522,23 @@ func (b *bench) asymHeals(ctx context.Context) error {
 			return err
 		}
 		fi := (li + 1) % len(b.c.nodes)
-		if err := b.c.nw.DropBetween(li, fi); err != nil {
+		drop, healed, where := b.c.nw.DropBetween, li, "on the leader's way out"
+		if b.o.AsymDropArriving {
+			drop, healed, where = b.c.nw.DropArriving, fi, "as they arrive at the follower"
+		}
+		if err := drop(li, fi); err != nil {
 			return err
 		}
-		b.logf("asym heal %d/%d: dropping %s -> %s for %v", k+1, b.o.AsymHeals, b.c.nodes[li].name, b.c.nodes[fi].name, b.o.AsymDrop)
+		b.logf("asym heal %d/%d: dropping %s -> %s %s for %v", k+1, b.o.AsymHeals, b.c.nodes[li].name, b.c.nodes[fi].name, where, b.o.AsymDrop)
 		if err := sleepCtx(ctx, b.o.AsymDrop); err != nil {
-			_ = b.c.nw.Heal(li)
+			_ = b.c.nw.Heal(healed)
 			return err
 		}
 		b.poll()
 		m := b.views()
 		agreedAtHeal := agree(m, len(b.c.nodes))
 		heal := eventlog.Now()
-		if err := b.c.nw.Heal(li); err != nil {
+		if err := b.c.nw.Heal(healed); err != nil {
 			return err
 		}
 		var since int64 = -1
@@ -571,6 +580,7 @@ func (b *bench) asymHeals(ctx context.Context) error {
 	}
 	b.res.AsymHeal = newDist(out)
 	b.res.AsymDrop = Millis(b.o.AsymDrop)
+	b.res.AsymDropArriving = b.o.AsymDropArriving
 	return nil
 }
 

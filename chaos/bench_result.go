@@ -177,13 +177,15 @@ type BenchResult struct {
 	RejoinFromLoad Dist `json:"rejoin_from_load"`
 	// AsymHeal: a silent drop leader -> one follower healed, to every
 	// node agreeing on leader and term (and staying so); AsymDrop: how
-	// long each drop lasted.
-	AsymHeal Dist      `json:"asym_heal"`
-	AsymDrop Millis    `json:"asym_drop_ms,omitempty"`
-	Idle     Idle      `json:"idle"`
-	Soaks    []Soak    `json:"soaks"`
-	Profiles []Profile `json:"profiles"`
-	Targets  []Target  `json:"targets"`
+	// long each drop lasted; AsymDropArriving: dropped as they arrived at
+	// the follower, not on the leader's way out.
+	AsymHeal         Dist      `json:"asym_heal"`
+	AsymDrop         Millis    `json:"asym_drop_ms,omitempty"`
+	AsymDropArriving bool      `json:"asym_drop_arriving,omitempty"`
+	Idle             Idle      `json:"idle"`
+	Soaks            []Soak    `json:"soaks"`
+	Profiles         []Profile `json:"profiles"`
+	Targets          []Target  `json:"targets"`
 	// Violations are the checker's rules broken in the event logs of the
 	// fault phases; Errors are repetitions that could not be measured.
 	Violations []string `json:"violations"`
@@ -338,6 +340,9 @@ func (r *BenchResult) Table() string {
 	heal := "agreement after an asymmetric drop heals"
 	if r.AsymHeal.N > 0 {
 		heal = fmt.Sprintf("agreement after a %v asymmetric drop heals", r.AsymDrop)
+		if r.AsymDropArriving {
+			heal += " (dropped arriving)"
+		}
 	}
 	row(heal, r.AsymHeal.String())
 	if len(r.Idle.Nodes) > 0 {

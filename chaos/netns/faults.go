@@ -41,6 +41,20 @@ func (nw *Network) DropBetween(from, to int) error {
 	return nw.addRules(from, fmt.Sprintf("add rule netdev %s egress ip daddr %s drop\n", Table, nw.nodes[to].IP))
 }
 
+// DropArriving drops every IP packet that node from sends to node to as it
+// arrives at to, before to's stack sees it. Unlike DropBetween, from's
+// stack learns nothing: its sends succeed, and TCP finds the loss only by
+// its retransmission timer, as when a network loses the packets. (A drop on
+// from's way out makes the send fail on from's host: TCP retries at the
+// application's next write, or every 500 ms, instead of backing off.)
+// Heal(to) removes it; Heal(from) does not.
+func (nw *Network) DropArriving(from, to int) error {
+	if err := nw.checkPair(from, to); err != nil {
+		return err
+	}
+	return nw.addRules(to, fmt.Sprintf("add rule netdev %s ingress ip saddr %s drop\n", Table, nw.nodes[from].IP))
+}
+
 // Isolate silently drops everything the node sends or receives on its eth0,
 // including ARP, as if its host vanished from the network. Loopback traffic,
 // including connections to its own IP, still works.

@@ -560,3 +560,42 @@ func TestRejectRefusesThePortOnlyWhileTheProcessRuns(t *testing.T) {
 		})
 	}
 }
+
+func TestDropArrivingIsOneWayAndLivesAtTheReceiver(t *testing.T) {
+	nw := newNetwork(t, 3)
+	echo1 := echoServer(t, nw, 1)
+	echo0 := echoServer(t, nw, 0)
+	udp1, got1 := udpSink(t, nw, 1)
+	udp0, got0 := udpSink(t, nw, 0)
+	mustEcho(t, nw, 0, echo1)
+
+	if err := nw.DropArriving(0, 1); err != nil {
+		t.Fatal(err)
+	}
+	mustTimeOut(t, nw, 0, echo1)
+	mustEcho(t, nw, 2, echo1)
+	if err := sendUDP(nw, 0, udp1, 10); err != nil {
+		t.Fatalf("node 0's sends failed locally: %v", err)
+	}
+	if n, ok := received(got1, blocked); ok || n != 0 {
+		t.Fatalf("node 1 received %d datagrams from node 0 (end %v), want none", n, ok)
+	}
+	if err := sendUDP(nw, 1, udp0, 10); err != nil {
+		t.Fatal(err)
+	}
+	if n, ok := received(got0, open); !ok || n != 10 {
+		t.Fatalf("node 0 received %d of 10 datagrams from node 1 (end %v)", n, ok)
+	}
+	mustTimeOut(t, nw, 1, echo0) // node 0's SYN-ACK does not arrive
+
+	// The fault lives in node 1's namespace: healing node 0 changes nothing.
+	if err := nw.Heal(0); err != nil {
+		t.Fatal(err)
+	}
+	mustTimeOut(t, nw, 0, echo1)
+	if err := nw.Heal(1); err != nil {
+		t.Fatal(err)
+	}
+	mustEcho(t, nw, 0, echo1)
+	mustEcho(t, nw, 1, echo0)
+}

@@ -83,6 +83,7 @@ See docs/benchmarks.md.`,
 	f.IntVar(&o.Rejoins, "rejoins", 10, "follower restarts (kill -9, start)")
 	f.IntVar(&o.AsymHeals, "asym-heals", 5, "silent drops leader -> follower, healed")
 	f.DurationVar(&o.AsymDrop, "asym-drop", 0, "how long each of those drops lasts (default: 3 x election timeout)")
+	f.BoolVar(&o.AsymDropArriving, "asym-drop-arriving", false, "drop those packets as they arrive at the follower (the leader's stack learns nothing, as when a network loses them), not on the leader's way out")
 	f.BoolVar(&o.Rolling, "rolling", true, "a rolling restart of every node (SIGTERM, start)")
 	f.DurationVar(&o.Idle, "idle", 60*time.Second, "idle window for CPU, RSS and traffic")
 	f.DurationVar(&o.Soak, "soak", 10*time.Minute, "length of each soak (idle, then one follower hung) for goroutine and heap growth")
