@@ -175,8 +175,7 @@ func signal(ch chan struct{}) {
 }
 
 // controlFailed is called by p's control lane when a request failed: if the
-// primary connection is retransmitting, it starts p's prober, unless one
-// runs.
+// primary connection is stalled, it starts p's prober, unless one runs.
 func (t *Transport) controlFailed(p *peer) {
 	ps := &p.path
 	ps.mu.Lock()
@@ -237,7 +236,7 @@ func (t *Transport) probePath(p *peer, stalled net.Conn) {
 
 // reroute replaces p's stalled connection: c (a probe's connection, or
 // nil) goes to the primary ClientConn's next dial, the stalled connection
-// and a retransmitting spare are closed, and gRPC is told to dial at once.
+// and a stalled spare are closed, and gRPC is told to dial at once.
 // c waits at most a control deadline to be taken, then is closed.
 func (t *Transport) reroute(p *peer, stalled, c net.Conn) {
 	ps := &p.path
@@ -274,7 +273,11 @@ func (t *Transport) reroute(p *peer, stalled, c net.Conn) {
 		}
 		p.spareMu.Unlock()
 	}
-	t.log.Info("path to peer was stalled and works again: reconnecting", "peer", p.Name, "probe_connected", c != nil)
+	if c != nil {
+		t.log.Info("path to peer stalled and works again: reconnecting on a fresh connection", "peer", p.Name)
+	} else {
+		t.log.Info("path to peer stalled and its port refuses connections: reconnecting", "peer", p.Name)
+	}
 	if c == nil {
 		return
 	}
