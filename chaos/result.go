@@ -399,6 +399,71 @@ func (r *Result) failBack(fb *FailBackExpect) Check {
 	return c
 }
 
+// agreedAfter is how long after at every running node named the same
+// leader in the same term, for good (until the run's end or until an event
+// changed that); false if they never did before the observation ended.
+func (r *Result) agreedAfter(at int64) (time.Duration, bool) {
+	type view struct {
+		alive  bool
+		term   uint64
+		leader string
+	}
+	m := map[string]view{}
+	apply := func(e eventlog.Event) {
+		switch e.Kind {
+		case eventlog.KindStart:
+			m[e.Node] = view{alive: true, term: e.Term}
+		case eventlog.KindStop, eventlog.KindCrash:
+			m[e.Node] = view{}
+		case eventlog.KindState:
+			m[e.Node] = view{alive: true, term: e.Term, leader: e.Leader}
+		}
+	}
+	agree := func() bool {
+		var first *view
+		for _, v := range m {
+			if !v.alive {
+				continue
+			}
+			if v.leader == "" {
+				return false
+			}
+			if first == nil {
+				first = &v
+			} else if v.term != first.term || v.leader != first.leader {
+				return false
+			}
+		}
+		return first != nil
+	}
+	since := int64(-1)
+	for _, e := range r.Events {
+		if e.Mono > at && since < 0 && agree() {
+			since = at
+		}
+		if e.Mono >= r.End {
+			break
+		}
+		apply(e)
+		if e.Mono <= at {
+			continue
+		}
+		switch ok := agree(); {
+		case ok && since < 0:
+			since = e.Mono
+		case !ok:
+			since = -1
+		}
+	}
+	if since < 0 && agree() {
+		since = at
+	}
+	if since < 0 {
+		return 0, false
+	}
+	return time.Duration(since - at), true
+}
+
 // expectations judges the result against what the scenario promises.
 func expectations(s *Scenario, r *Result) []Check {
 	x := s.Expect
@@ -487,6 +552,18 @@ func expectations(s *Scenario, r *Result) []Check {
 	}
 	if fb := x.FailBack; fb != nil {
 		out = append(out, r.failBack(fb))
+	}
+	if lim := x.AgreeAfterHealWithin.D(); lim > 0 {
+		for _, w := range r.Faults {
+			if w.Kind != FaultDrop {
+				continue
+			}
+			c := Check{Name: fmt.Sprintf("fault %d: every node names one leader after the heal", w.Index), Want: "<= " + lim.String(), Got: "never"}
+			if d, ok := r.agreedAfter(w.End); ok {
+				c.Got, c.OK = Millis(d).String(), d <= lim
+			}
+			out = append(out, c)
+		}
 	}
 	if x.MaxRSSGrowthMB != nil {
 		for _, st := range r.NodeStats {

@@ -265,6 +265,10 @@ type Expected struct {
 	// MaxChangeTime bounds each membership change, from its request to
 	// its result applied on every member.
 	MaxChangeTime config.Duration `yaml:"max_change_time"`
+	// AgreeAfterHealWithin: when each drop fault ends, every running node
+	// names the same leader in the same term within this long (and from
+	// then on until the next event that changes it).
+	AgreeAfterHealWithin config.Duration `yaml:"agree_after_heal_within"`
 	// MaxLogBytes and MaxLogLines bound, per node, what it wrote to its
 	// log (stderr) during the observation: a log storm fails the run.
 	MaxLogBytes *int64 `yaml:"max_log_bytes"`
@@ -520,7 +524,8 @@ func (s *Scenario) Scaled(factor float64, minFault time.Duration) *Scenario {
 }
 
 // WithTimingSlack returns a copy whose timing targets (new leader within,
-// old lease ends within, change time, fail-back within, CPU) are k times as
+// old lease ends within, change time, agreement after a heal, fail-back
+// within, CPU) are k times as
 // loose. The Go test suite uses it: on a shared CI machine a timing target
 // is a figure (each run's one-line result prints it), and only a miss by k
 // times is a failure, which still catches a node that never elects or never
@@ -533,6 +538,7 @@ func (s *Scenario) WithTimingSlack(k float64) *Scenario {
 	x.NewLeaderWithin = config.Duration(float64(x.NewLeaderWithin) * k)
 	x.OldLeaseEndsWithin = config.Duration(float64(x.OldLeaseEndsWithin) * k)
 	x.MaxChangeTime = config.Duration(float64(x.MaxChangeTime) * k)
+	x.AgreeAfterHealWithin = config.Duration(float64(x.AgreeAfterHealWithin) * k)
 	if x.FailBack != nil {
 		// Within is a target; NotBefore is the stable period, a promise.
 		fb := *x.FailBack

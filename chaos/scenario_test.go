@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -220,5 +221,47 @@ func TestMeasureChanges(t *testing.T) {
 	}
 	if len(ok) != 3 || !ok[0] || ok[1] || ok[2] || r.Pass {
 		t.Errorf("checks %+v, pass %v; want ok, too slow, never applied, and FAIL", r.Checks, r.Pass)
+	}
+}
+
+// TestAnalyseAgreementAfterHeal: the time from a drop's end to every
+// running node naming one leader in one term, for good: a node that names
+// the leader and then campaigns again restarts the clock.
+func TestAnalyseAgreementAfterHeal(t *testing.T) {
+	ms := func(n int64) int64 { return n * 1e6 }
+	base := []eventlog.Event{
+		{Mono: ms(1), Node: "n1", Kind: eventlog.KindStart},
+		{Mono: ms(1), Node: "n2", Kind: eventlog.KindStart},
+		{Mono: ms(100), Node: "n1", Kind: eventlog.KindState, Term: 2, Role: "leader", Leader: "n1"},
+		{Mono: ms(100), Node: "n2", Kind: eventlog.KindState, Term: 2, Role: "follower", Leader: "n1"},
+		// The drop n1 -> n2 from 2000 to 4000: n2 campaigns.
+		{Mono: ms(3000), Node: "n2", Kind: eventlog.KindState, Term: 2, Role: "pre-candidate"},
+	}
+	s := &Scenario{Name: "t", Nodes: 2, Expect: Expected{AgreeAfterHealWithin: config.Duration(time.Second)}}
+	faults := []FaultWindow{{Index: 0, Kind: FaultDrop, Start: ms(2000), End: ms(4000), LeaderAtStart: "n1"}}
+	stats := []NodeStats{{Name: "n1"}, {Name: "n2"}}
+	back := func(at int64) eventlog.Event {
+		return eventlog.Event{Mono: ms(at), Node: "n2", Kind: eventlog.KindState, Term: 2, Role: "follower", Leader: "n1"}
+	}
+	for _, tc := range []struct {
+		name string
+		more []eventlog.Event
+		got  string
+		pass bool
+	}{
+		{"soon", []eventlog.Event{back(4300)}, "300ms", true},
+		{"late", []eventlog.Event{back(5500)}, "1.5s", false},
+		{"never", nil, "never", false},
+		{"back then gone again", []eventlog.Event{back(4100), {Mono: ms(4200), Node: "n2", Kind: eventlog.KindState, Term: 2, Role: "pre-candidate"}, back(5200)}, "1.2s", false},
+	} {
+		ev := append(slices.Clone(base), tc.more...)
+		r := analyse(s, ev, ms(1000), ms(8000), faults, nil, stats)
+		if len(r.Checks) != 1 || r.Checks[0].Got != tc.got || r.Checks[0].OK != tc.pass || r.Pass != tc.pass {
+			t.Errorf("%s: checks %+v, pass %v; want got %s, pass %v", tc.name, r.Checks, r.Pass, tc.got, tc.pass)
+		}
+	}
+	// Agreeing at the heal already: 0.
+	if r := analyse(s, slices.Clone(base[:4]), ms(1000), ms(8000), faults, nil, stats); !r.Pass || r.Checks[0].Got != "0s" {
+		t.Errorf("agreeing through the drop: %+v", r.Checks)
 	}
 }
