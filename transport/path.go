@@ -202,6 +202,12 @@ func (t *Transport) probePath(p *peer, stalled net.Conn) {
 		ps.probing = false
 		ps.mu.Unlock()
 	}()
+	// Every attempt dials from one source port: a SYN that reaches the
+	// peer while its answers cannot come back leaves a half-open entry
+	// there, which its kernel keeps for about a minute of SYN-ACK
+	// retries; a new SYN on the same addresses finds that entry instead
+	// of making another, so the peer holds one, not one per attempt.
+	var local *net.TCPAddr
 	for p.ctx.Err() == nil {
 		ps.mu.Lock()
 		current := ps.primary
@@ -216,8 +222,18 @@ func (t *Transport) probePath(p *peer, stalled net.Conn) {
 			return // nothing to send: the next failure starts a prober again
 		}
 		interval := probeInterval(t.opts.ControlTimeout, time.Duration(p.minRTT.Load()))
+		if local == nil {
+			local = sourcePort()
+		}
+		d := thinStreamDialer()
+		if local != nil {
+			d.LocalAddr = local
+		}
 		ctx, cancel := context.WithTimeout(p.ctx, interval)
-		c, err := thinStreamDialer().DialContext(ctx, "tcp", p.Addr)
+		c, err := d.DialContext(ctx, "tcp", p.Addr)
+		if errors.Is(err, syscall.EADDRINUSE) {
+			local = nil // taken meanwhile: another one next time
+		}
 		if err == nil {
 			cancel()
 			t.reroute(p, stalled, c)
@@ -232,6 +248,18 @@ func (t *Transport) probePath(p *peer, stalled net.Conn) {
 			return
 		}
 	}
+}
+
+// sourcePort returns a local port free now, with no address (the route
+// chooses it), or nil if none could be had (then each attempt takes an
+// ephemeral port of its own).
+func sourcePort() *net.TCPAddr {
+	l, err := net.Listen("tcp", ":0")
+	if err != nil {
+		return nil
+	}
+	defer l.Close()
+	return &net.TCPAddr{Port: l.Addr().(*net.TCPAddr).Port}
 }
 
 // reroute replaces p's stalled connection: c (a probe's connection, or
