@@ -20,7 +20,9 @@ package transport
 // deadline and the connection under it is stalled (tcpStalled: TCP is
 // retransmitting its oldest segment on the timer, or its sends fail on
 // this host; a slow or stopped peer process causes neither, since its
-// kernel still acknowledges), a prober dials the peer afresh, one
+// kernel still acknowledges) or gone with no other one ready (the kernel
+// gave up on it after KeepaliveTimeout, and gRPC is between dials), a
+// prober dials the peer afresh, one
 // connection attempt at a time, each given probeInterval: a new SYN leaves
 // at once, where the stalled connection's next retransmission or gRPC's
 // next dial may be seconds away. An attempt that is not answered in time is
@@ -61,6 +63,9 @@ type pathState struct {
 	primary net.Conn // the TCP connection under the peer's ClientConn, as last dialled
 	spare   net.Conn // the same for the spare ClientConn
 	probing bool     // a prober runs
+	// quietUntil: no prober before then (monoBase ns): a probe was
+	// refused, and gRPC's own dials pace themselves.
+	quietUntil int64
 	// fresh is a probe's connection for the primary ClientConn's next
 	// dial; ready is signalled when it is set, so that a dial in progress
 	// takes it, and took when a dial took it. Both have capacity 1.
@@ -175,25 +180,42 @@ func signal(ch chan struct{}) {
 }
 
 // controlFailed is called by p's control lane when a request failed: if the
-// primary connection is stalled, it starts p's prober, unless one runs.
+// primary connection is stalled, or gone (the kernel gave up on it:
+// KeepaliveTimeout is its TCP_USER_TIMEOUT) with no other one ready, it
+// starts p's prober, unless one runs.
 func (t *Transport) controlFailed(p *peer) {
+	if !tcpInfo {
+		return
+	}
 	ps := &p.path
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	if ps.probing || ps.primary == nil || p.ctx.Err() != nil {
+	if ps.probing || p.ctx.Err() != nil || int64(time.Since(monoBase)) < ps.quietUntil {
 		return
 	}
-	if r, ok := tcpStalled(ps.primary); !ok || !r {
+	stalled := ps.primary
+	if stalled != nil {
+		if r, ok := tcpStalled(stalled); ok && !r {
+			return // open and moving: a slow peer, not a stalled path
+		}
+	}
+	if (stalled == nil || !connOpen(stalled)) && p.conn.GetState() == connectivity.Ready {
 		return
 	}
 	ps.probing = true
 	t.wg.Add(1)
-	go t.probePath(p, ps.primary)
+	go t.probePath(p, stalled)
+}
+
+// connOpen says whether c is an open TCP connection.
+func connOpen(c net.Conn) bool {
+	_, ok := tcpStalled(c)
+	return ok
 }
 
 // probePath dials p once per probeInterval until an attempt connects, the
-// stalled connection recovers, or the path is no longer wanted; see the
-// top of this file.
+// stalled connection (nil: none) recovers, gRPC reconnects by itself, or
+// the path is no longer wanted; see the top of this file.
 func (t *Transport) probePath(p *peer, stalled net.Conn) {
 	defer t.wg.Done()
 	ps := &p.path
@@ -242,9 +264,17 @@ func (t *Transport) probePath(p *peer, stalled net.Conn) {
 		<-ctx.Done() // a refusal or error returns early: keep the pace
 		cancel()
 		if errors.Is(err, syscall.ECONNREFUSED) {
-			// The path works; nobody listens. gRPC's dials will be
-			// refused too and report it (PeerRefused).
-			t.reroute(p, stalled, nil)
+			// The path works; nobody listens. A stalled connection
+			// is of no use: closed, gRPC redials, is refused too and
+			// reports it (PeerRefused). No prober again before gRPC's
+			// longest backoff: its dials pace themselves.
+			if stalled != nil && connOpen(stalled) {
+				stalled.Close()
+			}
+			ps.mu.Lock()
+			ps.quietUntil = int64(time.Since(monoBase) + t.opts.MaxReconnectBackoff)
+			ps.mu.Unlock()
+			t.log.Info("path to peer stalled and its port refuses connections", "peer", p.Name)
 			return
 		}
 	}
@@ -262,9 +292,10 @@ func sourcePort() *net.TCPAddr {
 	return &net.TCPAddr{Port: l.Addr().(*net.TCPAddr).Port}
 }
 
-// reroute replaces p's stalled connection: c (a probe's connection, or
-// nil) goes to the primary ClientConn's next dial, the stalled connection
-// and a stalled spare are closed, and gRPC is told to dial at once.
+// reroute replaces p's stalled connection (nil: none open): c, a probe's
+// connection, goes to the primary ClientConn's next dial, the stalled
+// connection and a stalled spare are closed, and gRPC is told to dial at
+// once.
 // c waits at most a control deadline to be taken, then is closed.
 func (t *Transport) reroute(p *peer, stalled, c net.Conn) {
 	ps := &p.path
@@ -288,10 +319,10 @@ func (t *Transport) reroute(p *peer, stalled, c net.Conn) {
 	}
 	ps.mu.Unlock()
 	p.rerouted.Add(1)
-	if c != nil {
-		signal(ps.ready)
+	signal(ps.ready)
+	if stalled != nil {
+		stalled.Close() // gRPC's reader fails: the connection goes Idle, watchConn connects it
 	}
-	stalled.Close() // gRPC's reader fails: the connection goes Idle, watchConn connects it
 	p.conn.ResetConnectBackoff()
 	if spare != nil {
 		spare.Close()
@@ -301,14 +332,7 @@ func (t *Transport) reroute(p *peer, stalled, c net.Conn) {
 		}
 		p.spareMu.Unlock()
 	}
-	if c != nil {
-		t.log.Info("path to peer stalled and works again: reconnecting on a fresh connection", "peer", p.Name)
-	} else {
-		t.log.Info("path to peer stalled and its port refuses connections: reconnecting", "peer", p.Name)
-	}
-	if c == nil {
-		return
-	}
+	t.log.Info("path to peer stalled and works again: reconnecting on a fresh connection", "peer", p.Name)
 	// Wait for the dial to take c; if none does within a control deadline
 	// (gRPC reconnected on its own first), close it.
 	timer := time.NewTimer(t.opts.ControlTimeout)

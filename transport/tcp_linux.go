@@ -75,6 +75,9 @@ func thinStream(c syscall.RawConn) error {
 	return serr
 }
 
+// tcpInfo: tcpStalled can tell (path.go).
+const tcpInfo = true
+
 // tcpStalled reports whether c holds data that TCP cannot get across: the
 // retransmission timer fired for its oldest unacknowledged segment (a
 // silent loss: TCP_INFO's retransmits, reset when that segment is

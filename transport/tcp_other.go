@@ -11,6 +11,9 @@ import (
 // platforms keep their default retransmission backoff.
 func thinStream(syscall.RawConn) error { return nil }
 
+// tcpInfo: tcpStalled cannot tell; the prober stays off (path.go).
+const tcpInfo = false
+
 // tcpStalled is known on Linux only (see tcp_linux.go): elsewhere a
 // stalled path waits for TCP's own retransmissions, as it always did.
 func tcpStalled(net.Conn) (stalled, ok bool) { return false, false }
