@@ -269,7 +269,7 @@ func (t *Transport) probePath(p *peer, stalled net.Conn) {
 			// reports it (PeerRefused). No prober again before gRPC's
 			// longest backoff: its dials pace themselves.
 			if stalled != nil && connOpen(stalled) {
-				stalled.Close()
+				abort(stalled)
 			}
 			ps.mu.Lock()
 			ps.quietUntil = int64(time.Since(monoBase) + t.opts.MaxReconnectBackoff)
@@ -278,6 +278,18 @@ func (t *Transport) probePath(p *peer, stalled net.Conn) {
 			return
 		}
 	}
+}
+
+// abort closes a stalled connection with a reset, sent at once: a plain
+// close queues its FIN behind the data TCP is still retransmitting, so the
+// peer would keep the connection (and count it against the limit of
+// connections per identity, which the new one needs) until that data got
+// through, seconds later, and would then be handed stale requests.
+func abort(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	c.Close()
 }
 
 // sourcePort returns a local port free now, with no address (the route
@@ -321,11 +333,11 @@ func (t *Transport) reroute(p *peer, stalled, c net.Conn) {
 	p.rerouted.Add(1)
 	signal(ps.ready)
 	if stalled != nil {
-		stalled.Close() // gRPC's reader fails: the connection goes Idle, watchConn connects it
+		abort(stalled) // gRPC's reader fails: the connection goes Idle, watchConn connects it
 	}
 	p.conn.ResetConnectBackoff()
 	if spare != nil {
-		spare.Close()
+		abort(spare)
 		p.spareMu.Lock()
 		if p.spare != nil {
 			p.spare.Connect() // ready before the next hedge needs it

@@ -78,6 +78,10 @@ func thinStream(c syscall.RawConn) error {
 // tcpInfo: tcpStalled can tell (path.go).
 const tcpInfo = true
 
+// tcpEstablished is TCP_ESTABLISHED, TCP_INFO's state of an open
+// connection (include/net/tcp_states.h).
+const tcpEstablished = 1
+
 // tcpStalled reports whether c holds data that TCP cannot get across: the
 // retransmission timer fired for its oldest unacknowledged segment (a
 // silent loss: TCP_INFO's retransmits, reset when that segment is
@@ -86,7 +90,7 @@ const tcpInfo = true
 // probes with the peer's window open). A peer process that stopped reading
 // causes neither while its kernel acknowledges, nor do zero-window probes
 // (the window is shut then). ok is false when c is no TCP connection or is
-// closed.
+// not established.
 func tcpStalled(c net.Conn) (stalled, ok bool) {
 	sc, isTCP := c.(syscall.Conn)
 	if !isTCP {
@@ -100,7 +104,10 @@ func tcpStalled(c net.Conn) (stalled, ok bool) {
 	var ierr error
 	if err := rc.Control(func(fd uintptr) {
 		info, ierr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
-	}); err != nil || ierr != nil {
+	}); err != nil || ierr != nil || info.State != tcpEstablished {
+		// Closed: by this side, by the peer, or by the kernel, which
+		// gives up after TCP_USER_TIMEOUT and leaves the descriptor
+		// open until gRPC reads the error.
 		return false, false
 	}
 	return info.Retransmits > 0 || info.Probes > 0 && info.Snd_wnd > 0, true
