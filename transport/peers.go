@@ -135,6 +135,7 @@ func (t *Transport) newPeer(m Peer) *peer {
 		Peer: m, control: newSendQueue(t.opts.ControlQueue), data: newSendQueue(t.opts.DataQueue),
 		hedge: newSendQueue(1),
 	}
+	p.path.ready, p.path.took = make(chan struct{}, 1), make(chan struct{}, 1)
 	p.sendLabels.Store(true)
 	p.sendConfig.Store(true)
 	return p
