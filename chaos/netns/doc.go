@@ -47,10 +47,15 @@
 // to it (sendmsg returns EPERM for UDP; TCP sees a failed transmit and keeps
 // the segment unsent instead of waiting for an ACK). That is a local signal,
 // not a lost packet. The netdev egress hook runs after the stack has handed
-// the packet to the device, and the ingress hook before the receiving stack
-// sees it, so from both ends a dropped packet is indistinguishable from one
-// lost on the wire. This needs Linux 5.16 or later (CONFIG_NETFILTER_EGRESS)
-// and nft 1.0.1 or later; Available checks it.
+// the packet to the device: sendmsg succeeds, but the device still reports
+// the drop (NET_XMIT_DROP), and TCP takes it as local congestion: the
+// segment stays unsent and is tried again at the next write or every
+// 500 ms, with no retransmission backoff (ss shows a persist timer; seen in
+// raftelect bench, docs/benchmarks.md). Only the ingress hook, before the
+// receiving stack sees the packet, makes a drop indistinguishable from one
+// lost on the wire for both ends: DropArriving. This needs Linux 5.16 or
+// later (CONFIG_NETFILTER_EGRESS) and nft 1.0.1 or later; Available checks
+// it.
 //
 // Requirements: root, and the iproute2 ("ip") and nftables ("nft") Debian
 // packages. Tests call Available and skip with its message when any is

@@ -25,9 +25,12 @@ const faultChains = `table netdev ` + Table + ` {
 
 // DropBetween silently drops every IP packet that node from sends to node to.
 //
-// The rule sits in from's namespace, on the egress of its eth0: the sender's
-// stack believes the packet left (no EPERM, no ICMP), the receiver never sees
-// it, as on a black-holed WAN link. Heal(from) removes it; Heal(to) does not.
+// The rule sits in from's namespace, on the egress of its eth0: no EPERM,
+// no ICMP, and the receiver never sees the packet. The sender's TCP is told
+// of the drop all the same (the device returns NET_XMIT_DROP) and retries
+// at its next write, not on its retransmission timer; DropArriving drops
+// as a lossy network does (see the package doc). Heal(from) removes it;
+// Heal(to) does not.
 //
 // Only that direction is cut. Packets from to reach from, so a UDP datagram
 // from to arrives; but TCP needs both directions, so a connection that to
