@@ -248,50 +248,62 @@ func TestNewGivesEachNodeItsOwnNamespaceAndAddress(t *testing.T) {
 	}
 }
 
-func TestDropBetweenIsSilentAndOneWay(t *testing.T) {
-	nw := newNetwork(t, 3)
-	echo1 := echoServer(t, nw, 1)
-	echo0 := echoServer(t, nw, 0)
-	udp1, got1 := udpSink(t, nw, 1)
-	udp0, got0 := udpSink(t, nw, 0)
-	mustEcho(t, nw, 0, echo1)
-	mustEcho(t, nw, 2, echo1)
+// A drop from node 0 to node 1 is silent (node 0's sends succeed locally;
+// nothing arrives) and one way (node 1 -> node 0 datagrams arrive, but TCP
+// from node 1 cannot connect: node 0's SYN-ACK is among the dropped
+// packets). DropBetween lives in node 0's namespace (on its way out),
+// DropArriving in node 1's (as the packets arrive): healing the other
+// node changes nothing.
+func TestDropsAreSilentAndOneWay(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		drop         func(nw *Network) error
+		lives, other int
+	}{
+		{"between", func(nw *Network) error { return nw.DropBetween(0, 1) }, 0, 1},
+		{"arriving", func(nw *Network) error { return nw.DropArriving(0, 1) }, 1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			nw := newNetwork(t, 3)
+			echo1 := echoServer(t, nw, 1)
+			echo0 := echoServer(t, nw, 0)
+			udp1, got1 := udpSink(t, nw, 1)
+			udp0, got0 := udpSink(t, nw, 0)
+			mustEcho(t, nw, 0, echo1)
+			mustEcho(t, nw, 2, echo1)
 
-	if err := nw.DropBetween(0, 1); err != nil {
-		t.Fatal(err)
-	}
-	mustTimeOut(t, nw, 0, echo1)
-	mustEcho(t, nw, 2, echo1)
+			if err := tc.drop(nw); err != nil {
+				t.Fatal(err)
+			}
+			mustTimeOut(t, nw, 0, echo1)
+			mustEcho(t, nw, 2, echo1)
+			// Silent: an inet output-chain drop would fail node 0's
+			// sends with EPERM.
+			if err := sendUDP(nw, 0, udp1, 10); err != nil {
+				t.Fatalf("node 0 saw its dropped datagrams fail locally: %v", err)
+			}
+			if n, ok := received(got1, blocked); ok || n != 0 {
+				t.Fatalf("node 1 received %d datagrams from node 0 (end %v), want none", n, ok)
+			}
+			if err := sendUDP(nw, 1, udp0, 10); err != nil {
+				t.Fatal(err)
+			}
+			if n, ok := received(got0, open); !ok || n != 10 {
+				t.Fatalf("node 0 received %d of 10 datagrams from node 1 (end %v)", n, ok)
+			}
+			mustTimeOut(t, nw, 1, echo0)
 
-	// Silent: node 0's sends succeed locally (an inet output-chain drop
-	// would fail them with EPERM), and nothing arrives.
-	if err := sendUDP(nw, 0, udp1, 10); err != nil {
-		t.Fatalf("node 0 saw its dropped datagrams fail locally: %v", err)
+			if err := nw.Heal(tc.other); err != nil {
+				t.Fatal(err)
+			}
+			mustTimeOut(t, nw, 0, echo1)
+			if err := nw.Heal(tc.lives); err != nil {
+				t.Fatal(err)
+			}
+			mustEcho(t, nw, 0, echo1)
+			mustEcho(t, nw, 1, echo0)
+		})
 	}
-	if n, ok := received(got1, blocked); ok || n != 0 {
-		t.Fatalf("node 1 received %d datagrams from node 0 (end %v), want none", n, ok)
-	}
-	// One-way: node 1 -> node 0 datagrams arrive...
-	if err := sendUDP(nw, 1, udp0, 10); err != nil {
-		t.Fatal(err)
-	}
-	if n, ok := received(got0, open); !ok || n != 10 {
-		t.Fatalf("node 0 received %d of 10 datagrams from node 1 (end %v)", n, ok)
-	}
-	// ...but TCP from node 1 to node 0 cannot connect: node 0's SYN-ACK is
-	// among the dropped packets.
-	mustTimeOut(t, nw, 1, echo0)
-
-	// The fault lives in node 0's namespace, so healing node 1 changes nothing.
-	if err := nw.Heal(1); err != nil {
-		t.Fatal(err)
-	}
-	mustTimeOut(t, nw, 0, echo1)
-	if err := nw.Heal(0); err != nil {
-		t.Fatal(err)
-	}
-	mustEcho(t, nw, 0, echo1)
-	mustEcho(t, nw, 1, echo0)
 }
 
 func TestIsolateCutsEverythingButLoopback(t *testing.T) {
@@ -559,43 +571,4 @@ func TestRejectRefusesThePortOnlyWhileTheProcessRuns(t *testing.T) {
 			mustEcho(t, nw, 0, rejected)
 		})
 	}
-}
-
-func TestDropArrivingIsOneWayAndLivesAtTheReceiver(t *testing.T) {
-	nw := newNetwork(t, 3)
-	echo1 := echoServer(t, nw, 1)
-	echo0 := echoServer(t, nw, 0)
-	udp1, got1 := udpSink(t, nw, 1)
-	udp0, got0 := udpSink(t, nw, 0)
-	mustEcho(t, nw, 0, echo1)
-
-	if err := nw.DropArriving(0, 1); err != nil {
-		t.Fatal(err)
-	}
-	mustTimeOut(t, nw, 0, echo1)
-	mustEcho(t, nw, 2, echo1)
-	if err := sendUDP(nw, 0, udp1, 10); err != nil {
-		t.Fatalf("node 0's sends failed locally: %v", err)
-	}
-	if n, ok := received(got1, blocked); ok || n != 0 {
-		t.Fatalf("node 1 received %d datagrams from node 0 (end %v), want none", n, ok)
-	}
-	if err := sendUDP(nw, 1, udp0, 10); err != nil {
-		t.Fatal(err)
-	}
-	if n, ok := received(got0, open); !ok || n != 10 {
-		t.Fatalf("node 0 received %d of 10 datagrams from node 1 (end %v)", n, ok)
-	}
-	mustTimeOut(t, nw, 1, echo0) // node 0's SYN-ACK does not arrive
-
-	// The fault lives in node 1's namespace: healing node 0 changes nothing.
-	if err := nw.Heal(0); err != nil {
-		t.Fatal(err)
-	}
-	mustTimeOut(t, nw, 0, echo1)
-	if err := nw.Heal(1); err != nil {
-		t.Fatal(err)
-	}
-	mustEcho(t, nw, 0, echo1)
-	mustEcho(t, nw, 1, echo0)
 }
