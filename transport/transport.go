@@ -899,7 +899,9 @@ type peer struct {
 	unary       atomic.Bool   // the peer has no Stream method: lanes send unary Sends
 	streams     atomic.Uint64 // lane streams opened to it
 	// dialed: the local address of the primary connection's latest TCP
-	// connection; a lane stream on an older one is dead (roundTrip).
+	// connection (path.primary's, set with it in dialled), kept apart so
+	// that the lanes' check before every send takes no lock; a lane stream
+	// on an older one is dead (roundTrip).
 	dialed atomic.Pointer[string]
 
 	// Agreement (agreement.go). agreement is the verdict on the peer's
