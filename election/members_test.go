@@ -102,6 +102,19 @@ func TestMembers_NodeRemovedWhileDownStopsWhenItComesBack(t *testing.T) {
 	t.Cleanup(c.DumpEvents)
 	c.Start()
 	l := c.WaitLeader(10 * time.Second)
+	// Only an established node can be told it was removed (a brand-new one
+	// cannot tell a removal from another cluster's member list): wait until
+	// every node has applied the cluster ID before one goes down. Stopped
+	// 4 ms after the first election, a node came back never established,
+	// and was held, not stopped.
+	c.WaitFor(10*time.Second, "every node to apply the cluster ID", func() bool {
+		for _, n := range c.Nodes {
+			if n.Elector.Status().ClusterID == "" {
+				return false
+			}
+		}
+		return true
+	})
 	gone := (l + 1) % 3
 	c.StopNode(gone)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

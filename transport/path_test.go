@@ -34,7 +34,11 @@ func TestDialPeer_TakesTheProbesConnection(t *testing.T) {
 	dial := func() net.Conn {
 		c, err := net.Dial("tcp", lis.Addr().String())
 		require.NoError(t, err)
-		t.Cleanup(func() { c.Close(); (<-accepted).Close() })
+		// Take the accepted end now, while the listener is open: once
+		// the deferred Close has run, a connection still in its backlog
+		// is never accepted, and waiting for it in a cleanup hung.
+		s := <-accepted
+		t.Cleanup(func() { c.Close(); s.Close() })
 		return c
 	}
 
