@@ -53,9 +53,9 @@
 // 500 ms, with no retransmission backoff (ss shows a persist timer; seen in
 // raftelect bench, docs/benchmarks.md). Only the ingress hook, before the
 // receiving stack sees the packet, makes a drop indistinguishable from one
-// lost on the wire for both ends: DropArriving. This needs Linux 5.16 or
-// later (CONFIG_NETFILTER_EGRESS) and nft 1.0.1 or later; Available checks
-// it.
+// lost on the wire for both ends: DropArriving, and LossArriving for random
+// loss. This needs Linux 5.16 or later (CONFIG_NETFILTER_EGRESS) and nft
+// 1.0.1 or later; Available checks it.
 //
 // Requirements: root, and the iproute2 ("ip") and nftables ("nft") Debian
 // packages. Tests call Available and skip with its message when any is

@@ -111,16 +111,44 @@ func (nw *Network) Reject(node int, port uint16, how RejectKind) error {
 // Loss drops, at random, percent % of the IP packets that node sends to the
 // given peers (to every other node if none are given), each packet drawn on
 // its own ("numgen random mod 100 < percent"). Like DropBetween it acts on the
-// node's egress and only in that direction. Loss of 0 adds nothing; 100 is
-// the same as DropBetween. Calling it twice stacks the two losses.
+// node's egress and only in that direction, so the sender's TCP learns of
+// each drop and retries at once; LossArriving loses packets as a network
+// does. Loss of 0 adds nothing; 100 is the same as DropBetween. Calling it
+// twice stacks the two losses.
 func (nw *Network) Loss(node int, percent int, peers ...int) error {
+	return nw.loss(leaving, node, percent, peers)
+}
+
+// LossArriving drops, at random, percent % of the IP packets that the given
+// peers (every other node if none are given) send to node, as they arrive at
+// node, before its stack sees them: as DropArriving does for every packet.
+// The senders' stacks learn nothing, their sends succeed, and TCP finds each
+// loss only by its retransmission timer or duplicate ACKs, as on a lossy
+// network. Only that direction loses packets. Loss of 0 adds nothing; 100
+// is the same as DropArriving from each peer. Heal(node) removes it;
+// healing a sender does not.
+func (nw *Network) LossArriving(node int, percent int, peers ...int) error {
+	return nw.loss(arriving, node, percent, peers)
+}
+
+// hook is where on a node's eth0 a fault acts, and which address of a
+// packet names the other end of the link there.
+type hook struct{ chain, peerAddr string }
+
+var (
+	leaving  = hook{"egress", "ip daddr"}  // what the node sends, to its peer
+	arriving = hook{"ingress", "ip saddr"} // what the node receives, from its peer
+)
+
+// loss is Loss on the leaving hook and LossArriving on the arriving one.
+func (nw *Network) loss(h hook, node, percent int, peers []int) error {
 	if err := nw.check(node); err != nil {
 		return err
 	}
 	if percent < 0 || percent > 100 {
 		return fmt.Errorf("chaos: loss of %d%%: want 0 to 100", percent)
 	}
-	match := "ip daddr " + nw.prefix.String()
+	match := h.peerAddr + " " + nw.prefix.String()
 	if len(peers) > 0 {
 		seen := make(map[int]bool)
 		var addrs []string
@@ -133,15 +161,15 @@ func (nw *Network) Loss(node int, percent int, peers ...int) error {
 				addrs = append(addrs, nw.nodes[p].IP.String())
 			}
 		}
-		match = "ip daddr { " + strings.Join(addrs, ", ") + " }"
+		match = h.peerAddr + " { " + strings.Join(addrs, ", ") + " }"
 	}
 	switch percent {
 	case 0:
 		return nil
 	case 100: // nft rejects "< 100" against a mod-100 value
-		return nw.addRules(node, fmt.Sprintf("add rule netdev %s egress %s drop\n", Table, match))
+		return nw.addRules(node, fmt.Sprintf("add rule netdev %s %s %s drop\n", Table, h.chain, match))
 	}
-	return nw.addRules(node, fmt.Sprintf("add rule netdev %s egress %s numgen random mod 100 < %d drop\n", Table, match, percent))
+	return nw.addRules(node, fmt.Sprintf("add rule netdev %s %s %s numgen random mod 100 < %d drop\n", Table, h.chain, match, percent))
 }
 
 // Heal removes every fault in the node's namespace. Healing a node without

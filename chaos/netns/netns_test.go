@@ -221,6 +221,25 @@ func received(ch <-chan string, timeout time.Duration) (int, bool) {
 	}
 }
 
+// mustLoseSilentlyOneWay asserts that node 0's datagrams to node 1 leave
+// without a local error (an inet output-chain drop would fail them with
+// EPERM) and none arrive, while node 1's datagrams to node 0 all arrive.
+func mustLoseSilentlyOneWay(t *testing.T, nw *Network, udp1 netip.AddrPort, got1 <-chan string, udp0 netip.AddrPort, got0 <-chan string) {
+	t.Helper()
+	if err := sendUDP(nw, 0, udp1, 10); err != nil {
+		t.Fatalf("node 0 saw its dropped datagrams fail locally: %v", err)
+	}
+	if n, ok := received(got1, blocked); ok || n != 0 {
+		t.Fatalf("node 1 received %d datagrams from node 0 (end %v), want none", n, ok)
+	}
+	if err := sendUDP(nw, 1, udp0, 10); err != nil {
+		t.Fatal(err)
+	}
+	if n, ok := received(got0, open); !ok || n != 10 {
+		t.Fatalf("node 0 received %d of 10 datagrams from node 1 (end %v)", n, ok)
+	}
+}
+
 func TestNewGivesEachNodeItsOwnNamespaceAndAddress(t *testing.T) {
 	nw := newNetwork(t, 3)
 	nodes := nw.Nodes()
@@ -277,20 +296,7 @@ func TestDropsAreSilentAndOneWay(t *testing.T) {
 			}
 			mustTimeOut(t, nw, 0, echo1)
 			mustEcho(t, nw, 2, echo1)
-			// Silent: an inet output-chain drop would fail node 0's
-			// sends with EPERM.
-			if err := sendUDP(nw, 0, udp1, 10); err != nil {
-				t.Fatalf("node 0 saw its dropped datagrams fail locally: %v", err)
-			}
-			if n, ok := received(got1, blocked); ok || n != 0 {
-				t.Fatalf("node 1 received %d datagrams from node 0 (end %v), want none", n, ok)
-			}
-			if err := sendUDP(nw, 1, udp0, 10); err != nil {
-				t.Fatal(err)
-			}
-			if n, ok := received(got0, open); !ok || n != 10 {
-				t.Fatalf("node 0 received %d of 10 datagrams from node 1 (end %v)", n, ok)
-			}
+			mustLoseSilentlyOneWay(t, nw, udp1, got1, udp0, got0)
 			mustTimeOut(t, nw, 1, echo0)
 
 			if err := nw.Heal(tc.other); err != nil {
@@ -329,69 +335,113 @@ func TestIsolateCutsEverythingButLoopback(t *testing.T) {
 	mustEcho(t, nw, 1, echo0)
 }
 
+// TestLoss: random loss on either hook, on the link from node 0 to node 1.
+// Loss puts its rule on the sender's way out (node 0), LossArriving on the
+// receiver's way in (node 1); each loses about percent % of the packets,
+// silently (the sender's sends succeed), one way, on the links it names
+// (every link through its node if it names none), until its own node is
+// healed.
 func TestLoss(t *testing.T) {
-	nw := newNetwork(t, 3)
-	echo1 := echoServer(t, nw, 1)
-	udp1, got1 := udpSink(t, nw, 1)
-	mustEcho(t, nw, 0, echo1)
-	const sent = 400
+	for _, tc := range []struct {
+		name string
+		loss func(nw *Network) func(node, percent int, peers ...int) error
+		// at: the node whose namespace holds the rule for 0 -> 1, and
+		// peer: the node the rule names.
+		at, peer int
+		// through: the link (from, to) from or to node 2 that also passes
+		// the rule's hook: lost only when the rule names no peer.
+		through [2]int
+	}{
+		{"leaving", func(nw *Network) func(int, int, ...int) error { return nw.Loss }, 0, 1, [2]int{0, 2}},
+		{"arriving", func(nw *Network) func(int, int, ...int) error { return nw.LossArriving }, 1, 0, [2]int{2, 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			nw := newNetwork(t, 3)
+			loss := tc.loss(nw)
+			var echos []netip.AddrPort
+			for i := range 3 {
+				echos = append(echos, echoServer(t, nw, i))
+			}
+			udp1, got1 := udpSink(t, nw, 1)
+			udp0, got0 := udpSink(t, nw, 0)
+			mustEcho(t, nw, 0, echos[1])
+			const sent = 400
+			heal := func(node int) {
+				t.Helper()
+				if err := nw.Heal(node); err != nil {
+					t.Fatal(err)
+				}
+			}
 
-	t.Run("0% drops nothing", func(t *testing.T) {
-		if err := nw.Loss(0, 0); err != nil {
-			t.Fatal(err)
-		}
-		if err := sendUDP(nw, 0, udp1, sent); err != nil {
-			t.Fatal(err)
-		}
-		if n, ok := received(got1, open); !ok || n != sent {
-			t.Fatalf("received %d of %d (end %v)", n, sent, ok)
-		}
-	})
-	t.Run("50% drops about half", func(t *testing.T) {
-		if err := nw.Loss(0, 50, 1); err != nil {
-			t.Fatal(err)
-		}
-		if err := sendUDP(nw, 0, udp1, sent); err != nil {
-			t.Fatal(err)
-		}
-		// The end marker may be lost too; send it again after healing, as
-		// everything on this path arrives in order.
-		if err := nw.Heal(0); err != nil {
-			t.Fatal(err)
-		}
-		if err := sendUDP(nw, 0, udp1, 0); err != nil {
-			t.Fatal(err)
-		}
-		n, ok := received(got1, open)
-		if !ok || n < sent/4 || n > sent*3/4 {
-			t.Fatalf("received %d of %d (end %v), want about half", n, sent, ok)
-		}
-		for len(got1) > 0 { // a second end marker, if the first survived
-			<-got1
-		}
-	})
-	t.Run("100% is a drop", func(t *testing.T) {
-		if err := nw.Loss(0, 100); err != nil {
-			t.Fatal(err)
-		}
-		mustTimeOut(t, nw, 0, echo1)
-		mustEcho(t, nw, 2, echo1)
-		if err := nw.Heal(0); err != nil {
-			t.Fatal(err)
-		}
-		mustEcho(t, nw, 0, echo1)
-	})
-	t.Run("only to the given peers", func(t *testing.T) {
-		echo2 := echoServer(t, nw, 2)
-		if err := nw.Loss(0, 100, 2); err != nil {
-			t.Fatal(err)
-		}
-		mustEcho(t, nw, 0, echo1)
-		mustTimeOut(t, nw, 0, echo2)
-		if err := nw.Heal(0); err != nil {
-			t.Fatal(err)
-		}
-	})
+			allArrive := func(what string) {
+				t.Helper()
+				if err := sendUDP(nw, 0, udp1, sent); err != nil {
+					t.Fatal(err)
+				}
+				if n, ok := received(got1, open); !ok || n != sent {
+					t.Fatalf("%s: received %d of %d (end %v)", what, n, sent, ok)
+				}
+			}
+
+			t.Run("no rule and 0% lose nothing", func(t *testing.T) {
+				allArrive("no rule")
+				if err := loss(tc.at, 0, tc.peer); err != nil {
+					t.Fatal(err)
+				}
+				allArrive("0 %")
+			})
+			t.Run("50% loses about half", func(t *testing.T) {
+				if err := loss(tc.at, 50, tc.peer); err != nil {
+					t.Fatal(err)
+				}
+				if err := sendUDP(nw, 0, udp1, sent); err != nil {
+					t.Fatalf("a lost datagram failed locally: %v", err)
+				}
+				// The end marker may be lost too; send it again after
+				// healing, as everything on this path arrives in order.
+				heal(tc.at)
+				if err := sendUDP(nw, 0, udp1, 0); err != nil {
+					t.Fatal(err)
+				}
+				// Arrivals are Binomial(400, 1/2): mean 200, standard
+				// deviation 10. Hoeffding bounds the chance of landing
+				// outside [100, 300] by 2 exp(-2 * 100^2 / 400) = 2e^-50,
+				// about 4e-22: this cannot flake; a loss of 0 or 100 %
+				// (or a rule on the wrong hook) fails it.
+				n, ok := received(got1, open)
+				if !ok || n < sent/4 || n > sent*3/4 {
+					t.Fatalf("received %d of %d (end %v), want about half", n, sent, ok)
+				}
+				for len(got1) > 0 { // a second end marker, if the first survived
+					<-got1
+				}
+			})
+			t.Run("100% loses everything, silently and one way", func(t *testing.T) {
+				if err := loss(tc.at, 100, tc.peer); err != nil {
+					t.Fatal(err)
+				}
+				mustTimeOut(t, nw, 0, echos[1])
+				mustLoseSilentlyOneWay(t, nw, udp1, got1, udp0, got0)
+				// Only the named peer's link: node 2's link through the
+				// same hook works.
+				mustEcho(t, nw, tc.through[0], echos[tc.through[1]])
+				heal(tc.peer) // the rule is not in the peer's namespace
+				mustTimeOut(t, nw, 0, echos[1])
+				heal(tc.at)
+				mustEcho(t, nw, 0, echos[1])
+			})
+			t.Run("every link through the node when no peer is named", func(t *testing.T) {
+				if err := loss(tc.at, 100); err != nil {
+					t.Fatal(err)
+				}
+				mustTimeOut(t, nw, 0, echos[1])
+				mustTimeOut(t, nw, tc.through[0], echos[tc.through[1]])
+				heal(tc.at)
+				mustEcho(t, nw, 0, echos[1])
+				mustEcho(t, nw, tc.through[0], echos[tc.through[1]])
+			})
+		})
+	}
 }
 
 func TestFaultArgumentsAreChecked(t *testing.T) {
@@ -402,6 +452,9 @@ func TestFaultArgumentsAreChecked(t *testing.T) {
 		"isolate negative":  nw.Isolate(-1),
 		"loss 101":          nw.Loss(0, 101),
 		"loss to self":      nw.Loss(0, 10, 0),
+		"loss arriving -1":  nw.LossArriving(1, -1),
+		"loss from self":    nw.LossArriving(1, 10, 1),
+		"loss from node 2":  nw.LossArriving(1, 10, 2),
 		"heal out of range": nw.Heal(5),
 	} {
 		if err == nil {
