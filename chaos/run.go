@@ -591,16 +591,22 @@ func (r *runner) apply(ctx context.Context, f Fault, resolve func(string) ([]int
 		if err != nil {
 			return nil, "", err
 		}
-		for _, a := range from {
-			peers := slices.DeleteFunc(slices.Clone(to), func(b int) bool { return b == a })
+		// The rules live at the senders (on their way out) or at the
+		// receivers (as packets arrive), each naming the other ends.
+		lose, at, others, where := c.nw.Loss, from, to, ""
+		if f.Params.Arriving {
+			lose, at, others, where = c.nw.LossArriving, to, from, " as it arrives"
+		}
+		for _, a := range at {
+			peers := slices.DeleteFunc(slices.Clone(others), func(b int) bool { return b == a })
 			if len(peers) == 0 {
 				continue
 			}
-			if err := c.nw.Loss(a, f.Params.Percent, peers...); err != nil {
+			if err := lose(a, f.Params.Percent, peers...); err != nil {
 				return nil, "", err
 			}
 		}
-		return healAll(from), fmt.Sprintf("%d%% random loss %s -> %s", f.Params.Percent, names(from), names(to)), nil
+		return healAll(at), fmt.Sprintf("%d%% random loss %s -> %s%s", f.Params.Percent, names(from), names(to), where), nil
 	case FaultFlap:
 		var on func() error
 		var nodes []int

@@ -155,7 +155,7 @@ func (c NodeConfig) String() string {
 const (
 	FaultDrop    = "drop"    // silently drop every packet from -> to
 	FaultIsolate = "isolate" // cut target off both ways
-	FaultLoss    = "loss"    // drop percent % at random from -> to (every link by default)
+	FaultLoss    = "loss"    // drop percent % at random from -> to (every link by default), on from's way out or (arriving) as they arrive at to
 	FaultFlap    = "flap"    // drop from -> to (isolate target without a link) on and off every period
 	FaultKill    = "kill"    // kill -9 target; restart after restart_after if given
 	FaultTerm    = "term"    // SIGTERM target; restart after restart_after if given
@@ -207,6 +207,10 @@ type Params struct {
 	RestartAfter config.Duration `yaml:"restart_after"` // kill, term
 	Latency      config.Duration `yaml:"latency"`       // latency
 	Jitter       config.Duration `yaml:"jitter"`        // latency
+	// Arriving: loss: lose the packets as they arrive at to
+	// (netns.LossArriving), as a lossy network does, instead of on from's
+	// way out, where the sender's TCP learns of each drop at once.
+	Arriving bool `yaml:"arriving"`
 	// Reject: "tcp-reset" (the default) or "icmp-port-unreachable".
 	Reject string `yaml:"reject"`
 	// Replaces: add: the member the new one replaces, in one joint change.
@@ -399,6 +403,9 @@ func (s *Scenario) Validate() error {
 	for i, f := range s.Schedule {
 		if f.Config != nil && f.Kind != FaultRestart && f.Kind != FaultStart && f.Kind != FaultAdd {
 			bad("schedule[%d]: config applies to restart, start and add, not %s", i, f.Kind)
+		}
+		if f.Params.Arriving && f.Kind != FaultLoss {
+			bad("schedule[%d]: params.arriving applies to loss, not %s", i, f.Kind)
 		}
 		if f.Params.Replaces != "" && f.Kind != FaultAdd {
 			bad("schedule[%d]: params.replaces applies to add, not %s", i, f.Kind)
