@@ -293,7 +293,7 @@ var builtin embed.FS
 // Builtin returns the names of the scenarios shipped with the package: the
 // rows of docs/chaos.md's table, in that order.
 func Builtin() []string {
-	return []string{"healthy", "asym-drop", "partition-follower", "isolate-leader", "loss", "kill-leader", "stop-leader", "hung-peer", "slow-wan",
+	return []string{"healthy", "asym-drop", "partition-follower", "isolate-leader", "loss", "loss-arriving", "kill-leader", "stop-leader", "hung-peer", "slow-wan",
 		"kill-leader-fast", "rolling-timeout", "rolling-timeout-up", "peer-lists-3-first", "peer-lists-5-first", "peer-lists-minority", "reject-leader", "reject-leader-icmp",
 		"grow-shrink", "replace-dead", "remove-leader", "witness-two-region"}
 }
