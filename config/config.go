@@ -51,6 +51,10 @@ type Node struct {
 	// timeout). Only where nothing but the leader's own kernel can refuse
 	// connections to its peer port; see docs/safety.md.
 	FastFailoverOnRefusal bool `yaml:"fast_failover_on_refusal"`
+	// StreamHeartbeatsOnly: send heartbeats only on the TCP streams, never
+	// as UDP datagrams on the peer port's number (docs/transport.md,
+	// "Datagram heartbeats").
+	StreamHeartbeatsOnly bool `yaml:"stream_heartbeats_only"`
 	// Join: this node joins a running cluster (cluster_id required): its
 	// empty store waits until a member adds it (`raftelect members add`).
 	// Without it, a node with an empty store bootstraps a new cluster from
@@ -214,6 +218,7 @@ func (n *Node) ElectionConfig() election.Config {
 		LeaseDriftMargin:      n.LeaseDriftMargin,
 		ClusterID:             n.ClusterID,
 		FastFailoverOnRefusal: n.FastFailoverOnRefusal,
+		StreamHeartbeatsOnly:  n.StreamHeartbeatsOnly,
 		Join:                  n.Join,
 		FailBackAfter:         n.FailBackAfter.D(),
 		TLS:                   election.TLSConfig{CAFile: n.TLS.CAFile, CertFile: n.TLS.CertFile, KeyFile: n.TLS.KeyFile},

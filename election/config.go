@@ -112,6 +112,15 @@ type Config struct {
 	// see docs/safety.md, "A leader that is gone".
 	FastFailoverOnRefusal bool
 
+	// StreamHeartbeatsOnly keeps heartbeats and their acknowledgements on
+	// the TCP streams. By default they also travel as UDP datagrams on the
+	// peer port's number, sealed with keys from the peers' TLS sessions,
+	// so that one lost TCP segment cannot stall a quorum's
+	// acknowledgements for longer than the lease (docs/transport.md,
+	// "Datagram heartbeats"). Where UDP is dropped the streams carry them
+	// as before; this option only saves the datagrams then.
+	StreamHeartbeatsOnly bool
+
 	// Join: this node joins a running cluster. Its empty store starts with
 	// no membership of its own; a member adds it (Elector.AddMember,
 	// `raftelect members add`), and it learns the members from the leader.

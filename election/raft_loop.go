@@ -208,6 +208,7 @@ func newRaftLoop(e *Elector, routines []func(context.Context, Lease) error) (*ra
 		Peers:       others,
 		Credentials: creds,
 		Insecure:    cfg.Insecure,
+		Datagrams:   !cfg.StreamHeartbeatsOnly,
 		Listener:    cfg.internal.Listener,
 		Handler:     l,
 		Labels:      cfg.Labels,

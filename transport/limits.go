@@ -128,6 +128,10 @@ const (
 	// passed the transport's checks but failed the raft loop's state checks
 	// (step guard) or that raft refused.
 	RejectStateCheck = "state_check"
+	// RejectDatagram: a datagram dropped unopened (datagram.go): too
+	// short, under no key this node holds, failing authentication, or a
+	// replay.
+	RejectDatagram = "datagram"
 )
 
 // RejectReasons lists every reason, for metrics to export at zero from the
@@ -135,7 +139,7 @@ const (
 var RejectReasons = []string{
 	RejectInvalidMessage, RejectFromMismatch, RejectInvalidLabels, RejectNotMember, RejectRemovedMember, RejectInflight,
 	RejectConnTotal, RejectConnPerSource, RejectPendingPerSource, RejectPendingEvicted,
-	RejectConnPerIdentity, RejectHandshakeFailed, RejectHandshakeTimedOut, RejectStateCheck,
+	RejectConnPerIdentity, RejectHandshakeFailed, RejectHandshakeTimedOut, RejectStateCheck, RejectDatagram,
 }
 
 // ConnStats counts the peer listener's open connections.

@@ -67,6 +67,12 @@ func (s *peerServer) Stream(stream pb.Peer_StreamServer) error {
 	}
 	defer release()
 	t.streamsServed.Add(1)
+	var sess *datagramSession
+	if t.dgram != nil {
+		if sess = t.dgram.session(ctx, name, cn); sess != nil {
+			defer t.dgram.release(sess)
+		}
+	}
 	var in streamRequests
 	var out streamResponses
 	for {
@@ -89,6 +95,7 @@ func (s *peerServer) Stream(stream pb.Peer_StreamServer) error {
 		if err != nil {
 			return err
 		}
+		sess.record(req, resp)
 		out.elide(resp, req.GetStamp(), req.GetIncarnation())
 		if err := stream.Send(resp); err != nil {
 			return err

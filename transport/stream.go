@@ -214,6 +214,10 @@ type laneStream struct {
 	in     streamResponses
 	hb     pb.Heartbeat // the compact heartbeat of the request in flight
 	local  string       // the local address of the TCP connection it is on
+
+	peer  *peer
+	keys  bool         // the control lane: its session keys datagrams
+	keyed *datagramOut // the datagram session of this stream, if any
 }
 
 // close tears the stream down, if one is open.
@@ -223,7 +227,10 @@ func (ls *laneStream) close() {
 	}
 	ls.timer.Stop()
 	ls.cancel()
-	*ls = laneStream{}
+	if ls.keyed != nil {
+		ls.peer.dgOut.CompareAndSwap(ls.keyed, nil)
+	}
+	*ls = laneStream{peer: ls.peer, keys: ls.keys}
 }
 
 // roundTrip sends req on the lane's stream, opening one if none is open,
@@ -300,7 +307,10 @@ func (ls *laneStream) open(t *Transport, client pb.PeerClient, p *peer, timeout 
 	if pr, ok := grpcpeer.FromContext(st.Context()); ok && pr.LocalAddr != nil {
 		local = pr.LocalAddr.String()
 	}
-	*ls = laneStream{stream: st, cancel: cancel, timer: timer, local: local}
+	*ls = laneStream{stream: st, cancel: cancel, timer: timer, local: local, peer: ls.peer, keys: ls.keys}
+	if ls.keys {
+		ls.keyed = t.keyed(p, st.Context(), local)
+	}
 	return nil
 }
 

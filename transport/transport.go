@@ -231,6 +231,13 @@ type Options struct {
 	// (agreement.go). Nil: never known.
 	ClusterID func() string
 
+	// Datagrams: heartbeats, their lease acknowledgements and heartbeat
+	// responses also travel as UDP datagrams on the peer listener's port
+	// number, sealed with keys from the TLS sessions (datagram.go), so
+	// that a lost TCP segment stalls none of them. Needs Credentials; the
+	// streams carry them as before whenever datagrams go unanswered.
+	Datagrams bool
+
 	// SyncSend makes Send deliver every message synchronously on the
 	// caller's goroutine, without a deadline: the behaviour of the reference
 	// system before its fix. It exists only so that a test can show that the
@@ -296,6 +303,7 @@ type Transport struct {
 	refusedRemoved sync.Map
 
 	lis     net.Listener
+	dgram   *datagrams // nil: no datagram heartbeats
 	limiter *connLimiter
 	server  *grpc.Server
 	ctx     context.Context
@@ -400,6 +408,7 @@ func (t *Transport) Start() error {
 	t.limiter.setMembers(t.set().members)
 	t.lis = t.limiter
 	t.ctx, t.cancel = context.WithCancel(context.Background())
+	t.startDatagrams()
 
 	sopts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(t.opts.MaxMessageBytes),
@@ -450,6 +459,9 @@ func (t *Transport) Start() error {
 			t.cancel()
 			t.closeConns()
 			lis.Close()
+			if t.dgram != nil {
+				t.dgram.conn.Close()
+			}
 			t.wg.Wait()
 			return err
 		}
@@ -596,6 +608,9 @@ func (t *Transport) Stop() {
 	}
 	t.cancel()
 	t.server.Stop() // ends in-flight handlers' contexts; no graceful drain needed for raft
+	if t.dgram != nil {
+		t.dgram.conn.Close()
+	}
 	t.closeConns()
 	t.wg.Wait()
 }
@@ -635,6 +650,9 @@ func (t *Transport) Send(msgs []*raftpb.Message) {
 		}
 		q := p.data
 		if isControl(m.GetType()) {
+			if t.dgram != nil && m.GetType() == raftpb.MsgHeartbeat && t.sendDatagram(p, m, now) {
+				continue // a datagram was answered lately: it spares the stream
+			}
 			q = p.control
 			if t.hedges(p, m) {
 				p.hedge.put(m, now)
@@ -663,7 +681,7 @@ func (t *Transport) Send(msgs []*raftpb.Message) {
 // runLane drains one lane of one peer until Stop.
 func (t *Transport) runLane(p *peer, q *sendQueue, client pb.PeerClient, timeout time.Duration) {
 	defer t.wg.Done()
-	var ls laneStream
+	ls := laneStream{peer: p, keys: q == p.control}
 	defer ls.close()
 	var batch []*raftpb.Message
 	for {
@@ -903,6 +921,12 @@ type peer struct {
 	// that the lanes' check before every send takes no lock; a lane stream
 	// on an older one is dead (roundTrip).
 	dialed atomic.Pointer[string]
+
+	// Datagram heartbeats (datagram.go): the session our datagrams to it
+	// are sealed under, and when (monoBase ns) one was last answered and
+	// we last sent one.
+	dgOut              atomic.Pointer[datagramOut]
+	dgAnswered, dgSent atomic.Int64
 
 	// Agreement (agreement.go). agreement is the verdict on the peer's
 	// configuration; confMu guards updating it from the peer's last full

@@ -369,6 +369,174 @@ func (x *SendResponse) GetAckRepeated() bool {
 	return false
 }
 
+// Datagram heartbeats (docs/transport.md, "Datagram heartbeats"): a
+// leader's heartbeat and its lease acknowledgement may also travel as UDP
+// datagrams, sealed with a key exported from the TLS
+// session of a Peer stream between the two nodes. A datagram stands for the
+// SendRequest that the same stream would carry: the fields that repeat on
+// every request (incarnation, digests) are not sent but checked, by a digest
+// of them (state), against those of the last request the stream's
+// connection carried and the receiver accepted. A datagram whose state does
+// not match is answered with stream = true and is not stepped.
+type DatagramRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A plain heartbeat, as in SendRequest.heartbeat.
+	Heartbeat *Heartbeat `protobuf:"bytes,1,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
+	Stamp     uint64     `protobuf:"varint,2,opt,name=stamp,proto3" json:"stamp,omitempty"`
+	// transport/datagram.go, stateDigest.
+	State         uint64 `protobuf:"fixed64,3,opt,name=state,proto3" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DatagramRequest) Reset() {
+	*x = DatagramRequest{}
+	mi := &file_raftelect_v1_peer_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DatagramRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DatagramRequest) ProtoMessage() {}
+
+func (x *DatagramRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftelect_v1_peer_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DatagramRequest.ProtoReflect.Descriptor instead.
+func (*DatagramRequest) Descriptor() ([]byte, []int) {
+	return file_raftelect_v1_peer_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *DatagramRequest) GetHeartbeat() *Heartbeat {
+	if x != nil {
+		return x.Heartbeat
+	}
+	return nil
+}
+
+func (x *DatagramRequest) GetStamp() uint64 {
+	if x != nil {
+		return x.Stamp
+	}
+	return 0
+}
+
+func (x *DatagramRequest) GetState() uint64 {
+	if x != nil {
+		return x.State
+	}
+	return 0
+}
+
+type DatagramAnswer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The counter of the datagram this answers.
+	Answers uint64 `protobuf:"varint,1,opt,name=answers,proto3" json:"answers,omitempty"`
+	// The request was not stepped: send on the stream.
+	Stream bool `protobuf:"varint,2,opt,name=stream,proto3" json:"stream,omitempty"`
+	// The acknowledgement, as in SendResponse; 0 means the request's own
+	// stamp and incarnation, its heartbeat's term, and the requester as
+	// leader.
+	AckStamp       uint64 `protobuf:"varint,3,opt,name=ack_stamp,json=ackStamp,proto3" json:"ack_stamp,omitempty"`
+	AckIncarnation uint64 `protobuf:"fixed64,4,opt,name=ack_incarnation,json=ackIncarnation,proto3" json:"ack_incarnation,omitempty"`
+	AckTerm        uint64 `protobuf:"varint,5,opt,name=ack_term,json=ackTerm,proto3" json:"ack_term,omitempty"`
+	AckLeader      uint64 `protobuf:"varint,6,opt,name=ack_leader,json=ackLeader,proto3" json:"ack_leader,omitempty"`
+	AckPromiseNs   int64  `protobuf:"varint,7,opt,name=ack_promise_ns,json=ackPromiseNs,proto3" json:"ack_promise_ns,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *DatagramAnswer) Reset() {
+	*x = DatagramAnswer{}
+	mi := &file_raftelect_v1_peer_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DatagramAnswer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DatagramAnswer) ProtoMessage() {}
+
+func (x *DatagramAnswer) ProtoReflect() protoreflect.Message {
+	mi := &file_raftelect_v1_peer_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DatagramAnswer.ProtoReflect.Descriptor instead.
+func (*DatagramAnswer) Descriptor() ([]byte, []int) {
+	return file_raftelect_v1_peer_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *DatagramAnswer) GetAnswers() uint64 {
+	if x != nil {
+		return x.Answers
+	}
+	return 0
+}
+
+func (x *DatagramAnswer) GetStream() bool {
+	if x != nil {
+		return x.Stream
+	}
+	return false
+}
+
+func (x *DatagramAnswer) GetAckStamp() uint64 {
+	if x != nil {
+		return x.AckStamp
+	}
+	return 0
+}
+
+func (x *DatagramAnswer) GetAckIncarnation() uint64 {
+	if x != nil {
+		return x.AckIncarnation
+	}
+	return 0
+}
+
+func (x *DatagramAnswer) GetAckTerm() uint64 {
+	if x != nil {
+		return x.AckTerm
+	}
+	return 0
+}
+
+func (x *DatagramAnswer) GetAckLeader() uint64 {
+	if x != nil {
+		return x.AckLeader
+	}
+	return 0
+}
+
+func (x *DatagramAnswer) GetAckPromiseNs() int64 {
+	if x != nil {
+		return x.AckPromiseNs
+	}
+	return 0
+}
+
 // NodeConfig is what every member of one cluster must agree on, as one node
 // sees it. Its digest (transport/agreement.go) crosses the wire with every
 // Send; the message itself only when the digest is new to the other side.
@@ -394,7 +562,7 @@ type NodeConfig struct {
 
 func (x *NodeConfig) Reset() {
 	*x = NodeConfig{}
-	mi := &file_raftelect_v1_peer_proto_msgTypes[3]
+	mi := &file_raftelect_v1_peer_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -406,7 +574,7 @@ func (x *NodeConfig) String() string {
 func (*NodeConfig) ProtoMessage() {}
 
 func (x *NodeConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_raftelect_v1_peer_proto_msgTypes[3]
+	mi := &file_raftelect_v1_peer_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -419,7 +587,7 @@ func (x *NodeConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeConfig.ProtoReflect.Descriptor instead.
 func (*NodeConfig) Descriptor() ([]byte, []int) {
-	return file_raftelect_v1_peer_proto_rawDescGZIP(), []int{3}
+	return file_raftelect_v1_peer_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *NodeConfig) GetClusterId() string {
@@ -477,7 +645,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_raftelect_v1_peer_proto_msgTypes[4]
+	mi := &file_raftelect_v1_peer_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -489,7 +657,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_raftelect_v1_peer_proto_msgTypes[4]
+	mi := &file_raftelect_v1_peer_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -502,7 +670,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_raftelect_v1_peer_proto_rawDescGZIP(), []int{4}
+	return file_raftelect_v1_peer_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Member) GetName() string {
@@ -565,7 +733,20 @@ const file_raftelect_v1_peer_proto_rawDesc = "" +
 	"\arefused\x18\n" +
 	" \x01(\tR\arefused\x12$\n" +
 	"\x0eack_is_request\x18\v \x01(\bR\fackIsRequest\x12!\n" +
-	"\fack_repeated\x18\f \x01(\bR\vackRepeated\"\xfe\x01\n" +
+	"\fack_repeated\x18\f \x01(\bR\vackRepeated\"t\n" +
+	"\x0fDatagramRequest\x125\n" +
+	"\theartbeat\x18\x01 \x01(\v2\x17.raftelect.v1.HeartbeatR\theartbeat\x12\x14\n" +
+	"\x05stamp\x18\x02 \x01(\x04R\x05stamp\x12\x14\n" +
+	"\x05state\x18\x03 \x01(\x06R\x05state\"\xe8\x01\n" +
+	"\x0eDatagramAnswer\x12\x18\n" +
+	"\aanswers\x18\x01 \x01(\x04R\aanswers\x12\x16\n" +
+	"\x06stream\x18\x02 \x01(\bR\x06stream\x12\x1b\n" +
+	"\tack_stamp\x18\x03 \x01(\x04R\backStamp\x12'\n" +
+	"\x0fack_incarnation\x18\x04 \x01(\x06R\x0eackIncarnation\x12\x19\n" +
+	"\back_term\x18\x05 \x01(\x04R\aackTerm\x12\x1d\n" +
+	"\n" +
+	"ack_leader\x18\x06 \x01(\x04R\tackLeader\x12$\n" +
+	"\x0eack_promise_ns\x18\a \x01(\x03R\fackPromiseNs\"\xfe\x01\n" +
 	"\n" +
 	"NodeConfig\x12\x1d\n" +
 	"\n" +
@@ -595,32 +776,35 @@ func file_raftelect_v1_peer_proto_rawDescGZIP() []byte {
 	return file_raftelect_v1_peer_proto_rawDescData
 }
 
-var file_raftelect_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_raftelect_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_raftelect_v1_peer_proto_goTypes = []any{
-	(*SendRequest)(nil),    // 0: raftelect.v1.SendRequest
-	(*Heartbeat)(nil),      // 1: raftelect.v1.Heartbeat
-	(*SendResponse)(nil),   // 2: raftelect.v1.SendResponse
-	(*NodeConfig)(nil),     // 3: raftelect.v1.NodeConfig
-	(*Member)(nil),         // 4: raftelect.v1.Member
-	nil,                    // 5: raftelect.v1.SendRequest.LabelsEntry
-	(*raftpb.Message)(nil), // 6: raftpb.Message
+	(*SendRequest)(nil),     // 0: raftelect.v1.SendRequest
+	(*Heartbeat)(nil),       // 1: raftelect.v1.Heartbeat
+	(*SendResponse)(nil),    // 2: raftelect.v1.SendResponse
+	(*DatagramRequest)(nil), // 3: raftelect.v1.DatagramRequest
+	(*DatagramAnswer)(nil),  // 4: raftelect.v1.DatagramAnswer
+	(*NodeConfig)(nil),      // 5: raftelect.v1.NodeConfig
+	(*Member)(nil),          // 6: raftelect.v1.Member
+	nil,                     // 7: raftelect.v1.SendRequest.LabelsEntry
+	(*raftpb.Message)(nil),  // 8: raftpb.Message
 }
 var file_raftelect_v1_peer_proto_depIdxs = []int32{
-	6, // 0: raftelect.v1.SendRequest.messages:type_name -> raftpb.Message
-	5, // 1: raftelect.v1.SendRequest.labels:type_name -> raftelect.v1.SendRequest.LabelsEntry
-	3, // 2: raftelect.v1.SendRequest.config:type_name -> raftelect.v1.NodeConfig
+	8, // 0: raftelect.v1.SendRequest.messages:type_name -> raftpb.Message
+	7, // 1: raftelect.v1.SendRequest.labels:type_name -> raftelect.v1.SendRequest.LabelsEntry
+	5, // 2: raftelect.v1.SendRequest.config:type_name -> raftelect.v1.NodeConfig
 	1, // 3: raftelect.v1.SendRequest.heartbeat:type_name -> raftelect.v1.Heartbeat
-	3, // 4: raftelect.v1.SendResponse.config:type_name -> raftelect.v1.NodeConfig
-	4, // 5: raftelect.v1.NodeConfig.members:type_name -> raftelect.v1.Member
-	0, // 6: raftelect.v1.Peer.Send:input_type -> raftelect.v1.SendRequest
-	0, // 7: raftelect.v1.Peer.Stream:input_type -> raftelect.v1.SendRequest
-	2, // 8: raftelect.v1.Peer.Send:output_type -> raftelect.v1.SendResponse
-	2, // 9: raftelect.v1.Peer.Stream:output_type -> raftelect.v1.SendResponse
-	8, // [8:10] is the sub-list for method output_type
-	6, // [6:8] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	5, // 4: raftelect.v1.SendResponse.config:type_name -> raftelect.v1.NodeConfig
+	1, // 5: raftelect.v1.DatagramRequest.heartbeat:type_name -> raftelect.v1.Heartbeat
+	6, // 6: raftelect.v1.NodeConfig.members:type_name -> raftelect.v1.Member
+	0, // 7: raftelect.v1.Peer.Send:input_type -> raftelect.v1.SendRequest
+	0, // 8: raftelect.v1.Peer.Stream:input_type -> raftelect.v1.SendRequest
+	2, // 9: raftelect.v1.Peer.Send:output_type -> raftelect.v1.SendResponse
+	2, // 10: raftelect.v1.Peer.Stream:output_type -> raftelect.v1.SendResponse
+	9, // [9:11] is the sub-list for method output_type
+	7, // [7:9] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_raftelect_v1_peer_proto_init() }
@@ -635,7 +819,7 @@ func file_raftelect_v1_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftelect_v1_peer_proto_rawDesc), len(file_raftelect_v1_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

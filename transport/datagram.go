@@ -1,0 +1,445 @@
+package transport
+
+// Datagram heartbeats (docs/transport.md, "Datagram heartbeats").
+//
+// On a stream, one lost TCP segment stalls every later heartbeat and
+// acknowledgement on that connection until TCP retransmits it, and under
+// heavy loss a quorum's acknowledgements can stall together for longer
+// than a lease. A heartbeat needs no order and no retransmission: raft
+// sends the next one a heartbeat interval later. So with Options.Datagrams
+// a leader's heartbeats and their lease acknowledgements also travel as UDP
+// datagrams, on the peer port's number, each one independent of every
+// other. (Followers send no heartbeat responses: the leader makes them
+// from the acknowledgements, internal/core.)
+//
+//   - Sealed (datagram_seal.go) with a key exported from the TLS session of
+//     the sender's control stream to the receiver: a datagram that opens is
+//     the stream's caller's, checked by its certificate, and is accepted
+//     once. A datagram that does not open is dropped unanswered and
+//     counted (RejectDatagram): nothing is ever sent to an address that has
+//     not proven it holds a session key, so the port reflects nothing.
+//   - It stands for the request the stream would carry, and the receiver
+//     handles it with the same code (handleSend: identity, bounds,
+//     agreement, stamp and acknowledgement). The fields that repeat on
+//     every request are not sent; the datagram carries a digest of the
+//     sender's current ones (stateDigest), and the receiver takes them
+//     from the last request that the same session's streams carried and it
+//     accepted. When they differ, or the receiver would not step the
+//     request as it stands (a configuration or labels to exchange, a
+//     refusal), it answers "use the stream" and steps nothing.
+//   - The stream stays the path of record: a heartbeat goes on the control
+//     lane as well unless a datagram was answered within ControlTimeout,
+//     so a network that drops UDP costs bytes, never a heartbeat. Votes,
+//     appends and everything else use only the stream.
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc/credentials"
+	grpcpeer "google.golang.org/grpc/peer"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/raftelect/raftelect/proto/raftelect/v1"
+)
+
+// maxDatagram bounds what is read: every datagram this transport sends is
+// a heartbeat or its answer, under 100 bytes.
+const maxDatagram = 512
+
+// datagramHandlers bounds the requests being handled at once (each waits
+// for the raft loop to step it, at most ControlTimeout); more are dropped.
+const datagramHandlers = 32
+
+// datagrams is a transport's UDP socket and the sessions it accepts
+// requests under.
+type datagrams struct {
+	conn     *net.UDPConn
+	raw      rawSender
+	slots    chan struct{}
+	mu       sync.Mutex
+	sessions map[uint32]*datagramSession // by key ID
+	sent     atomic.Uint64
+	received atomic.Uint64 // opened and accepted
+}
+
+// datagramSession is the receiving side of one TLS session's datagrams:
+// the member whose certificate the session verified, and what its streams
+// on that session last said of the fields datagrams leave out.
+type datagramSession struct {
+	key      *datagramKey
+	name, cn string
+	refs     int // streams open on the session; under datagrams.mu
+	window   replayWindow
+	answers  atomic.Uint64 // counter of our answers under key
+
+	mu                         sync.Mutex
+	state                      uint64 // stateDigest of the last accepted request; 0: none yet
+	inc, labels, config, known uint64
+}
+
+// datagramOut is the sending side: requests to a peer under the key of
+// our control stream's session to it.
+type datagramOut struct {
+	key     *datagramKey
+	to      netip.AddrPort
+	local   string // the stream's connection (roundTrip's check)
+	counter atomic.Uint64
+	window  replayWindow // answers
+
+	mu      sync.Mutex
+	pending [8]pendingHeartbeat // recent heartbeats, by counter % 8
+}
+
+type pendingHeartbeat struct {
+	counter uint64
+	msg     *raftpb.Message
+	req     *pb.SendRequest
+	own     *localConfig
+	at      time.Time
+}
+
+// stateDigest is a digest of the fields a datagram leaves out. Equal
+// digests stand for equal fields; a collision would need 2^32 changes of
+// them under one session.
+func stateDigest(incarnation, labels, config, known uint64) uint64 {
+	h := uint64(14695981039346656037)
+	var b [32]byte
+	binary.LittleEndian.PutUint64(b[0:], incarnation)
+	binary.LittleEndian.PutUint64(b[8:], labels)
+	binary.LittleEndian.PutUint64(b[16:], config)
+	binary.LittleEndian.PutUint64(b[24:], known)
+	for _, c := range b {
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	return h | 1 // never 0, which means "none"
+}
+
+// startDatagrams opens the UDP socket on the peer listener's address.
+// Without TLS there are no session keys, so no datagrams.
+func (t *Transport) startDatagrams() {
+	if !t.opts.Datagrams || t.opts.Credentials == nil {
+		return
+	}
+	ta, ok := t.lis.Addr().(*net.TCPAddr)
+	if !ok {
+		t.log.Warn("datagram heartbeats off: the peer listener is not TCP", "addr", t.lis.Addr())
+		return
+	}
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: ta.IP, Port: ta.Port, Zone: ta.Zone})
+	if err != nil {
+		t.log.Warn("datagram heartbeats off: cannot open the UDP port of the peer listener; heartbeats go on streams only", "addr", ta, "err", err)
+		return
+	}
+	raw, err := newRawSender(conn)
+	if err != nil {
+		conn.Close()
+		t.log.Warn("datagram heartbeats off", "err", err)
+		return
+	}
+	d := &datagrams{conn: conn, raw: raw, slots: make(chan struct{}, datagramHandlers), sessions: map[uint32]*datagramSession{}}
+	t.dgram = d
+	t.wg.Add(1)
+	go t.readDatagrams(d)
+}
+
+// session registers the session of the stream whose context is ctx, from
+// member name, and returns it; nil when it has no key. release undoes it.
+func (d *datagrams) session(ctx context.Context, name, cn string) *datagramSession {
+	key := sessionKey(ctx)
+	if key == nil || name == "" {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := d.sessions[key.id]
+	if s == nil {
+		s = &datagramSession{key: key, name: name, cn: cn}
+		d.sessions[key.id] = s
+	} else if s.name != name {
+		return nil // another session's key ID: it keeps it
+	}
+	s.refs++
+	return s
+}
+
+func (d *datagrams) release(s *datagramSession) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if s.refs--; s.refs == 0 && d.sessions[s.key.id] == s {
+		delete(d.sessions, s.key.id)
+	}
+}
+
+// sessionKey exports the datagram key of the TLS session under ctx (a
+// stream's, either side).
+func sessionKey(ctx context.Context) *datagramKey {
+	pr, ok := grpcpeer.FromContext(ctx)
+	if !ok {
+		return nil
+	}
+	info, ok := pr.AuthInfo.(credentials.TLSInfo)
+	if !ok {
+		return nil
+	}
+	key, err := exportDatagramKey(&info.State)
+	if err != nil {
+		return nil
+	}
+	return key
+}
+
+// record remembers the fields of req, a request a stream on the session
+// carried and the receiver accepted as it stood (resp).
+func (s *datagramSession) record(req *pb.SendRequest, resp *pb.SendResponse) {
+	if s == nil || resp.GetRefused() != "" || resp.GetNeedLabels() || resp.GetNeedConfig() || resp.GetConfig() != nil {
+		return
+	}
+	s.mu.Lock()
+	s.inc, s.labels, s.config, s.known = req.GetIncarnation(), req.GetLabelsDigest(), req.GetConfigDigest(), req.GetKnownConfigDigest()
+	s.state = stateDigest(s.inc, s.labels, s.config, s.known)
+	s.mu.Unlock()
+}
+
+// keyed makes the control stream st to p the session datagrams to p are
+// sealed under; it returns what close must pass to unkeyed.
+func (t *Transport) keyed(p *peer, st context.Context, local string) *datagramOut {
+	if t.dgram == nil {
+		return nil
+	}
+	pr, ok := grpcpeer.FromContext(st)
+	if !ok || pr.Addr == nil {
+		return nil
+	}
+	key := sessionKey(st)
+	ap, err := netip.ParseAddrPort(pr.Addr.String())
+	if key == nil || err != nil {
+		return nil
+	}
+	out := &datagramOut{key: key, to: ap, local: local}
+	p.dgOut.Store(out)
+	return out
+}
+
+// sendDatagram sends m, a heartbeat for p, as a datagram if it can be one,
+// and reports whether the stream may be spared: a recent datagram of ours
+// was answered.
+func (t *Transport) sendDatagram(p *peer, m *raftpb.Message, now time.Time) (spare bool) {
+	d := t.dgram
+	out := p.dgOut.Load()
+	if d == nil || out == nil || m.GetType() != raftpb.MsgHeartbeat || p.unary.Load() {
+		return false
+	}
+	if dl := p.dialed.Load(); dl != nil && *dl != out.local {
+		return false // the session is of a connection since replaced
+	}
+	var r pb.SendRequest
+	r.Messages = []*raftpb.Message{m}
+	var hb pb.Heartbeat
+	compactHeartbeat(&r, t.opts.Self.ID, p.ID, &hb)
+	if r.Heartbeat == nil {
+		return false
+	}
+	mono := int64(now.Sub(monoBase))
+	answered := p.dgAnswered.Load()
+	confirmed := answered != 0 && time.Duration(mono-answered) < t.opts.ControlTimeout
+	if !confirmed && time.Duration(mono-answered) > 4*t.opts.ControlTimeout {
+		// Unanswered for long (a network that drops UDP, a peer
+		// without datagrams): one datagram per ControlTimeout, not one
+		// per heartbeat, to find out when that changes.
+		if last := p.dgSent.Load(); last != 0 && time.Duration(mono-last) < t.opts.ControlTimeout {
+			return false
+		}
+	}
+	req, own := t.request(p, nil)
+	if req.Labels != nil || req.Config != nil {
+		return false // to exchange on the stream first
+	}
+	dr := pb.DatagramRequest{
+		Heartbeat: &hb, Stamp: req.Stamp,
+		State: stateDigest(req.Incarnation, req.LabelsDigest, req.ConfigDigest, req.KnownConfigDigest),
+	}
+	payload, err := proto.Marshal(&dr)
+	if err != nil {
+		return false
+	}
+	counter := out.counter.Add(1)
+	out.mu.Lock()
+	out.pending[counter%uint64(len(out.pending))] = pendingHeartbeat{counter: counter, msg: m, req: req, own: own, at: now}
+	out.mu.Unlock()
+	var buf [maxDatagram]byte
+	if err := d.raw.send(out.key.seal(buf[:0], datagramRequest, counter, payload), out.to); err != nil {
+		return false
+	}
+	d.sent.Add(1)
+	p.dgSent.Store(mono)
+	return confirmed
+}
+
+// readDatagrams reads the socket until Stop.
+func (t *Transport) readDatagrams(d *datagrams) {
+	defer t.wg.Done()
+	buf := make([]byte, maxDatagram)
+	for {
+		n, from, err := d.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if t.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		kind, id, counter, ok := sealedHeader(buf[:n])
+		switch {
+		case ok && kind == datagramRequest:
+			d.mu.Lock()
+			s := d.sessions[id]
+			d.mu.Unlock()
+			if s == nil {
+				t.reject(RejectDatagram)
+				continue
+			}
+			payload, err := s.key.open(nil, buf[:n], kind, counter)
+			if err != nil || !s.window.accept(counter) {
+				t.reject(RejectDatagram)
+				continue
+			}
+			var dr pb.DatagramRequest
+			if proto.Unmarshal(payload, &dr) != nil {
+				t.reject(RejectDatagram)
+				continue
+			}
+			d.received.Add(1)
+			select {
+			case d.slots <- struct{}{}:
+			default:
+				continue // as many in flight as any correct peer set sends
+			}
+			t.wg.Add(1)
+			go func() {
+				defer t.wg.Done()
+				defer func() { <-d.slots }()
+				t.handleDatagram(d, s, counter, from, &dr)
+			}()
+		case ok && kind == datagramAnswer:
+			t.answered(d, id, counter, buf[:n])
+		default:
+			t.reject(RejectDatagram)
+		}
+	}
+}
+
+// handleDatagram steps one heartbeat from session s, as handleSend would
+// on the session's stream, and answers it.
+func (t *Transport) handleDatagram(d *datagrams, s *datagramSession, counter uint64, from netip.AddrPort, dr *pb.DatagramRequest) {
+	p := t.set().byName[s.name]
+	s.mu.Lock()
+	match := s.state != 0 && s.state == dr.GetState()
+	inc, labels, config, known := s.inc, s.labels, s.config, s.known
+	s.mu.Unlock()
+	answer := &pb.DatagramAnswer{Answers: counter, Stream: true}
+	if p != nil && match && dr.Heartbeat != nil {
+		req := &pb.SendRequest{Stamp: dr.GetStamp(), Incarnation: inc, LabelsDigest: labels, ConfigDigest: config, KnownConfigDigest: known, Heartbeat: dr.Heartbeat}
+		expandHeartbeat(req, p.ID, t.opts.Self.ID)
+		ctx, cancel := context.WithTimeout(t.ctx, t.opts.ControlTimeout)
+		resp, err := t.handleSend(ctx, s.name, s.cn, req)
+		cancel()
+		if err == nil && resp.GetRefused() == "" && !resp.GetNeedLabels() && !resp.GetNeedConfig() && resp.GetConfig() == nil {
+			answer.Stream = false
+			if resp.GetAckStamp() != 0 {
+				if resp.GetAckStamp() != req.GetStamp() || resp.GetAckIncarnation() != inc {
+					answer.AckStamp, answer.AckIncarnation = resp.GetAckStamp(), resp.GetAckIncarnation()
+				}
+				if resp.GetAckTerm() != req.Messages[0].GetTerm() {
+					answer.AckTerm = resp.GetAckTerm()
+				}
+				if resp.GetAckLeader() != p.ID {
+					answer.AckLeader = resp.GetAckLeader()
+				}
+				answer.AckPromiseNs = max(resp.GetAckPromiseNs(), 1)
+			}
+		}
+	}
+	payload, err := proto.Marshal(answer)
+	if err != nil {
+		return
+	}
+	var buf [maxDatagram]byte
+	if d.raw.send(s.key.seal(buf[:0], datagramAnswer, s.answers.Add(1), payload), from) == nil {
+		d.sent.Add(1)
+	}
+}
+
+// answered takes an answer to one of our heartbeats.
+func (t *Transport) answered(d *datagrams, id uint32, counter uint64, b []byte) {
+	var p *peer
+	var out *datagramOut
+	for _, q := range t.set().byID {
+		if o := q.dgOut.Load(); o != nil && o.key.id == id {
+			p, out = q, o
+			break
+		}
+	}
+	if out == nil {
+		t.reject(RejectDatagram)
+		return
+	}
+	payload, err := out.key.open(nil, b, datagramAnswer, counter)
+	var a pb.DatagramAnswer
+	if err != nil || !out.window.accept(counter) || proto.Unmarshal(payload, &a) != nil {
+		t.reject(RejectDatagram)
+		return
+	}
+	d.received.Add(1)
+	out.mu.Lock()
+	slot := &out.pending[a.GetAnswers()%uint64(len(out.pending))]
+	hb := *slot
+	if hb.counter == a.GetAnswers() {
+		*slot = pendingHeartbeat{}
+	}
+	out.mu.Unlock()
+	if hb.counter != a.GetAnswers() || hb.counter == 0 {
+		return // too old to tell what it answers
+	}
+	now := time.Now()
+	if a.GetStream() {
+		// Not stepped: the stream must carry what the datagram left out.
+		p.dgAnswered.Store(0)
+		if now.Sub(hb.at) <= t.opts.MaxMessageAge {
+			p.control.put(hb.msg, hb.at)
+		}
+		return
+	}
+	p.dgAnswered.Store(int64(now.Sub(monoBase)))
+	resp := &pb.SendResponse{ConfigDigest: hb.req.GetKnownConfigDigest()}
+	if a.GetAckPromiseNs() != 0 {
+		resp.AckStamp, resp.AckIncarnation = hb.req.GetStamp(), hb.req.GetIncarnation()
+		if a.GetAckStamp() != 0 {
+			resp.AckStamp, resp.AckIncarnation = a.GetAckStamp(), a.GetAckIncarnation()
+		}
+		resp.AckTerm, resp.AckLeader, resp.AckPromiseNs = hb.msg.GetTerm(), t.opts.Self.ID, a.GetAckPromiseNs()
+		if a.GetAckTerm() != 0 {
+			resp.AckTerm = a.GetAckTerm()
+		}
+		if a.GetAckLeader() != 0 {
+			resp.AckLeader = a.GetAckLeader()
+		}
+	}
+	t.sent(p, []*raftpb.Message{hb.msg}, hb.req, hb.own, resp, nil, now.Sub(hb.at))
+}
+
+// DatagramStats counts this transport's datagrams: sent, and received
+// (opened and accepted). Zero without datagrams.
+func (t *Transport) DatagramStats() (sent, received uint64) {
+	if t.dgram == nil {
+		return 0, 0
+	}
+	return t.dgram.sent.Load(), t.dgram.received.Load()
+}

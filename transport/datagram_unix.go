@@ -1,0 +1,55 @@
+//go:build unix
+
+package transport
+
+import (
+	"net"
+	"net/netip"
+	"syscall"
+)
+
+// rawSender sends datagrams without ever waiting: on the raft loop (Send)
+// a full socket buffer must drop the datagram, not block, and the stream
+// still carries what was not answered.
+type rawSender struct {
+	rc syscall.RawConn
+	v6 bool // an AF_INET6 socket (dual-stack when bound to the wildcard)
+}
+
+func newRawSender(c *net.UDPConn) (rawSender, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return rawSender{}, err
+	}
+	r := rawSender{rc: rc}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		var sa syscall.Sockaddr
+		sa, serr = syscall.Getsockname(int(fd))
+		_, r.v6 = sa.(*syscall.SockaddrInet6)
+	}); err != nil {
+		return rawSender{}, err
+	}
+	return r, serr
+}
+
+func (r rawSender) send(b []byte, to netip.AddrPort) error {
+	var sa syscall.Sockaddr
+	if a := to.Addr().Unmap(); a.Is4() && !r.v6 {
+		sa = &syscall.SockaddrInet4{Port: int(to.Port()), Addr: a.As4()}
+	} else {
+		// An IPv4 address on an AF_INET6 socket is IPv4-mapped (As16).
+		sa = &syscall.SockaddrInet6{Port: int(to.Port()), Addr: a.As16()}
+	}
+	var serr error
+	err := r.rc.Write(func(fd uintptr) bool {
+		// The descriptor is non-blocking (Go's poller): EAGAIN is an
+		// error here, not a wait.
+		serr = syscall.Sendto(int(fd), b, 0, sa)
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
