@@ -78,6 +78,11 @@ type PeerStatus struct {
 	ConfigMismatch []string
 	ConfigDetail   string
 	ConfigUnknown  bool
+	// DatagramHeartbeats: this node's heartbeats to the peer go as UDP
+	// datagrams, which it answered lately (docs/transport.md, "Datagram
+	// heartbeats"); false on followers, which send no heartbeats, and
+	// where UDP does not get through.
+	DatagramHeartbeats bool
 }
 
 // Status returns this node's current view. It never waits on a peer.

@@ -90,6 +90,7 @@ type childKey struct {
 type descs struct {
 	isLeader, holdsLease, term, hasLeader                  *prometheus.Desc
 	reachable, queueDepth, rtt, lastContact, drops, errors *prometheus.Desc
+	datagrams                                              *prometheus.Desc
 	certExpiry, caExpiry                                   *prometheus.Desc
 	configMismatch, configUnknown, electionsHeld           *prometheus.Desc
 	voters, learners                                       *prometheus.Desc
@@ -140,6 +141,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		hasLeader:   d("has_leader", "1 while this node knows of a leader (what /readyz reports), else 0."),
 		reachable:   d("peer_reachable", "1 if the last send to the peer succeeded, else 0.", "peer"),
 		queueDepth:  d("peer_queue_depth", "Messages waiting in the peer's send queues (both lanes).", "peer"),
+		datagrams:   d("peer_datagram_heartbeats", "1 while this node's heartbeats to the peer go as UDP datagrams it answers; 0 on followers and where UDP does not get through (heartbeats then go on the TCP stream).", "peer"),
 		rtt:         d("peer_rtt_seconds", "Round-trip time of the last successful send to the peer.", "peer"),
 		lastContact: d("peer_last_contact_seconds", "Seconds since the last message to or from the peer; -1 if never.", "peer"),
 		drops:       d("peer_dropped_messages_total", "Messages to the peer dropped by the transport (queue full or expired before sending); the numbers the periodic drop log reports.", "peer"),
@@ -296,7 +298,7 @@ func Classify(err error) string {
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	d := m.descs
-	for _, x := range []*prometheus.Desc{d.isLeader, d.holdsLease, d.term, d.hasLeader, d.reachable, d.queueDepth, d.rtt, d.lastContact, d.drops, d.errors, d.certExpiry, d.caExpiry,
+	for _, x := range []*prometheus.Desc{d.isLeader, d.holdsLease, d.term, d.hasLeader, d.reachable, d.queueDepth, d.datagrams, d.rtt, d.lastContact, d.drops, d.errors, d.certExpiry, d.caExpiry,
 		d.configMismatch, d.configUnknown, d.electionsHeld, d.voters, d.learners} {
 		ch <- x
 	}
@@ -340,6 +342,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	for _, p := range s.Peers {
 		gauge(d.reachable, b2f(p.Reachable), p.Name)
 		gauge(d.queueDepth, float64(p.QueueDepth), p.Name)
+		gauge(d.datagrams, b2f(p.DatagramHeartbeats), p.Name)
 		gauge(d.rtt, p.RTT.Seconds(), p.Name)
 		ago := -1.0
 		if !p.LastContact.IsZero() {

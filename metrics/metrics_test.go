@@ -43,7 +43,7 @@ func TestEventsAndStateAreExported(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
 	m := New(reg)
 	st := election.Status{Name: "n1", Role: "leader", Term: 5, Leader: "n1", HoldsLease: true,
-		Peers: []election.PeerStatus{{Name: "n2", Reachable: true, RTT: 2 * time.Millisecond, QueueDepth: 3, Drops: 7, SendErrors: 2, LastContact: time.Now()}}}
+		Peers: []election.PeerStatus{{Name: "n2", Reachable: true, RTT: 2 * time.Millisecond, QueueDepth: 3, Drops: 7, SendErrors: 2, LastContact: time.Now(), DatagramHeartbeats: true}}}
 	m.Observe(func() election.Status { return st })
 	cb := m.Callbacks(election.Callbacks{})
 
@@ -70,6 +70,7 @@ func TestEventsAndStateAreExported(t *testing.T) {
 		`raftelect_peer_dropped_messages_total{peer="n2"}`:                       7,
 		`raftelect_peer_send_failures_total{peer="n2"}`:                          2,
 		`raftelect_peer_queue_depth{peer="n2"}`:                                  3,
+		`raftelect_peer_datagram_heartbeats{peer="n2"}`:                          1,
 		`raftelect_peer_reachable{peer="n2"}`:                                    1,
 		`raftelect_is_leader`:                                                    1,
 		`raftelect_term`:                                                         5,

@@ -67,6 +67,7 @@ func TestDatagrams_HeartbeatsAndAcknowledgementsSpareTheStream(t *testing.T) {
 	_, recv1 := tn.trs[1].DatagramStats()
 	require.Equal(t, uint64(n), sent1-sent0, "n1's datagrams")
 	require.Equal(t, uint64(n), recv1-recv0, "n2's datagrams accepted")
+	require.True(t, tn.trs[0].Stats()[0].DatagramHeartbeats, "n1's Stats say its heartbeats to n2 go as datagrams")
 	hs[1].mu.Lock()
 	for i, m := range hs[1].delivered[d0:] {
 		require.True(t, proto.Equal(heartbeat(1, 2, 3, proto.Uint64(uint64(i))), m), "heartbeat %d arrived as %v", i, m)
@@ -100,6 +101,7 @@ func TestDatagrams_UnansweredHeartbeatsStillGoOnTheStream(t *testing.T) {
 	sent, _ := tn.trs[0].DatagramStats()
 	require.NotZero(t, sent, "n1 tried datagrams")
 	require.Zero(t, tn.trs[0].set().byID[2].dgAnswered.Load())
+	require.False(t, tn.trs[0].Stats()[0].DatagramHeartbeats)
 }
 
 // A datagram whose left-out fields are not those the receiver last

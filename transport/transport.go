@@ -964,6 +964,10 @@ type PeerStats struct {
 	ConfigMismatch []string
 	ConfigDetail   string
 	ConfigUnknown  bool
+	// DatagramHeartbeats: a heartbeat datagram to the peer was answered
+	// within ControlTimeout, so heartbeats to it go as datagrams alone
+	// (datagram.go). Only a leader sends heartbeats.
+	DatagramHeartbeats bool
 }
 
 // Stats returns the state of every peer, sorted by name.
@@ -979,6 +983,9 @@ func (t *Transport) Stats() []PeerStats {
 			QueueDepth: p.control.len() + p.data.len() + p.hedge.len(),
 			Drops:      p.drops.Load() + p.expired.Load(),
 			SendErrors: p.failures.Load(),
+		}
+		if a := p.dgAnswered.Load(); a != 0 && time.Duration(int64(time.Since(monoBase))-a) < t.opts.ControlTimeout {
+			s.DatagramHeartbeats = true
 		}
 		if lc := p.lastContact.Load(); lc != 0 {
 			s.LastContact = time.Unix(0, lc)
