@@ -12,21 +12,22 @@ package transport
 // other. (Followers send no heartbeat responses: the leader makes them
 // from the acknowledgements, internal/core.)
 //
-//   - Sealed (datagram_seal.go) with a key exported from the TLS session of
-//     the sender's control stream to the receiver: a datagram that opens is
-//     the stream's caller's, checked by its certificate, and is accepted
-//     once. A datagram that does not open is dropped unanswered and
-//     counted (RejectDatagram): nothing is ever sent to an address that has
-//     not proven it holds a session key, so the port reflects nothing.
+//   - Sealed (datagram_seal.go) with a key that both ends export from the
+//     TLS session of the sender's control stream, one key per stream: a
+//     datagram that opens is the stream's caller's, checked by its
+//     certificate, and is accepted once. A datagram that does not open is
+//     dropped unanswered and counted (RejectDatagram): nothing is ever sent
+//     to an address that has not proven it holds a stream's key, so the
+//     port reflects nothing.
 //   - It stands for the request the stream would carry, and the receiver
 //     handles it with the same code (handleSend: identity, bounds,
 //     agreement, stamp and acknowledgement). The fields that repeat on
 //     every request are not sent; the datagram carries a digest of the
 //     sender's current ones (stateDigest), and the receiver takes them
-//     from the last request that the same session's streams carried and it
-//     accepted. When they differ, or the receiver would not step the
-//     request as it stands (a configuration or labels to exchange, a
-//     refusal), it answers "use the stream" and steps nothing.
+//     from the last request that the stream carried and it accepted. When
+//     they differ, or the receiver would not step the request as it
+//     stands (a configuration or labels to exchange, a refusal), it
+//     answers "use the stream" and steps nothing.
 //   - The stream stays the path of record: a heartbeat goes on the control
 //     lane as well unless a datagram was answered within ControlTimeout,
 //     so a network that drops UDP costs bytes, never a heartbeat. Votes,
@@ -34,6 +35,7 @@ package transport
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"net"
@@ -58,8 +60,8 @@ const maxDatagram = 512
 // for the raft loop to step it, at most ControlTimeout); more are dropped.
 const datagramHandlers = 32
 
-// datagrams is a transport's UDP socket and the sessions it accepts
-// requests under.
+// datagrams is a transport's UDP socket and the sessions (one per peer
+// control stream served) it accepts requests under.
 type datagrams struct {
 	conn     *net.UDPConn
 	raw      rawSender
@@ -70,13 +72,13 @@ type datagrams struct {
 	received atomic.Uint64 // opened and accepted
 }
 
-// datagramSession is the receiving side of one TLS session's datagrams:
-// the member whose certificate the session verified, and what its streams
-// on that session last said of the fields datagrams leave out.
+// datagramSession is the receiving side of one control stream's
+// datagrams: the member whose certificate the stream's TLS session
+// verified, and what the stream last said of the fields datagrams leave
+// out.
 type datagramSession struct {
 	key      *datagramKey
 	name, cn string
-	refs     int // streams open on the session; under datagrams.mu
 	window   replayWindow
 	answers  atomic.Uint64 // counter of our answers under key
 
@@ -86,7 +88,7 @@ type datagramSession struct {
 }
 
 // datagramOut is the sending side: requests to a peer under the key of
-// our control stream's session to it.
+// our control stream to it.
 type datagramOut struct {
 	key     *datagramKey
 	to      netip.AddrPort
@@ -108,7 +110,7 @@ type pendingHeartbeat struct {
 
 // stateDigest is a digest of the fields a datagram leaves out. Equal
 // digests stand for equal fields; a collision would need 2^32 changes of
-// them under one session.
+// them under one stream.
 func stateDigest(incarnation, labels, config, known uint64) uint64 {
 	h := uint64(14695981039346656037)
 	var b [32]byte
@@ -151,10 +153,11 @@ func (t *Transport) startDatagrams() {
 	go t.readDatagrams(d)
 }
 
-// session registers the session of the stream whose context is ctx, from
-// member name, and returns it; nil when it has no key. release undoes it.
-func (d *datagrams) session(ctx context.Context, name, cn string) *datagramSession {
-	key := sessionKey(ctx)
+// session registers the datagram session of the stream whose context is
+// ctx, from member name, whose first request carried keyContext, and
+// returns it; nil when it has no key. release undoes it.
+func (d *datagrams) session(ctx context.Context, name, cn string, keyContext []byte) *datagramSession {
+	key := sessionKey(ctx, keyContext)
 	if key == nil || name == "" {
 		return nil
 	}
@@ -164,24 +167,23 @@ func (d *datagrams) session(ctx context.Context, name, cn string) *datagramSessi
 	if s == nil {
 		s = &datagramSession{key: key, name: name, cn: cn}
 		d.sessions[key.id] = s
-	} else if s.name != name {
-		return nil // another session's key ID: it keeps it
+	} else {
+		return nil // another stream's key ID (or a context sent twice): it keeps it
 	}
-	s.refs++
 	return s
 }
 
 func (d *datagrams) release(s *datagramSession) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if s.refs--; s.refs == 0 && d.sessions[s.key.id] == s {
+	if d.sessions[s.key.id] == s {
 		delete(d.sessions, s.key.id)
 	}
 }
 
-// sessionKey exports the datagram key of the TLS session under ctx (a
-// stream's, either side).
-func sessionKey(ctx context.Context) *datagramKey {
+// sessionKey exports the datagram key for keyContext of the TLS session
+// under ctx (a stream's, either side).
+func sessionKey(ctx context.Context, keyContext []byte) *datagramKey {
 	pr, ok := grpcpeer.FromContext(ctx)
 	if !ok {
 		return nil
@@ -190,14 +192,14 @@ func sessionKey(ctx context.Context) *datagramKey {
 	if !ok {
 		return nil
 	}
-	key, err := exportDatagramKey(&info.State)
+	key, err := exportDatagramKey(&info.State, keyContext)
 	if err != nil {
 		return nil
 	}
 	return key
 }
 
-// record remembers the fields of req, a request a stream on the session
+// record remembers the fields of req, a request the session's stream
 // carried and the receiver accepted as it stood (resp).
 func (s *datagramSession) record(req *pb.SendRequest, resp *pb.SendResponse) {
 	if s == nil || resp.GetRefused() != "" || resp.GetNeedLabels() || resp.GetNeedConfig() || resp.GetConfig() != nil {
@@ -209,24 +211,31 @@ func (s *datagramSession) record(req *pb.SendRequest, resp *pb.SendResponse) {
 	s.mu.Unlock()
 }
 
-// keyed makes the control stream st to p the session datagrams to p are
-// sealed under; it returns what close must pass to unkeyed.
-func (t *Transport) keyed(p *peer, st context.Context, local string) *datagramOut {
+// streamKey makes the datagram key of a new control stream (whose context
+// is st) and the context its first request must carry; nil when there is
+// none (no datagrams, no TLS). Datagrams use it once the stream's first
+// request was answered: the receiver has it by then (roundTrip).
+func (t *Transport) streamKey(st context.Context, local string) (*datagramOut, []byte) {
 	if t.dgram == nil {
-		return nil
+		return nil, nil
 	}
 	pr, ok := grpcpeer.FromContext(st)
 	if !ok || pr.Addr == nil {
-		return nil
+		return nil, nil
 	}
-	key := sessionKey(st)
 	ap, err := netip.ParseAddrPort(pr.Addr.String())
-	if key == nil || err != nil {
-		return nil
+	if err != nil {
+		return nil, nil
 	}
-	out := &datagramOut{key: key, to: ap, local: local}
-	p.dgOut.Store(out)
-	return out
+	keyContext := make([]byte, datagramContextBytes)
+	if _, err := rand.Read(keyContext); err != nil {
+		return nil, nil
+	}
+	key := sessionKey(st, keyContext)
+	if key == nil {
+		return nil, nil
+	}
+	return &datagramOut{key: key, to: ap, local: local}, keyContext
 }
 
 // sendDatagram sends m, a heartbeat for p, as a datagram if it can be one,
@@ -337,7 +346,7 @@ func (t *Transport) readDatagrams(d *datagrams) {
 }
 
 // handleDatagram steps one heartbeat from session s, as handleSend would
-// on the session's stream, and answers it.
+// on its stream, and answers it.
 func (t *Transport) handleDatagram(d *datagrams, s *datagramSession, counter uint64, from netip.AddrPort, dr *pb.DatagramRequest) {
 	p := t.set().byName[s.name]
 	s.mu.Lock()

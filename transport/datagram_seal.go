@@ -15,9 +15,11 @@ import (
 // (RFC 8446 section 7.5, tls.ConnectionState.ExportKeyingMaterial): only
 // the two processes that did the mutually authenticated handshake know
 // it, so a datagram that opens came from the member whose certificate that
-// session verified, and from no one else. The key lives as long as the
-// session's stream; a new connection (a restart on either side) brings a
-// new key, so a counter never repeats under one key.
+// session verified, and from no one else. The exporter's context is 16
+// random bytes that the sender puts in the first request of its control
+// stream (SendRequest.datagram_context), so each stream has a key of its
+// own, which lives as long as the stream: counters start at 1 for every
+// key, and a key must never see a counter twice (AES-GCM's nonce).
 //
 // On the wire: kind (1 byte), key ID (4), counter (8), then the AES-GCM
 // sealed payload and its 16-byte tag. The first 13 bytes are the
@@ -44,12 +46,19 @@ type datagramKey struct {
 	aead cipher.AEAD
 }
 
-// exportDatagramKey derives the datagram key of a TLS session.
-func exportDatagramKey(cs *tls.ConnectionState) (*datagramKey, error) {
+// datagramContextBytes is the length of a stream's key context.
+const datagramContextBytes = 16
+
+// exportDatagramKey derives the datagram key of one stream (context) on a
+// TLS session.
+func exportDatagramKey(cs *tls.ConnectionState, context []byte) (*datagramKey, error) {
 	if cs == nil || !cs.HandshakeComplete {
 		return nil, errors.New("no TLS session")
 	}
-	km, err := cs.ExportKeyingMaterial(exporterLabel, nil, 32+4)
+	if len(context) != datagramContextBytes {
+		return nil, fmt.Errorf("a datagram key context of %d bytes, want %d", len(context), datagramContextBytes)
+	}
+	km, err := cs.ExportKeyingMaterial(exporterLabel, context, 32+4)
 	if err != nil {
 		return nil, fmt.Errorf("exporting a datagram key: %w", err)
 	}

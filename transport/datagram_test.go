@@ -1,7 +1,9 @@
 package transport
 
 import (
+	"bytes"
 	"crypto/aes"
+	"crypto/tls"
 	"crypto/cipher"
 	"net"
 	"net/netip"
@@ -225,4 +227,76 @@ func newTestAEAD(t *testing.T) cipher.AEAD {
 	aead, err := cipher.NewGCM(block)
 	require.NoError(t, err)
 	return aead
+}
+
+// Each control stream seals its datagrams under a key of its own, even on
+// the same TLS connection: counters start at 1 for every key, and AES-GCM
+// must never see one twice under a key. A stream torn down (a peer that
+// stopped answering for a while) and opened again on the same connection
+// gets a new key, and datagrams work again under it.
+func TestDatagrams_EachStreamHasItsOwnKey(t *testing.T) {
+	t.Parallel()
+	tn, _ := newDatagramNet(t, true, true)
+	p := confirmDatagrams(t, tn)
+	first := p.dgOut.Load()
+	require.NotNil(t, first)
+	conn := *p.dialed.Load()
+
+	tn.hooks[1].BlockFrom("n1", true) // n2 hangs: datagrams unanswered, the stream times out
+	waitFor(t, 10*time.Second, "the control stream torn down", func() bool {
+		tn.trs[0].Send([]*raftpb.Message{heartbeat(1, 2, 3, nil)})
+		time.Sleep(10 * time.Millisecond)
+		return p.dgOut.Load() == nil
+	})
+	tn.hooks[1].BlockFrom("n1", false)
+	waitFor(t, 20*time.Second, "datagrams answered under a new stream's key", func() bool {
+		tn.trs[0].Send([]*raftpb.Message{heartbeat(1, 2, 3, nil)})
+		time.Sleep(10 * time.Millisecond)
+		out := p.dgOut.Load()
+		return out != nil && out != first && p.dgAnswered.Load() != 0 &&
+			time.Duration(int64(time.Since(monoBase))-p.dgAnswered.Load()) < 100*time.Millisecond
+	})
+	require.Equal(t, conn, *p.dialed.Load(), "the same TCP connection")
+	require.NotEqual(t, first.key.id, p.dgOut.Load().key.id, "a new key")
+}
+
+// On one TLS session, two contexts give two keys, and both ends derive the
+// same key for the same context.
+func TestDatagramKey_OnePerContextTheSameAtBothEnds(t *testing.T) {
+	t.Parallel()
+	tn := newTestNet(t, 2, nil)
+	c1, c2 := bytes.Repeat([]byte{1}, datagramContextBytes), bytes.Repeat([]byte{2}, datagramContextBytes)
+	client, server := tlsPair(t, tn)
+	k1c, err := exportDatagramKey(client, c1)
+	require.NoError(t, err)
+	k1s, err := exportDatagramKey(server, c1)
+	require.NoError(t, err)
+	k2c, err := exportDatagramKey(client, c2)
+	require.NoError(t, err)
+	require.Equal(t, k1c.id, k1s.id)
+	sealed := k1c.seal(nil, datagramRequest, 1, []byte("heartbeat"))
+	got, err := k1s.open(nil, sealed, datagramRequest, 1)
+	require.NoError(t, err, "the server opens what the client sealed")
+	require.Equal(t, "heartbeat", string(got))
+	require.NotEqual(t, k1c.id, k2c.id)
+	_, err = k2c.open(nil, sealed, datagramRequest, 1)
+	require.Error(t, err, "another context's key opens nothing")
+	_, err = exportDatagramKey(client, nil)
+	require.Error(t, err, "no context, no key")
+}
+
+// tlsPair does one TLS handshake between n1's and n2's credentials over a
+// pipe and returns both ends' session states.
+func tlsPair(t *testing.T, tn *testNet) (client, server *tls.ConnectionState) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	cc := tls.Client(a, tn.trs[0].opts.Credentials.ClientConfig("n2"))
+	sc := tls.Server(b, tn.trs[1].opts.Credentials.serverConfig())
+	errs := make(chan error, 1)
+	go func() { errs <- sc.Handshake() }()
+	require.NoError(t, cc.Handshake())
+	require.NoError(t, <-errs)
+	cs, ss := cc.ConnectionState(), sc.ConnectionState()
+	return &cs, &ss
 }

@@ -67,12 +67,12 @@ func (s *peerServer) Stream(stream pb.Peer_StreamServer) error {
 	}
 	defer release()
 	t.streamsServed.Add(1)
-	var sess *datagramSession
-	if t.dgram != nil {
-		if sess = t.dgram.session(ctx, name, cn); sess != nil {
-			defer t.dgram.release(sess)
+	var sess *datagramSession // this stream's datagram key, once its context came
+	defer func() {
+		if sess != nil {
+			t.dgram.release(sess)
 		}
-	}
+	}()
 	var in streamRequests
 	var out streamResponses
 	for {
@@ -84,6 +84,9 @@ func (s *peerServer) Stream(stream pb.Peer_StreamServer) error {
 			return err
 		}
 		in.fill(req)
+		if sess == nil && t.dgram != nil && len(req.DatagramContext) > 0 {
+			sess = t.dgram.session(ctx, name, cn, req.DatagramContext)
+		}
 		if req.Heartbeat != nil {
 			// From is the caller, as its certificate says: a caller
 			// that is no member gets no message made for it.

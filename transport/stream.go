@@ -216,8 +216,12 @@ type laneStream struct {
 	local  string       // the local address of the TCP connection it is on
 
 	peer  *peer
-	keys  bool         // the control lane: its session keys datagrams
-	keyed *datagramOut // the datagram session of this stream, if any
+	keys  bool         // the control lane: its stream keys datagrams
+	keyed *datagramOut // the datagram key of this stream, once in use
+	// The key before the first request carrying its context (keyContext)
+	// was answered.
+	key        *datagramOut
+	keyContext []byte
 }
 
 // close tears the stream down, if one is open.
@@ -261,6 +265,7 @@ func (ls *laneStream) roundTrip(t *Transport, client pb.PeerClient, p *peer, pri
 		compactHeartbeat(req, t.opts.Self.ID, p.ID, &ls.hb)
 	}
 	ls.out.elide(req)
+	req.DatagramContext = ls.keyContext // until answered: the first request may be lost with the stream
 	err := ls.stream.Send(req)
 	var resp *pb.SendResponse
 	if err == nil || errors.Is(err, io.EOF) {
@@ -277,6 +282,12 @@ func (ls *laneStream) roundTrip(t *Transport, client pb.PeerClient, p *peer, pri
 		return nil, err
 	}
 	ls.in.fill(resp, stamp, incarnation)
+	if ls.key != nil {
+		// The receiver registered the key before it handled the request
+		// that carried its context: datagrams may use it from now on.
+		ls.keyed, ls.key, ls.keyContext = ls.key, nil, nil
+		p.dgOut.Store(ls.keyed)
+	}
 	if late {
 		// The answer came as the timer fired: take it, but the stream
 		// is being cancelled.
@@ -309,7 +320,7 @@ func (ls *laneStream) open(t *Transport, client pb.PeerClient, p *peer, timeout 
 	}
 	*ls = laneStream{stream: st, cancel: cancel, timer: timer, local: local, peer: ls.peer, keys: ls.keys}
 	if ls.keys {
-		ls.keyed = t.keyed(p, st.Context(), local)
+		ls.key, ls.keyContext = t.streamKey(st.Context(), local)
 	}
 	return nil
 }

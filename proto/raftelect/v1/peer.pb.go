@@ -62,9 +62,14 @@ type SendRequest struct {
 	// instead of in messages: 6-8 bytes instead of 28, most of which are the
 	// two node IDs, 64-bit hashes. The receiver makes the raft message back,
 	// from the stream's caller to itself.
-	Heartbeat     *Heartbeat `protobuf:"bytes,9,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Heartbeat *Heartbeat `protobuf:"bytes,9,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
+	// stream: on the first request of a control stream, 16 random bytes
+	// that, with the TLS session, make the key of this stream's heartbeat
+	// datagrams (transport/datagram_seal.go): one key per stream, so that
+	// no counter is ever used twice under one key. Elsewhere it is ignored.
+	DatagramContext []byte `protobuf:"bytes,10,opt,name=datagram_context,json=datagramContext,proto3" json:"datagram_context,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *SendRequest) Reset() {
@@ -156,6 +161,13 @@ func (x *SendRequest) GetKnownConfigDigest() uint64 {
 func (x *SendRequest) GetHeartbeat() *Heartbeat {
 	if x != nil {
 		return x.Heartbeat
+	}
+	return nil
+}
+
+func (x *SendRequest) GetDatagramContext() []byte {
+	if x != nil {
+		return x.DatagramContext
 	}
 	return nil
 }
@@ -699,7 +711,7 @@ var File_raftelect_v1_peer_proto protoreflect.FileDescriptor
 const file_raftelect_v1_peer_proto_rawDesc = "" +
 	"\n" +
 	"\x17raftelect/v1/peer.proto\x12\fraftelect.v1\x1a\n" +
-	"raft.proto\"\xcf\x03\n" +
+	"raft.proto\"\xfa\x03\n" +
 	"\vSendRequest\x12+\n" +
 	"\bmessages\x18\x01 \x03(\v2\x0f.raftpb.MessageR\bmessages\x12#\n" +
 	"\rlabels_digest\x18\x02 \x01(\x06R\flabelsDigest\x12=\n" +
@@ -709,7 +721,9 @@ const file_raftelect_v1_peer_proto_rawDesc = "" +
 	"\rconfig_digest\x18\x06 \x01(\x06R\fconfigDigest\x120\n" +
 	"\x06config\x18\a \x01(\v2\x18.raftelect.v1.NodeConfigR\x06config\x12.\n" +
 	"\x13known_config_digest\x18\b \x01(\x06R\x11knownConfigDigest\x125\n" +
-	"\theartbeat\x18\t \x01(\v2\x17.raftelect.v1.HeartbeatR\theartbeat\x1a9\n" +
+	"\theartbeat\x18\t \x01(\v2\x17.raftelect.v1.HeartbeatR\theartbeat\x12)\n" +
+	"\x10datagram_context\x18\n" +
+	" \x01(\fR\x0fdatagramContext\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"G\n" +
