@@ -3,8 +3,8 @@ package transport
 import (
 	"bytes"
 	"crypto/aes"
-	"crypto/tls"
 	"crypto/cipher"
+	"crypto/tls"
 	"net"
 	"net/netip"
 	"testing"
