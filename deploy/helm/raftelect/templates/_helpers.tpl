@@ -25,6 +25,11 @@ ports:
   - name: peer
     containerPort: 7000
     protocol: TCP
+  # Datagram heartbeats and their acknowledgements: UDP on the peer port's
+  # number (docs/transport.md, "Datagram heartbeats").
+  - name: peer-udp
+    containerPort: 7000
+    protocol: UDP
   - name: http
     containerPort: 9090
     protocol: TCP
