@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -72,11 +73,12 @@ type certificate struct {
 	} `json:"spec"`
 }
 
-// render renders the chart for layout and decodes it strictly.
-func render(t *testing.T, layout string) ([]object, []certificate) {
+// render renders the chart for layout (and extra helm arguments, such as
+// --set) and decodes it strictly.
+func render(t *testing.T, layout string, extra ...string) ([]object, []certificate) {
 	t.Helper()
-	out, err := runHelm(t, "template", "raftelect", chartDir, "--namespace", "raftelect",
-		"-f", filepath.Join(chartDir, "ci", layout+"-values.yaml"))
+	out, err := runHelm(t, append([]string{"template", "raftelect", chartDir, "--namespace", "raftelect",
+		"-f", filepath.Join(chartDir, "ci", layout+"-values.yaml")}, extra...)...)
 	if err != nil {
 		t.Fatalf("helm template (%s): %v\n%s", layout, err, out)
 	}
@@ -161,6 +163,42 @@ func TestChartRendersStrictly(t *testing.T) {
 			}
 			if c.IssuerRef.Name == "" {
 				t.Error("the Certificate names no issuer")
+			}
+		})
+	}
+}
+
+// TestChartStreamHeartbeatsOnly: node.streamHeartbeatsOnly, the way out on
+// clusters whose peer Service cannot carry TCP and UDP at once, sets
+// stream_heartbeats_only in node.yaml and leaves UDP off the peer Service,
+// and the result still passes the wiring checks; by default node.yaml
+// leaves datagrams on and the Service carries UDP (TestChartRendersStrictly).
+func TestChartStreamHeartbeatsOnly(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		t.Run("streamHeartbeatsOnly="+strconv.FormatBool(on), func(t *testing.T) {
+			objs, _ := render(t, "sidecar", "--set", "node.streamHeartbeatsOnly="+strconv.FormatBool(on))
+			checkWiring(t, objs)
+			var node nodeYAML
+			var peerProtocols []corev1.Protocol
+			for _, o := range objs {
+				switch v := o.obj.(type) {
+				case *corev1.ConfigMap:
+					if err := sigsyaml.Unmarshal([]byte(v.Data["node.yaml"]), &node); err != nil {
+						t.Fatal(err)
+					}
+				case *corev1.Service:
+					if v.Name == "raftelect-peer" {
+						for _, p := range v.Spec.Ports {
+							peerProtocols = append(peerProtocols, protocol(p.Protocol))
+						}
+					}
+				}
+			}
+			if node.StreamHeartbeatsOnly != on {
+				t.Errorf("node.streamHeartbeatsOnly=%v: node.yaml has stream_heartbeats_only %v", on, node.StreamHeartbeatsOnly)
+			}
+			if udp := slices.Contains(peerProtocols, corev1.ProtocolUDP); udp == on {
+				t.Errorf("node.streamHeartbeatsOnly=%v: the peer Service's protocols are %v (UDP wanted: %v; a mixed LoadBalancer Service is what older clusters refuse)", on, peerProtocols, !on)
 			}
 		})
 	}

@@ -11,6 +11,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -176,7 +177,9 @@ type nodeYAML struct {
 	ListenAddress string `json:"listen_address"`
 	HTTPAddress   string `json:"http_address"`
 	DataDir       string `json:"data_dir"`
-	TLS           struct {
+	// StreamHeartbeatsOnly: no datagram heartbeats, so no UDP is needed.
+	StreamHeartbeatsOnly bool `json:"stream_heartbeats_only"`
+	TLS                  struct {
 		CAFile   string `json:"ca_file"`
 		CertFile string `json:"cert_file"`
 		KeyFile  string `json:"key_file"`
@@ -257,8 +260,8 @@ func checkStatefulSet(t *testing.T, s *appsv1.StatefulSet, services map[string]*
 	for _, p := range rc.Ports {
 		ports[p.Name] = p.ContainerPort
 	}
-	if got, want := ports["peer"], port(t, node.ListenAddress); got != want {
-		t.Errorf("container port peer = %d, node.yaml listens on %d", got, want)
+	for _, p := range peerPortProblems(rc.Ports, services["raftelect-peer"], node, port(t, node.ListenAddress)) {
+		t.Error(p)
 	}
 	if got, want := ports["http"], port(t, node.HTTPAddress); got != want {
 		t.Errorf("container port http = %d, node.yaml serves HTTP on %d", got, want)
@@ -320,22 +323,99 @@ func checkStatefulSet(t *testing.T, s *appsv1.StatefulSet, services map[string]*
 		t.Errorf("data_dir %s is not on a volume claim: raft state would not survive a restart", node.DataDir)
 	}
 
-	// Services that select these pods must target ports they have.
+	// Services that select these pods must target ports they have, of the
+	// same protocol: Kubernetes resolves a named target port by name and
+	// protocol, so a UDP Service port naming a TCP container port reaches
+	// nothing.
 	for _, svc := range services {
 		if !selects(svc.Spec.Selector, labels) {
 			continue
 		}
 		for _, p := range svc.Spec.Ports {
-			if name := p.TargetPort.StrVal; name != "" {
-				if _, ok := ports[name]; !ok {
-					t.Errorf("Service %s targets port %q, which the raftelect container lacks", svc.Name, name)
-				}
+			name := p.TargetPort.StrVal
+			if name == "" {
+				continue
+			}
+			i := slices.IndexFunc(rc.Ports, func(c corev1.ContainerPort) bool { return c.Name == name })
+			if i < 0 {
+				t.Errorf("Service %s targets port %q, which the raftelect container lacks", svc.Name, name)
+			} else if sp, cp := protocol(p.Protocol), protocol(rc.Ports[i].Protocol); sp != cp {
+				t.Errorf("Service %s port %s (%s) targets container port %q, which is %s: it reaches nothing", svc.Name, p.Name, sp, name, cp)
 			}
 		}
 	}
 	if !selects(services["raftelect-peer"].Spec.Selector, labels) {
 		t.Error("Service raftelect-peer does not select these pods")
 	}
+}
+
+// peerPortProblems says what is wrong with the peer port of the raftelect
+// container (ports) and the peer Service, for a node listening on port
+// listen. The node takes TCP (its streams) on listen and, unless node.yaml
+// sets stream_heartbeats_only, UDP on the same number: a leader sends its
+// datagram heartbeats to the address and port number its TCP connection
+// reached, and the answer goes back to where the datagram came from
+// (docs/transport.md, "Datagram heartbeats"). So the container declares
+// peer (TCP) and peer-udp (UDP) on listen, and the peer Service forwards TCP
+// and UDP on one port number to them. The container port peer-udp is
+// required even with stream_heartbeats_only: it costs nothing and turning
+// datagrams on then needs only the Service.
+func peerPortProblems(ports []corev1.ContainerPort, peer *corev1.Service, node nodeYAML, listen int32) []string {
+	var problems []string
+	for _, want := range []struct {
+		name  string
+		proto corev1.Protocol
+	}{{"peer", corev1.ProtocolTCP}, {"peer-udp", corev1.ProtocolUDP}} {
+		i := slices.IndexFunc(ports, func(p corev1.ContainerPort) bool { return p.Name == want.name })
+		switch {
+		case i < 0:
+			problems = append(problems, fmt.Sprintf("no container port %s: node.yaml listens on %d/%s (docs/transport.md, \"Datagram heartbeats\")", want.name, listen, want.proto))
+		case ports[i].ContainerPort != listen || protocol(ports[i].Protocol) != want.proto:
+			problems = append(problems, fmt.Sprintf("container port %s is %d/%s; node.yaml listens on %d/%s", want.name, ports[i].ContainerPort, protocol(ports[i].Protocol), listen, want.proto))
+		}
+	}
+	if peer == nil {
+		return problems // checkWiring reports the missing Service
+	}
+	// The Service's port numbers that reach the container's listen port,
+	// by protocol.
+	reaching := map[corev1.Protocol][]int32{}
+	for _, sp := range peer.Spec.Ports {
+		proto := protocol(sp.Protocol)
+		target := sp.TargetPort.IntVal
+		if name := sp.TargetPort.StrVal; name != "" {
+			i := slices.IndexFunc(ports, func(p corev1.ContainerPort) bool { return p.Name == name && protocol(p.Protocol) == proto })
+			if i < 0 {
+				continue
+			}
+			target = ports[i].ContainerPort
+		} else if target == 0 {
+			target = sp.Port // targetPort defaults to port
+		}
+		if target == listen {
+			reaching[proto] = append(reaching[proto], sp.Port)
+		}
+	}
+	tcp := reaching[corev1.ProtocolTCP]
+	if len(tcp) == 0 {
+		problems = append(problems, fmt.Sprintf("Service %s forwards no TCP port to the peer listener's %d", peer.Name, listen))
+	}
+	if node.StreamHeartbeatsOnly {
+		return problems
+	}
+	if udp := reaching[corev1.ProtocolUDP]; !slices.ContainsFunc(udp, func(p int32) bool { return slices.Contains(tcp, p) }) {
+		problems = append(problems, fmt.Sprintf("Service %s forwards UDP on %v and TCP on %v to the peer listener's %d: datagram heartbeats need UDP on the TCP port's number "+
+			"(add a port peer-udp, protocol UDP, targetPort peer-udp; or set stream_heartbeats_only: true in node.yaml)", peer.Name, udp, tcp, listen))
+	}
+	return problems
+}
+
+// protocol is p as Kubernetes takes it: empty is TCP.
+func protocol(p corev1.Protocol) corev1.Protocol {
+	if p == "" {
+		return corev1.ProtocolTCP
+	}
+	return p
 }
 
 func checkProbe(t *testing.T, kind string, p *corev1.Probe, path string, ports map[string]int32) {
@@ -378,4 +458,89 @@ func port(t *testing.T, hostport string) int32 {
 		p = p*10 + c - '0'
 	}
 	return p
+}
+
+// TestPeerPortChecksCatchMissingUDP: the peer port checks pass on the
+// manifests and fail on each way of losing the datagram heartbeats' UDP
+// port; otherwise TestManifestsWiring proves nothing about it.
+func TestPeerPortChecksCatchMissingUDP(t *testing.T) {
+	var (
+		ports []corev1.ContainerPort
+		peer  *corev1.Service
+		node  nodeYAML
+	)
+	for _, o := range decodeAll(t) {
+		switch v := o.obj.(type) {
+		case *appsv1.StatefulSet:
+			for _, c := range allContainers(&v.Spec.Template.Spec) {
+				if len(c.Ports) > 0 {
+					ports = c.Ports
+				}
+			}
+		case *corev1.Service:
+			if v.Name == "raftelect-peer" {
+				peer = v
+			}
+		case *corev1.ConfigMap:
+			if err := sigsyaml.Unmarshal([]byte(v.Data["node.yaml"]), &node); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if ports == nil || peer == nil || node.ListenAddress == "" {
+		t.Fatalf("the manifests lack the raftelect container's ports (%v), the peer Service (%v) or node.yaml's listen_address", ports, peer)
+	}
+	listen := port(t, node.ListenAddress)
+	if p := peerPortProblems(ports, peer, node, listen); len(p) > 0 {
+		t.Fatalf("the manifests as they are: %v", p)
+	}
+	withoutPort := func(ps []corev1.ContainerPort, name string) []corev1.ContainerPort {
+		return slices.DeleteFunc(slices.Clone(ps), func(p corev1.ContainerPort) bool { return p.Name == name })
+	}
+	withoutServicePort := func(proto corev1.Protocol) *corev1.Service {
+		s := peer.DeepCopy()
+		s.Spec.Ports = slices.DeleteFunc(s.Spec.Ports, func(p corev1.ServicePort) bool { return protocol(p.Protocol) == proto })
+		return s
+	}
+	changed := func(name string, f func(*corev1.ContainerPort)) []corev1.ContainerPort {
+		ps := slices.Clone(ports)
+		for i := range ps {
+			if ps[i].Name == name {
+				f(&ps[i])
+			}
+		}
+		return ps
+	}
+	streamOnly := node
+	streamOnly.StreamHeartbeatsOnly = true
+	for _, tt := range []struct {
+		name  string
+		ports []corev1.ContainerPort
+		peer  *corev1.Service
+		node  nodeYAML
+		want  string // "" for no problem
+	}{
+		{"no container port peer-udp", withoutPort(ports, "peer-udp"), peer, node, "no container port peer-udp"},
+		{"peer-udp is TCP", changed("peer-udp", func(p *corev1.ContainerPort) { p.Protocol = corev1.ProtocolTCP }), peer, node, "container port peer-udp is 7000/TCP"},
+		{"peer-udp on another number", changed("peer-udp", func(p *corev1.ContainerPort) { p.ContainerPort = listen + 1 }), peer, node, "container port peer-udp is 7001/UDP"},
+		{"no UDP on the Service", ports, withoutServicePort(corev1.ProtocolUDP), node, "datagram heartbeats need UDP on the TCP port's number"},
+		{"UDP on another Service port", ports, func() *corev1.Service {
+			s := peer.DeepCopy()
+			for i := range s.Spec.Ports {
+				if s.Spec.Ports[i].Protocol == corev1.ProtocolUDP {
+					s.Spec.Ports[i].Port++
+				}
+			}
+			return s
+		}(), node, "datagram heartbeats need UDP on the TCP port's number"},
+		{"no TCP on the Service", ports, withoutServicePort(corev1.ProtocolTCP), node, "forwards no TCP port"},
+		{"no UDP on the Service, stream_heartbeats_only", ports, withoutServicePort(corev1.ProtocolUDP), streamOnly, ""},
+		{"no container port peer-udp, stream_heartbeats_only", withoutPort(ports, "peer-udp"), peer, streamOnly, "no container port peer-udp"},
+	} {
+		problems := peerPortProblems(tt.ports, tt.peer, tt.node, listen)
+		found := slices.ContainsFunc(problems, func(p string) bool { return tt.want != "" && strings.Contains(p, tt.want) })
+		if tt.want == "" && len(problems) > 0 || tt.want != "" && !found {
+			t.Errorf("%s: problems %q, want one saying %q", tt.name, problems, tt.want)
+		}
+	}
 }
