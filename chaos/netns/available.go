@@ -50,7 +50,7 @@ func probe() error {
 	chain egress { type filter hook egress device "lo" priority 0; policy accept; }
 }
 `
-	if err := run(ctx, []byte(script), "ip", "netns", "exec", ns, "nft", "-f", "-"); err != nil {
+	if _, err := run(ctx, []byte(script), "ip", "netns", "exec", ns, "nft", "-f", "-"); err != nil {
 		return fmt.Errorf("chaos: nftables has no netdev egress hook here (needs Linux >= 5.16 with CONFIG_NETFILTER_EGRESS and nft >= 1.0.1): %w", err)
 	}
 	return nil

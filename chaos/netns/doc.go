@@ -31,6 +31,9 @@
 // inside that node's namespace, with an ingress and an egress chain bound to
 // its eth0. Heal deletes the table; loopback is never touched because the
 // chains are bound to eth0 only. Faults added to a node accumulate until Heal.
+// DropUDP alone lives in a second table, "netdev raftelect_chaos_udp", so
+// that a node can pass only TCP for a whole run while other faults come and
+// are healed; AllowUDP (or HealAll) deletes it.
 //
 // Why nftables: this kernel has no sch_netem, so packet loss cannot come from
 // tc; nftables can drop silently and, with "numgen random mod 100 < P", at

@@ -6,22 +6,32 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
 
 // Table is the nftables table (family netdev) that holds every fault of one
-// node, inside that node's namespace. Deleting it heals the node.
+// node but DropUDP, inside that node's namespace. Deleting it heals the node.
 const Table = "raftelect_chaos"
 
-// faultChains declares the table and its two chains, both bound to the
-// node's eth0, so loopback traffic is never affected. Declaring them again
-// when they exist is a no-op, so faults accumulate.
-const faultChains = `table netdev ` + Table + ` {
+// UDPTable holds a node's DropUDP, apart from Table, so that Heal, which
+// ends the node's other faults, leaves it standing: a firewall that passes
+// no UDP stays while other faults come and go. AllowUDP deletes it.
+const UDPTable = "raftelect_chaos_udp"
+
+// chains declares the table and its two chains, both bound to the node's
+// eth0, so loopback traffic is never affected. Declaring them again when
+// they exist is a no-op, so faults accumulate. Base chains of both tables
+// see every packet: a drop in either is final.
+func chains(table string) string {
+	return `table netdev ` + table + ` {
 	chain ingress { type filter hook ingress device "eth0" priority 0; policy accept; }
 	chain egress { type filter hook egress device "eth0" priority 0; policy accept; }
 }
 `
+}
 
 // DropBetween silently drops every IP packet that node from sends to node to.
 //
@@ -67,6 +77,52 @@ func (nw *Network) Isolate(node int) error {
 	}
 	return nw.addRules(node, fmt.Sprintf("add rule netdev %[1]s ingress drop\nadd rule netdev %[1]s egress drop\n", Table))
 }
+
+// DropUDP silently drops every UDP packet the node sends or receives on its
+// eth0, as a firewall or load balancer that passes only TCP does; TCP, ICMP
+// and ARP pass. The rules count what they drop (UDPDropped). They live in
+// UDPTable: Heal(node) leaves them, AllowUDP(node) removes them.
+func (nw *Network) DropUDP(node int) error {
+	if err := nw.check(node); err != nil {
+		return err
+	}
+	return nw.addRulesTo(UDPTable, node, fmt.Sprintf("add rule netdev %[1]s ingress meta l4proto udp counter drop\nadd rule netdev %[1]s egress meta l4proto udp counter drop\n", UDPTable))
+}
+
+// AllowUDP removes the node's DropUDP; allowing a node that drops nothing
+// is not an error.
+func (nw *Network) AllowUDP(node int) error {
+	if err := nw.check(node); err != nil {
+		return err
+	}
+	return nw.deleteTable(node, UDPTable)
+}
+
+// UDPDropped returns how many UDP packets the node's DropUDP has dropped,
+// both ways, since it was added (0 without one): a run shows with it that
+// the drop met traffic.
+func (nw *Network) UDPDropped(node int) (uint64, error) {
+	if err := nw.check(node); err != nil {
+		return 0, err
+	}
+	// Listing a table that does not exist fails; "add" makes it exist.
+	out, err := nw.nftOutput(node, fmt.Sprintf("add table netdev %[1]s\nlist table netdev %[1]s\n", UDPTable))
+	if err != nil {
+		return 0, err
+	}
+	var total uint64
+	for _, m := range counterPackets.FindAllSubmatch(out, -1) {
+		n, err := strconv.ParseUint(string(m[1]), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("chaos: counter of node %d: %w", node, err)
+		}
+		total += n
+	}
+	return total, nil
+}
+
+// counterPackets matches an nft counter as `nft list` prints it.
+var counterPackets = regexp.MustCompile(`counter packets (\d+) bytes`)
 
 // RejectKind is how Reject answers: what a firewall rule, or a Service proxy
 // with no endpoints, sends a client instead of silence.
@@ -172,21 +228,26 @@ func (nw *Network) loss(h hook, node, percent int, peers []int) error {
 	return nw.addRules(node, fmt.Sprintf("add rule netdev %s %s %s numgen random mod 100 < %d drop\n", Table, h.chain, match, percent))
 }
 
-// Heal removes every fault in the node's namespace. Healing a node without
-// faults is not an error.
+// Heal removes every fault in the node's namespace but DropUDP (AllowUDP
+// removes that). Healing a node without faults is not an error.
 func (nw *Network) Heal(node int) error {
 	if err := nw.check(node); err != nil {
 		return err
 	}
-	// "add" first makes the delete succeed when there is no table.
-	return nw.nft(node, fmt.Sprintf("add table netdev %[1]s\ndelete table netdev %[1]s\n", Table))
+	return nw.deleteTable(node, Table)
 }
 
-// HealAll removes every fault in every node's namespace.
+// deleteTable deletes one of the node's tables; "add" first makes the
+// delete succeed when there is no table.
+func (nw *Network) deleteTable(node int, table string) error {
+	return nw.nft(node, fmt.Sprintf("add table netdev %[1]s\ndelete table netdev %[1]s\n", table))
+}
+
+// HealAll removes every fault in every node's namespace, DropUDP included.
 func (nw *Network) HealAll() error {
 	var errs []error
 	for i := range nw.nodes {
-		errs = append(errs, nw.Heal(i))
+		errs = append(errs, nw.Heal(i), nw.AllowUDP(i))
 	}
 	return errors.Join(errs...)
 }
@@ -246,13 +307,23 @@ func (nw *Network) checkPair(from, to int) error {
 }
 
 func (nw *Network) addRules(node int, rules string) error {
-	return nw.nft(node, faultChains+rules)
+	return nw.addRulesTo(Table, node, rules)
+}
+
+func (nw *Network) addRulesTo(table string, node int, rules string) error {
+	return nw.nft(node, chains(table)+rules)
 }
 
 // nft runs one nft script, a single transaction, in the node's namespace.
 func (nw *Network) nft(node int, script string) error {
+	_, err := nw.nftOutput(node, script)
+	return err
+}
+
+// nftOutput is nft that returns what the script printed.
+func (nw *Network) nftOutput(node int, script string) ([]byte, error) {
 	if err := nw.checkOpen(); err != nil {
-		return err
+		return nil, err
 	}
 	return run(context.Background(), []byte(script), "ip", "netns", "exec", nw.nodes[node].Name, "nft", "-f", "-")
 }

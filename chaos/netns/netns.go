@@ -267,17 +267,22 @@ func deleteNamespace(ns string) error {
 }
 
 func ipCmd(ctx context.Context, args ...string) error {
-	return run(ctx, nil, "ip", args...)
+	_, err := run(ctx, nil, "ip", args...)
+	return err
 }
 
-func run(ctx context.Context, stdin []byte, name string, args ...string) error {
+// run runs a command and returns its standard output; a failure's error
+// carries what it wrote to standard error.
+func run(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)
 	}
-	out, err := cmd.CombinedOutput()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		return fmt.Errorf("chaos: %s %s: %w: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(out))
+		return out, fmt.Errorf("chaos: %s %s: %w: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(append(out, stderr.Bytes()...)))
 	}
-	return nil
+	return out, nil
 }

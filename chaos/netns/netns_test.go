@@ -221,23 +221,37 @@ func received(ch <-chan string, timeout time.Duration) (int, bool) {
 	}
 }
 
-// mustLoseSilentlyOneWay asserts that node 0's datagrams to node 1 leave
-// without a local error (an inet output-chain drop would fail them with
-// EPERM) and none arrive, while node 1's datagrams to node 0 all arrive.
-func mustLoseSilentlyOneWay(t *testing.T, nw *Network, udp1 netip.AddrPort, got1 <-chan string, udp0 netip.AddrPort, got0 <-chan string) {
+// mustLoseSilently asserts that 10 datagrams and the end marker from node
+// from to sink to leave without a local error (an inet output-chain drop
+// would fail them with EPERM) and none arrive.
+func mustLoseSilently(t *testing.T, nw *Network, from int, to netip.AddrPort, got <-chan string) {
 	t.Helper()
-	if err := sendUDP(nw, 0, udp1, 10); err != nil {
-		t.Fatalf("node 0 saw its dropped datagrams fail locally: %v", err)
+	if err := sendUDP(nw, from, to, 10); err != nil {
+		t.Fatalf("node %d saw its dropped datagrams to %v fail locally: %v", from, to, err)
 	}
-	if n, ok := received(got1, blocked); ok || n != 0 {
-		t.Fatalf("node 1 received %d datagrams from node 0 (end %v), want none", n, ok)
+	if n, ok := received(got, blocked); ok || n != 0 {
+		t.Fatalf("%v received %d datagrams from node %d (end %v), want none", to, n, from, ok)
 	}
-	if err := sendUDP(nw, 1, udp0, 10); err != nil {
+}
+
+// mustArrive asserts that 10 datagrams and the end marker from node from
+// to sink all arrive.
+func mustArrive(t *testing.T, nw *Network, from int, to netip.AddrPort, got <-chan string) {
+	t.Helper()
+	if err := sendUDP(nw, from, to, 10); err != nil {
 		t.Fatal(err)
 	}
-	if n, ok := received(got0, open); !ok || n != 10 {
-		t.Fatalf("node 0 received %d of 10 datagrams from node 1 (end %v)", n, ok)
+	if n, ok := received(got, open); !ok || n != 10 {
+		t.Fatalf("%v received %d of 10 datagrams from node %d (end %v)", to, n, from, ok)
 	}
+}
+
+// mustLoseSilentlyOneWay asserts that node 0's datagrams to node 1 are lost
+// silently while node 1's datagrams to node 0 all arrive.
+func mustLoseSilentlyOneWay(t *testing.T, nw *Network, udp1 netip.AddrPort, got1 <-chan string, udp0 netip.AddrPort, got0 <-chan string) {
+	t.Helper()
+	mustLoseSilently(t, nw, 0, udp1, got1)
+	mustArrive(t, nw, 1, udp0, got0)
 }
 
 func TestNewGivesEachNodeItsOwnNamespaceAndAddress(t *testing.T) {
@@ -456,10 +470,15 @@ func TestFaultArgumentsAreChecked(t *testing.T) {
 		"loss from self":    nw.LossArriving(1, 10, 1),
 		"loss from node 2":  nw.LossArriving(1, 10, 2),
 		"heal out of range": nw.Heal(5),
+		"drop UDP of -1":    nw.DropUDP(-1),
+		"allow UDP of 2":    nw.AllowUDP(2),
 	} {
 		if err == nil {
 			t.Errorf("%s: no error", name)
 		}
+	}
+	if _, err := nw.UDPDropped(2); err == nil {
+		t.Error("UDPDropped of node 2 of 2: no error")
 	}
 	if err := nw.Command(context.Background(), 7, "true").Run(); err == nil {
 		t.Error("Command on node 7 of 2 ran")
@@ -624,4 +643,66 @@ func TestRejectRefusesThePortOnlyWhileTheProcessRuns(t *testing.T) {
 			mustEcho(t, nw, 0, rejected)
 		})
 	}
+}
+
+// TestDropUDPPassesOnlyTCP: DropUDP drops the node's UDP both ways,
+// silently, and counts each packet, while its TCP and other nodes' UDP
+// pass; Heal, which ends the node's other faults, leaves it, and AllowUDP
+// (or HealAll) removes it.
+func TestDropUDPPassesOnlyTCP(t *testing.T) {
+	nw := newNetwork(t, 3)
+	echo0 := echoServer(t, nw, 0)
+	echo1 := echoServer(t, nw, 1)
+	udp0, got0 := udpSink(t, nw, 0)
+	udp1, got1 := udpSink(t, nw, 1)
+	udp2, got2 := udpSink(t, nw, 2)
+	mustArrive(t, nw, 0, udp1, got1)
+
+	if err := nw.DropUDP(0); err != nil {
+		t.Fatal(err)
+	}
+	if err := nw.DropUDP(0); err != nil { // twice: the same drop, counted once
+		t.Fatal(err)
+	}
+	mustLoseSilently(t, nw, 0, udp1, got1)
+	mustLoseSilently(t, nw, 1, udp0, got0)
+	mustArrive(t, nw, 1, udp2, got2)
+	mustEcho(t, nw, 0, echo1)
+	mustEcho(t, nw, 1, echo0)
+	// 11 datagrams each way met the first rule that dropped them; the
+	// echoes' TCP was not counted.
+	if n, err := nw.UDPDropped(0); err != nil || n != 22 {
+		t.Fatalf("UDPDropped(0) = %d, %v; want the 22 datagrams sent", n, err)
+	}
+	if n, err := nw.UDPDropped(1); err != nil || n != 0 {
+		t.Fatalf("UDPDropped(1) = %d, %v; want 0 without a drop", n, err)
+	}
+
+	if err := nw.Isolate(0); err != nil {
+		t.Fatal(err)
+	}
+	mustTimeOut(t, nw, 1, echo0)
+	if err := nw.Heal(0); err != nil {
+		t.Fatal(err)
+	}
+	mustEcho(t, nw, 1, echo0)
+	mustLoseSilently(t, nw, 1, udp0, got0)
+
+	if err := nw.AllowUDP(0); err != nil {
+		t.Fatal(err)
+	}
+	mustArrive(t, nw, 0, udp1, got1)
+	mustArrive(t, nw, 1, udp0, got0)
+	if n, err := nw.UDPDropped(0); err != nil || n != 0 {
+		t.Fatalf("UDPDropped(0) after AllowUDP = %d, %v; want 0", n, err)
+	}
+
+	if err := nw.DropUDP(1); err != nil {
+		t.Fatal(err)
+	}
+	mustLoseSilently(t, nw, 0, udp1, got1)
+	if err := nw.HealAll(); err != nil {
+		t.Fatal(err)
+	}
+	mustArrive(t, nw, 0, udp1, got1)
 }
