@@ -444,6 +444,11 @@ func (r *runner) inject(ctx context.Context, idx int, f Fault) {
 		}
 	}
 	w.End = eventlog.Now()
+	if f.Kind == FaultUDPDrop {
+		// What the drop met, read before undo removes its counters: a
+		// drop that met nothing would prove nothing.
+		w.Desc += "; UDP packets dropped: " + r.udpDropped()
+	}
 	if undo != nil {
 		if err := undo(); err != nil {
 			r.fail(fmt.Errorf("fault %d (%s) undo: %w", idx, f.Kind, err))
@@ -451,6 +456,20 @@ func (r *runner) inject(ctx context.Context, idx int, f Fault) {
 		r.logf("FAULT %d off: %s", idx, desc)
 	}
 	r.addFault(w, all)
+}
+
+// udpDropped says how many UDP packets each node's DropUDP dropped.
+func (r *runner) udpDropped() string {
+	var parts []string
+	for i, p := range r.c.nodes {
+		n, err := r.c.nw.UDPDropped(i)
+		if err != nil {
+			parts = append(parts, fmt.Sprintf("%s unknown (%v)", p.name, err))
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s %d", p.name, n))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func (r *runner) fail(err error) {
@@ -550,15 +569,31 @@ func (r *runner) apply(ctx context.Context, f Fault, resolve func(string) ([]int
 		to, err := resolve(defaultAll(f.To))
 		return from, to, err
 	}
-	healAll := func(nodes []int) func() error {
+	// onTarget applies fn to each node the target names, stopping at the
+	// first error.
+	onTarget := func(fn func(int) error) ([]int, error) {
+		t, err := resolve(f.Target)
+		if err != nil {
+			return nil, err
+		}
+		for _, i := range t {
+			if err := fn(i); err != nil {
+				return nil, err
+			}
+		}
+		return t, nil
+	}
+	// undoOn undoes with fn on every node, whatever fails.
+	undoOn := func(nodes []int, fn func(int) error) func() error {
 		return func() error {
 			var errs []error
 			for _, i := range nodes {
-				errs = append(errs, c.nw.Heal(i))
+				errs = append(errs, fn(i))
 			}
 			return errors.Join(errs...)
 		}
 	}
+	healAll := func(nodes []int) func() error { return undoOn(nodes, c.nw.Heal) }
 	switch f.Kind {
 	case FaultDrop:
 		from, to, err := pair()
@@ -576,14 +611,9 @@ func (r *runner) apply(ctx context.Context, f Fault, resolve func(string) ([]int
 		}
 		return healAll(from), fmt.Sprintf("silently drop %s -> %s", names(from), names(to)), nil
 	case FaultIsolate:
-		t, err := resolve(f.Target)
+		t, err := onTarget(c.nw.Isolate)
 		if err != nil {
 			return nil, "", err
-		}
-		for _, i := range t {
-			if err := c.nw.Isolate(i); err != nil {
-				return nil, "", err
-			}
 		}
 		return healAll(t), fmt.Sprintf("isolate %s (%s) both ways", names(t), f.Target), nil
 	case FaultLoss:
@@ -667,17 +697,18 @@ func (r *runner) apply(ctx context.Context, f Fault, resolve func(string) ([]int
 		}
 		return func() error { return c.start(i) }, desc, err
 	case FaultReject:
-		t, err := resolve(f.Target)
+		how := netns.RejectKind(cmp.Or(f.Params.Reject, string(netns.RejectTCPReset)))
+		t, err := onTarget(func(i int) error { return c.nw.Reject(i, peerPort, how) })
 		if err != nil {
 			return nil, "", err
 		}
-		how := netns.RejectKind(cmp.Or(f.Params.Reject, string(netns.RejectTCPReset)))
-		for _, i := range t {
-			if err := c.nw.Reject(i, peerPort, how); err != nil {
-				return nil, "", err
-			}
-		}
 		return healAll(t), fmt.Sprintf("%s's peer port %d answers with %s (%s)", names(t), peerPort, how, f.Target), nil
+	case FaultUDPDrop:
+		t, err := onTarget(c.nw.DropUDP)
+		if err != nil {
+			return nil, "", err
+		}
+		return undoOn(t, c.nw.AllowUDP), fmt.Sprintf("drop every UDP packet in and out of %s (%s), TCP passes", names(t), f.Target), nil
 	case FaultRestart, FaultStart:
 		t, err := resolve(f.Target)
 		if err != nil {

@@ -153,17 +153,18 @@ func (c NodeConfig) String() string {
 
 // Fault kinds.
 const (
-	FaultDrop    = "drop"    // silently drop every packet from -> to
-	FaultIsolate = "isolate" // cut target off both ways
-	FaultLoss    = "loss"    // drop percent % at random from -> to (every link by default), on from's way out or (arriving) as they arrive at to
-	FaultFlap    = "flap"    // drop from -> to (isolate target without a link) on and off every period
-	FaultKill    = "kill"    // kill -9 target; restart after restart_after if given
-	FaultTerm    = "term"    // SIGTERM target; restart after restart_after if given
-	FaultStop    = "stop"    // SIGSTOP target, SIGCONT at the end
-	FaultLatency = "latency" // add latency and jitter from -> to through the proxy
-	FaultReject  = "reject"  // target's peer port answers with RST or ICMP port unreachable
-	FaultRestart = "restart" // SIGTERM target, then start it again with config applied
-	FaultStart   = "start"   // start target, a node not running, with config applied
+	FaultDrop    = "drop"     // silently drop every packet from -> to
+	FaultIsolate = "isolate"  // cut target off both ways
+	FaultLoss    = "loss"     // drop percent % at random from -> to (every link by default), on from's way out or (arriving) as they arrive at to
+	FaultFlap    = "flap"     // drop from -> to (isolate target without a link) on and off every period
+	FaultKill    = "kill"     // kill -9 target; restart after restart_after if given
+	FaultTerm    = "term"     // SIGTERM target; restart after restart_after if given
+	FaultStop    = "stop"     // SIGSTOP target, SIGCONT at the end
+	FaultLatency = "latency"  // add latency and jitter from -> to through the proxy
+	FaultReject  = "reject"   // target's peer port answers with RST or ICMP port unreachable
+	FaultUDPDrop = "udp_drop" // drop every UDP packet in and out of target ("all": every node), TCP passes
+	FaultRestart = "restart"  // SIGTERM target, then start it again with config applied
+	FaultStart   = "start"    // start target, a node not running, with config applied
 	// Membership changes (not faults, but scheduled as they are). They run
 	// one at a time, in schedule order: each starts at its time or when the
 	// change before it finished, whichever is later.
@@ -171,7 +172,7 @@ const (
 	FaultRemove = "remove" // ask the leader to remove target; a running target must exit by itself, removed
 )
 
-var faultKinds = []string{FaultDrop, FaultIsolate, FaultLoss, FaultFlap, FaultKill, FaultTerm, FaultStop, FaultLatency, FaultReject, FaultRestart, FaultStart, FaultAdd, FaultRemove}
+var faultKinds = []string{FaultDrop, FaultIsolate, FaultLoss, FaultFlap, FaultKill, FaultTerm, FaultStop, FaultLatency, FaultReject, FaultUDPDrop, FaultRestart, FaultStart, FaultAdd, FaultRemove}
 
 // When values: what a kill waits for after its time.
 const (
@@ -184,7 +185,8 @@ const (
 //
 // Targets and link ends are roles, resolved when the fault starts: "leader"
 // (the node leading then), "follower-1", "follower-2", ... (the other nodes
-// in name order), a node name ("n2"), or, for loss and latency, "all".
+// in name order), a node name ("n2"), or, for drop, loss, latency and
+// udp_drop, "all".
 type Fault struct {
 	At config.Duration `yaml:"at"`
 	// Duration: how long a network fault or SIGSTOP lasts; 0 (or absent)
@@ -294,7 +296,7 @@ var builtin embed.FS
 // rows of docs/chaos.md's table, in that order.
 func Builtin() []string {
 	return []string{"healthy", "asym-drop", "partition-follower", "isolate-leader", "loss", "loss-arriving", "kill-leader", "stop-leader", "hung-peer", "slow-wan",
-		"kill-leader-fast", "rolling-timeout", "rolling-timeout-up", "peer-lists-3-first", "peer-lists-5-first", "peer-lists-minority", "reject-leader", "reject-leader-icmp",
+		"kill-leader-fast", "rolling-timeout", "rolling-timeout-up", "peer-lists-3-first", "peer-lists-5-first", "peer-lists-minority", "reject-leader", "reject-leader-icmp", "no-udp",
 		"grow-shrink", "replace-dead", "remove-leader", "witness-two-region"}
 }
 
@@ -369,7 +371,7 @@ func (s *Scenario) Validate() error {
 			if f.From == "" || f.To == "" {
 				bad("%s: drop needs from and to", at)
 			}
-		case FaultIsolate, FaultKill, FaultTerm, FaultStop, FaultRestart, FaultStart, FaultAdd, FaultRemove:
+		case FaultIsolate, FaultKill, FaultTerm, FaultStop, FaultRestart, FaultStart, FaultAdd, FaultRemove, FaultUDPDrop:
 			if f.Target == "" {
 				bad("%s: %s needs a target", at, f.Kind)
 			}

@@ -33,6 +33,7 @@ func TestScenarioRejectsMistakes(t *testing.T) {
 		{"name: x\nduration: 10s\nschedule: [{at: 5s, duration: 6s, fault: isolate, target: leader}]\n", "after the run's duration"},
 		{"name: x\nduration: 10s\nschedule: [{at: 1s, fault: drop, from: leader}]\n", "from and to"},
 		{"name: x\nduration: 10s\nschedule: [{at: 1s, fault: loss}]\n", "percent"},
+		{"name: x\nduration: 10s\nschedule: [{at: 1s, fault: udp_drop}]\n", "udp_drop needs a target"},
 		{"name: x\nduration: 10s\nschedule: [{at: 1s, fault: drop, from: n1, to: n2, params: {arriving: true}}]\n", "params.arriving applies to loss"},
 	} {
 		_, err := ParseScenario([]byte(tc.yaml))

@@ -112,6 +112,7 @@ var suite = []suiteRun{
 	{"peer-lists-minority", 5},
 	{"reject-leader", 3},
 	{"reject-leader-icmp", 3},
+	{"no-udp", 3},
 	{"witness-two-region", 3},
 	{"replace-dead", 4},
 	{"remove-leader", 4},
