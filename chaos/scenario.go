@@ -296,7 +296,8 @@ var builtin embed.FS
 // rows of docs/chaos.md's table, in that order.
 func Builtin() []string {
 	return []string{"healthy", "asym-drop", "partition-follower", "isolate-leader", "loss", "loss-arriving", "kill-leader", "stop-leader", "hung-peer", "slow-wan",
-		"kill-leader-fast", "rolling-timeout", "rolling-timeout-up", "peer-lists-3-first", "peer-lists-5-first", "peer-lists-minority", "reject-leader", "reject-leader-icmp", "no-udp",
+		"kill-leader-fast", "rolling-timeout", "rolling-timeout-up", "peer-lists-3-first", "peer-lists-5-first", "peer-lists-minority", "reject-leader", "reject-leader-icmp",
+		"no-udp", "reject-leader-no-udp", "reject-leader-icmp-no-udp",
 		"grow-shrink", "replace-dead", "remove-leader", "witness-two-region"}
 }
 

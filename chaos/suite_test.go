@@ -113,6 +113,8 @@ var suite = []suiteRun{
 	{"reject-leader", 3},
 	{"reject-leader-icmp", 3},
 	{"no-udp", 3},
+	{"reject-leader-no-udp", 3},
+	{"reject-leader-icmp-no-udp", 3},
 	{"witness-two-region", 3},
 	{"replace-dead", 4},
 	{"remove-leader", 4},
