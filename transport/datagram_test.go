@@ -5,6 +5,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/tls"
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -18,12 +19,21 @@ import (
 )
 
 // newDatagramNet is two transports with datagrams on (for on[i]) and
-// acknowledging handlers.
+// acknowledging handlers, without fault hooks, as a node runs (datagrams
+// are then handled on the reading goroutine).
 func newDatagramNet(t *testing.T, on ...bool) (*testNet, []*ackingHandler) {
+	return newDatagramNetHooked(t, false, on...)
+}
+
+// newDatagramNetHooked is newDatagramNet, with fault hooks if hooked.
+func newDatagramNetHooked(t *testing.T, hooked bool, on ...bool) (*testNet, []*ackingHandler) {
 	handlers := []*ackingHandler{{}, {}}
 	tn := newTestNet(t, 2, func(i int, o *Options) {
 		o.Handler = handlers[i]
 		o.Datagrams = on[i]
+		if !hooked {
+			o.Hooks = nil
+		}
 	})
 	return tn, handlers
 }
@@ -49,9 +59,20 @@ func confirmDatagrams(t *testing.T, tn *testNet) *peer {
 // Once a datagram was answered, heartbeats go as datagrams only: each
 // arrives once, as raft made it, and is acknowledged with the stamp it
 // carried; the stream carries none of them.
+// With fault hooks (tests, in-process chaos) datagrams are handled on
+// goroutines of their own, without them on the reading one: both ways.
 func TestDatagrams_HeartbeatsAndAcknowledgementsSpareTheStream(t *testing.T) {
 	t.Parallel()
-	tn, hs := newDatagramNet(t, true, true)
+	for _, hooked := range []bool{false, true} {
+		t.Run(fmt.Sprintf("hooks=%v", hooked), func(t *testing.T) {
+			t.Parallel()
+			heartbeatsSpareTheStream(t, hooked)
+		})
+	}
+}
+
+func heartbeatsSpareTheStream(t *testing.T, hooked bool) {
+	tn, hs := newDatagramNetHooked(t, hooked, true, true)
 	confirmDatagrams(t, tn)
 	d0, _ := hs[1].counts()
 	_, acks0 := hs[0].counts()
@@ -236,7 +257,7 @@ func newTestAEAD(t *testing.T) cipher.AEAD {
 // gets a new key, and datagrams work again under it.
 func TestDatagrams_EachStreamHasItsOwnKey(t *testing.T) {
 	t.Parallel()
-	tn, _ := newDatagramNet(t, true, true)
+	tn, _ := newDatagramNetHooked(t, true, true, true)
 	p := confirmDatagrams(t, tn)
 	first := p.dgOut.Load()
 	require.NotNil(t, first)
