@@ -240,11 +240,11 @@ func (t *Transport) streamKey(st context.Context, local string) (*datagramOut, [
 
 // sendDatagram sends m, a heartbeat for p, as a datagram if it can be one,
 // and reports whether the stream may be spared: a recent datagram of ours
-// was answered.
+// was answered. Send calls it for heartbeats only, with datagrams on.
 func (t *Transport) sendDatagram(p *peer, m *raftpb.Message, now time.Time) (spare bool) {
 	d := t.dgram
 	out := p.dgOut.Load()
-	if d == nil || out == nil || m.GetType() != raftpb.MsgHeartbeat || p.unary.Load() {
+	if out == nil || p.unary.Load() {
 		return false
 	}
 	if dl := p.dialed.Load(); dl != nil && *dl != out.local {
@@ -389,6 +389,10 @@ func (t *Transport) handleDatagram(d *datagrams, s *datagramSession, counter uin
 				if resp.GetAckLeader() != p.ID {
 					answer.AckLeader = resp.GetAckLeader()
 				}
+				// 0 says "nothing acknowledged" on a datagram. A
+				// node with datagrams states its promise (only a
+				// release before promises sends 0), so this never
+				// turns a stated promise into another.
 				answer.AckPromiseNs = max(resp.GetAckPromiseNs(), 1)
 			}
 		}
@@ -461,9 +465,9 @@ func (t *Transport) answered(d *datagrams, id uint32, counter uint64, b []byte) 
 	t.sent(p, []*raftpb.Message{hb.msg}, hb.req, hb.own, resp, nil, now.Sub(hb.at))
 }
 
-// DatagramStats counts this transport's datagrams: sent, and received
+// datagramStats counts this transport's datagrams: sent, and received
 // (opened and accepted). Zero without datagrams.
-func (t *Transport) DatagramStats() (sent, received uint64) {
+func (t *Transport) datagramStats() (sent, received uint64) {
 	if t.dgram == nil {
 		return 0, 0
 	}
