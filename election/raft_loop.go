@@ -44,9 +44,15 @@ type raftLoop struct {
 	reports deliveryReports
 	stopped chan struct{} // closed when the loop has exited
 	wake    *time.Timer   // the core's next timer (Node.NextWake)
-	calls   chan func()   // tests: run on the loop between two inputs
-	changes chan changeRequest
-	self    transport.Peer // our own address and identity
+	// tick fires at the core's next tick (Node.NextTick); tickAt is what
+	// it is set for (zero: not set), ticksSeen the core's tick count when
+	// the loop last looked.
+	tick      *time.Timer
+	tickAt    time.Time
+	ticksSeen uint64
+	calls     chan func() // tests: run on the loop between two inputs
+	changes   chan changeRequest
+	self      transport.Peer // our own address and identity
 	// refusedBy: the members that refused us as no member (members.go);
 	// removed: why this node must stop, once it was removed.
 	refusedBy map[uint64]time.Time
@@ -270,8 +276,8 @@ func (l *raftLoop) run(ctx context.Context) (err error) {
 	l.logEvent(eventlog.KindStart)
 	l.e.publish(l)
 
-	ticker := time.NewTicker(l.e.tick)
-	defer ticker.Stop()
+	l.tick = time.NewTimer(l.e.tick) // the first tick: a heartbeat after the start
+	defer l.tick.Stop()
 	defer l.wake.Stop()
 	l.resetWake()
 
@@ -295,16 +301,14 @@ func (l *raftLoop) run(ctx context.Context) (err error) {
 		case <-stopBy:
 			l.e.log.Warn("leadership transfer did not complete before stop")
 			return nil
-		case <-ticker.C:
+		case <-l.tick.C:
+			l.tickAt = time.Time{}
 			err = l.begin()
-			if err == nil {
-				err = l.node.Tick(time.Now())
-			}
-			if err == nil && len(l.refusedBy) > 0 {
-				err = l.notMemberVerdict(time.Now())
-				if err != nil {
-					l.removed = err
-				}
+			// A heartbeat stepped just now (begin) may have ticked and
+			// moved the next tick: two ticks closer than a heartbeat would
+			// shorten this node's promise.
+			if now := time.Now(); err == nil && !now.Before(l.node.NextTick()) {
+				err = l.node.Tick(now)
 			}
 		case b := <-l.inbound:
 			l.parked.Store(false)
@@ -329,6 +333,14 @@ func (l *raftLoop) run(ctx context.Context) (err error) {
 				f()
 			}
 		}
+		if t := l.node.Ticks(); err == nil && t != l.ticksSeen {
+			l.ticksSeen = t
+			if len(l.refusedBy) > 0 {
+				if err = l.notMemberVerdict(time.Now()); err != nil {
+					l.removed = err
+				}
+			}
+		}
 		if err == nil {
 			err = l.removed
 		}
@@ -345,6 +357,7 @@ func (l *raftLoop) run(ctx context.Context) (err error) {
 		}
 		l.flush()
 		l.resetWake()
+		l.resetTick()
 	}
 }
 
@@ -379,6 +392,14 @@ func (l *raftLoop) resetWake() {
 	l.wake.Stop()
 	if at := l.node.NextWake(); !at.IsZero() {
 		l.wake.Reset(max(time.Until(at), 0))
+	}
+}
+
+// resetTick sets the tick timer for the core's next tick, when that moved.
+func (l *raftLoop) resetTick() {
+	if at := l.node.NextTick(); !at.IsZero() && !at.Equal(l.tickAt) {
+		l.tickAt = at
+		l.tick.Reset(max(time.Until(at), 0))
 	}
 }
 

@@ -65,7 +65,8 @@ type Config struct {
 	// Storage holds raft's state; New reads it, and every Ready is saved to
 	// it before its messages are handed out.
 	Storage storage.Store
-	// Tick is the heartbeat interval: the driver calls Tick this often.
+	// Tick is the heartbeat interval: the driver calls Tick when NextTick
+	// is due.
 	Tick time.Duration
 	// ElectionTicks is the election timeout in ticks.
 	ElectionTicks int
@@ -229,6 +230,13 @@ type Node struct {
 	// while a promise of our previous run (made with a longer election
 	// timeout) may still stand. Zero when timings did not shrink.
 	tickFrom time.Time
+	// nextTick: when the driver ticks next (NextTick); ticks counts raft's
+	// ticks. owedFrom, when set, is the first of the ticks a follower that
+	// hears its leader defers (rideTick): they fall due every heartbeat
+	// from then on, up to nextTick, and are stepped at its next input.
+	nextTick time.Time
+	owedFrom time.Time
+	ticks    uint64
 	// identity is what the store records about whose state it holds;
 	// lowerTimeoutAt, when set, is when identity.ElectionTimeout may come
 	// down to the current timeout (the previous run's promises are over).
@@ -427,7 +435,8 @@ func (n *Node) TakeOutput() Output {
 }
 
 // NextWake returns when the node needs an input next if nothing else
-// happens (Wake): a campaign timer or the lease's end. Ticks come anyway.
+// happens (Wake): a campaign timer or the lease's end. Ticks come anyway
+// (NextTick).
 func (n *Node) NextWake() time.Time {
 	w := n.campaignAt
 	if n.holding && (w.IsZero() || n.expiry.Before(w)) {
@@ -436,8 +445,66 @@ func (n *Node) NextWake() time.Time {
 	return w
 }
 
-// Tick advances raft's clock by one heartbeat.
+// NextTick returns when the driver calls Tick next (zero before the first
+// tick: within a heartbeat of the start). Usually a heartbeat after the
+// last tick; but a follower's ticks ride on its leader's heartbeats
+// (rideTick), and while they come, its driver's tick timer never fires.
+func (n *Node) NextTick() time.Time { return n.nextTick }
+
+// Ticks counts raft's ticks so far.
+func (n *Node) Ticks() uint64 { return n.ticks }
+
+// Tick advances raft's clock by one heartbeat, after the ticks a follower
+// deferred that are due by now. The driver calls it when NextTick is due,
+// and never earlier: ticks closer together than a heartbeat would shorten
+// a follower's promise (docs/safety.md).
 func (n *Node) Tick(now time.Time) error {
+	n.catchUp(now)
+	n.owedFrom = time.Time{}
+	n.nextTick = now.Add(n.cfg.Tick)
+	return n.tick(now)
+}
+
+// rideTick ticks a follower that has just stepped its leader's heartbeat
+// (or append): raft's election timer has just restarted, and a tick now is
+// the "first tick at once" its promise already allows for (docs/safety.md,
+// "The argument", 1). The ticks after it would only count the election
+// timer up until, at the (election timeout - 1)-th, raft could act on the
+// count (a campaign, a vote granted): they are deferred, due a heartbeat
+// and a quarter from now and then every heartbeat, and stepped at the
+// node's next input (catchUp) or when the driver ticks at the last one.
+// The next heartbeat restarts the timer first, so an idle follower wakes
+// once per heartbeat, not twice, and its raft counts exactly as if it had
+// ticked at each of those times.
+func (n *Node) rideTick(now time.Time) error {
+	n.owedFrom = now.Add(n.cfg.Tick + n.cfg.Tick/4)
+	n.nextTick = n.owedFrom.Add(time.Duration(max(n.cfg.ElectionTicks-2, 0)) * n.cfg.Tick)
+	return n.tick(now)
+}
+
+// catchUp steps the deferred ticks due by now, each as of when it fell
+// due, the last one (nextTick) excepted: that one is the driver's.
+func (n *Node) catchUp(now time.Time) {
+	for !n.owedFrom.IsZero() && n.owedFrom.Before(n.nextTick) && !now.Before(n.owedFrom) {
+		n.ticks++
+		if n.owedFrom.After(n.tickFrom) {
+			n.rn.Tick()
+		}
+		n.owedFrom = n.owedFrom.Add(n.cfg.Tick)
+	}
+}
+
+// stopDeferringUnlessFollowing: only a follower with a leader defers ticks
+// (every other role acts on them: a leader's are its heartbeats); any other
+// takes the next deferred one as the driver's.
+func (n *Node) stopDeferringUnlessFollowing() {
+	if !n.owedFrom.IsZero() && (n.role != raft.StateFollower || n.lead == 0) {
+		n.nextTick, n.owedFrom = n.owedFrom, time.Time{}
+	}
+}
+
+func (n *Node) tick(now time.Time) error {
+	n.ticks++
 	if now.After(n.tickFrom) {
 		n.rn.Tick()
 	}
@@ -465,6 +532,7 @@ func (n *Node) RawNode() *raft.RawNode { return n.rn }
 
 // Wake runs the timers due at now (NextWake).
 func (n *Node) Wake(now time.Time) error {
+	n.catchUp(now)
 	if !n.campaignAt.IsZero() && !now.Before(n.campaignAt) {
 		n.campaignAt = time.Time{}
 		n.campaignIfLeaderSilent(now)
@@ -483,6 +551,7 @@ func (n *Node) afterInput(now time.Time) error {
 		n.observe(now)
 	}
 	n.handOffIfLeaving(now)
+	n.stopDeferringUnlessFollowing()
 	// Observing can propose (the cluster ID, once), which leaves a new
 	// Ready in raft: save and hand it out now, not at the next input (a
 	// heartbeat later, or never in a driver that waits for the network).
@@ -506,6 +575,7 @@ func (n *Node) Step(now time.Time, from uint64, msgs []*raftpb.Message, sent Sta
 	if rejected == nil {
 		rejected = func(*raftpb.Message, error) {}
 	}
+	n.catchUp(now) // raft's election clock as of now, before it judges a vote request
 	msgs = n.withoutTransfersToWitness(msgs, rejected)
 	ready := func() error { _, err := n.handleReady(now); return err }
 	resetBy, campaign, err := n.guard.stepBatch(msgs, now, ready, rejected)
@@ -519,12 +589,17 @@ func (n *Node) Step(now time.Time, from uint64, msgs []*raftpb.Message, sent Sta
 	// snapshot from the leader of its current term, and on nothing else. If
 	// the batch held one and we now follow its sender in its term, that
 	// reset happened: acknowledge the batch's stamp for the sender's lease.
+	reset := false
 	if st := n.rn.BasicStatus(); resetBy != 0 && resetBy == st.GetTerm() && st.Lead == from {
 		n.acks[from] = Ack{Stamp: sent, Term: st.GetTerm(), Leader: st.Lead, Promise: n.promise()}
 		n.guard.leaderHeard()
 		n.leaderHeard(now, from)
+		reset = true
 	}
-	return n.acks[from], n.afterInput(now)
+	if err := n.afterInput(now); err != nil || !reset {
+		return n.acks[from], err
+	}
+	return n.acks[from], n.rideTick(now)
 }
 
 // Acked records peer's acknowledgement of what we sent at sentAt (the

@@ -191,6 +191,7 @@ type node struct {
 	busyUntil   time.Duration
 	diskDelay   time.Duration
 	wakeAt      time.Time // the core's NextWake when last scheduled
+	tickAt      time.Time // the core's NextTick when last scheduled
 	// the lease as the application sees it
 	leaseOpen   bool
 	leaseToken  uint64
@@ -422,6 +423,7 @@ func (nd *node) trueTime(l time.Time) time.Duration {
 // start boots nd's process on store at the current time.
 func (s *sim) start(nd *node, store storage.Store) {
 	nd.inc++
+	nd.wakeAt, nd.tickAt = time.Time{}, time.Time{}
 	nd.up, nd.store = true, store
 	// The term the store held: 0 for an empty one (which New then
 	// bootstraps into term 1), so that the checker can tell a restart that
@@ -481,8 +483,13 @@ func (s *sim) handle(e *event) {
 	}
 	switch e.kind {
 	case evTick:
+		// As the driver does: tick when the core's next tick is due, not
+		// before (a follower's tick rides on its leader's heartbeats and
+		// moves it).
+		if t := nd.core.NextTick(); !t.IsZero() && nd.local(s.now).Before(t) {
+			return // moved since it was scheduled
+		}
 		s.input(nd, func(now time.Time) error { return nd.core.Tick(now) }, "tick")
-		s.push(&event{at: s.now + time.Duration(float64(Tick)/nd.rate), kind: evTick, node: nd.idx, inc: nd.inc})
 	case evWake:
 		if w := nd.core.NextWake(); w.IsZero() || nd.local(s.now).Before(w) {
 			return // moved since it was scheduled
@@ -602,6 +609,7 @@ func (s *sim) input(nd *node, f func(now time.Time) error, what string, args ...
 	}
 	s.send(nd, out.Messages, sendAt)
 	s.scheduleWake(nd)
+	s.scheduleTick(nd)
 }
 
 func (s *sim) report(nd *node, ev core.Event) {
@@ -649,6 +657,16 @@ func (s *sim) scheduleWake(nd *node) {
 	}
 	nd.wakeAt = w
 	s.push(&event{at: max(nd.trueTime(w), s.now), kind: evWake, node: nd.idx, inc: nd.inc})
+}
+
+// scheduleTick schedules the core's next tick, when that moved.
+func (s *sim) scheduleTick(nd *node) {
+	t := nd.core.NextTick()
+	if t.IsZero() || t.Equal(nd.tickAt) {
+		return
+	}
+	nd.tickAt = t
+	s.push(&event{at: max(nd.trueTime(t), s.now), kind: evTick, node: nd.idx, inc: nd.inc})
 }
 
 // send hands msgs to the network at true time at: one batch per

@@ -103,14 +103,15 @@ func TestSimulator_SameSeedSameTrace(t *testing.T) {
 // checker within a bounded number of seeds: the test fails if one is not.
 func TestSimulator_CatchesKnownBugs(t *testing.T) {
 	cases := []struct {
-		name string
-		opts Options
-		want string // the violation it must show
+		name  string
+		opts  Options
+		want  string // the violation it must show
+		seeds uint64 // the schedules it is given (0: 3000)
 	}{
-		{"a lease of 3 election timeouts", Options{Bugs: core.Bugs{LeaseLength: 3 * ElectionTimeout}}, "lease-overlap"},
-		{"the fast path trusting refusals", Options{Refusals: true, FastFailoverOnRefusal: true}, "lease-overlap"},
-		{"no vote guard", Options{Bugs: core.Bugs{NoVoteGuard: true}}, "lease-overlap"},
-		{"checks against the log before the batch", Options{Hostile: true, Bugs: core.Bugs{ChecksAgainstBatchStart: true}}, "panic"},
+		{"a lease of 3 election timeouts", Options{Bugs: core.Bugs{LeaseLength: 3 * ElectionTimeout}}, "lease-overlap", 0},
+		{"the fast path trusting refusals", Options{Refusals: true, FastFailoverOnRefusal: true}, "lease-overlap", 0},
+		{"no vote guard", Options{Bugs: core.Bugs{NoVoteGuard: true}}, "lease-overlap", 0},
+		{"checks against the log before the batch", Options{Hostile: true, Bugs: core.Bugs{ChecksAgainstBatchStart: true}}, "panic", 0},
 		// A lease counted over the incoming half of a joint configuration
 		// only: when a replacement's joint configuration is applied and the
 		// leader and the new member are cut from the old members (a fault
@@ -118,11 +119,19 @@ func TestSimulator_CatchesKnownBugs(t *testing.T) {
 		// with the new member's acknowledgements alone while the old
 		// members, whose applied configuration is still the old one, elect
 		// one of their own.
-		{"a lease that ignores the outgoing voters", Options{Membership: true, Bugs: core.Bugs{LeaseIgnoresOutgoing: true}}, "lease-overlap"},
+		//
+		// It needs a fault timed on the joint configuration and both old
+		// members timing out while cut: rarer since followers tick on their
+		// leader's heartbeats (core.Node.NextTick) rather than at a random
+		// phase of their own, first caught at seed 3412 (317 before).
+		{"a lease that ignores the outgoing voters", Options{Membership: true, Bugs: core.Bugs{LeaseIgnoresOutgoing: true}}, "lease-overlap", 10000},
 	}
-	const maxSeeds = 3000
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			maxSeeds := uint64(3000)
+			if tc.seeds != 0 {
+				maxSeeds = tc.seeds
+			}
 			for seed := uint64(1); seed <= maxSeeds; seed++ {
 				r := run(t, seed, tc.opts)
 				if r.OK() {
