@@ -298,7 +298,7 @@ func (t *Transport) readDatagrams(d *datagrams) {
 	defer t.wg.Done()
 	buf := make([]byte, maxDatagram)
 	for {
-		n, from, err := d.conn.ReadFromUDPAddrPort(buf)
+		n, from, err := d.raw.recv(d.conn, buf)
 		if err != nil {
 			if t.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return

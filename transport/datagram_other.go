@@ -17,3 +17,7 @@ func (r rawSender) send(b []byte, to netip.AddrPort) error {
 	_, err := r.c.WriteToUDPAddrPort(b, to)
 	return err
 }
+
+func (r rawSender) recv(c *net.UDPConn, b []byte) (int, netip.AddrPort, error) {
+	return c.ReadFromUDPAddrPort(b)
+}

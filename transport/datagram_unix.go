@@ -1,4 +1,4 @@
-//go:build unix
+//go:build unix && !linux
 
 package transport
 
@@ -52,4 +52,8 @@ func (r rawSender) send(b []byte, to netip.AddrPort) error {
 		return err
 	}
 	return serr
+}
+
+func (r rawSender) recv(c *net.UDPConn, b []byte) (int, netip.AddrPort, error) {
+	return c.ReadFromUDPAddrPort(b)
 }
