@@ -471,13 +471,21 @@ func (n *Node) Tick(now time.Time) error {
 // "The argument", 1). The ticks after it would only count the election
 // timer up until, at the (election timeout - 1)-th, raft could act on the
 // count (a campaign, a vote granted): they are deferred, due a heartbeat
-// and a quarter from now and then every heartbeat, and stepped at the
-// node's next input (catchUp) or when the driver ticks at the last one.
-// The next heartbeat restarts the timer first, so an idle follower wakes
-// once per heartbeat, not twice, and its raft counts exactly as if it had
-// ticked at each of those times.
+// and a random fraction of one from now and then every heartbeat, and
+// stepped at the node's next input (catchUp) or when the driver ticks at
+// the last one. The next heartbeat restarts the timer first, so an idle
+// follower wakes once per heartbeat, not twice, and its raft counts exactly
+// as if it had ticked at each of those times.
+//
+// The fraction is random for the same reason raft's election timeouts are:
+// the followers of a leader that is gone all heard its last heartbeat at
+// about the same time, and ticks on one grid would have those that drew the
+// same timeout campaign at the same moment and split the vote, again and
+// again (the simulator found a cluster without a leader 4 s after its
+// faults ended, seed 57889). A ticker of its own gave each node a random
+// phase; this gives it one per heartbeat.
 func (n *Node) rideTick(now time.Time) error {
-	n.owedFrom = now.Add(n.cfg.Tick + n.cfg.Tick/4)
+	n.owedFrom = now.Add(n.cfg.Tick + time.Duration(n.rand.Int64N(int64(n.cfg.Tick))))
 	n.nextTick = n.owedFrom.Add(time.Duration(max(n.cfg.ElectionTicks-2, 0)) * n.cfg.Tick)
 	return n.tick(now)
 }

@@ -121,9 +121,9 @@ func TestSimulator_CatchesKnownBugs(t *testing.T) {
 		// one of their own.
 		//
 		// It needs a fault timed on the joint configuration and both old
-		// members timing out while cut: rarer since followers tick on their
-		// leader's heartbeats (core.Node.NextTick) rather than at a random
-		// phase of their own, first caught at seed 3412 (317 before).
+		// members timing out while cut: rarer since a follower's ticks ride
+		// on its leader's heartbeats (core.Node.NextTick), first caught at
+		// seed 5412 (317 before).
 		{"a lease that ignores the outgoing voters", Options{Membership: true, Bugs: core.Bugs{LeaseIgnoresOutgoing: true}}, "lease-overlap", 10000},
 	}
 	for _, tc := range cases {
