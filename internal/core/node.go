@@ -237,6 +237,8 @@ type Node struct {
 	nextTick time.Time
 	owedFrom time.Time
 	ticks    uint64
+	// lastInput: when the last input ended (noteStall).
+	lastInput time.Time
 	// identity is what the store records about whose state it holds;
 	// lowerTimeoutAt, when set, is when identity.ElectionTimeout may come
 	// down to the current timeout (the previous run's promises are over).
@@ -502,6 +504,19 @@ func (n *Node) catchUp(now time.Time) {
 	}
 }
 
+// noteStall notices that this node's inputs stopped for longer than its
+// timers allow: a tick comes at least every election timeout (a follower
+// that defers its ticks) and every heartbeat otherwise, so a gap of more
+// than an election timeout and a heartbeat means the process was stopped
+// or held. Messages read just after such a stall may have waited for all
+// of it; MsgTimeoutNow among them is refused (stepGuard), for a heartbeat.
+func (n *Node) noteStall(now time.Time) {
+	if !n.lastInput.IsZero() && now.Sub(n.lastInput) > n.electionTimeout+n.cfg.Tick {
+		n.guard.stalledUntil = now.Add(n.cfg.Tick)
+	}
+	n.lastInput = now
+}
+
 // stopDeferringUnlessFollowing: only a follower with a leader defers ticks
 // (every other role acts on them: a leader's are its heartbeats); any other
 // takes the next deferred one as the driver's.
@@ -560,6 +575,7 @@ func (n *Node) afterInput(now time.Time) error {
 	}
 	n.handOffIfLeaving(now)
 	n.stopDeferringUnlessFollowing()
+	n.noteStall(now)
 	// Observing can propose (the cluster ID, once), which leaves a new
 	// Ready in raft: save and hand it out now, not at the next input (a
 	// heartbeat later, or never in a driver that waits for the network).
@@ -584,6 +600,7 @@ func (n *Node) Step(now time.Time, from uint64, msgs []*raftpb.Message, sent Sta
 		rejected = func(*raftpb.Message, error) {}
 	}
 	n.catchUp(now) // raft's election clock as of now, before it judges a vote request
+	n.noteStall(now)
 	msgs = n.withoutTransfersToWitness(msgs, rejected)
 	ready := func() error { _, err := n.handleReady(now); return err }
 	resetBy, campaign, err := n.guard.stepBatch(msgs, now, ready, rejected)

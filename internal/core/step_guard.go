@@ -1,6 +1,7 @@
 package core
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"time"
@@ -43,6 +44,10 @@ type stepGuard struct {
 	electionsHeld func() bool
 	// isVoter: whether a node votes in our applied configuration.
 	isVoter func(uint64) bool
+	// stalledUntil: this node's inputs stopped for longer than any of its
+	// timers allows (its process was stopped, or its disk or loop held it),
+	// and until then MsgTimeoutNow is refused (Node.noteStall).
+	stalledUntil time.Time
 }
 
 // mayWin reports whether a vote request could come to something, as far as
@@ -187,6 +192,10 @@ func (g *stepGuard) stepBatch(msgs []*raftpb.Message, now time.Time, ready func(
 	return resetBy, campaign, nil
 }
 
+// forcedCampaign is the context raft puts on a transferee's vote requests
+// (raft's campaignTransfer), which voters grant inside their leases.
+const forcedCampaign = "CampaignTransfer"
+
 // check returns skip=true for a message to drop quietly (a vote request
 // during the vote guard) and an error for one that must be rejected. before
 // is raft's status when the batch arrived, term our term now. It may lower
@@ -216,6 +225,12 @@ func (g *stepGuard) check(m *raftpb.Message, before raft.BasicStatus, term uint6
 	case raftpb.MsgVote, raftpb.MsgPreVote:
 		if now.Before(g.voteGuardUntil) || g.electionsHeld != nil && g.electionsHeld() {
 			return true, nil
+		}
+		// A transferee's forced vote request bypasses our promise to the
+		// leader, as MsgTimeoutNow does (below): read just after a stall,
+		// it may be older than the leader's transfer fence.
+		if now.Before(g.stalledUntil) && bytes.Equal(m.GetContext(), []byte(forcedCampaign)) {
+			return false, fmt.Errorf("a forced (transfer) vote request from %x read just after this node stalled: it may be older than the leader's transfer fence", m.GetFrom())
 		}
 	case raftpb.MsgHeartbeat:
 		// A heartbeat's commit beyond our last index makes raft panic. A
@@ -257,6 +272,13 @@ func (g *stepGuard) check(m *raftpb.Message, before raft.BasicStatus, term uint6
 		// leadership, in its term.
 		if m.GetFrom() != before.Lead || m.GetTerm() != before.GetTerm() {
 			return false, fmt.Errorf("MsgTimeoutNow from %x in term %d, but we followed %x in term %d", m.GetFrom(), m.GetTerm(), before.Lead, before.GetTerm())
+		}
+		// Its forced votes bypass every voter's promise, which the leader's
+		// transfer fence covers for 3 election timeouts only. Just after a
+		// stall it may have waited here for longer, the leader having
+		// given the transfer up and renewed its lease (docs/safety.md).
+		if now.Before(g.stalledUntil) {
+			return false, fmt.Errorf("MsgTimeoutNow from %x read just after this node stalled: it may be older than the leader's transfer fence", m.GetFrom())
 		}
 	}
 	return false, nil
