@@ -11,8 +11,8 @@ import (
 	"unsafe"
 )
 
-// rawSender sends and receives datagrams with sendto(2) and recvfrom(2) as
-// raw system calls on the non-blocking socket Go's poller already manages.
+// On Linux, send and recv are sendto(2) and recvfrom(2) as raw system
+// calls on the non-blocking socket Go's poller already manages.
 //
 // Why raw: syscall.Sendto and the net package's reads enter the scheduler's
 // system-call state, and on an idle process that wakes the runtime's
@@ -21,33 +21,8 @@ import (
 // A heartbeat and its answer are two or three such calls on each node, ten
 // times a second, so that was a good part of an idle node's wake-ups. A
 // call on a non-blocking socket never waits, which is what the raw form
-// requires (docs/benchmarks.md, "Idle CPU: ticks and system calls").
-//
-// Sends never wait: on the raft loop (Send) a full socket buffer must drop
-// the datagram, not block, and the stream still carries what was not
-// answered.
-type rawSender struct {
-	rc syscall.RawConn
-	v6 bool // an AF_INET6 socket (dual-stack when bound to the wildcard)
-}
-
-func newRawSender(c *net.UDPConn) (rawSender, error) {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return rawSender{}, err
-	}
-	r := rawSender{rc: rc}
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		var sa syscall.Sockaddr
-		sa, serr = syscall.Getsockname(int(fd))
-		_, r.v6 = sa.(*syscall.SockaddrInet6)
-	}); err != nil {
-		return rawSender{}, err
-	}
-	return r, serr
-}
-
+// requires (docs/benchmarks.md, "Idle CPU: ticks on heartbeats, raw system
+// calls").
 func (r rawSender) send(b []byte, to netip.AddrPort) error {
 	if len(b) == 0 {
 		return nil

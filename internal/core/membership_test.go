@@ -14,11 +14,17 @@ import (
 
 func newTestNode(t *testing.T, names ...string) *Node {
 	t.Helper()
+	return newTestNodeOn(t, storage.NewMemory(), names...)
+}
+
+// newTestNodeOn starts names[0], of a cluster of names, on store.
+func newTestNodeOn(t *testing.T, store storage.Store, names ...string) *Node {
+	t.Helper()
 	m := map[uint64]string{}
 	for _, n := range names {
 		m[NodeID(n)] = n
 	}
-	n, err := New(Config{ID: NodeID(names[0]), Name: names[0], Names: m, Storage: storage.NewMemory(),
+	n, err := New(Config{ID: NodeID(names[0]), Name: names[0], Names: m, Storage: store,
 		Tick: 100 * time.Millisecond, ElectionTicks: 10, DriftMargin: 0.1, Rand: rand.New(rand.NewPCG(1, 2)),
 		Logger: slog.New(slog.DiscardHandler)}, time.Now())
 	if err != nil {

@@ -23,12 +23,7 @@ func TestStall_TimeoutNowReadAfterAStallIsRefused(t *testing.T) {
 		{"after a 3s stall", 3 * time.Second, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			n := newNeverRanNode(t, "n2", "n1", "n3")
-			t0 := time.Now()
-			hb := testMsg(raftpb.MessageType_MsgHeartbeat, "n1", "n2", 2)
-			if _, err := n.Step(t0, NodeID("n1"), []*raftpb.Message{hb}, Stamp{At: 1, Incarnation: 1}, nil); err != nil {
-				t.Fatal(err)
-			}
+			n, t0 := followingN1(t)
 			var refused error
 			now := t0.Add(tc.gap)
 			tn := testMsg(raftpb.MessageType_MsgTimeoutNow, "n1", "n2", 2)
@@ -69,13 +64,7 @@ func TestStall_ForcedVoteReadAfterAStallIsRefused(t *testing.T) {
 		{"after a 3s stall", 3 * time.Second, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			n := newNeverRanNode(t, "n2", "n1", "n3")
-			t0 := time.Now()
-			hb := testMsg(raftpb.MessageType_MsgHeartbeat, "n1", "n2", 2)
-			if _, err := n.Step(t0, NodeID("n1"), []*raftpb.Message{hb}, Stamp{At: 1, Incarnation: 1}, nil); err != nil {
-				t.Fatal(err)
-			}
-			n.TakeOutput()
+			n, t0 := followingN1(t)
 			vote := testMsg(raftpb.MessageType_MsgVote, "n3", "n2", 3)
 			vote.Context = []byte(forcedCampaign)
 			if _, err := n.Step(t0.Add(tc.gap), NodeID("n3"), []*raftpb.Message{vote}, Stamp{}, nil); err != nil {
@@ -86,4 +75,18 @@ func TestStall_ForcedVoteReadAfterAStallIsRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// followingN1 is n2 of n1-n3, a follower of n1 in term 2 since t0 (it
+// stepped n1's heartbeat then), with nothing left in its output.
+func followingN1(t *testing.T) (*Node, time.Time) {
+	t.Helper()
+	n := newNeverRanNode(t, "n2", "n1", "n3")
+	t0 := time.Now()
+	hb := testMsg(raftpb.MessageType_MsgHeartbeat, "n1", "n2", 2)
+	if _, err := n.Step(t0, NodeID("n1"), []*raftpb.Message{hb}, Stamp{At: 1, Incarnation: 1}, nil); err != nil {
+		t.Fatal(err)
+	}
+	n.TakeOutput()
+	return n, t0
 }

@@ -1,8 +1,6 @@
 package core
 
 import (
-	"log/slog"
-	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -16,24 +14,11 @@ import (
 // guard, so what holds its votes back is its promise alone.
 func newNeverRanNode(t *testing.T, names ...string) *Node {
 	t.Helper()
-	m := map[uint64]string{}
-	for _, n := range names {
-		m[NodeID(n)] = n
-	}
 	store := storage.NewMemory()
 	if err := storage.MarkNeverRan(store, names[0]); err != nil {
 		t.Fatal(err)
 	}
-	n, err := New(Config{ID: NodeID(names[0]), Name: names[0], Names: m, Storage: store,
-		Tick: 100 * time.Millisecond, ElectionTicks: 10, DriftMargin: 0.1, Rand: rand.New(rand.NewPCG(1, 2)),
-		Logger: slog.New(slog.DiscardHandler)}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Advance(time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	return n
+	return newTestNodeOn(t, store, names...)
 }
 
 func testMsg(typ raftpb.MessageType, from, to string, term uint64) *raftpb.Message {
