@@ -456,7 +456,7 @@ func (s *sim) start(nd *node, store storage.Store) {
 	s.trace("%s start inc=%d term=%d", nd.name, nd.inc, hs.GetTerm())
 	// The first tick comes within one tick of the start.
 	s.push(&event{at: s.now + time.Duration(s.rng.Int64N(int64(Tick))), kind: evTick, node: nd.idx, inc: nd.inc})
-	s.scheduleWake(nd)
+	s.scheduleTimers(nd)
 }
 
 func (s *sim) log(nd *node, e eventlog.Event) {
@@ -608,8 +608,7 @@ func (s *sim) input(nd *node, f func(now time.Time) error, what string, args ...
 		sendAt = nd.busyUntil
 	}
 	s.send(nd, out.Messages, sendAt)
-	s.scheduleWake(nd)
-	s.scheduleTick(nd)
+	s.scheduleTimers(nd)
 }
 
 func (s *sim) report(nd *node, ev core.Event) {
@@ -650,23 +649,20 @@ func (s *sim) closeLeaseAt(nd *node, t time.Duration) {
 	s.trace("%s lease %d ends at %v", nd.name, nd.leaseToken, t)
 }
 
-func (s *sim) scheduleWake(nd *node) {
-	w := nd.core.NextWake()
-	if w.IsZero() || w.Equal(nd.wakeAt) {
-		return
-	}
-	nd.wakeAt = w
-	s.push(&event{at: max(nd.trueTime(w), s.now), kind: evWake, node: nd.idx, inc: nd.inc})
+// scheduleTimers schedules the core's next wake and next tick, each when
+// it moved since it was last scheduled (an event for the old time finds it
+// moved and does nothing).
+func (s *sim) scheduleTimers(nd *node) {
+	s.schedule(nd, nd.core.NextWake(), &nd.wakeAt, evWake)
+	s.schedule(nd, nd.core.NextTick(), &nd.tickAt, evTick)
 }
 
-// scheduleTick schedules the core's next tick, when that moved.
-func (s *sim) scheduleTick(nd *node) {
-	t := nd.core.NextTick()
-	if t.IsZero() || t.Equal(nd.tickAt) {
+func (s *sim) schedule(nd *node, at time.Time, last *time.Time, kind eventKind) {
+	if at.IsZero() || at.Equal(*last) {
 		return
 	}
-	nd.tickAt = t
-	s.push(&event{at: max(nd.trueTime(t), s.now), kind: evTick, node: nd.idx, inc: nd.inc})
+	*last = at
+	s.push(&event{at: max(nd.trueTime(at), s.now), kind: kind, node: nd.idx, inc: nd.inc})
 }
 
 // send hands msgs to the network at true time at: one batch per

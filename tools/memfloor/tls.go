@@ -3,19 +3,16 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/raftelect/raftelect/certs"
 )
 
 func init() { layers[1] = startTLS }
@@ -27,59 +24,29 @@ const period = 100 * time.Millisecond
 // checks.
 const serverName = "memfloor-server"
 
-// mutualTLS makes a CA, a server and a client certificate in memory (ECDSA
-// P-256, as certs issues for nodes) and the two ends' configurations: each
-// side presents its certificate and verifies the other's against the CA.
+// mutualTLS makes a CA, a server and a client certificate in memory with
+// the certs package, as `raftelect certs` issues them for nodes, and the
+// two ends' configurations: each side presents its certificate and
+// verifies the other's against the CA.
 func mutualTLS() (server, client *tls.Config, err error) {
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "memfloor CA"},
-		NotBefore:             now.Add(-time.Minute),
-		NotAfter:              now.Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return nil, nil, err
-	}
-	ca, err := x509.ParseCertificate(caDER)
+	ca, err := certs.NewCA("memfloor CA", 24*time.Hour)
 	if err != nil {
 		return nil, nil, err
 	}
 	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	issue := func(serial int64, name string, usage x509.ExtKeyUsage) (tls.Certificate, error) {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	pool.AddCert(ca.Cert)
+	issue := func(name string) (tls.Certificate, error) {
+		certPEM, keyPEM, err := ca.Issue(name, nil, 24*time.Hour)
 		if err != nil {
 			return tls.Certificate{}, err
 		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial),
-			Subject:      pkix.Name{CommonName: name},
-			DNSNames:     []string{name},
-			NotBefore:    now.Add(-time.Minute),
-			NotAfter:     now.Add(24 * time.Hour),
-			KeyUsage:     x509.KeyUsageDigitalSignature,
-			ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			return tls.Certificate{}, err
-		}
-		return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+		return tls.X509KeyPair(certPEM, keyPEM)
 	}
-	serverCert, err := issue(2, serverName, x509.ExtKeyUsageServerAuth)
+	serverCert, err := issue(serverName)
 	if err != nil {
 		return nil, nil, err
 	}
-	clientCert, err := issue(3, "memfloor-client", x509.ExtKeyUsageClientAuth)
+	clientCert, err := issue("memfloor-client")
 	if err != nil {
 		return nil, nil, err
 	}
