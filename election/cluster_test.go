@@ -82,7 +82,9 @@ func others(c *tc.Cluster, l int) []int {
 
 // A healthy cluster, watched for 5 s: never two lease holders, tokens
 // increasing (the checker), and an agreed leader at the end. That it keeps
-// its first leader is internal/sim's "healthy" scenario.
+// its first leader is internal/sim's "healthy" scenario. The leader's
+// heartbeats go as datagrams alone: their answers, which wait in a socket
+// no thread watches, are read by the raft loop (transport.ReadAnswers).
 func TestHealthyCluster_StaysSafeAndLed(t *testing.T) {
 	t.Parallel()
 	c, l := startCluster(t, 3)
@@ -90,7 +92,16 @@ func TestHealthyCluster_StaysSafeAndLed(t *testing.T) {
 	term := c.Nodes[l].Elector.Leader().Term
 	since := eventlog.Now()
 	time.Sleep(5 * time.Second) // the observation window itself
-	c.WaitLeader(settleWithin)
+	now := c.WaitLeader(settleWithin)
+	c.WaitFor(settleWithin, "the leader's heartbeats going as datagrams alone", func() bool {
+		st := c.Nodes[now].Elector.Status()
+		for _, p := range st.Peers {
+			if !p.DatagramHeartbeats {
+				return false
+			}
+		}
+		return len(st.Peers) == 2
+	})
 	quiet := map[string]bool{}
 	for _, i := range others(c, l) {
 		quiet[c.Nodes[i].Name] = true

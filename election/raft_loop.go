@@ -215,9 +215,12 @@ func newRaftLoop(e *Elector, routines []func(context.Context, Lease) error) (*ra
 		Credentials: creds,
 		Insecure:    cfg.Insecure,
 		Datagrams:   !cfg.StreamHeartbeatsOnly,
-		Listener:    cfg.internal.Listener,
-		Handler:     l,
-		Labels:      cfg.Labels,
+		// Answers to our heartbeat datagrams wait until begin reads
+		// them: an idle leader wakes for its tick only.
+		DeferAnswers: true,
+		Listener:     cfg.internal.Listener,
+		Handler:      l,
+		Labels:       cfg.Labels,
 		// What every member must agree on, checked on every connection
 		// (transport/agreement.go).
 		Members: members,
@@ -366,9 +369,27 @@ func (l *raftLoop) run(ctx context.Context) (err error) {
 // follower could campaign (its timer) while its leader's heartbeat already
 // waits in the queue; and Deliver, which finds the loop parked, relies on its
 // batch being stepped before any other work (no timer needed).
+//
+// It also takes the answers to our heartbeat datagrams that have arrived
+// (transport.Options.DeferAnswers) and applies them at once: a timer's
+// deadline, above all the lease's end, is judged with every answer that
+// has arrived by then, exactly as if each had woken the loop.
 func (l *raftLoop) begin() error {
 	l.parked.Store(false)
-	return l.stepQueued()
+	if err := l.stepQueued(); err != nil {
+		return err
+	}
+	if l.tr.ReadAnswers() == 0 {
+		return nil
+	}
+	// Acked signalled reports.notify for what applyReports takes now;
+	// take the signal first, so that a report that comes after still
+	// signals.
+	select {
+	case <-l.reports.notify:
+	default:
+	}
+	return l.applyReports()
 }
 
 // stepQueued steps the batches queued now, in order. Bounded by what is

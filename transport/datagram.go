@@ -56,6 +56,14 @@ import (
 // a heartbeat or its answer, under 100 bytes.
 const maxDatagram = 512
 
+// errNoAnswer: no answer waits in the answer socket.
+var errNoAnswer = errors.New("no answer waiting")
+
+// maxAnswersPerRead bounds what one ReadAnswers takes: a flood at the
+// answer socket's port (each datagram fails to open) must not hold the
+// raft loop; what is left waits for the next call.
+const maxAnswersPerRead = 256
+
 // datagramHandlers bounds the requests being handled at once when fault
 // hooks may hold them (each at most ControlTimeout); more are dropped.
 const datagramHandlers = 32
@@ -65,6 +73,9 @@ const datagramHandlers = 32
 type datagrams struct {
 	conn     *net.UDPConn
 	raw      rawSender
+	answers  *answerSocket // heartbeats leave from it (Options.DeferAnswers); nil: from conn
+	readMu   sync.Mutex    // one ReadAnswers at a time
+	perRead  int           // the most one ReadAnswers takes: maxAnswersPerRead (tests: fewer)
 	slots    chan struct{}
 	mu       sync.Mutex
 	sessions map[uint32]*datagramSession // by key ID
@@ -147,7 +158,13 @@ func (t *Transport) startDatagrams() {
 		t.log.Warn("datagram heartbeats off", "err", err)
 		return
 	}
-	d := &datagrams{conn: conn, raw: raw, slots: make(chan struct{}, datagramHandlers), sessions: map[uint32]*datagramSession{}}
+	d := &datagrams{conn: conn, raw: raw, perRead: maxAnswersPerRead, slots: make(chan struct{}, datagramHandlers), sessions: map[uint32]*datagramSession{}}
+	if t.opts.DeferAnswers {
+		if d.answers, err = openAnswerSocket(conn); err != nil {
+			d.answers = nil
+			t.log.Info("answers to heartbeat datagrams are read as they arrive: no socket of their own", "err", err)
+		}
+	}
 	t.dgram = d
 	t.wg.Add(1)
 	go t.readDatagrams(d)
@@ -285,7 +302,11 @@ func (t *Transport) sendDatagram(p *peer, m *raftpb.Message, now time.Time) (spa
 	out.pending[counter%uint64(len(out.pending))] = pendingHeartbeat{counter: counter, msg: m, req: req, own: own, at: now}
 	out.mu.Unlock()
 	var buf [maxDatagram]byte
-	if err := d.raw.send(out.key.seal(buf[:0], datagramRequest, counter, payload), out.to); err != nil {
+	from := d.raw
+	if d.answers != nil {
+		from = d.answers.raw
+	}
+	if err := from.send(out.key.seal(buf[:0], datagramRequest, counter, payload), out.to); err != nil {
 		return false
 	}
 	d.sent.Add(1)
@@ -349,7 +370,7 @@ func (t *Transport) readDatagrams(d *datagrams) {
 				t.handleDatagram(d, s, counter, from, &dr)
 			}()
 		case ok && kind == datagramAnswer:
-			t.answered(d, id, counter, buf[:n])
+			t.answered(d, id, counter, buf[:n], time.Now())
 		default:
 			t.reject(RejectDatagram)
 		}
@@ -407,8 +428,53 @@ func (t *Transport) handleDatagram(d *datagrams, s *datagramSession, counter uin
 	}
 }
 
-// answered takes an answer to one of our heartbeats.
-func (t *Transport) answered(d *datagrams, id uint32, counter uint64, b []byte) {
+// ReadAnswers takes the answers to heartbeat datagrams that wait in the
+// answer socket (Options.DeferAnswers), reports them to the handler as
+// the stream's would be (Handler.Acked) before it returns, and says how
+// many it took. It never waits. Without the answer socket it does
+// nothing: answers are taken as they arrive.
+//
+// The raft loop calls it before each tick, timer and report it handles,
+// so a leader reads the answers to one round of heartbeats just before it
+// sends the next, and always before it decides its lease has ended. The
+// lease is dated by when each heartbeat was sent, not when its answer was
+// read, so reading late shortens nothing (docs/transport.md, "Answers
+// without wake-ups").
+func (t *Transport) ReadAnswers() int {
+	d := t.dgram
+	if d == nil || d.answers == nil {
+		return 0
+	}
+	d.readMu.Lock()
+	defer d.readMu.Unlock()
+	var buf [maxDatagram]byte
+	taken := 0
+	for range d.perRead {
+		n, _, at, err := d.answers.recv(buf[:])
+		if err != nil {
+			break // none waiting, or closed by Stop
+		}
+		kind, id, counter, ok := sealedHeader(buf[:n])
+		if !ok || kind != datagramAnswer {
+			// Only answers come to this port: whatever else does is
+			// not ours (a request here is a forgery or a mistake).
+			t.reject(RejectDatagram)
+			continue
+		}
+		if at.IsZero() {
+			at = time.Now() // the kernel gave no arrival time
+		}
+		if t.answered(d, id, counter, buf[:n], at) {
+			taken++
+		}
+	}
+	return taken
+}
+
+// answered takes an answer to one of our heartbeats, which arrived at
+// arrived, and says whether it was one (opened, fresh, and answering a
+// heartbeat still remembered).
+func (t *Transport) answered(d *datagrams, id uint32, counter uint64, b []byte, arrived time.Time) bool {
 	var p *peer
 	var out *datagramOut
 	for _, q := range t.set().byID {
@@ -419,13 +485,13 @@ func (t *Transport) answered(d *datagrams, id uint32, counter uint64, b []byte) 
 	}
 	if out == nil {
 		t.reject(RejectDatagram)
-		return
+		return false
 	}
 	payload, err := out.key.open(nil, b, datagramAnswer, counter)
 	var a pb.DatagramAnswer
 	if err != nil || !out.window.accept(counter) || proto.Unmarshal(payload, &a) != nil {
 		t.reject(RejectDatagram)
-		return
+		return false
 	}
 	d.received.Add(1)
 	out.mu.Lock()
@@ -436,7 +502,7 @@ func (t *Transport) answered(d *datagrams, id uint32, counter uint64, b []byte) 
 	}
 	out.mu.Unlock()
 	if hb.counter != a.GetAnswers() || hb.counter == 0 {
-		return // too old to tell what it answers
+		return false // too old to tell what it answers
 	}
 	now := time.Now()
 	if a.GetStream() {
@@ -445,9 +511,13 @@ func (t *Transport) answered(d *datagrams, id uint32, counter uint64, b []byte) 
 		if now.Sub(hb.at) <= t.opts.MaxMessageAge {
 			p.control.put(hb.msg, hb.at)
 		}
-		return
+		return true
 	}
 	p.dgAnswered.Store(int64(now.Sub(monoBase)))
+	// The round trip ends when the answer arrived, not when it was read.
+	// arrived has no monotonic reading when the kernel stamped it: a step
+	// of the wall clock in between is clamped away.
+	rtt := min(max(arrived.Sub(hb.at), 0), now.Sub(hb.at))
 	resp := &pb.SendResponse{ConfigDigest: hb.req.GetKnownConfigDigest()}
 	if a.GetAckPromiseNs() != 0 {
 		resp.AckStamp, resp.AckIncarnation = hb.req.GetStamp(), hb.req.GetIncarnation()
@@ -462,7 +532,8 @@ func (t *Transport) answered(d *datagrams, id uint32, counter uint64, b []byte) 
 			resp.AckLeader = a.GetAckLeader()
 		}
 	}
-	t.sent(p, []*raftpb.Message{hb.msg}, hb.req, hb.own, resp, nil, now.Sub(hb.at))
+	t.sent(p, []*raftpb.Message{hb.msg}, hb.req, hb.own, resp, nil, rtt)
+	return true
 }
 
 // datagramStats counts this transport's datagrams: sent, and received

@@ -4,10 +4,13 @@ package transport
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -50,8 +53,9 @@ func (r rawSender) send(b []byte, to netip.AddrPort) error {
 	}
 	var errno syscall.Errno
 	err := r.rc.Write(func(fd uintptr) bool {
-		// EAGAIN is an error here, not a wait.
-		_, _, errno = syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), 0, uintptr(sa), n)
+		// EAGAIN is an error here, not a wait: MSG_DONTWAIT, for the
+		// answer socket (blocking mode, see answerSocket).
+		_, _, errno = syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), syscall.MSG_DONTWAIT, uintptr(sa), n)
 		return true
 	})
 	if err != nil {
@@ -87,13 +91,17 @@ func (r rawSender) recv(_ *net.UDPConn, b []byte) (int, netip.AddrPort, error) {
 	if errno != 0 {
 		return 0, netip.AddrPort{}, errno
 	}
-	var addr netip.AddrPort
+	return int(n), addrPortOf(&from), nil
+}
+
+// addrPortOf decodes a socket address recvfrom or recvmsg gave.
+func addrPortOf(from *syscall.RawSockaddrAny) netip.AddrPort {
 	switch from.Addr.Family {
 	case syscall.AF_INET:
-		sa := (*syscall.RawSockaddrInet4)(unsafe.Pointer(&from))
-		addr = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:]))
+		sa := (*syscall.RawSockaddrInet4)(unsafe.Pointer(from))
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:]))
 	case syscall.AF_INET6:
-		sa := (*syscall.RawSockaddrInet6)(unsafe.Pointer(&from))
+		sa := (*syscall.RawSockaddrInet6)(unsafe.Pointer(from))
 		// A dual-stack socket reports IPv4 senders IPv4-mapped; answers go
 		// back to the same form, so keep it as the kernel gave it. A
 		// link-local sender's scope travels as a numeric zone.
@@ -101,7 +109,145 @@ func (r rawSender) recv(_ *net.UDPConn, b []byte) (int, netip.AddrPort, error) {
 		if sa.Scope_id != 0 {
 			a = a.WithZone(strconv.FormatUint(uint64(sa.Scope_id), 10))
 		}
-		addr = netip.AddrPortFrom(a, binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:]))
+		return netip.AddrPortFrom(a, binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:]))
 	}
-	return int(n), addr, nil
+	return netip.AddrPort{}
+}
+
+// answerSocket is the UDP socket a leader's heartbeat datagrams leave
+// from with Options.DeferAnswers, so that their answers come back to it.
+// Go's poller never watches it: the descriptor is in blocking mode, which
+// os.NewFile does not register, and every call on it passes MSG_DONTWAIT.
+// An answer arriving therefore wakes no thread; it waits in the socket's
+// buffer, stamped by the kernel with its arrival time (SO_TIMESTAMPNS),
+// until the owner reads it (Transport.ReadAnswers). The os.File keeps
+// Close from racing a call in progress, as it does for any descriptor.
+type answerSocket struct {
+	f   *os.File
+	raw rawSender
+}
+
+// openAnswerSocket opens an answer socket of main's family on main's
+// address, on a port the kernel picks.
+func openAnswerSocket(main *net.UDPConn) (*answerSocket, error) {
+	rc, err := main.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var (
+		local  syscall.Sockaddr
+		v6only int
+		serr   error
+	)
+	if err := rc.Control(func(fd uintptr) {
+		if local, serr = syscall.Getsockname(int(fd)); serr != nil {
+			return
+		}
+		if _, ok := local.(*syscall.SockaddrInet6); ok {
+			v6only, serr = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_IPV6, syscall.IPV6_V6ONLY)
+		}
+	}); err != nil {
+		return nil, err
+	}
+	if serr != nil {
+		return nil, fmt.Errorf("reading the datagram socket's address: %w", serr)
+	}
+	family := syscall.AF_INET
+	switch sa := local.(type) {
+	case *syscall.SockaddrInet4:
+		sa.Port = 0
+	case *syscall.SockaddrInet6:
+		sa.Port = 0
+		family = syscall.AF_INET6
+	default:
+		return nil, fmt.Errorf("the datagram socket has an address of family %T", local)
+	}
+	fd, err := syscall.Socket(family, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC, syscall.IPPROTO_UDP)
+	if err != nil {
+		return nil, fmt.Errorf("opening the answer socket: %w", err)
+	}
+	setup := func() error {
+		if family == syscall.AF_INET6 {
+			if err := syscall.SetsockoptInt(fd, syscall.IPPROTO_IPV6, syscall.IPV6_V6ONLY, v6only); err != nil {
+				return err
+			}
+		}
+		if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS, 1); err != nil {
+			return err
+		}
+		return syscall.Bind(fd, local)
+	}
+	if err := setup(); err != nil {
+		syscall.Close(fd)
+		return nil, fmt.Errorf("setting up the answer socket: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "datagram answers")
+	frc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &answerSocket{f: f, raw: rawSender{rc: frc, v6: family == syscall.AF_INET6}}, nil
+}
+
+// recv reads one waiting datagram into b, with the time it arrived; it
+// never waits: errNoAnswer when none is there.
+func (a *answerSocket) recv(b []byte) (int, netip.AddrPort, time.Time, error) {
+	var (
+		from  syscall.RawSockaddrAny
+		oob   [64]byte
+		iov   = syscall.Iovec{Base: unsafe.SliceData(b)}
+		msg   = syscall.Msghdr{Name: (*byte)(unsafe.Pointer(&from)), Namelen: syscall.SizeofSockaddrAny, Iov: &iov, Iovlen: 1, Control: &oob[0]}
+		n     uintptr
+		errno syscall.Errno
+	)
+	iov.SetLen(len(b))
+	msg.SetControllen(len(oob))
+	err := a.raw.rc.Read(func(fd uintptr) bool {
+		for {
+			n, _, errno = syscall.RawSyscall(syscall.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&msg)), syscall.MSG_DONTWAIT)
+			if errno != syscall.EINTR {
+				return true
+			}
+		}
+	})
+	switch {
+	case err != nil:
+		return 0, netip.AddrPort{}, time.Time{}, err
+	case errno == syscall.EAGAIN:
+		return 0, netip.AddrPort{}, time.Time{}, errNoAnswer
+	case errno != 0:
+		return 0, netip.AddrPort{}, time.Time{}, errno
+	}
+	var at time.Time
+	if h := (*syscall.Cmsghdr)(unsafe.Pointer(&oob[0])); int(msg.Controllen) >= syscall.CmsgLen(int(unsafe.Sizeof(syscall.Timespec{}))) &&
+		h.Level == syscall.SOL_SOCKET && h.Type == syscall.SCM_TIMESTAMPNS {
+		ts := (*syscall.Timespec)(unsafe.Pointer(&oob[syscall.CmsgLen(0)]))
+		at = time.Unix(ts.Unix())
+	}
+	return int(n), addrPortOf(&from), at, nil
+}
+
+func (a *answerSocket) close() error { return a.f.Close() }
+
+// port is the port the kernel gave the socket (tests).
+func (a *answerSocket) port() (int, error) {
+	var port int
+	var serr error
+	err := a.raw.rc.Control(func(fd uintptr) {
+		var sa syscall.Sockaddr
+		if sa, serr = syscall.Getsockname(int(fd)); serr != nil {
+			return
+		}
+		switch sa := sa.(type) {
+		case *syscall.SockaddrInet4:
+			port = sa.Port
+		case *syscall.SockaddrInet6:
+			port = sa.Port
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	return port, serr
 }

@@ -237,6 +237,12 @@ type Options struct {
 	// that a lost TCP segment stalls none of them. Needs Credentials; the
 	// streams carry them as before whenever datagrams go unanswered.
 	Datagrams bool
+	// DeferAnswers (with Datagrams, on Linux): heartbeat datagrams leave
+	// from a socket of their own that Go's poller does not watch, and the
+	// answers wait there until the owner calls ReadAnswers, so that an
+	// idle leader is not woken for each one (datagram.go). The owner must
+	// call ReadAnswers often: a raft loop does before every tick and timer.
+	DeferAnswers bool
 
 	// SyncSend makes Send deliver every message synchronously on the
 	// caller's goroutine, without a deadline: the behaviour of the reference
@@ -461,6 +467,9 @@ func (t *Transport) Start() error {
 			lis.Close()
 			if t.dgram != nil {
 				t.dgram.conn.Close()
+				if t.dgram.answers != nil {
+					t.dgram.answers.close()
+				}
 			}
 			t.wg.Wait()
 			return err
@@ -610,6 +619,9 @@ func (t *Transport) Stop() {
 	t.server.Stop() // ends in-flight handlers' contexts; no graceful drain needed for raft
 	if t.dgram != nil {
 		t.dgram.conn.Close()
+		if t.dgram.answers != nil {
+			t.dgram.answers.close()
+		}
 	}
 	t.closeConns()
 	t.wg.Wait()

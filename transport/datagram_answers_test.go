@@ -1,0 +1,181 @@
+//go:build linux
+
+package transport
+
+import (
+	"net"
+	"syscall"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/stretchr/testify/require"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// newDeferredNet is two transports with datagrams, n1 with its answers
+// deferred (Options.DeferAnswers), as a node runs (no fault hooks).
+func newDeferredNet(t *testing.T) (*testNet, []*ackingHandler) {
+	handlers := []*ackingHandler{{}, {}}
+	tn := newTestNet(t, 2, func(i int, o *Options) {
+		o.Handler = handlers[i]
+		o.Datagrams = true
+		o.DeferAnswers = i == 0
+		o.Hooks = nil
+	})
+	require.NotNil(t, tn.trs[0].dgram.answers, "n1 has an answer socket")
+	return tn, handlers
+}
+
+// answerWaiting says whether a datagram waits in tr's answer socket,
+// unread (FIONREAD, TIOCINQ by its Linux name: the size of the next one).
+func answerWaiting(t *testing.T, tr *Transport) bool {
+	var size int32
+	var errno syscall.Errno
+	require.NoError(t, tr.dgram.answers.raw.rc.Control(func(fd uintptr) {
+		_, _, errno = syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCINQ, uintptr(unsafe.Pointer(&size)))
+	}))
+	require.Zero(t, errno)
+	return size > 0
+}
+
+// confirmDeferred sends n1's heartbeats to n2 and reads their answers
+// until one was answered as a datagram.
+func confirmDeferred(t *testing.T, tn *testNet) *peer {
+	p := tn.trs[0].set().byID[2]
+	waitFor(t, 10*time.Second, "a datagram heartbeat answered", func() bool {
+		tn.trs[0].Send([]*raftpb.Message{heartbeat(1, 2, 3, nil)})
+		time.Sleep(10 * time.Millisecond) // the heartbeat interval of this test
+		tn.trs[0].ReadAnswers()
+		return p.dgAnswered.Load() != 0
+	})
+	return p
+}
+
+// An answer to a heartbeat datagram goes to the answer socket and waits
+// there, taken by nothing (no goroutine reads it: nothing woke for it),
+// until ReadAnswers takes it and reports its acknowledgement before it
+// returns. The round trip reported is the answer's arrival, not the read.
+func TestDeferredAnswers_WaitUntilReadAndKeepTheirArrivalTime(t *testing.T) {
+	t.Parallel()
+	tn, hs := newDeferredNet(t)
+	p := confirmDeferred(t, tn)
+	for range 3 {
+		tn.trs[0].ReadAnswers() // answers of confirmDeferred still on the way
+	}
+	waitFor(t, 10*time.Second, "the answer socket empty", func() bool {
+		tn.trs[0].ReadAnswers()
+		return !answerWaiting(t, tn.trs[0])
+	})
+	for i := range 5 {
+		_, acks0 := hs[0].counts()
+		_, recv0 := tn.trs[0].datagramStats()
+		sentAt := time.Now()
+		tn.trs[0].Send([]*raftpb.Message{heartbeat(1, 2, 3, proto.Uint64(uint64(i)))})
+		waitFor(t, 10*time.Second, "the answer waiting in n1's answer socket", func() bool { return answerWaiting(t, tn.trs[0]) })
+		arrivedBy := time.Since(sentAt)
+		// The wait is the subject here: had the round trip been measured
+		// at the read, it would be at least this long.
+		hold := max(200*time.Millisecond, 2*arrivedBy)
+		time.Sleep(hold)
+		_, acks := hs[0].counts()
+		_, recv := tn.trs[0].datagramStats()
+		require.Equal(t, acks0, acks, "no acknowledgement before ReadAnswers")
+		require.Equal(t, recv0, recv, "nothing read the answer before ReadAnswers")
+
+		require.Equal(t, 1, tn.trs[0].ReadAnswers(), "ReadAnswers takes the one answer")
+		_, acks = hs[0].counts()
+		require.Equal(t, acks0+1, acks, "its acknowledgement was reported before ReadAnswers returned")
+		hs[0].mu.Lock()
+		a := hs[0].acks[acks0]
+		hs[0].mu.Unlock()
+		at, ok := a.Stamp.Time()
+		require.True(t, ok)
+		require.False(t, at.Before(sentAt.Truncate(time.Microsecond)), "it acknowledges the heartbeat just sent")
+		require.Equal(t, Ack{Stamp: a.Stamp, Term: 3, Leader: 1, Promise: 900 * time.Millisecond}, a)
+		rtt := time.Duration(p.rtt.Load())
+		require.Less(t, rtt, arrivedBy+time.Millisecond, "the round trip ends at the arrival (held %v before the read)", hold)
+		require.Equal(t, 0, tn.trs[0].ReadAnswers(), "nothing else waits")
+	}
+	require.True(t, tn.trs[0].Stats()[0].DatagramHeartbeats, "heartbeats to n2 go as datagrams alone")
+}
+
+// Only sealed answers to our own heartbeats are taken at the answer
+// socket's port, each once: anything else anyone sends there (noise, a
+// request, a datagram under a key we do not hold, a real answer replayed)
+// is dropped unanswered and counted, and reports nothing.
+func TestDeferredAnswers_ForgeriesAtTheAnswerPortAreDropped(t *testing.T) {
+	t.Parallel()
+	tn, hs := newDeferredNet(t)
+	confirmDeferred(t, tn)
+	waitFor(t, 10*time.Second, "the answer socket empty", func() bool {
+		tn.trs[0].ReadAnswers()
+		return !answerWaiting(t, tn.trs[0])
+	})
+	port, err := tn.trs[0].dgram.answers.port()
+	require.NoError(t, err)
+	attacker, err := net.DialUDP("udp", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+	require.NoError(t, err)
+	defer attacker.Close()
+
+	// A real answer, taken off the wire as an attacker on the path would.
+	tn.trs[0].Send([]*raftpb.Message{heartbeat(1, 2, 3, nil)})
+	waitFor(t, 10*time.Second, "the answer", func() bool { return answerWaiting(t, tn.trs[0]) })
+	buf := make([]byte, maxDatagram)
+	n, _, _, err := tn.trs[0].dgram.answers.recv(buf)
+	require.NoError(t, err)
+	answer := buf[:n]
+
+	// A sealed request under n1's key to n2: its header says "request".
+	key := tn.trs[0].set().byID[2].dgOut.Load().key
+	request := key.seal(nil, datagramRequest, 1<<40, []byte("heartbeat"))
+	unknownKey := (&datagramKey{id: key.id ^ 1, aead: key.aead}).seal(nil, datagramAnswer, 7, nil)
+	forgeries := [][]byte{[]byte("noise"), {}, request, unknownKey}
+
+	_, acks0 := hs[0].counts()
+	rejected0 := tn.trs[0].Rejections(RejectDatagram)
+	for _, f := range append(forgeries, answer, answer) {
+		_, err := attacker.Write(f)
+		require.NoError(t, err)
+	}
+	want := uint64(len(forgeries) + 1) // and the replay
+	taken := 0
+	waitFor(t, 10*time.Second, "every datagram read", func() bool {
+		taken += tn.trs[0].ReadAnswers()
+		return tn.trs[0].Rejections(RejectDatagram)-rejected0 >= want && taken >= 1
+	})
+	require.Equal(t, 1, taken, "the real answer was taken, once")
+	_, acks := hs[0].counts()
+	require.Equal(t, acks0+1, acks, "only the real answer reported an acknowledgement")
+	require.Equal(t, want, tn.trs[0].Rejections(RejectDatagram)-rejected0)
+}
+
+// A flood at the answer port holds the reader for a bounded number of
+// datagrams per call, never for as long as the flood lasts.
+func TestDeferredAnswers_EachReadIsBounded(t *testing.T) {
+	t.Parallel()
+	tn, _ := newDeferredNet(t)
+	// Fewer than the socket's buffer holds, so that none is lost.
+	const perRead = 16
+	tn.trs[0].dgram.perRead = perRead
+	port, err := tn.trs[0].dgram.answers.port()
+	require.NoError(t, err)
+	flood, err := net.DialUDP("udp", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+	require.NoError(t, err)
+	defer flood.Close()
+	const n = 3*perRead + 5
+	for range n {
+		_, err := flood.Write([]byte("flood"))
+		require.NoError(t, err)
+	}
+	rejected0 := tn.trs[0].Rejections(RejectDatagram)
+	var most uint64
+	waitFor(t, 10*time.Second, "the flood read", func() bool {
+		before := tn.trs[0].Rejections(RejectDatagram)
+		tn.trs[0].ReadAnswers()
+		most = max(most, tn.trs[0].Rejections(RejectDatagram)-before)
+		return tn.trs[0].Rejections(RejectDatagram)-rejected0 >= n
+	})
+	require.LessOrEqual(t, most, uint64(perRead), "one call read at most perRead")
+}
