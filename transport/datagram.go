@@ -73,9 +73,10 @@ const datagramHandlers = 32
 type datagrams struct {
 	conn     *net.UDPConn
 	raw      rawSender
-	answers  *answerSocket // heartbeats leave from it (Options.DeferAnswers); nil: from conn
-	readMu   sync.Mutex    // one ReadAnswers at a time
-	perRead  int           // the most one ReadAnswers takes: maxAnswersPerRead (tests: fewer)
+	answers  *answerSocket     // heartbeats leave from it (Options.DeferAnswers); nil: from conn
+	readMu   sync.Mutex        // one ReadAnswers at a time
+	perRead  int               // the most one ReadAnswers takes: maxAnswersPerRead (tests: fewer)
+	readBuf  [maxDatagram]byte // ReadAnswers', under readMu
 	slots    chan struct{}
 	mu       sync.Mutex
 	sessions map[uint32]*datagramSession // by key ID
@@ -447,10 +448,10 @@ func (t *Transport) ReadAnswers() int {
 	}
 	d.readMu.Lock()
 	defer d.readMu.Unlock()
-	var buf [maxDatagram]byte
+	buf := d.readBuf[:]
 	taken := 0
 	for range d.perRead {
-		n, _, at, err := d.answers.recv(buf[:])
+		n, _, at, err := d.answers.recv(buf)
 		if err != nil {
 			break // none waiting, or closed by Stop
 		}

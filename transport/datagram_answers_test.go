@@ -179,3 +179,40 @@ func TestDeferredAnswers_EachReadIsBounded(t *testing.T) {
 	})
 	require.LessOrEqual(t, most, uint64(perRead), "one call read at most perRead")
 }
+
+// A leader's round of one heartbeat datagram and its answer, end to end
+// over loopback: n1 sends it (Send), n2 steps and answers it, n1 reads the
+// answer from its answer socket (ReadAnswers) and reports the
+// acknowledgement. Allocations are both ends' (one process).
+func BenchmarkDeferredAnswers_Round(b *testing.B) {
+	handlers := []*ackingHandler{{}, {}}
+	tn := newTestNet(b, 2, func(i int, o *Options) {
+		o.Handler = handlers[i]
+		o.Datagrams = true
+		o.DeferAnswers = i == 0
+		o.Hooks = nil
+	})
+	tr, p := tn.trs[0], tn.trs[0].set().byID[2]
+	hb := []*raftpb.Message{heartbeat(1, 2, 3, nil)}
+	deadline := time.Now().Add(10 * time.Second)
+	for p.dgAnswered.Load() == 0 && time.Now().Before(deadline) {
+		tr.Send(hb)
+		time.Sleep(10 * time.Millisecond)
+		tr.ReadAnswers()
+	}
+	if p.dgAnswered.Load() == 0 {
+		b.Fatal("no datagram answered")
+	}
+	for tr.ReadAnswers() > 0 {
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		tr.Send(hb)
+		for tr.ReadAnswers() == 0 {
+			if time.Now().After(deadline.Add(time.Minute)) {
+				b.Fatal("an answer never came")
+			}
+		}
+	}
+}

@@ -125,6 +125,16 @@ func addrPortOf(from *syscall.RawSockaddrAny) netip.AddrPort {
 type answerSocket struct {
 	f   *os.File
 	raw rawSender
+
+	// recv's state, made once: a read allocates nothing. One reader at a
+	// time (Transport.ReadAnswers holds readMu).
+	from   syscall.RawSockaddrAny
+	oob    [64]byte
+	iov    syscall.Iovec
+	msg    syscall.Msghdr
+	n      uintptr
+	errno  syscall.Errno
+	readFn func(fd uintptr) bool
 }
 
 // openAnswerSocket opens an answer socket of main's family on main's
@@ -187,45 +197,45 @@ func openAnswerSocket(main *net.UDPConn) (*answerSocket, error) {
 		f.Close()
 		return nil, err
 	}
-	return &answerSocket{f: f, raw: rawSender{rc: frc, v6: family == syscall.AF_INET6}}, nil
+	a := &answerSocket{f: f, raw: rawSender{rc: frc, v6: family == syscall.AF_INET6}}
+	a.readFn = func(fd uintptr) bool {
+		for {
+			a.n, _, a.errno = syscall.RawSyscall(syscall.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&a.msg)), syscall.MSG_DONTWAIT)
+			if a.errno != syscall.EINTR {
+				return true
+			}
+		}
+	}
+	return a, nil
 }
 
 // recv reads one waiting datagram into b, with the time it arrived; it
 // never waits: errNoAnswer when none is there.
 func (a *answerSocket) recv(b []byte) (int, netip.AddrPort, time.Time, error) {
-	var (
-		from  syscall.RawSockaddrAny
-		oob   [64]byte
-		iov   = syscall.Iovec{Base: unsafe.SliceData(b)}
-		msg   = syscall.Msghdr{Name: (*byte)(unsafe.Pointer(&from)), Namelen: syscall.SizeofSockaddrAny, Iov: &iov, Iovlen: 1, Control: &oob[0]}
-		n     uintptr
-		errno syscall.Errno
-	)
-	iov.SetLen(len(b))
-	msg.SetControllen(len(oob))
-	err := a.raw.rc.Read(func(fd uintptr) bool {
-		for {
-			n, _, errno = syscall.RawSyscall(syscall.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&msg)), syscall.MSG_DONTWAIT)
-			if errno != syscall.EINTR {
-				return true
-			}
-		}
-	})
+	if len(b) == 0 {
+		return 0, netip.AddrPort{}, time.Time{}, syscall.EINVAL
+	}
+	a.iov = syscall.Iovec{Base: unsafe.SliceData(b)}
+	a.iov.SetLen(len(b))
+	a.msg = syscall.Msghdr{Name: (*byte)(unsafe.Pointer(&a.from)), Namelen: syscall.SizeofSockaddrAny, Iov: &a.iov, Iovlen: 1, Control: &a.oob[0]}
+	a.msg.SetControllen(len(a.oob))
+	err := a.raw.rc.Read(a.readFn)
+	a.iov.Base = nil // b is the caller's again
 	switch {
 	case err != nil:
 		return 0, netip.AddrPort{}, time.Time{}, err
-	case errno == syscall.EAGAIN:
+	case a.errno == syscall.EAGAIN:
 		return 0, netip.AddrPort{}, time.Time{}, errNoAnswer
-	case errno != 0:
-		return 0, netip.AddrPort{}, time.Time{}, errno
+	case a.errno != 0:
+		return 0, netip.AddrPort{}, time.Time{}, a.errno
 	}
 	var at time.Time
-	if h := (*syscall.Cmsghdr)(unsafe.Pointer(&oob[0])); int(msg.Controllen) >= syscall.CmsgLen(int(unsafe.Sizeof(syscall.Timespec{}))) &&
+	if h := (*syscall.Cmsghdr)(unsafe.Pointer(&a.oob[0])); int(a.msg.Controllen) >= syscall.CmsgLen(int(unsafe.Sizeof(syscall.Timespec{}))) &&
 		h.Level == syscall.SOL_SOCKET && h.Type == syscall.SCM_TIMESTAMPNS {
-		ts := (*syscall.Timespec)(unsafe.Pointer(&oob[syscall.CmsgLen(0)]))
+		ts := (*syscall.Timespec)(unsafe.Pointer(&a.oob[syscall.CmsgLen(0)]))
 		at = time.Unix(ts.Unix())
 	}
-	return int(n), addrPortOf(&from), at, nil
+	return int(a.n), addrPortOf(&a.from), at, nil
 }
 
 func (a *answerSocket) close() error { return a.f.Close() }
