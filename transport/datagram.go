@@ -47,10 +47,13 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc/credentials"
 	grpcpeer "google.golang.org/grpc/peer"
-	"google.golang.org/protobuf/proto"
 
 	pb "github.com/raftelect/raftelect/proto/raftelect/v1"
 )
+
+// maxPayload bounds the encoding of a DatagramRequest or DatagramAnswer
+// (at most 66 bytes: datagram_wire.go).
+const maxPayload = 80
 
 // maxDatagram bounds what is read: every datagram this transport sends is
 // a heartbeat or its answer, under 100 bytes.
@@ -294,20 +297,17 @@ func (t *Transport) sendDatagram(p *peer, m *raftpb.Message, now time.Time) (spa
 		Heartbeat: &hb, Stamp: req.Stamp,
 		State: stateDigest(req.Incarnation, req.LabelsDigest, req.ConfigDigest, req.KnownConfigDigest),
 	}
-	payload, err := proto.Marshal(&dr)
-	if err != nil {
-		return false
-	}
+	// One allocation for the payload and, after it, the sealed datagram.
+	payload := appendDatagramRequest(make([]byte, 0, 2*maxPayload+sealOverhead), &dr)
 	counter := out.counter.Add(1)
 	out.mu.Lock()
 	out.pending[counter%uint64(len(out.pending))] = pendingHeartbeat{counter: counter, msg: m, req: req, own: own, at: now}
 	out.mu.Unlock()
-	var buf [maxDatagram]byte
 	from := d.raw
 	if d.answers != nil {
 		from = d.answers.raw
 	}
-	if err := from.send(out.key.seal(buf[:0], datagramRequest, counter, payload), out.to); err != nil {
+	if err := from.send(out.key.seal(payload[len(payload):], datagramRequest, counter, payload), out.to); err != nil {
 		return false
 	}
 	d.sent.Add(1)
@@ -343,7 +343,7 @@ func (t *Transport) readDatagrams(d *datagrams) {
 				continue
 			}
 			var dr pb.DatagramRequest
-			if proto.Unmarshal(payload, &dr) != nil {
+			if decodeDatagramRequest(payload, &dr) != nil {
 				t.reject(RejectDatagram)
 				continue
 			}
@@ -419,12 +419,8 @@ func (t *Transport) handleDatagram(d *datagrams, s *datagramSession, counter uin
 			}
 		}
 	}
-	payload, err := proto.Marshal(answer)
-	if err != nil {
-		return
-	}
-	var buf [maxDatagram]byte
-	if d.raw.send(s.key.seal(buf[:0], datagramAnswer, s.answers.Add(1), payload), from) == nil {
+	payload := appendDatagramAnswer(make([]byte, 0, 2*maxPayload+sealOverhead), answer)
+	if d.raw.send(s.key.seal(payload[len(payload):], datagramAnswer, s.answers.Add(1), payload), from) == nil {
 		d.sent.Add(1)
 	}
 }
@@ -490,7 +486,7 @@ func (t *Transport) answered(d *datagrams, id uint32, counter uint64, b []byte, 
 	}
 	payload, err := out.key.open(nil, b, datagramAnswer, counter)
 	var a pb.DatagramAnswer
-	if err != nil || !out.window.accept(counter) || proto.Unmarshal(payload, &a) != nil {
+	if err != nil || !out.window.accept(counter) || decodeDatagramAnswer(payload, &a) != nil {
 		t.reject(RejectDatagram)
 		return false
 	}
