@@ -47,7 +47,8 @@ type raftLoop struct {
 	// tick fires at the core's next tick (Node.NextTick); tickAt is what
 	// it is set for (zero: not set), ticksSeen the core's tick count when
 	// the loop last looked.
-	tick      *time.Timer
+	tick      *time.Timer   // a function timer, which sends on ticked
+	ticked    chan struct{} // capacity 1
 	tickAt    time.Time
 	ticksSeen uint64
 	calls     chan func() // tests: run on the loop between two inputs
@@ -279,7 +280,18 @@ func (l *raftLoop) run(ctx context.Context) (err error) {
 	l.logEvent(eventlog.KindStart)
 	l.e.publish(l)
 
-	l.tick = time.NewTimer(l.e.tick) // the first tick: a heartbeat after the start
+	// The first tick: a heartbeat after the start. A function timer, not a
+	// channel one: the runtime keeps a channel timer out of its heap while
+	// no goroutine waits on the channel, so while the loop works its tick
+	// would be unknown to a thread going to sleep in the poller, and the
+	// loop's wait would then wake that thread again (rearmTick).
+	l.ticked = make(chan struct{}, 1)
+	l.tick = time.AfterFunc(l.e.tick, func() {
+		select {
+		case l.ticked <- struct{}{}:
+		default: // one pending is as good as two
+		}
+	})
 	defer l.tick.Stop()
 	defer l.wake.Stop()
 	l.resetWake()
@@ -304,8 +316,8 @@ func (l *raftLoop) run(ctx context.Context) (err error) {
 		case <-stopBy:
 			l.e.log.Warn("leadership transfer did not complete before stop")
 			return nil
-		case <-l.tick.C:
-			l.tickAt = time.Time{}
+		case <-l.ticked:
+			l.rearmTick()
 			err = l.begin()
 			// A heartbeat stepped just now (begin) may have ticked and
 			// moved the next tick: two ticks closer than a heartbeat would
@@ -416,12 +428,38 @@ func (l *raftLoop) resetWake() {
 	}
 }
 
-// resetTick sets the tick timer for the core's next tick, when that moved.
+// tickSlack is how much later than the core's next tick the tick timer
+// may stay set (rearmTick, resetTick).
+const tickSlack = time.Millisecond
+
+// rearmTick sets the tick timer, the moment it has fired, for where the
+// next tick will most likely be: a heartbeat from now, plus tickSlack so
+// that the core's next tick, set during the work that follows, falls
+// before it. resetTick moves it when that guess was wrong.
+//
+// Why at once: the timer that fired made the runtime wake a second thread
+// along with this one (an idle processor for the goroutine it readied),
+// and that thread, finding nothing to run, sleeps in the network poller
+// until the earliest timer it sees. A tick timer set only after the work
+// would be earlier than that sleep, and the runtime would wake the poller
+// again to shorten it: one more wake-up per heartbeat, for nothing
+// (docs/benchmarks.md, "Answers without wake-ups").
+func (l *raftLoop) rearmTick() {
+	l.tickAt = time.Now().Add(l.e.tick + tickSlack)
+	l.tick.Reset(l.e.tick + tickSlack)
+}
+
+// resetTick sets the tick timer for the core's next tick, when that moved:
+// unless it is set no earlier than that tick and at most tickSlack after it.
+// A tick a little late only makes this node count time more slowly, which
+// shortens no promise (docs/safety.md).
 func (l *raftLoop) resetTick() {
-	if at := l.node.NextTick(); !at.IsZero() && !at.Equal(l.tickAt) {
-		l.tickAt = at
-		l.tick.Reset(max(time.Until(at), 0))
+	at := l.node.NextTick()
+	if at.IsZero() || (!l.tickAt.Before(at) && l.tickAt.Sub(at) <= tickSlack) {
+		return
 	}
+	l.tickAt = at
+	l.tick.Reset(max(time.Until(at), 0))
 }
 
 // flush does what the core asked for, in its order: leadership events
