@@ -74,17 +74,21 @@ const datagramHandlers = 32
 // datagrams is a transport's UDP socket and the sessions (one per peer
 // control stream served) it accepts requests under.
 type datagrams struct {
-	conn     *net.UDPConn
-	raw      rawSender
-	answers  *answerSocket     // heartbeats leave from it (Options.DeferAnswers); nil: from conn
-	readMu   sync.Mutex        // one ReadAnswers at a time
-	perRead  int               // the most one ReadAnswers takes: maxAnswersPerRead (tests: fewer)
-	readBuf  [maxDatagram]byte // ReadAnswers', under readMu
-	slots    chan struct{}
-	mu       sync.Mutex
-	sessions map[uint32]*datagramSession // by key ID
-	sent     atomic.Uint64
-	received atomic.Uint64 // opened and accepted
+	conn *net.UDPConn
+	raw  rawSender
+	// deferAnswers: heartbeats leave from each peer's answer socket
+	// (Options.DeferAnswers, Linux); answerErr: opening one failed once
+	// (logged once).
+	deferAnswers bool
+	answerErr    atomic.Bool
+	readMu       sync.Mutex        // one ReadAnswers at a time
+	perRead      int               // the most one ReadAnswers takes: maxAnswersPerRead (tests: fewer)
+	readBuf      [maxDatagram]byte // ReadAnswers', under readMu
+	slots        chan struct{}
+	mu           sync.Mutex
+	sessions     map[uint32]*datagramSession // by key ID
+	sent         atomic.Uint64
+	received     atomic.Uint64 // opened and accepted
 }
 
 // datagramSession is the receiving side of one control stream's
@@ -163,12 +167,7 @@ func (t *Transport) startDatagrams() {
 		return
 	}
 	d := &datagrams{conn: conn, raw: raw, perRead: maxAnswersPerRead, slots: make(chan struct{}, datagramHandlers), sessions: map[uint32]*datagramSession{}}
-	if t.opts.DeferAnswers {
-		if d.answers, err = openAnswerSocket(conn); err != nil {
-			d.answers = nil
-			t.log.Info("answers to heartbeat datagrams are read as they arrive: no socket of their own", "err", err)
-		}
-	}
+	d.deferAnswers = t.opts.DeferAnswers && deferredAnswersSupported
 	t.dgram = d
 	t.wg.Add(1)
 	go t.readDatagrams(d)
@@ -304,8 +303,10 @@ func (t *Transport) sendDatagram(p *peer, m *raftpb.Message, now time.Time) (spa
 	out.pending[counter%uint64(len(out.pending))] = pendingHeartbeat{counter: counter, msg: m, req: req, own: own, at: now}
 	out.mu.Unlock()
 	from := d.raw
-	if d.answers != nil {
-		from = d.answers.raw
+	if d.deferAnswers {
+		if a := t.answerSocketFor(d, p, out.to); a != nil {
+			from = a.raw
+		}
 	}
 	if err := from.send(out.key.seal(payload[len(payload):], datagramRequest, counter, payload), out.to); err != nil {
 		return false
@@ -439,33 +440,75 @@ func (t *Transport) handleDatagram(d *datagrams, s *datagramSession, counter uin
 // without wake-ups").
 func (t *Transport) ReadAnswers() int {
 	d := t.dgram
-	if d == nil || d.answers == nil {
+	if d == nil || !d.deferAnswers {
 		return 0
 	}
 	d.readMu.Lock()
 	defer d.readMu.Unlock()
 	buf := d.readBuf[:]
-	taken := 0
-	for range d.perRead {
-		n, _, at, err := d.answers.recv(buf)
-		if err != nil {
-			break // none waiting, or closed by Stop
-		}
-		kind, id, counter, ok := sealedHeader(buf[:n])
-		if !ok || kind != datagramAnswer {
-			// Only answers come to this port: whatever else does is
-			// not ours (a request here is a forgery or a mistake).
-			t.reject(RejectDatagram)
-			continue
-		}
-		if at.IsZero() {
-			at = time.Now() // the kernel gave no arrival time
-		}
-		if t.answered(d, id, counter, buf[:n], at) {
-			taken++
+	taken, budget := 0, d.perRead
+	for _, p := range t.set().byID {
+		a := p.answers.Load()
+		for a != nil && budget > 0 {
+			n, _, at, err := a.recv(buf)
+			if err != nil {
+				break // none waiting, or closed
+			}
+			budget--
+			kind, id, counter, ok := sealedHeader(buf[:n])
+			if !ok || kind != datagramAnswer {
+				// Only answers come to this port: whatever else does
+				// is not ours (a request here is a forgery or a
+				// mistake).
+				t.reject(RejectDatagram)
+				continue
+			}
+			if at.IsZero() {
+				at = time.Now() // the kernel gave no arrival time
+			}
+			if t.answered(d, id, counter, buf[:n], at) {
+				taken++
+			}
 		}
 	}
 	return taken
+}
+
+// answerSocketFor returns p's answer socket, connected to to, the
+// address p's datagrams go to: opened on first use, and again (the old
+// one closed) when that address changes; nil when it cannot be opened,
+// and then the answers come to the datagram socket, read as they arrive.
+// Called by Send's caller only.
+func (t *Transport) answerSocketFor(d *datagrams, p *peer, to netip.AddrPort) *answerSocket {
+	if a := p.answers.Load(); a != nil && a.peer == to {
+		return a
+	}
+	a, err := openAnswerSocket(d.conn, to)
+	if err != nil {
+		if !d.answerErr.Swap(true) {
+			t.log.Warn("cannot open a socket for the answers to heartbeat datagrams: they are read as they arrive", "peer", p.Name, "err", err)
+		}
+		return nil
+	}
+	if old := p.answers.Swap(a); old != nil {
+		old.close()
+	}
+	if p.removed.Load() || t.ctx.Err() != nil {
+		// stopPeer or Stop may have closed the peer's sockets before
+		// this one was stored.
+		if p.answers.CompareAndSwap(a, nil) {
+			a.close()
+		}
+		return nil
+	}
+	return a
+}
+
+// closeAnswers closes p's answer socket, if it has one.
+func closeAnswers(p *peer) {
+	if a := p.answers.Swap(nil); a != nil {
+		a.close()
+	}
 }
 
 // answered takes an answer to one of our heartbeats, which arrived at

@@ -11,9 +11,14 @@ import (
 
 // answerSocket is Linux only (datagram_linux.go): elsewhere answers come
 // to the datagram socket and are read as they come.
-type answerSocket struct{ raw rawSender }
+const deferredAnswersSupported = false
 
-func openAnswerSocket(*net.UDPConn) (*answerSocket, error) {
+type answerSocket struct {
+	raw  rawSender
+	peer netip.AddrPort
+}
+
+func openAnswerSocket(*net.UDPConn, netip.AddrPort) (*answerSocket, error) {
 	return nil, errors.ErrUnsupported
 }
 

@@ -94,6 +94,19 @@ func (r rawSender) recv(_ *net.UDPConn, b []byte) (int, netip.AddrPort, error) {
 	return int(n), addrPortOf(&from), nil
 }
 
+// sockaddrOf is to as a socket address of an AF_INET6 socket (v6) or an
+// AF_INET one.
+func sockaddrOf(to netip.AddrPort, v6 bool) syscall.Sockaddr {
+	if a := to.Addr().Unmap(); a.Is4() && !v6 {
+		return &syscall.SockaddrInet4{Port: int(to.Port()), Addr: a.As4()}
+	}
+	sa := &syscall.SockaddrInet6{Port: int(to.Port()), Addr: to.Addr().As16()}
+	if z, err := strconv.ParseUint(to.Addr().Zone(), 10, 32); err == nil {
+		sa.ZoneId = uint32(z)
+	}
+	return sa
+}
+
 // addrPortOf decodes a socket address recvfrom or recvmsg gave.
 func addrPortOf(from *syscall.RawSockaddrAny) netip.AddrPort {
 	switch from.Addr.Family {
@@ -114,8 +127,11 @@ func addrPortOf(from *syscall.RawSockaddrAny) netip.AddrPort {
 	return netip.AddrPort{}
 }
 
-// answerSocket is the UDP socket a leader's heartbeat datagrams leave
-// from with Options.DeferAnswers, so that their answers come back to it.
+const deferredAnswersSupported = true
+
+// answerSocket is the UDP socket a leader's heartbeat datagrams to one
+// peer leave from with Options.DeferAnswers, so that their answers come
+// back to it.
 // Go's poller never watches it: the descriptor is in blocking mode, which
 // os.NewFile does not register, and every call on it passes MSG_DONTWAIT.
 // An answer arriving therefore wakes no thread; it waits in the socket's
@@ -123,8 +139,9 @@ func addrPortOf(from *syscall.RawSockaddrAny) netip.AddrPort {
 // until the owner reads it (Transport.ReadAnswers). The os.File keeps
 // Close from racing a call in progress, as it does for any descriptor.
 type answerSocket struct {
-	f   *os.File
-	raw rawSender
+	f    *os.File
+	raw  rawSender
+	peer netip.AddrPort // connected to
 
 	// recv's state, made once: a read allocates nothing. One reader at a
 	// time (Transport.ReadAnswers holds readMu).
@@ -138,8 +155,11 @@ type answerSocket struct {
 }
 
 // openAnswerSocket opens an answer socket of main's family on main's
-// address, on a port the kernel picks.
-func openAnswerSocket(main *net.UDPConn) (*answerSocket, error) {
+// address, on a port the kernel picks, connected to peer: the kernel
+// then drops every datagram that does not come from peer's address and
+// port, so that only a sender who can forge that address can fill its
+// buffer between two reads.
+func openAnswerSocket(main *net.UDPConn, peer netip.AddrPort) (*answerSocket, error) {
 	rc, err := main.SyscallConn()
 	if err != nil {
 		return nil, err
@@ -185,7 +205,10 @@ func openAnswerSocket(main *net.UDPConn) (*answerSocket, error) {
 		if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS, 1); err != nil {
 			return err
 		}
-		return syscall.Bind(fd, local)
+		if err := syscall.Bind(fd, local); err != nil {
+			return err
+		}
+		return syscall.Connect(fd, sockaddrOf(peer, family == syscall.AF_INET6))
 	}
 	if err := setup(); err != nil {
 		syscall.Close(fd)
@@ -197,7 +220,7 @@ func openAnswerSocket(main *net.UDPConn) (*answerSocket, error) {
 		f.Close()
 		return nil, err
 	}
-	a := &answerSocket{f: f, raw: rawSender{rc: frc, v6: family == syscall.AF_INET6}}
+	a := &answerSocket{f: f, raw: rawSender{rc: frc, v6: family == syscall.AF_INET6}, peer: peer}
 	a.readFn = func(fd uintptr) bool {
 		for {
 			a.n, _, a.errno = syscall.RawSyscall(syscall.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&a.msg)), syscall.MSG_DONTWAIT)

@@ -274,6 +274,7 @@ func (t *Transport) startPeer(p *peer) error {
 func (t *Transport) stopPeer(p *peer, report bool) {
 	p.removed.Store(true)
 	p.cancel()
+	closeAnswers(p)
 	dropped := map[raftpb.MessageType]int{}
 	n := 0
 	for _, q := range []*sendQueue{p.control, p.data, p.hedge} {

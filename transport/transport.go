@@ -467,9 +467,6 @@ func (t *Transport) Start() error {
 			lis.Close()
 			if t.dgram != nil {
 				t.dgram.conn.Close()
-				if t.dgram.answers != nil {
-					t.dgram.answers.close()
-				}
 			}
 			t.wg.Wait()
 			return err
@@ -619,9 +616,6 @@ func (t *Transport) Stop() {
 	t.server.Stop() // ends in-flight handlers' contexts; no graceful drain needed for raft
 	if t.dgram != nil {
 		t.dgram.conn.Close()
-		if t.dgram.answers != nil {
-			t.dgram.answers.close()
-		}
 	}
 	t.closeConns()
 	t.wg.Wait()
@@ -629,6 +623,7 @@ func (t *Transport) Stop() {
 
 func (t *Transport) closeConns() {
 	for _, p := range t.set().byID {
+		closeAnswers(p)
 		p.spareMu.Lock()
 		if p.spare != nil {
 			p.spare.Close()
@@ -938,6 +933,7 @@ type peer struct {
 	// are sealed under, and when (monoBase ns) one was last answered and
 	// we last sent one.
 	dgOut              atomic.Pointer[datagramOut]
+	answers            atomic.Pointer[answerSocket] // Options.DeferAnswers: where its answers wait
 	dgAnswered, dgSent atomic.Int64
 
 	// Agreement (agreement.go). agreement is the verdict on the peer's
