@@ -16,7 +16,7 @@ import (
 
 // newDeferredNet is two transports with datagrams, n1 with its answers
 // deferred (Options.DeferAnswers), as a node runs (no fault hooks).
-func newDeferredNet(t *testing.T) (*testNet, []*ackingHandler) {
+func newDeferredNet(t testing.TB) (*testNet, []*ackingHandler) {
 	handlers := []*ackingHandler{{}, {}}
 	tn := newTestNet(t, 2, func(i int, o *Options) {
 		o.Handler = handlers[i]
@@ -199,13 +199,7 @@ func TestDeferredAnswers_EachReadIsBounded(t *testing.T) {
 // answer from its answer socket (ReadAnswers) and reports the
 // acknowledgement. Allocations are both ends' (one process).
 func BenchmarkDeferredAnswers_Round(b *testing.B) {
-	handlers := []*ackingHandler{{}, {}}
-	tn := newTestNet(b, 2, func(i int, o *Options) {
-		o.Handler = handlers[i]
-		o.Datagrams = true
-		o.DeferAnswers = i == 0
-		o.Hooks = nil
-	})
+	tn, _ := newDeferredNet(b)
 	tr, p := tn.trs[0], tn.trs[0].set().byID[2]
 	hb := []*raftpb.Message{heartbeat(1, 2, 3, nil)}
 	deadline := time.Now().Add(10 * time.Second)

@@ -31,23 +31,22 @@ var wireAnswers = []*pb.DatagramAnswer{
 // what the other encodes, and the largest messages fit maxPayload.
 func TestDatagramWire_MatchesTheGeneratedCode(t *testing.T) {
 	t.Parallel()
-	for i, m := range wireRequests {
+	matchesGenerated(t, "request", wireRequests, appendDatagramRequest, decodeDatagramRequest)
+	matchesGenerated(t, "answer", wireAnswers, appendDatagramAnswer, decodeDatagramAnswer)
+}
+
+func matchesGenerated[M any, PM interface {
+	*M
+	proto.Message
+}](t *testing.T, what string, msgs []PM, encode func([]byte, PM) []byte, decode func([]byte, PM) error) {
+	for i, m := range msgs {
 		want, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
 		require.NoError(t, err)
-		require.Equal(t, want, appendDatagramRequest([]byte{}, m), "request %d: %v", i, m)
-		require.LessOrEqual(t, len(want), maxPayload, "request %d", i)
-		var got pb.DatagramRequest
-		require.NoError(t, decodeDatagramRequest(want, &got))
-		require.True(t, proto.Equal(m, &got), "request %d: decoded %v, want %v", i, &got, m)
-	}
-	for i, m := range wireAnswers {
-		want, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
-		require.NoError(t, err)
-		require.Equal(t, want, appendDatagramAnswer([]byte{}, m), "answer %d: %v", i, m)
-		require.LessOrEqual(t, len(want), maxPayload, "answer %d", i)
-		var got pb.DatagramAnswer
-		require.NoError(t, decodeDatagramAnswer(want, &got))
-		require.True(t, proto.Equal(m, &got), "answer %d: decoded %v, want %v", i, &got, m)
+		require.Equal(t, want, encode([]byte{}, m), "%s %d: %v", what, i, m)
+		require.LessOrEqual(t, len(want), maxPayload, "%s %d", what, i)
+		got := PM(new(M))
+		require.NoError(t, decode(want, got))
+		require.True(t, proto.Equal(m, got), "%s %d: decoded %v, want %v", what, i, got, m)
 	}
 }
 
