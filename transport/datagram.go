@@ -59,12 +59,12 @@ const maxPayload = 80
 // a heartbeat or its answer, under 100 bytes.
 const maxDatagram = 512
 
-// errNoAnswer: no answer waits in the answer socket.
+// errNoAnswer: no answer waits in an answer socket.
 var errNoAnswer = errors.New("no answer waiting")
 
-// maxAnswersPerRead bounds what one ReadAnswers takes: a flood at the
-// answer socket's port (each datagram fails to open) must not hold the
-// raft loop; what is left waits for the next call.
+// maxAnswersPerRead bounds what one ReadAnswers takes, over all peers: a
+// flood at an answer socket (from its peer's address, forged) must not
+// hold the raft loop; what is left waits for the next call.
 const maxAnswersPerRead = 256
 
 // datagramHandlers bounds the requests being handled at once when fault
@@ -427,17 +427,17 @@ func (t *Transport) handleDatagram(d *datagrams, s *datagramSession, counter uin
 }
 
 // ReadAnswers takes the answers to heartbeat datagrams that wait in the
-// answer socket (Options.DeferAnswers), reports them to the handler as
-// the stream's would be (Handler.Acked) before it returns, and says how
-// many it took. It never waits. Without the answer socket it does
-// nothing: answers are taken as they arrive.
+// peers' answer sockets (Options.DeferAnswers), reports them to the
+// handler as the stream's would be (Handler.Acked) before it returns, and
+// says how many it took. It never waits. Without DeferAnswers, or off
+// Linux, it does nothing: answers are taken as they arrive.
 //
 // The raft loop calls it before each tick, timer and report it handles,
 // so a leader reads the answers to one round of heartbeats just before it
 // sends the next, and always before it decides its lease has ended. The
 // lease is dated by when each heartbeat was sent, not when its answer was
-// read, so reading late shortens nothing (docs/transport.md, "Answers
-// without wake-ups").
+// read, so reading late shortens nothing (docs/transport.md, "Datagram
+// heartbeats").
 func (t *Transport) ReadAnswers() int {
 	d := t.dgram
 	if d == nil || !d.deferAnswers {
