@@ -33,24 +33,8 @@ func (r rawSender) send(b []byte, to netip.AddrPort) error {
 	var (
 		sa4 syscall.RawSockaddrInet4
 		sa6 syscall.RawSockaddrInet6
-		sa  unsafe.Pointer
-		n   uintptr
 	)
-	if a := to.Addr().Unmap(); a.Is4() && !r.v6 {
-		sa4.Family = syscall.AF_INET
-		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa4.Port))[:], to.Port())
-		sa4.Addr = a.As4()
-		sa, n = unsafe.Pointer(&sa4), syscall.SizeofSockaddrInet4
-	} else {
-		// An IPv4 address on an AF_INET6 socket is IPv4-mapped (As16).
-		sa6.Family = syscall.AF_INET6
-		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa6.Port))[:], to.Port())
-		sa6.Addr = a.As16()
-		if z, err := strconv.ParseUint(to.Addr().Zone(), 10, 32); err == nil {
-			sa6.Scope_id = uint32(z) // as recv gave it
-		}
-		sa, n = unsafe.Pointer(&sa6), syscall.SizeofSockaddrInet6
-	}
+	sa, n := rawSockaddr(to, r.v6, &sa4, &sa6)
 	var errno syscall.Errno
 	err := r.rc.Write(func(fd uintptr) bool {
 		// EAGAIN is an error here, not a wait: MSG_DONTWAIT, for the
@@ -94,17 +78,24 @@ func (r rawSender) recv(_ *net.UDPConn, b []byte) (int, netip.AddrPort, error) {
 	return int(n), addrPortOf(&from), nil
 }
 
-// sockaddrOf is to as a socket address of an AF_INET6 socket (v6) or an
-// AF_INET one.
-func sockaddrOf(to netip.AddrPort, v6 bool) syscall.Sockaddr {
+// rawSockaddr fills sa4 or sa6 with to, as a socket address for an
+// AF_INET6 socket (v6) or an AF_INET one, and returns the one it filled
+// and its size, for a raw system call.
+func rawSockaddr(to netip.AddrPort, v6 bool, sa4 *syscall.RawSockaddrInet4, sa6 *syscall.RawSockaddrInet6) (unsafe.Pointer, uintptr) {
 	if a := to.Addr().Unmap(); a.Is4() && !v6 {
-		return &syscall.SockaddrInet4{Port: int(to.Port()), Addr: a.As4()}
+		sa4.Family = syscall.AF_INET
+		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa4.Port))[:], to.Port())
+		sa4.Addr = a.As4()
+		return unsafe.Pointer(sa4), syscall.SizeofSockaddrInet4
 	}
-	sa := &syscall.SockaddrInet6{Port: int(to.Port()), Addr: to.Addr().As16()}
+	// An IPv4 address on an AF_INET6 socket is IPv4-mapped (As16).
+	sa6.Family = syscall.AF_INET6
+	binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa6.Port))[:], to.Port())
+	sa6.Addr = to.Addr().As16()
 	if z, err := strconv.ParseUint(to.Addr().Zone(), 10, 32); err == nil {
-		sa.ZoneId = uint32(z)
+		sa6.Scope_id = uint32(z) // as recv gave it
 	}
-	return sa
+	return unsafe.Pointer(sa6), syscall.SizeofSockaddrInet6
 }
 
 // addrPortOf decodes a socket address recvfrom or recvmsg gave.
@@ -208,7 +199,15 @@ func openAnswerSocket(main *net.UDPConn, peer netip.AddrPort) (*answerSocket, er
 		if err := syscall.Bind(fd, local); err != nil {
 			return err
 		}
-		return syscall.Connect(fd, sockaddrOf(peer, family == syscall.AF_INET6))
+		var (
+			sa4 syscall.RawSockaddrInet4
+			sa6 syscall.RawSockaddrInet6
+		)
+		sa, n := rawSockaddr(peer, family == syscall.AF_INET6, &sa4, &sa6)
+		if _, _, errno := syscall.Syscall(syscall.SYS_CONNECT, uintptr(fd), uintptr(sa), n); errno != 0 {
+			return errno
+		}
+		return nil
 	}
 	if err := setup(); err != nil {
 		syscall.Close(fd)
